@@ -1,0 +1,95 @@
+/* Option parsing and output helpers shared by the commands. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli.h"
+
+int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
+{
+    static const struct {
+        struct option opt;
+        unsigned flag;
+    } table[] = {
+        {{"token", required_argument, NULL, 't'}, OPT_TOKEN},
+        {{"key", required_argument, NULL, 'k'}, OPT_KEY},
+        {{"output", required_argument, NULL, 'o'}, OPT_OUT},
+        {{"force", no_argument, NULL, 'f'}, OPT_FORCE},
+        {{"strict", no_argument, NULL, 's'}, OPT_STRICT},
+        {{"json", no_argument, NULL, 'j'}, OPT_JSON},
+        {{"bits", required_argument, NULL, 'b'}, OPT_BITS},
+        {{"segment-size", required_argument, NULL, 'S'}, OPT_SEGMENT},
+        {{"oaep", required_argument, NULL, 'O'}, OPT_OAEP},
+    };
+    struct option longopts[sizeof table / sizeof table[0] + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (allowed & table[i].flag)
+            longopts[n++] = table[i].opt;
+    memset(&longopts[n], 0, sizeof longopts[n]);
+
+    memset(o, 0, sizeof *o);
+    o->key = getenv("DCMSEAL_KEY");
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, (allowed & OPT_OUT) ? "o:" : "", longopts,
+                            NULL)) != -1) {
+        switch (c) {
+        case 't': o->token = optarg; break;
+        case 'k': o->key = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'f': o->force = 1; break;
+        case 's': o->strict = 1; break;
+        case 'j': o->json = 1; break;
+        case 'b':
+            o->bits = (unsigned)strtoul(optarg, &end, 10);
+            if (*end != '\0' || (o->bits != 2048 && o->bits != 3072))
+                return cli_usage_error("--bits %s: KEKs are RSA 2048 or 3072", optarg);
+            break;
+        case 'S': {
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end != '\0' || v < DCMSEAL_SEGMENT_MIN || v > DCMSEAL_SEGMENT_MAX)
+                return cli_usage_error("--segment-size %s: must be %u..%u bytes", optarg,
+                                       DCMSEAL_SEGMENT_MIN, DCMSEAL_SEGMENT_MAX);
+            o->segment_size = (uint32_t)v;
+            break;
+        }
+        case 'O':
+            if (strcmp(optarg, "auto") == 0)
+                o->oaep = DCMSEAL_OAEP_AUTO;
+            else if (strcmp(optarg, "sha1") == 0)
+                o->oaep = DCMSEAL_OAEP_SHA1;
+            else if (strcmp(optarg, "sha256") == 0)
+                o->oaep = DCMSEAL_OAEP_SHA256;
+            else
+                return cli_usage_error("--oaep %s: use auto, sha1 or sha256", optarg);
+            break;
+        default:
+            return cli_usage_error("%s: bad option", argv[0]);
+        }
+    }
+    o->args = argv + optind;
+    o->nargs = argc - optind;
+    return EX_OK;
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void cli_hex(FILE *f, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%02x", p[i]);
+}

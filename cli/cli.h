@@ -1,0 +1,62 @@
+/* Shared by the dcmseal command implementations. */
+#ifndef DCMSEAL_CLI_H
+#define DCMSEAL_CLI_H
+
+#include <stdio.h>
+
+#include <dcmseal/engine.h>
+#include <dcmseal/pkcs11.h>
+
+extern int cli_verbose;
+
+typedef struct cli_token {
+    dcmseal_token_t *token;
+    dcmseal_session_t *session;
+} cli_token;
+
+/* Options every command may take; each command says which it accepts. */
+enum {
+    OPT_TOKEN = 1 << 0,
+    OPT_KEY = 1 << 1,
+    OPT_OUT = 1 << 2,
+    OPT_FORCE = 1 << 3,
+    OPT_STRICT = 1 << 4,
+    OPT_JSON = 1 << 5,
+    OPT_BITS = 1 << 6,
+    OPT_SEGMENT = 1 << 7,
+    OPT_OAEP = 1 << 8,
+};
+
+typedef struct cli_opts {
+    const char *token, *key, *out;
+    int force, strict, json;
+    unsigned bits;
+    uint32_t segment_size;
+    dcmseal_oaep oaep;
+    char **args; /* positional arguments */
+    int nargs;
+} cli_opts;
+
+/* Parses argv[1..] of a command; returns EX_OK or EX_USAGE (reported). */
+int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed);
+
+/* Maps a status to its sysexits code: the only place that does. */
+int cli_exit_code(dcmseal_status st);
+/* Prints "dcmseal: WHAT: message" and returns the exit code. */
+int cli_report(const char *what, const dcmseal_error *err);
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Opens --token (or $DCMSEAL_TOKEN) and one session; reports failures. */
+int cli_token_open(cli_token *t, const char *uri);
+void cli_token_close(cli_token *t);
+
+void cli_json_string(FILE *f, const char *s);
+void cli_hex(FILE *f, const uint8_t *p, size_t n);
+
+int cli_cmd_encrypt(int argc, char **argv);
+int cli_cmd_decrypt(int argc, char **argv);
+int cli_cmd_verify(int argc, char **argv);
+int cli_cmd_inspect(int argc, char **argv);
+int cli_cmd_key(int argc, char **argv);
+
+#endif

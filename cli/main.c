@@ -1,0 +1,150 @@
+/* dcmseal: the command-line front end. Argument parsing and output only;
+ * every byte of crypto happens in libdcmseal. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include <dcmseal/engine.h>
+#include <dcmseal/pkcs11.h>
+
+#include "cli.h"
+
+static const char USAGE[] =
+    "usage: dcmseal [--verbose] COMMAND [OPTIONS] ...\n"
+    "\n"
+    "Encrypts DICOM files at rest with AES-256-GCM data keys wrapped by RSA\n"
+    "key-encryption keys that never leave a PKCS#11 token.\n"
+    "\n"
+    "commands:\n"
+    "  encrypt [--key NAME] [--strict] [--force] [--segment-size BYTES]\n"
+    "          [--oaep auto|sha1|sha256] IN -o OUT\n"
+    "                     encrypt IN (a file or - for stdin) to OUT (- for stdout)\n"
+    "  decrypt [--force] IN -o OUT\n"
+    "                     decrypt and authenticate IN; OUT appears only when whole\n"
+    "  verify FILE...     authenticate every segment and the DICOM identity\n"
+    "  inspect [--json] FILE\n"
+    "                     show the header (format, key, mechanism, sizes); no token\n"
+    "  key create NAME [--bits 2048|3072]\n"
+    "                     generate an RSA KEK inside the token\n"
+    "  key list [--json]  list the KEKs on the token\n"
+    "\n"
+    "common options:\n"
+    "  --token URI        PKCS#11 URI of the token (default: $DCMSEAL_TOKEN), e.g.\n"
+    "                     pkcs11:token=dcmseal?module-path=/usr/lib/softhsm/libsofthsm2.so\n"
+    "                     &pin-source=file:/path/to/pin\n"
+    "                     The PIN comes from pin-source (file:PATH or env:VAR) or\n"
+    "                     $DCMSEAL_PIN, never from the command line.\n"
+    "  --key NAME         KEK for encrypt (default: the URI's object=, $DCMSEAL_KEY)\n"
+    "  -v, --verbose      say which mechanism wrapped each key, and similar detail\n"
+    "  -h, --help         this text\n"
+    "  --version          the version\n"
+    "\n"
+    "A file that is not DICOM is encrypted as an opaque object, with a notice on\n"
+    "stderr; --strict refuses it instead. Existing outputs are kept unless --force.\n"
+    "\n"
+    "exit status: 0 ok, 64 usage, 65 bad data or failed authentication,\n"
+    "             69 key or token unavailable, 74 I/O error\n";
+
+int cli_verbose;
+
+int cli_exit_code(dcmseal_status st)
+{
+    /* The one place where statuses become sysexits codes. */
+    switch (st) {
+    case DCMSEAL_OK: return EX_OK;
+    case DCMSEAL_E_USAGE: return EX_USAGE;
+    case DCMSEAL_E_FORMAT:
+    case DCMSEAL_E_AUTH:
+    case DCMSEAL_E_NOT_DICOM: return EX_DATAERR;
+    case DCMSEAL_E_KEY:
+    case DCMSEAL_E_TOKEN: return EX_UNAVAILABLE;
+    case DCMSEAL_E_IO: return EX_IOERR;
+    case DCMSEAL_E_INTERNAL: return EX_SOFTWARE;
+    }
+    return EX_SOFTWARE;
+}
+
+int cli_report(const char *what, const dcmseal_error *err)
+{
+    fprintf(stderr, "dcmseal: %s: %s\n", what, err->message);
+    return cli_exit_code(err->status);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dcmseal: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see dcmseal --help)\n", stderr);
+    va_end(ap);
+    return EX_USAGE;
+}
+
+int cli_token_open(cli_token *t, const char *uri)
+{
+    dcmseal_error err;
+    memset(t, 0, sizeof *t);
+    if (uri == NULL)
+        uri = getenv("DCMSEAL_TOKEN");
+    if (uri == NULL || uri[0] == '\0')
+        return cli_usage_error("no token: give --token URI or set DCMSEAL_TOKEN");
+    if (dcmseal_token_open(&t->token, uri, &err) != DCMSEAL_OK ||
+        dcmseal_session_open(&t->session, t->token, &err) != DCMSEAL_OK) {
+        cli_token_close(t);
+        return cli_report("token", &err);
+    }
+    return EX_OK;
+}
+
+void cli_token_close(cli_token *t)
+{
+    dcmseal_session_free(t->session);
+    dcmseal_token_free(t->token);
+    memset(t, 0, sizeof *t);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    /* "+": stop at the command word; each command parses its own options. */
+    while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'v': cli_verbose = 1; break;
+        case 'h': fputs(USAGE, stdout); return EX_OK;
+        case 'V': puts("dcmseal " DCMSEAL_VERSION_STRING); return EX_OK;
+        default: return cli_usage_error("bad option");
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("no command");
+    const char *cmd = argv[optind];
+    int sub_argc = argc - optind;
+    char **sub_argv = argv + optind;
+    optind = 0; /* full reset, so getopt_long starts over for the command */
+    if (strcmp(cmd, "encrypt") == 0)
+        return cli_cmd_encrypt(sub_argc, sub_argv);
+    if (strcmp(cmd, "decrypt") == 0)
+        return cli_cmd_decrypt(sub_argc, sub_argv);
+    if (strcmp(cmd, "verify") == 0)
+        return cli_cmd_verify(sub_argc, sub_argv);
+    if (strcmp(cmd, "inspect") == 0)
+        return cli_cmd_inspect(sub_argc, sub_argv);
+    if (strcmp(cmd, "key") == 0)
+        return cli_cmd_key(sub_argc, sub_argv);
+    if (strcmp(cmd, "help") == 0) {
+        fputs(USAGE, stdout);
+        return EX_OK;
+    }
+    return cli_usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,123 @@
+/* Private to engine/: shared by the stream, reader and header code. */
+#ifndef DCMSEAL_ENGINE_INTERNAL_H
+#define DCMSEAL_ENGINE_INTERNAL_H
+
+#include <openssl/evp.h>
+
+#include <dcmseal/engine.h>
+
+#define DCMSEAL_SALT_LEN 32
+#define DCMSEAL_COMMIT_LEN 32
+#define DCMSEAL_IDTAG_LEN 32
+#define DCMSEAL_NONCE_LEN 12
+#define DCMSEAL_HEADER_FLAG_DICOM 0x1u
+
+/* Keys derived from one DEK (FORMAT.md section "Key schedule"). */
+typedef struct dcmseal_keys {
+    uint8_t payload[32];
+    uint8_t commitment[DCMSEAL_COMMIT_LEN];
+    uint8_t identity[32];
+} dcmseal_keys;
+
+/* Everything in the immutable header, decoded. */
+typedef struct dcmseal_header {
+    uint16_t version;
+    uint32_t flags;
+    uint32_t segment_size;
+    uint8_t salt[DCMSEAL_SALT_LEN];
+    uint8_t identity_tag[DCMSEAL_IDTAG_LEN];
+    uint8_t commitment[DCMSEAL_COMMIT_LEN];
+} dcmseal_header;
+
+/* One key slot, decoded. */
+typedef struct dcmseal_slot {
+    uint64_t generation;
+    dcmseal_wrap_meta meta;
+    uint8_t wrapped[DCMSEAL_WRAPPED_MAX];
+    size_t wrapped_len;
+} dcmseal_slot;
+
+/* ---- crypto.c ---- */
+
+/* DCMSEAL_E_INTERNAL naming |what| and the newest OpenSSL error; clears the
+ * OpenSSL error queue. */
+dcmseal_status dcmseal_ossl_fail(dcmseal_error *err, const char *what);
+
+dcmseal_status dcmseal_hkdf_sha256(uint8_t *out, size_t out_len,
+                                   const uint8_t *ikm, size_t ikm_len,
+                                   const uint8_t *salt, size_t salt_len,
+                                   const uint8_t *info, size_t info_len,
+                                   dcmseal_error *err);
+
+dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
+                                   const uint8_t dek[DCMSEAL_DEK_LEN],
+                                   const uint8_t salt[DCMSEAL_SALT_LEN],
+                                   dcmseal_error *err);
+
+/* HMAC-SHA256 over the canonical identity context; |id| NULL means empty. */
+dcmseal_status dcmseal_identity_tag(uint8_t tag[DCMSEAL_IDTAG_LEN],
+                                    const dcmseal_keys *keys,
+                                    const dcmseal_identity *id,
+                                    dcmseal_error *err);
+
+/* AES-256-GCM with a 96-bit nonce and 128-bit tag, key schedule kept across
+ * calls. |tag| is written by seal and read by open; open writes plain text to
+ * |out| and wipes it again when the tag does not match. */
+dcmseal_status dcmseal_gcm_init(EVP_CIPHER_CTX **ctx, const uint8_t key[32],
+                                int encrypt, dcmseal_error *err);
+dcmseal_status dcmseal_gcm_seal(EVP_CIPHER_CTX *ctx, uint8_t *out,
+                                uint8_t tag[DCMSEAL_TAG_LEN],
+                                const uint8_t nonce[DCMSEAL_NONCE_LEN],
+                                const uint8_t *aad, size_t aad_len,
+                                const uint8_t *in, size_t in_len,
+                                dcmseal_error *err);
+dcmseal_status dcmseal_gcm_open(EVP_CIPHER_CTX *ctx, uint8_t *out,
+                                const uint8_t nonce[DCMSEAL_NONCE_LEN],
+                                const uint8_t *aad, size_t aad_len,
+                                const uint8_t *in, size_t in_len,
+                                const uint8_t tag[DCMSEAL_TAG_LEN],
+                                dcmseal_error *err);
+
+/* STREAM nonce: 88-bit big-endian segment index, then the last-segment flag. */
+void dcmseal_segment_nonce(uint8_t nonce[DCMSEAL_NONCE_LEN], uint64_t index,
+                           int last);
+
+/* ---- header.c ---- */
+
+void dcmseal_header_encode(uint8_t out[DCMSEAL_HEADER_LEN],
+                           const dcmseal_header *h);
+dcmseal_status dcmseal_header_decode(dcmseal_header *h,
+                                     const uint8_t in[DCMSEAL_HEADER_LEN],
+                                     dcmseal_error *err);
+void dcmseal_slot_encode(uint8_t out[DCMSEAL_SLOT_LEN], const dcmseal_slot *s);
+/* 1 when the slot is intact, 0 when it is all zero (never written), -1 when
+ * it is damaged (bad checksum or malformed). */
+int dcmseal_slot_decode(dcmseal_slot *s, const uint8_t in[DCMSEAL_SLOT_LEN]);
+
+/* Parses a whole preamble: header, both slots, picks the intact slot with the
+ * highest generation. */
+dcmseal_status dcmseal_preamble_decode(dcmseal_header *h, dcmseal_slot *slot,
+                                       dcmseal_header_info *info,
+                                       const uint8_t *in, size_t len,
+                                       dcmseal_error *err);
+
+/* ---- open.c: shared by the decryptor and the reader ---- */
+
+/* Unwraps |slot|'s DEK through |ring|, derives the keys and checks the key
+ * commitment in constant time. Wipes the DEK before returning. */
+dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, const dcmseal_header *h,
+                                 const dcmseal_slot *slot,
+                                 const dcmseal_keyring *ring, dcmseal_error *err);
+
+/* ---- stream.c: test hook for known-answer vectors ---- */
+
+/* dcmseal_encrypt_init with a caller-chosen DEK and salt. Only for
+ * known-answer tests: reusing a DEK/salt pair destroys confidentiality. */
+dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
+                                          uint8_t header[DCMSEAL_PREAMBLE_LEN],
+                                          const dcmseal_encrypt_params *params,
+                                          const uint8_t dek[DCMSEAL_DEK_LEN],
+                                          const uint8_t salt[DCMSEAL_SALT_LEN],
+                                          dcmseal_error *err);
+
+#endif

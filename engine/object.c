@@ -1,0 +1,198 @@
+/* Whole objects over file descriptors: probe, seal, open, verify. Buffers are
+ * fixed at start, so memory is bounded whatever the input size. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include <dcmseal/dicomio.h>
+
+#include "internal.h"
+
+/* Input is read in chunks of this size; the first chunk is also the DICOM
+ * probe's window. */
+#define IO_CHUNK DCMSEAL_DICOM_PROBE_MAX
+
+static dcmseal_status read_full(int fd, uint8_t *buf, size_t cap, size_t *n,
+                                dcmseal_error *err)
+{
+    *n = 0;
+    while (*n < cap) {
+        ssize_t r = read(fd, buf + *n, cap - *n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return dcmseal_fail(err, DCMSEAL_E_IO, "read failed: %s", strerror(errno));
+        if (r == 0)
+            break;
+        *n += (size_t)r;
+    }
+    return DCMSEAL_OK;
+}
+
+static dcmseal_status write_all(int fd, const uint8_t *buf, size_t n, dcmseal_error *err)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return dcmseal_fail(err, DCMSEAL_E_IO, "write failed: %s", strerror(errno));
+        buf += w;
+        n -= (size_t)w;
+    }
+    return DCMSEAL_OK;
+}
+
+/* The identity of |buf| (the first bytes of an object), or why it has none. */
+static dcmseal_status probe_identity(dcmseal_identity *id, int *is_dicom,
+                                     char *why, size_t why_cap, const uint8_t *buf,
+                                     size_t len, int complete, dcmseal_error *err)
+{
+    dcmseal_dicom_info info;
+    dcmseal_status st = dcmseal_dicom_probe(&info, buf, len, complete, err);
+    if (st != DCMSEAL_OK)
+        return st;
+    memset(id, 0, sizeof *id);
+    *is_dicom = info.klass == DCMSEAL_DICOM_OK;
+    if (*is_dicom) {
+        memcpy(id->sop_class_uid, info.sop_class_uid, sizeof id->sop_class_uid);
+        memcpy(id->sop_instance_uid, info.sop_instance_uid, sizeof id->sop_instance_uid);
+        memcpy(id->study_instance_uid, info.study_instance_uid,
+               sizeof id->study_instance_uid);
+    } else {
+        snprintf(why, why_cap, "%s%s%s", dcmseal_dicom_class_name(info.klass),
+                 info.reason[0] ? ": " : "", info.reason);
+    }
+    OPENSSL_cleanse(&info, sizeof info);
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
+                               const dcmseal_seal_opts *opts, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_encryptor_t *enc = NULL;
+    dcmseal_identity id;
+    uint8_t header[DCMSEAL_PREAMBLE_LEN];
+    uint8_t *in = NULL, *out = NULL;
+    size_t n = 0, w = 0, out_cap;
+    uint32_t seg;
+
+    DCMSEAL_ENSURE(rep != NULL && opts != NULL, err, DCMSEAL_E_USAGE,
+                   "seal: missing argument");
+    memset(rep, 0, sizeof rep[0]);
+    seg = opts->segment_size ? opts->segment_size : DCMSEAL_SEGMENT_DEFAULT;
+    DCMSEAL_ENSURE(seg >= DCMSEAL_SEGMENT_MIN && seg <= DCMSEAL_SEGMENT_MAX, err,
+                   DCMSEAL_E_USAGE, "segment size %u outside %u..%u", seg,
+                   DCMSEAL_SEGMENT_MIN, DCMSEAL_SEGMENT_MAX);
+    /* Room for every segment one chunk can complete, plus the last one. */
+    out_cap = ((size_t)IO_CHUNK / seg + 2) * ((size_t)seg + DCMSEAL_TAG_LEN);
+    in = OPENSSL_malloc(IO_CHUNK);
+    out = OPENSSL_malloc(out_cap);
+    DCMSEAL_ENSURE(in != NULL && out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+
+    DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+    DCMSEAL_GUARD(probe_identity(&id, &rep->is_dicom, rep->not_dicom_reason,
+                                 sizeof rep->not_dicom_reason, in, n, n < IO_CHUNK, err));
+    DCMSEAL_ENSURE(rep->is_dicom || !opts->strict, err, DCMSEAL_E_NOT_DICOM,
+                   "not DICOM (%s); refused by --strict", rep->not_dicom_reason);
+
+    const dcmseal_encrypt_params params = {
+        .keyring = opts->keyring,
+        .segment_size = seg,
+        .identity = rep->is_dicom ? &id : NULL,
+    };
+    DCMSEAL_GUARD(dcmseal_encrypt_init(&enc, header, &params, err));
+    DCMSEAL_GUARD(write_all(out_fd, header, sizeof header, err));
+    rep->sealed_bytes = sizeof header;
+    while (n > 0) {
+        rep->plain_bytes += n;
+        DCMSEAL_GUARD(dcmseal_encrypt_update(enc, out, out_cap, &w, in, n, err));
+        DCMSEAL_GUARD(write_all(out_fd, out, w, err));
+        rep->sealed_bytes += w;
+        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+    }
+    DCMSEAL_GUARD(dcmseal_encrypt_final(enc, out, out_cap, &w, err));
+    DCMSEAL_GUARD(write_all(out_fd, out, w, err));
+    rep->sealed_bytes += w;
+    dcmseal_slot slot;
+    dcmseal_header h;
+    if (dcmseal_preamble_decode(&h, &slot, NULL, header, sizeof header, NULL) == DCMSEAL_OK)
+        rep->wrap = slot.meta;
+out:
+    dcmseal_encryptor_free(enc);
+    OPENSSL_cleanse(&id, sizeof id);
+    OPENSSL_clear_free(in, IO_CHUNK);
+    OPENSSL_free(out); /* cipher text only */
+    return st;
+}
+
+dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
+                               const dcmseal_keyring *keyring, int check_identity,
+                               dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_decryptor_t *dec = NULL;
+    uint8_t *in = NULL, *out = NULL, *head = NULL;
+    size_t n = 0, w = 0, head_len = 0, out_cap = 0;
+
+    DCMSEAL_ENSURE(rep != NULL, err, DCMSEAL_E_USAGE, "open: missing argument");
+    memset(rep, 0, sizeof rep[0]);
+    DCMSEAL_GUARD(dcmseal_decrypt_new(&dec, keyring, err));
+    in = OPENSSL_malloc(IO_CHUNK);
+    head = check_identity ? OPENSSL_malloc(IO_CHUNK) : NULL;
+    DCMSEAL_ENSURE(in != NULL && (head != NULL || !check_identity), err,
+                   DCMSEAL_E_INTERNAL, "out of memory");
+    /* The header alone first: it tells the segment size, and so how much
+     * output room one chunk needs. */
+    DCMSEAL_GUARD(read_full(in_fd, in, DCMSEAL_PREAMBLE_LEN, &n, err));
+    rep->sealed_bytes = n;
+    DCMSEAL_GUARD(dcmseal_decrypt_update(dec, NULL, 0, &w, in, n, err));
+    if (dcmseal_decrypt_get0_header(dec) == NULL) {
+        st = dcmseal_decrypt_final(dec, NULL, 0, &w, err);
+        goto out;
+    }
+    out_cap = IO_CHUNK + dcmseal_decrypt_get0_header(dec)->segment_size + DCMSEAL_TAG_LEN;
+    out = OPENSSL_malloc(out_cap);
+    DCMSEAL_ENSURE(out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    for (int last = 0; !last;) {
+        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+        rep->sealed_bytes += n;
+        if (n > 0) {
+            DCMSEAL_GUARD(dcmseal_decrypt_update(dec, out, out_cap, &w, in, n, err));
+        } else {
+            DCMSEAL_GUARD(dcmseal_decrypt_final(dec, out, out_cap, &w, err));
+            last = 1;
+        }
+        if (head != NULL && head_len < IO_CHUNK) {
+            size_t take = IO_CHUNK - head_len < w ? IO_CHUNK - head_len : w;
+            memcpy(head + head_len, out, take);
+            head_len += take;
+        }
+        rep->plain_bytes += w;
+        if (out_fd >= 0)
+            DCMSEAL_GUARD(write_all(out_fd, out, w, err));
+    }
+    const dcmseal_header_info *info = dcmseal_decrypt_get0_header(dec);
+    rep->is_dicom = info->is_dicom;
+    rep->wrap = info->wrap;
+    if (head != NULL) {
+        dcmseal_identity id;
+        int is_dicom = 0;
+        DCMSEAL_GUARD(probe_identity(&id, &is_dicom, rep->not_dicom_reason,
+                                     sizeof rep->not_dicom_reason, head, head_len,
+                                     rep->plain_bytes == head_len, err));
+        st = dcmseal_decrypt_check_identity(dec, is_dicom ? &id : NULL, err);
+        OPENSSL_cleanse(&id, sizeof id);
+    }
+out:
+    dcmseal_decryptor_free(dec);
+    OPENSSL_free(in); /* cipher text only */
+    if (out != NULL)
+        OPENSSL_clear_free(out, out_cap);
+    if (head != NULL)
+        OPENSSL_clear_free(head, IO_CHUNK);
+    return st;
+}

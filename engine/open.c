@@ -1,0 +1,27 @@
+/* Getting from a header to usable keys: unwrap, derive, commit. */
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, const dcmseal_header *h,
+                                 const dcmseal_slot *slot,
+                                 const dcmseal_keyring *ring, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    uint8_t dek[DCMSEAL_DEK_LEN];
+    DCMSEAL_ENSURE(ring != NULL && ring->unwrap != NULL, err, DCMSEAL_E_USAGE,
+                   "no key ring to unwrap with");
+    DCMSEAL_GUARD(ring->unwrap(ring->self, dek, &slot->meta, slot->wrapped,
+                               slot->wrapped_len, err));
+    DCMSEAL_GUARD(dcmseal_keys_derive(keys, dek, h->salt, err));
+    /* Key commitment (FORMAT.md): without it a crafted slot could make one
+     * ciphertext decrypt validly under two different DEKs. */
+    DCMSEAL_ENSURE(CRYPTO_memcmp(keys->commitment, h->commitment,
+                                 DCMSEAL_COMMIT_LEN) == 0,
+                   err, DCMSEAL_E_AUTH, "authentication failed (key commitment)");
+out:
+    OPENSSL_cleanse(dek, sizeof dek);
+    if (st != DCMSEAL_OK)
+        OPENSSL_cleanse(keys, sizeof *keys);
+    return st;
+}

@@ -1,0 +1,148 @@
+/* Random access: a byte range costs only the segments it touches. Each
+ * segment read is authenticated on its own; the last segment's flag ties it
+ * to the object's end, so truncation shows when the tail is read. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+struct dcmseal_reader {
+    int fd;
+    dcmseal_header h;
+    uint8_t aad[DCMSEAL_HEADER_LEN];
+    EVP_CIPHER_CTX *gcm;
+    uint64_t size;     /* plain text */
+    uint64_t nseg;
+    uint8_t *ct;       /* one cipher-text segment */
+    uint8_t *pt;       /* its plain text */
+    uint64_t cached;   /* segment index held in pt, UINT64_MAX for none */
+};
+
+static dcmseal_status pread_full(int fd, uint8_t *buf, size_t len, uint64_t off,
+                                 dcmseal_error *err)
+{
+    while (len > 0) {
+        ssize_t r = pread(fd, buf, len, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return dcmseal_fail(err, DCMSEAL_E_IO, "read failed: %s", strerror(errno));
+        if (r == 0)
+            return dcmseal_fail(err, DCMSEAL_E_FORMAT, "object shrank while reading");
+        buf += r;
+        len -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
+                                   const dcmseal_keyring *keyring, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_reader_t *r = NULL;
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    dcmseal_slot slot;
+    dcmseal_keys keys;
+    struct stat sb;
+    memset(&keys, 0, sizeof keys);
+    memset(&slot, 0, sizeof slot);
+
+    DCMSEAL_ENSURE(out != NULL && keyring != NULL, err, DCMSEAL_E_USAGE,
+                   "reader: missing argument");
+    DCMSEAL_ENSURE(fstat(fd, &sb) == 0, err, DCMSEAL_E_IO, "stat failed: %s",
+                   strerror(errno));
+    DCMSEAL_ENSURE((uint64_t)sb.st_size >= DCMSEAL_PREAMBLE_LEN, err, DCMSEAL_E_FORMAT,
+                   "truncated: %lld bytes, the header alone is %d",
+                   (long long)sb.st_size, DCMSEAL_PREAMBLE_LEN);
+    r = OPENSSL_zalloc(sizeof *r);
+    DCMSEAL_ENSURE(r != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    r->fd = fd;
+    r->cached = UINT64_MAX;
+    DCMSEAL_GUARD(pread_full(fd, pre, sizeof pre, 0, err));
+    DCMSEAL_GUARD(dcmseal_preamble_decode(&r->h, &slot, NULL, pre, sizeof pre, err));
+    DCMSEAL_GUARD(dcmseal_plaintext_size(&r->size, (uint64_t)sb.st_size,
+                                         r->h.segment_size, err));
+    r->nseg = r->size == 0 ? 1 : (r->size + r->h.segment_size - 1) / r->h.segment_size;
+    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &r->h, &slot, keyring, err));
+    DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys.payload, 0, err));
+    memcpy(r->aad, pre, sizeof r->aad);
+    r->ct = OPENSSL_malloc((size_t)r->h.segment_size + DCMSEAL_TAG_LEN);
+    r->pt = OPENSSL_malloc(r->h.segment_size);
+    DCMSEAL_ENSURE(r->ct != NULL && r->pt != NULL, err, DCMSEAL_E_INTERNAL,
+                   "out of memory");
+    *out = r;
+    r = NULL;
+out:
+    OPENSSL_cleanse(&keys, sizeof keys);
+    OPENSSL_cleanse(&slot, sizeof slot);
+    dcmseal_reader_free(r);
+    return st;
+}
+
+uint64_t dcmseal_reader_size(const dcmseal_reader_t *r) { return r->size; }
+
+/* Decrypts segment |i| into r->pt unless it is there already. */
+static dcmseal_status load_segment(dcmseal_reader_t *r, uint64_t i, dcmseal_error *err)
+{
+    dcmseal_status st;
+    uint8_t nonce[DCMSEAL_NONCE_LEN];
+    const uint64_t seg = r->h.segment_size;
+    if (r->cached == i)
+        return DCMSEAL_OK;
+    r->cached = UINT64_MAX;
+    size_t n = (size_t)(i + 1 < r->nseg ? seg : r->size - i * seg);
+    if ((st = pread_full(r->fd, r->ct, n + DCMSEAL_TAG_LEN,
+                         DCMSEAL_PREAMBLE_LEN + i * (seg + DCMSEAL_TAG_LEN), err)) != DCMSEAL_OK)
+        return st;
+    dcmseal_segment_nonce(nonce, i, i + 1 == r->nseg);
+    if (dcmseal_gcm_open(r->gcm, r->pt, nonce, r->aad, sizeof r->aad, r->ct, n,
+                         r->ct + n, err) != DCMSEAL_OK)
+        return dcmseal_fail(err, DCMSEAL_E_AUTH, "authentication failed in segment %llu",
+                            (unsigned long long)i);
+    r->cached = i;
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_reader_pread(dcmseal_reader_t *r, uint8_t *out, size_t len,
+                                    uint64_t offset, size_t *n, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    const uint64_t seg = r->h.segment_size;
+    size_t done = 0;
+    if (offset >= r->size)
+        len = 0;
+    else if (len > r->size - offset)
+        len = (size_t)(r->size - offset);
+    while (done < len) {
+        uint64_t pos = offset + done;
+        DCMSEAL_GUARD(load_segment(r, pos / seg, err));
+        size_t in_seg = (size_t)(pos % seg);
+        size_t take = (size_t)seg - in_seg;
+        take = take < len - done ? take : len - done;
+        memcpy(out + done, r->pt + in_seg, take);
+        done += take;
+    }
+out:
+    if (st != DCMSEAL_OK) {
+        OPENSSL_cleanse(out, done);
+        done = 0;
+    }
+    *n = done;
+    return st;
+}
+
+void dcmseal_reader_free(dcmseal_reader_t *r)
+{
+    if (r == NULL)
+        return;
+    EVP_CIPHER_CTX_free(r->gcm);
+    OPENSSL_free(r->ct); /* cipher text only */
+    if (r->pt != NULL)
+        OPENSSL_clear_free(r->pt, r->h.segment_size);
+    OPENSSL_clear_free(r, sizeof *r);
+}

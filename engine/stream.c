@@ -1,0 +1,399 @@
+/* Streaming encryption and decryption in the STREAM construction
+ * (FORMAT.md "Payload"): every segment but the last is full, and a segment is
+ * only sealed or opened once we know whether it is the last one. */
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "internal.h"
+
+#define SEGMENT_CT(seg) ((size_t)(seg) + DCMSEAL_TAG_LEN)
+
+struct dcmseal_encryptor {
+    EVP_CIPHER_CTX *gcm;
+    uint8_t aad[DCMSEAL_HEADER_LEN];
+    uint32_t seg;
+    uint64_t index;
+    uint8_t *buf; /* plain text of the segment not yet known to be non-last */
+    size_t buffered;
+    dcmseal_status failed;
+    int finished;
+};
+
+struct dcmseal_decryptor {
+    const dcmseal_keyring *ring;
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    size_t pre_len;
+    int have_header;
+    dcmseal_header h;
+    dcmseal_header_info info;
+    uint8_t identity_key[32];
+    EVP_CIPHER_CTX *gcm;
+    uint8_t *buf; /* cipher text of the segment not yet known to be non-last */
+    size_t buffered;
+    uint64_t index;
+    dcmseal_status failed;
+    int finished;
+};
+
+/* ---- shared ------------------------------------------------------------- */
+
+/* Makes |st| sticky and wipes the |n| bytes the failing call had written. */
+static dcmseal_status stream_fail(dcmseal_status *failed, dcmseal_status st,
+                                  uint8_t *out, size_t n, size_t *out_len)
+{
+    if (n > 0)
+        OPENSSL_cleanse(out, n);
+    if (out_len != NULL)
+        *out_len = 0;
+    *failed = st;
+    return st;
+}
+
+static dcmseal_status stream_refuse(dcmseal_status failed, int finished,
+                                    size_t *out_len, dcmseal_error *err)
+{
+    if (out_len != NULL)
+        *out_len = 0;
+    if (failed != DCMSEAL_OK)
+        return dcmseal_fail(err, failed, "stream already failed");
+    if (finished)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "stream already finished");
+    return DCMSEAL_OK;
+}
+
+/* ---- encryption --------------------------------------------------------- */
+
+static dcmseal_status seal_segment(dcmseal_encryptor_t *enc, uint8_t *out,
+                                   const uint8_t *in, size_t n, int last,
+                                   dcmseal_error *err)
+{
+    uint8_t nonce[DCMSEAL_NONCE_LEN];
+    dcmseal_segment_nonce(nonce, enc->index, last);
+    dcmseal_status st = dcmseal_gcm_seal(enc->gcm, out, out + n, nonce, enc->aad,
+                                         sizeof enc->aad, in, n, err);
+    enc->index++;
+    return st;
+}
+
+dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
+                                          uint8_t header[DCMSEAL_PREAMBLE_LEN],
+                                          const dcmseal_encrypt_params *p,
+                                          const uint8_t dek[DCMSEAL_DEK_LEN],
+                                          const uint8_t salt[DCMSEAL_SALT_LEN],
+                                          dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_encryptor_t *enc = NULL;
+    dcmseal_keys keys;
+    dcmseal_header h;
+    dcmseal_slot slot;
+    memset(&h, 0, sizeof h);
+    memset(&slot, 0, sizeof slot);
+
+    DCMSEAL_ENSURE(out != NULL && header != NULL && p != NULL && p->keyring != NULL &&
+                   p->keyring->wrap != NULL, err, DCMSEAL_E_USAGE,
+                   "encrypt: missing argument or key ring");
+    h.segment_size = p->segment_size ? p->segment_size : DCMSEAL_SEGMENT_DEFAULT;
+    DCMSEAL_ENSURE(h.segment_size >= DCMSEAL_SEGMENT_MIN &&
+                   h.segment_size <= DCMSEAL_SEGMENT_MAX, err, DCMSEAL_E_USAGE,
+                   "segment size %u outside %u..%u", h.segment_size,
+                   DCMSEAL_SEGMENT_MIN, DCMSEAL_SEGMENT_MAX);
+    enc = OPENSSL_zalloc(sizeof *enc);
+    DCMSEAL_ENSURE(enc != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    enc->seg = h.segment_size;
+    enc->buf = OPENSSL_malloc(enc->seg);
+    DCMSEAL_ENSURE(enc->buf != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+
+    h.version = DCMSEAL_FORMAT_VERSION;
+    h.flags = p->identity != NULL ? DCMSEAL_HEADER_FLAG_DICOM : 0;
+    memcpy(h.salt, salt, DCMSEAL_SALT_LEN);
+    DCMSEAL_GUARD(dcmseal_keys_derive(&keys, dek, salt, err));
+    DCMSEAL_GUARD(dcmseal_identity_tag(h.identity_tag, &keys, p->identity, err));
+    memcpy(h.commitment, keys.commitment, DCMSEAL_COMMIT_LEN);
+    DCMSEAL_GUARD(p->keyring->wrap(p->keyring->self, &slot.meta, slot.wrapped,
+                                   sizeof slot.wrapped, &slot.wrapped_len, dek, err));
+    slot.generation = 1;
+    DCMSEAL_GUARD(dcmseal_gcm_init(&enc->gcm, keys.payload, 1, err));
+
+    dcmseal_header_encode(enc->aad, &h);
+    memcpy(header, enc->aad, DCMSEAL_HEADER_LEN);
+    dcmseal_slot_encode(header + DCMSEAL_HEADER_LEN, &slot);
+    memset(header + DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_LEN, 0, DCMSEAL_SLOT_LEN);
+    *out = enc;
+    enc = NULL;
+out:
+    OPENSSL_cleanse(&keys, sizeof keys);
+    dcmseal_encryptor_free(enc);
+    return st;
+}
+
+dcmseal_status dcmseal_encrypt_init(dcmseal_encryptor_t **out,
+                                    uint8_t header[DCMSEAL_PREAMBLE_LEN],
+                                    const dcmseal_encrypt_params *params,
+                                    dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    uint8_t dek[DCMSEAL_DEK_LEN], salt[DCMSEAL_SALT_LEN];
+    DCMSEAL_ENSURE(RAND_priv_bytes(dek, sizeof dek) == 1 &&
+                   RAND_bytes(salt, sizeof salt) == 1,
+                   err, DCMSEAL_E_INTERNAL, "random generator failed");
+    st = dcmseal_encrypt_init_fixed(out, header, params, dek, salt, err);
+out:
+    OPENSSL_cleanse(dek, sizeof dek);
+    return st;
+}
+
+size_t dcmseal_encrypt_update_max(const dcmseal_encryptor_t *enc, size_t in_len)
+{
+    return (enc->buffered + in_len) / enc->seg * SEGMENT_CT(enc->seg);
+}
+
+dcmseal_status dcmseal_encrypt_update(dcmseal_encryptor_t *enc, uint8_t *out,
+                                      size_t out_cap, size_t *out_len,
+                                      const uint8_t *in, size_t in_len,
+                                      dcmseal_error *err)
+{
+    dcmseal_status st;
+    size_t n = 0;
+    if ((st = stream_refuse(enc->failed, enc->finished, out_len, err)) != DCMSEAL_OK)
+        return st;
+    if (out_cap < dcmseal_encrypt_update_max(enc, in_len))
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "encrypt: output buffer too small");
+    while (in_len > 0) {
+        if (enc->buffered == enc->seg) {
+            DCMSEAL_GUARD(seal_segment(enc, out + n, enc->buf, enc->seg, 0, err));
+            n += SEGMENT_CT(enc->seg);
+            enc->buffered = 0;
+        }
+        /* Seal straight from the caller's buffer when a whole segment and
+         * at least one more byte are there: no copy on the bulk path. */
+        if (enc->buffered == 0 && in_len > enc->seg) {
+            DCMSEAL_GUARD(seal_segment(enc, out + n, in, enc->seg, 0, err));
+            n += SEGMENT_CT(enc->seg);
+            in += enc->seg;
+            in_len -= enc->seg;
+            continue;
+        }
+        size_t take = enc->seg - enc->buffered < in_len ? enc->seg - enc->buffered : in_len;
+        memcpy(enc->buf + enc->buffered, in, take);
+        enc->buffered += take;
+        in += take;
+        in_len -= take;
+    }
+    *out_len = n;
+out:
+    if (st != DCMSEAL_OK)
+        return stream_fail(&enc->failed, st, out, n, out_len);
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_encrypt_final(dcmseal_encryptor_t *enc, uint8_t *out,
+                                     size_t out_cap, size_t *out_len,
+                                     dcmseal_error *err)
+{
+    dcmseal_status st;
+    if ((st = stream_refuse(enc->failed, enc->finished, out_len, err)) != DCMSEAL_OK)
+        return st;
+    if (out_cap < SEGMENT_CT(enc->buffered))
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "encrypt: output buffer too small");
+    st = seal_segment(enc, out, enc->buf, enc->buffered, 1, err);
+    if (st != DCMSEAL_OK)
+        return stream_fail(&enc->failed, st, out, SEGMENT_CT(enc->buffered), out_len);
+    *out_len = SEGMENT_CT(enc->buffered);
+    enc->finished = 1;
+    OPENSSL_cleanse(enc->buf, enc->buffered);
+    enc->buffered = 0;
+    return DCMSEAL_OK;
+}
+
+void dcmseal_encryptor_free(dcmseal_encryptor_t *enc)
+{
+    if (enc == NULL)
+        return;
+    EVP_CIPHER_CTX_free(enc->gcm);
+    OPENSSL_clear_free(enc->buf, enc->seg);
+    OPENSSL_clear_free(enc, sizeof *enc);
+}
+
+/* ---- decryption --------------------------------------------------------- */
+
+dcmseal_status dcmseal_decrypt_new(dcmseal_decryptor_t **out,
+                                   const dcmseal_keyring *keyring,
+                                   dcmseal_error *err)
+{
+    if (out == NULL || keyring == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "decrypt: missing argument");
+    *out = OPENSSL_zalloc(sizeof **out);
+    if (*out == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
+    (*out)->ring = keyring;
+    return DCMSEAL_OK;
+}
+
+size_t dcmseal_decrypt_update_max(const dcmseal_decryptor_t *dec, size_t in_len)
+{
+    /* Plain text is never longer than the cipher text it comes from. */
+    if (!dec->have_header) {
+        size_t rest = DCMSEAL_PREAMBLE_LEN - dec->pre_len;
+        return in_len > rest ? in_len - rest : 0;
+    }
+    return dec->buffered + in_len;
+}
+
+/* Called once the preamble is complete: unwrap, commit, set up GCM. */
+static dcmseal_status decrypt_start(dcmseal_decryptor_t *dec, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_slot slot;
+    dcmseal_keys keys;
+    memset(&keys, 0, sizeof keys);
+    DCMSEAL_GUARD(dcmseal_preamble_decode(&dec->h, &slot, &dec->info, dec->pre,
+                                          sizeof dec->pre, err));
+    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &dec->h, &slot, dec->ring, err));
+    DCMSEAL_GUARD(dcmseal_gcm_init(&dec->gcm, keys.payload, 0, err));
+    memcpy(dec->identity_key, keys.identity, sizeof dec->identity_key);
+    dec->buf = OPENSSL_malloc(SEGMENT_CT(dec->h.segment_size));
+    DCMSEAL_ENSURE(dec->buf != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    dec->have_header = 1;
+out:
+    OPENSSL_cleanse(&keys, sizeof keys);
+    OPENSSL_cleanse(&slot, sizeof slot);
+    return st;
+}
+
+static dcmseal_status open_segment(dcmseal_decryptor_t *dec, uint8_t *out,
+                                   const uint8_t *in, size_t len, int last,
+                                   dcmseal_error *err)
+{
+    uint8_t nonce[DCMSEAL_NONCE_LEN];
+    size_t n = len - DCMSEAL_TAG_LEN;
+    dcmseal_segment_nonce(nonce, dec->index, last);
+    if (dcmseal_gcm_open(dec->gcm, out, nonce, dec->pre, DCMSEAL_HEADER_LEN, in, n,
+                         in + n, err) != DCMSEAL_OK)
+        return dcmseal_fail(err, DCMSEAL_E_AUTH,
+                            "authentication failed in segment %llu%s",
+                            (unsigned long long)dec->index,
+                            last ? " (last: truncated or tampered)" : "");
+    dec->index++;
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_decrypt_update(dcmseal_decryptor_t *dec, uint8_t *out,
+                                      size_t out_cap, size_t *out_len,
+                                      const uint8_t *in, size_t in_len,
+                                      dcmseal_error *err)
+{
+    dcmseal_status st;
+    size_t n = 0;
+    if ((st = stream_refuse(dec->failed, dec->finished, out_len, err)) != DCMSEAL_OK)
+        return st;
+    if (out_cap < dcmseal_decrypt_update_max(dec, in_len))
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "decrypt: output buffer too small");
+    while (in_len > 0 && !dec->have_header) {
+        size_t take = sizeof dec->pre - dec->pre_len;
+        take = take < in_len ? take : in_len;
+        memcpy(dec->pre + dec->pre_len, in, take);
+        dec->pre_len += take;
+        in += take;
+        in_len -= take;
+        /* Fail fast on input that is not ours before waiting for slots. */
+        if (dec->pre_len >= DCMSEAL_HEADER_LEN && dec->pre_len - take < DCMSEAL_HEADER_LEN)
+            DCMSEAL_GUARD(dcmseal_header_decode(&dec->h, dec->pre, err));
+        if (dec->pre_len == sizeof dec->pre)
+            DCMSEAL_GUARD(decrypt_start(dec, err));
+    }
+    const size_t full = SEGMENT_CT(dec->h.segment_size);
+    while (in_len > 0) {
+        if (dec->buffered == full) {
+            DCMSEAL_GUARD(open_segment(dec, out + n, dec->buf, full, 0, err));
+            n += dec->h.segment_size;
+            dec->buffered = 0;
+        }
+        if (dec->buffered == 0 && in_len > full) {
+            DCMSEAL_GUARD(open_segment(dec, out + n, in, full, 0, err));
+            n += dec->h.segment_size;
+            in += full;
+            in_len -= full;
+            continue;
+        }
+        size_t take = full - dec->buffered < in_len ? full - dec->buffered : in_len;
+        memcpy(dec->buf + dec->buffered, in, take);
+        dec->buffered += take;
+        in += take;
+        in_len -= take;
+    }
+    *out_len = n;
+out:
+    if (st != DCMSEAL_OK)
+        return stream_fail(&dec->failed, st, out, n, out_len);
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_decrypt_final(dcmseal_decryptor_t *dec, uint8_t *out,
+                                     size_t out_cap, size_t *out_len,
+                                     dcmseal_error *err)
+{
+    dcmseal_status st;
+    size_t n = 0;
+    if ((st = stream_refuse(dec->failed, dec->finished, out_len, err)) != DCMSEAL_OK)
+        return st;
+    DCMSEAL_ENSURE(dec->have_header, err, DCMSEAL_E_FORMAT,
+                   "truncated: %zu bytes, the header alone is %d", dec->pre_len,
+                   DCMSEAL_PREAMBLE_LEN);
+    /* Only the first segment may be empty (empty object); a missing or
+     * empty tail means the object was cut at a segment boundary. */
+    DCMSEAL_ENSURE(dec->buffered > DCMSEAL_TAG_LEN ||
+                   (dec->buffered == DCMSEAL_TAG_LEN && dec->index == 0),
+                   err, DCMSEAL_E_AUTH, "authentication failed: truncated after segment %llu",
+                   (unsigned long long)dec->index);
+    n = dec->buffered - DCMSEAL_TAG_LEN;
+    if (out_cap < n)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "decrypt: output buffer too small");
+    DCMSEAL_GUARD(open_segment(dec, out, dec->buf, dec->buffered, 1, err));
+    *out_len = n;
+    dec->finished = 1;
+out:
+    if (st != DCMSEAL_OK)
+        return stream_fail(&dec->failed, st, out, n, out_len);
+    return DCMSEAL_OK;
+}
+
+const dcmseal_header_info *dcmseal_decrypt_get0_header(const dcmseal_decryptor_t *dec)
+{
+    return dec->have_header ? &dec->info : NULL;
+}
+
+dcmseal_status dcmseal_decrypt_check_identity(const dcmseal_decryptor_t *dec,
+                                              const dcmseal_identity *id,
+                                              dcmseal_error *err)
+{
+    dcmseal_keys k;
+    uint8_t tag[DCMSEAL_IDTAG_LEN];
+    dcmseal_status st;
+    if (!dec->have_header)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "identity check before the header");
+    memset(&k, 0, sizeof k);
+    memcpy(k.identity, dec->identity_key, sizeof k.identity);
+    st = dcmseal_identity_tag(tag, &k, id, err);
+    OPENSSL_cleanse(&k, sizeof k);
+    if (st != DCMSEAL_OK)
+        return st;
+    if ((id != NULL) != dec->info.is_dicom ||
+        CRYPTO_memcmp(tag, dec->h.identity_tag, sizeof tag) != 0)
+        return dcmseal_fail(err, DCMSEAL_E_AUTH,
+                            "identity mismatch: the object is not the one bound "
+                            "into its header");
+    return DCMSEAL_OK;
+}
+
+void dcmseal_decryptor_free(dcmseal_decryptor_t *dec)
+{
+    if (dec == NULL)
+        return;
+    EVP_CIPHER_CTX_free(dec->gcm);
+    if (dec->buf != NULL)
+        OPENSSL_clear_free(dec->buf, SEGMENT_CT(dec->h.segment_size));
+    OPENSSL_clear_free(dec, sizeof *dec);
+}

@@ -1,0 +1,270 @@
+/*
+ * dcmseal/engine.h: envelope encryption of objects (DICOM or opaque).
+ *
+ * Each object gets a fresh random 256-bit data key (DEK), wrapped by a
+ * key-encryption key (KEK) through a dcmseal_keyring and stored in one of two
+ * header slots. The payload is cut into fixed-size segments, each sealed with
+ * AES-256-GCM under a key derived from the DEK (HKDF-SHA256, per-object
+ * salt), in the STREAM construction. docs/FORMAT.md is the normative layout.
+ *
+ * Streams follow init / update / final with caller-supplied buffers. After a
+ * failure a stream refuses further input (returning the first error again)
+ * and zeroes whatever output the failing call had written.
+ */
+#ifndef DCMSEAL_ENGINE_H
+#define DCMSEAL_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dcmseal/error.h>
+#include <dcmseal/pkcs11.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DCMSEAL_FORMAT_VERSION 1
+#define DCMSEAL_DEK_LEN 32
+#define DCMSEAL_TAG_LEN 16
+#define DCMSEAL_HEADER_LEN 128           /* immutable header */
+#define DCMSEAL_SLOT_LEN 1024            /* one key slot */
+#define DCMSEAL_PREAMBLE_LEN (DCMSEAL_HEADER_LEN + 2 * DCMSEAL_SLOT_LEN)
+#define DCMSEAL_SEGMENT_DEFAULT (256u * 1024u)
+#define DCMSEAL_SEGMENT_MIN 4096u
+#define DCMSEAL_SEGMENT_MAX (16u * 1024u * 1024u)
+
+/* ---- Key rings: how the engine reaches a KEK ---------------------------- */
+
+/* What a slot records about the KEK that wrapped the DEK. */
+typedef struct dcmseal_wrap_meta {
+    char kek_name[DCMSEAL_KEK_NAME_MAX + 1];
+    uint32_t kek_version;
+    dcmseal_oaep oaep;
+    uint8_t kek_fingerprint[DCMSEAL_KEK_FINGERPRINT_LEN];
+} dcmseal_wrap_meta;
+
+/* A small function table; the token adapter below is one implementation,
+ * tests and plugins may supply others. |wrap| wraps under the ring's current
+ * KEK and describes it in |meta|; |unwrap| must refuse (DCMSEAL_E_KEY) a KEK
+ * whose fingerprint differs from |meta|'s, and return DCMSEAL_E_AUTH when the
+ * wrapped bytes do not decrypt. */
+typedef struct dcmseal_keyring {
+    void *self;
+    dcmseal_status (*wrap)(void *self, dcmseal_wrap_meta *meta, uint8_t *out,
+                           size_t out_cap, size_t *out_len,
+                           const uint8_t dek[DCMSEAL_DEK_LEN], dcmseal_error *err);
+    dcmseal_status (*unwrap)(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
+                             const dcmseal_wrap_meta *meta, const uint8_t *wrapped,
+                             size_t wrapped_len, dcmseal_error *err);
+} dcmseal_keyring;
+
+typedef struct dcmseal_token_ring dcmseal_token_ring_t;
+
+/* A key ring over a token session. |wrap_key| names the KEK used for new
+ * objects (its highest version; NULL for a decrypt-only ring); |prefer| picks
+ * the OAEP variant. The session is borrowed and must outlive the ring.
+ * Errors: those of dcmseal_kek_find for |wrap_key|. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_token_ring_new(dcmseal_token_ring_t **out, dcmseal_session_t *session,
+                       const char *wrap_key, dcmseal_oaep prefer,
+                       dcmseal_error *err);
+DCMSEAL_API void dcmseal_token_ring_free(dcmseal_token_ring_t *ring);
+/* The ring's function table (borrowed, valid while |ring| lives). */
+DCMSEAL_API const dcmseal_keyring *
+dcmseal_token_ring_get0_keyring(const dcmseal_token_ring_t *ring);
+
+/* ---- Identity ----------------------------------------------------------- */
+
+/* The DICOM identity bound into an object. Stored only as a keyed digest. */
+typedef struct dcmseal_identity {
+    char sop_class_uid[65];
+    char sop_instance_uid[65];
+    char study_instance_uid[65];
+} dcmseal_identity;
+
+/* ---- Header inspection (no key needed) ---------------------------------- */
+
+typedef struct dcmseal_header_info {
+    uint16_t version;
+    int is_dicom;            /* identity context present */
+    uint32_t segment_size;
+    int active_slot;         /* 0 or 1 */
+    uint64_t generation;     /* of the active slot */
+    int other_slot_state;    /* 0 empty, 1 valid, -1 damaged */
+    dcmseal_wrap_meta wrap;  /* of the active slot */
+    size_t wrapped_len;
+} dcmseal_header_info;
+
+/* Parses the first DCMSEAL_PREAMBLE_LEN bytes of an object. Errors:
+ * DCMSEAL_E_FORMAT for a short buffer, wrong magic, unsupported version or
+ * non-zero reserved fields; DCMSEAL_E_AUTH when no slot is intact. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_header_inspect(dcmseal_header_info *info, const uint8_t *buf,
+                       size_t len, dcmseal_error *err);
+
+/* Plain-text size of an object whose total encrypted size is |object_size|
+ * and segment size |segment_size|; DCMSEAL_E_FORMAT when no plain-text size
+ * yields that encrypted size. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_plaintext_size(uint64_t *out, uint64_t object_size,
+                       uint32_t segment_size, dcmseal_error *err);
+
+/* ---- Streaming encryption ----------------------------------------------- */
+
+typedef struct dcmseal_encryptor dcmseal_encryptor_t;
+
+typedef struct dcmseal_encrypt_params {
+    const dcmseal_keyring *keyring;
+    uint32_t segment_size;            /* 0: DCMSEAL_SEGMENT_DEFAULT */
+    const dcmseal_identity *identity; /* NULL: opaque object */
+} dcmseal_encrypt_params;
+
+/* Starts an object: draws a DEK and salt, wraps the DEK, and writes the
+ * DCMSEAL_PREAMBLE_LEN-byte header to |header|. Errors: DCMSEAL_E_USAGE for
+ * bad parameters, the key ring's errors, DCMSEAL_E_INTERNAL. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_encrypt_init(dcmseal_encryptor_t **out,
+                     uint8_t header[DCMSEAL_PREAMBLE_LEN],
+                     const dcmseal_encrypt_params *params, dcmseal_error *err);
+
+/* Upper bound of what update may write for |in_len| more input bytes. */
+DCMSEAL_API size_t dcmseal_encrypt_update_max(const dcmseal_encryptor_t *enc,
+                                              size_t in_len);
+
+/* Consumes all of |in| and writes every segment that is known not to be the
+ * last. DCMSEAL_E_USAGE when |out_cap| < dcmseal_encrypt_update_max. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_encrypt_update(dcmseal_encryptor_t *enc, uint8_t *out, size_t out_cap,
+                       size_t *out_len, const uint8_t *in, size_t in_len,
+                       dcmseal_error *err);
+
+/* Writes the last segment; needs segment_size + DCMSEAL_TAG_LEN of room. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_encrypt_final(dcmseal_encryptor_t *enc, uint8_t *out, size_t out_cap,
+                      size_t *out_len, dcmseal_error *err);
+
+/* Wipes and frees. Accepts NULL. */
+DCMSEAL_API void dcmseal_encryptor_free(dcmseal_encryptor_t *enc);
+
+/* ---- Streaming decryption ----------------------------------------------- */
+
+typedef struct dcmseal_decryptor dcmseal_decryptor_t;
+
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_decrypt_new(dcmseal_decryptor_t **out, const dcmseal_keyring *keyring,
+                    dcmseal_error *err);
+
+/* Upper bound of what update may write for |in_len| more input bytes. */
+DCMSEAL_API size_t dcmseal_decrypt_update_max(const dcmseal_decryptor_t *dec,
+                                              size_t in_len);
+
+/* Consumes all of |in| (header first, then segments) and writes the plain
+ * text of every segment that authenticated and is known not to be the last.
+ * The DEK is unwrapped and the key commitment checked as soon as the header
+ * is complete. Errors: DCMSEAL_E_FORMAT, DCMSEAL_E_AUTH, key ring errors. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_decrypt_update(dcmseal_decryptor_t *dec, uint8_t *out, size_t out_cap,
+                       size_t *out_len, const uint8_t *in, size_t in_len,
+                       dcmseal_error *err);
+
+/* Authenticates the last segment and writes its plain text. Only a DCMSEAL_OK
+ * from here proves the object whole; truncation is reported here. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_decrypt_final(dcmseal_decryptor_t *dec, uint8_t *out, size_t out_cap,
+                      size_t *out_len, dcmseal_error *err);
+
+/* The parsed header, once update has consumed it; NULL before (borrowed). */
+DCMSEAL_API const dcmseal_header_info *
+dcmseal_decrypt_get0_header(const dcmseal_decryptor_t *dec);
+
+/* Checks, in constant time, that |id| (NULL: opaque) is the identity bound
+ * into the object. Only valid once the header is consumed. DCMSEAL_E_AUTH on
+ * mismatch. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_decrypt_check_identity(const dcmseal_decryptor_t *dec,
+                               const dcmseal_identity *id, dcmseal_error *err);
+
+DCMSEAL_API void dcmseal_decryptor_free(dcmseal_decryptor_t *dec);
+
+/* ---- Random access ------------------------------------------------------ */
+
+typedef struct dcmseal_reader dcmseal_reader_t;
+
+/* Opens the encrypted object in |fd| (borrowed, must support pread) for
+ * random access. Unwraps the DEK and checks the commitment. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_reader_open(dcmseal_reader_t **out, int fd,
+                    const dcmseal_keyring *keyring, dcmseal_error *err);
+
+/* Plain-text size of the object. */
+DCMSEAL_API uint64_t dcmseal_reader_size(const dcmseal_reader_t *r);
+
+/* Reads up to |len| plain-text bytes at |offset|, decrypting and
+ * authenticating only the segments the range touches. |*n| is short only at
+ * the end of the object. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_reader_pread(dcmseal_reader_t *r, uint8_t *out, size_t len,
+                     uint64_t offset, size_t *n, dcmseal_error *err);
+
+DCMSEAL_API void dcmseal_reader_free(dcmseal_reader_t *r);
+
+/* ---- Whole objects over file descriptors -------------------------------- */
+
+typedef struct dcmseal_seal_opts {
+    const dcmseal_keyring *keyring;
+    uint32_t segment_size; /* 0: DCMSEAL_SEGMENT_DEFAULT */
+    int strict;            /* refuse input that is not DICOM */
+} dcmseal_seal_opts;
+
+/* What happened to one object. */
+typedef struct dcmseal_object_report {
+    int is_dicom;          /* identity bound; otherwise an opaque object */
+    char not_dicom_reason[200]; /* why it is opaque, when it is */
+    uint64_t plain_bytes;
+    uint64_t sealed_bytes;
+    dcmseal_wrap_meta wrap;
+} dcmseal_object_report;
+
+/* Reads all of |in_fd|, probes its first DCMSEAL_DICOM_PROBE_MAX bytes for a
+ * DICOM identity, and writes the encrypted object to |out_fd|. Memory stays
+ * bounded whatever the input size. Input that is not DICOM is sealed as an
+ * opaque object (|rep| says why), or refused with DCMSEAL_E_NOT_DICOM when
+ * |opts->strict|. Errors also: key ring errors, DCMSEAL_E_IO. Whatever was
+ * written to |out_fd| before a failure must be discarded by the caller. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
+                const dcmseal_seal_opts *opts, dcmseal_error *err);
+
+/* Decrypts the object in |in_fd| to |out_fd| (-1: authenticate only). With
+ * |check_identity|, also probes the plain text and checks that its DICOM
+ * identity is the one bound into the header. Plain text reaches |out_fd| only
+ * segment by segment after authentication; only DCMSEAL_OK proves the whole
+ * object. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
+                const dcmseal_keyring *keyring, int check_identity,
+                dcmseal_error *err);
+
+/* An output file that appears under its name only once complete: written to
+ * a temporary file in the same directory, flushed, then linked into place. */
+typedef struct dcmseal_outfile dcmseal_outfile_t;
+
+/* Creates the temporary file with permission bits |mode|. Without |replace|
+ * an existing |path| is refused (DCMSEAL_E_USAGE), at open and again at
+ * commit. Errors: DCMSEAL_E_IO. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path, unsigned mode,
+                     int replace, dcmseal_error *err);
+DCMSEAL_API int dcmseal_outfile_fd(const dcmseal_outfile_t *f);
+/* fsync, then rename (or link, without |replace|), then fsync the directory.
+ * Frees |f| whatever the outcome; on failure nothing appears under the name. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err);
+/* Removes the temporary file and frees |f|. Accepts NULL. */
+DCMSEAL_API void dcmseal_outfile_abort(dcmseal_outfile_t *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,138 @@
+/*
+ * dcmseal/pkcs11.h: key-encryption keys (KEKs) held in a PKCS#11 token.
+ *
+ * Modules are loaded through p11-kit and tokens are named with RFC 7512
+ * PKCS#11 URIs. A KEK is an RSA 2048 or 3072 key pair generated inside the
+ * token; its private half is sensitive and never extractable, so unwrapping
+ * always happens in the token. The host sees only public keys and wrapped
+ * (RSA-OAEP encrypted) data keys.
+ *
+ * Objects:
+ *   dcmseal_token_t   - a loaded module, the selected token and its PIN.
+ *                       Thread-safe; shared by all sessions.
+ *   dcmseal_session_t - one PKCS#11 session. Use one per thread. A session
+ *                       that the token drops is reopened and logged in again
+ *                       transparently, once per call.
+ */
+#ifndef DCMSEAL_PKCS11_H
+#define DCMSEAL_PKCS11_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dcmseal/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dcmseal_token dcmseal_token_t;
+typedef struct dcmseal_session dcmseal_session_t;
+
+#define DCMSEAL_KEK_NAME_MAX 64        /* bytes, without NUL */
+#define DCMSEAL_KEK_FINGERPRINT_LEN 32 /* SHA-256 of the DER SubjectPublicKeyInfo */
+#define DCMSEAL_WRAPPED_MAX 512        /* RSA-4096 ciphertext */
+
+/* RSA-OAEP variants. The numeric values are stored in file headers. */
+typedef enum {
+    DCMSEAL_OAEP_AUTO = 0,   /* only as a preference: SHA-256, else SHA-1 */
+    DCMSEAL_OAEP_SHA1 = 1,   /* OAEP, SHA-1, MGF1-SHA1, empty label */
+    DCMSEAL_OAEP_SHA256 = 2, /* OAEP, SHA-256, MGF1-SHA256, empty label */
+} dcmseal_oaep;
+
+/* "sha1", "sha256" or "auto". */
+DCMSEAL_API const char *dcmseal_oaep_name(dcmseal_oaep oaep);
+
+typedef struct dcmseal_kek_info {
+    char name[DCMSEAL_KEK_NAME_MAX + 1];
+    uint32_t version; /* 1, 2, ... */
+    unsigned bits;    /* RSA modulus size */
+    uint8_t fingerprint[DCMSEAL_KEK_FINGERPRINT_LEN];
+} dcmseal_kek_info;
+
+/* Opens the token named by |uri| ("pkcs11:token=...?module-path=...").
+ *
+ * The module is |module-path| from the URI, or |module-name| among p11-kit's
+ * registered modules, or otherwise every registered module is searched for a
+ * token matching the URI's token attributes. The first matching token wins.
+ *
+ * The user PIN comes from the URI's pin-source ("file:/path", a plain path,
+ * or "env:VAR"), or else from the environment variable DCMSEAL_PIN. A URI
+ * that carries pin-value is refused (DCMSEAL_E_USAGE): URIs end up in argv,
+ * shell history and process listings.
+ *
+ * Errors: DCMSEAL_E_USAGE (bad URI), DCMSEAL_E_TOKEN (module fails to load,
+ * no matching token, no PIN, wrong PIN). On success |*out| must be released
+ * with dcmseal_token_free. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_token_open(dcmseal_token_t **out, const char *uri, dcmseal_error *err);
+
+/* Logs out, finalizes the module and wipes the PIN. Accepts NULL. All
+ * sessions must have been freed. */
+DCMSEAL_API void dcmseal_token_free(dcmseal_token_t *tok);
+
+/* The token's label, without padding (borrowed). */
+DCMSEAL_API const char *dcmseal_token_get0_label(const dcmseal_token_t *tok);
+
+/* The URI's object= attribute, or NULL (borrowed). */
+DCMSEAL_API const char *dcmseal_token_get0_object(const dcmseal_token_t *tok);
+
+/* Opens a read-write session, logging the user in if needed. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_session_open(dcmseal_session_t **out, dcmseal_token_t *tok,
+                     dcmseal_error *err);
+
+/* The label of the session's token (borrowed). */
+DCMSEAL_API const char *dcmseal_session_get0_token_label(const dcmseal_session_t *s);
+
+/* Closes the session. Accepts NULL. */
+DCMSEAL_API void dcmseal_session_free(dcmseal_session_t *s);
+
+/* Generates a new KEK |name| (version 1) of |bits| (2048 or 3072) inside the
+ * token. Errors: DCMSEAL_E_USAGE for another size or a name that is empty,
+ * too long or already present; DCMSEAL_E_TOKEN when generation fails. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_create(dcmseal_session_t *s, dcmseal_kek_info *out,
+                   const char *name, unsigned bits, dcmseal_error *err);
+
+/* Finds version |version| of KEK |name| (0: the highest version) and checks
+ * the key policy: RSA 2048/3072, private key sensitive, not extractable and
+ * allowed to decrypt, public key allowed to encrypt. Errors: DCMSEAL_E_KEY
+ * when absent or when the policy is violated (the message names the
+ * attribute); DCMSEAL_E_TOKEN when the token fails. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_find(dcmseal_session_t *s, dcmseal_kek_info *out,
+                 const char *name, uint32_t version, dcmseal_error *err);
+
+/* Lists every dcmseal KEK on the token, sorted by name then version, writing
+ * at most |cap| entries and the total count to |*count|. Keys that violate
+ * the policy are listed too; use dcmseal_kek_find to use one. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_list(dcmseal_session_t *s, dcmseal_kek_info *out, size_t cap,
+                 size_t *count, dcmseal_error *err);
+
+/* Encrypts |key| with the public half of |kek| using RSA-OAEP. With
+ * DCMSEAL_OAEP_AUTO, SHA-256 is tried first and SHA-1 is used when the token
+ * refuses it (SoftHSM 2.6 does); the refusal is remembered for the token.
+ * |*used| receives the variant that wrapped it. Errors: DCMSEAL_E_KEY when
+ * the key is gone or refuses the variant asked for; DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_wrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                 size_t *out_len, dcmseal_oaep *used, const dcmseal_kek_info *kek,
+                 dcmseal_oaep prefer, const uint8_t *key, size_t key_len,
+                 dcmseal_error *err);
+
+/* Decrypts |wrapped| inside the token with the private half of |kek| and
+ * RSA-OAEP variant |oaep|, writing the data key to |out|. Errors:
+ * DCMSEAL_E_AUTH when the token rejects the ciphertext; DCMSEAL_E_KEY when
+ * the key is gone or not permitted; DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                   size_t *out_len, const dcmseal_kek_info *kek,
+                   dcmseal_oaep oaep, const uint8_t *wrapped, size_t wrapped_len,
+                   dcmseal_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,64 @@
+/* What token.c and kek.c share. Not installed, not exported. */
+#ifndef DCMSEAL_PKCS11_INTERNAL_H
+#define DCMSEAL_PKCS11_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include <dcmseal/pkcs11.h>
+
+#define DCMSEAL_PIN_MAX 256
+
+struct dcmseal_token {
+    CK_FUNCTION_LIST *mod;
+    CK_SLOT_ID slot;
+    /* Held open for the token's lifetime: PKCS#11 drops the login state when
+     * the application's last session closes. */
+    CK_SESSION_HANDLE login_session;
+    pthread_mutex_t lock; /* serializes C_Login: the login state is token-wide */
+    atomic_int no_oaep_sha256;
+    char label[33];
+    char *object;
+    unsigned char pin[DCMSEAL_PIN_MAX];
+    size_t pin_len;
+};
+
+/* The handles of the KEK used last on this session, so that wrap and unwrap
+ * stay off C_FindObjects. Valid only for the session handle it was filled on. */
+struct kek_cache {
+    int valid;
+    char name[DCMSEAL_KEK_NAME_MAX + 1];
+    uint32_t version;
+    CK_OBJECT_HANDLE pub, priv;
+};
+
+struct dcmseal_session {
+    dcmseal_token_t *tok;
+    CK_SESSION_HANDLE h;
+    struct kek_cache cache;
+};
+
+/* One attempt at an operation on |s->h|. It must be repeatable from the
+ * start: session_run may call it twice. */
+typedef CK_RV (*session_op)(dcmseal_session_t *s, void *arg);
+
+/* Runs |op|; when the token dropped the session or its login, reopens and
+ * logs in again, and when cached object handles went stale, forgets them;
+ * then runs |op| once more. Returns the last CK_RV. */
+CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg);
+
+/* CKR_OK when |s| is logged in as the user, else CKR_USER_NOT_LOGGED_IN or
+ * the failure of C_GetSessionInfo. */
+CK_RV session_check_login(dcmseal_session_t *s);
+
+/* "CKR_PIN_INCORRECT" etc.; never NULL. */
+const char *ckr_name(CK_RV rv);
+
+/* Fails with "<what> on token '<label>' failed: <CKR name>". */
+dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_token_t *tok,
+                        CK_RV rv, const char *fmt, ...) DCMSEAL_PRINTF(5, 6);
+
+#endif

@@ -1,0 +1,730 @@
+/* KEKs: RSA key pairs in the token named by CKA_LABEL and versioned by CKA_ID. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include "internal.h"
+
+#define KEK_ID_PREFIX "dcmseal-kek-v"
+#define KEK_ID_MAX 32
+#define MODULUS_MAX 1024 /* RSA-8192: larger keys fail the policy anyway */
+
+static const CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+#define BOOL_UNSET ((CK_BBOOL)0xff)
+
+/* Everything the policy and the fingerprint need about one KEK version. */
+struct kek_obj {
+    CK_OBJECT_HANDLE pub, priv;
+    CK_KEY_TYPE type;
+    CK_BBOOL sensitive, extractable, decrypt, encrypt;
+    unsigned char modulus[MODULUS_MAX], pub_modulus[MODULUS_MAX], exponent[16];
+    CK_ULONG modulus_len, pub_modulus_len, exponent_len;
+};
+
+static int name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > DCMSEAL_KEK_NAME_MAX)
+        return 0;
+    return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+static size_t kek_id(char id[KEK_ID_MAX], uint32_t version)
+{
+    return (size_t)snprintf(id, KEK_ID_MAX, KEK_ID_PREFIX "%u", (unsigned)version);
+}
+
+/* The version in a CKA_ID, or 0 when it is not a dcmseal KEK ID. */
+static uint32_t kek_id_version(const unsigned char *id, CK_ULONG len)
+{
+    const size_t plen = sizeof KEK_ID_PREFIX - 1;
+    uint64_t v = 0;
+    if (len == CK_UNAVAILABLE_INFORMATION || len <= plen || len > plen + 10 ||
+        memcmp(id, KEK_ID_PREFIX, plen) != 0 || id[plen] == '0')
+        return 0;
+    for (CK_ULONG i = plen; i < len; i++) {
+        if (id[i] < '0' || id[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(id[i] - '0');
+    }
+    return v <= UINT32_MAX ? (uint32_t)v : 0;
+}
+
+static unsigned modulus_bits(const unsigned char *m, CK_ULONG len)
+{
+    if (len == CK_UNAVAILABLE_INFORMATION)
+        return 0;
+    while (len > 0 && m[0] == 0)
+        m++, len--;
+    if (len == 0)
+        return 0;
+    unsigned bits = (unsigned)len * 8;
+    for (unsigned char top = m[0]; !(top & 0x80); top <<= 1)
+        bits--;
+    return bits;
+}
+
+/* ---- object access ------------------------------------------------------ */
+
+/* All handles matching |t| into a growing array (free() it). */
+static CK_RV find_all(dcmseal_session_t *s, CK_ATTRIBUTE *t, CK_ULONG n,
+                      CK_OBJECT_HANDLE **out, size_t *count)
+{
+    CK_FUNCTION_LIST *m = s->tok->mod;
+    CK_OBJECT_HANDLE *hs = NULL, *grown;
+    size_t used = 0, cap = 0;
+    CK_ULONG got = 0;
+    CK_RV rv = m->C_FindObjectsInit(s->h, t, n);
+    if (rv != CKR_OK)
+        return rv;
+    do {
+        if (used == cap) {
+            cap = cap ? cap * 2 : 16;
+            if ((grown = realloc(hs, cap * sizeof *hs)) == NULL) {
+                rv = CKR_HOST_MEMORY;
+                break;
+            }
+            hs = grown;
+        }
+        rv = m->C_FindObjects(s->h, hs + used, cap - used, &got);
+        used += got;
+    } while (rv == CKR_OK && got > 0);
+    m->C_FindObjectsFinal(s->h);
+    if (rv == CKR_OK && used == 0)
+        rv = session_check_login(s);
+    if (rv != CKR_OK) {
+        free(hs);
+        hs = NULL;
+        used = 0;
+    }
+    *out = hs;
+    *count = used;
+    return rv;
+}
+
+/* The first object of |cls| labelled |name| with the ID of |version|, or
+ * CK_INVALID_HANDLE. */
+static CK_RV find_one(dcmseal_session_t *s, CK_OBJECT_CLASS cls, const char *name,
+                      uint32_t version, CK_OBJECT_HANDLE *h)
+{
+    char id[KEK_ID_MAX];
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_LABEL, (void *)name, strlen(name)},
+        {CKA_ID, id, kek_id(id, version)},
+    };
+    CK_OBJECT_HANDLE *hs = NULL;
+    size_t n = 0;
+    CK_RV rv = find_all(s, t, 3, &hs, &n);
+    *h = n > 0 ? hs[0] : CK_INVALID_HANDLE;
+    free(hs);
+    return rv;
+}
+
+/* C_GetAttributeValue that leaves missing, sensitive or oversized attributes
+ * marked unavailable instead of failing: the policy judges those. */
+static CK_RV read_attrs(dcmseal_session_t *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE *t, CK_ULONG n)
+{
+    CK_RV rv = s->tok->mod->C_GetAttributeValue(s->h, h, t, n);
+    if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+        rv == CKR_BUFFER_TOO_SMALL)
+        rv = CKR_OK;
+    return rv;
+}
+
+static CK_RV kek_read(dcmseal_session_t *s, const char *name, uint32_t version,
+                      struct kek_obj *o)
+{
+    CK_RV rv;
+    memset(o, 0, sizeof *o);
+    o->type = (CK_KEY_TYPE)-1;
+    o->sensitive = o->extractable = o->decrypt = o->encrypt = BOOL_UNSET;
+    CK_ATTRIBUTE priv[] = {
+        {CKA_KEY_TYPE, &o->type, sizeof o->type},
+        {CKA_SENSITIVE, &o->sensitive, 1},
+        {CKA_EXTRACTABLE, &o->extractable, 1},
+        {CKA_DECRYPT, &o->decrypt, 1},
+        {CKA_MODULUS, o->modulus, sizeof o->modulus},
+    };
+    CK_ATTRIBUTE pub[] = {
+        {CKA_ENCRYPT, &o->encrypt, 1},
+        {CKA_MODULUS, o->pub_modulus, sizeof o->pub_modulus},
+        {CKA_PUBLIC_EXPONENT, o->exponent, sizeof o->exponent},
+    };
+    if ((rv = find_one(s, CKO_PRIVATE_KEY, name, version, &o->priv)) != CKR_OK ||
+        o->priv == CK_INVALID_HANDLE || (rv = read_attrs(s, o->priv, priv, 5)) != CKR_OK)
+        return rv;
+    o->modulus_len = priv[4].ulValueLen;
+    if ((rv = find_one(s, CKO_PUBLIC_KEY, name, version, &o->pub)) != CKR_OK ||
+        o->pub == CK_INVALID_HANDLE || (rv = read_attrs(s, o->pub, pub, 3)) != CKR_OK)
+        return rv;
+    o->pub_modulus_len = pub[1].ulValueLen;
+    o->exponent_len = pub[2].ulValueLen;
+    return CKR_OK;
+}
+
+/* SHA-256 of the DER SubjectPublicKeyInfo, the form `openssl pkey -pubin
+ * -outform DER` prints, so that fingerprints can be checked outside dcmseal. */
+static int kek_fingerprint(const struct kek_obj *o, uint8_t fp[DCMSEAL_KEK_FINGERPRINT_LEN])
+{
+    OSSL_PARAM_BLD *bld = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pkey = NULL;
+    BIGNUM *n = NULL, *e = NULL;
+    unsigned char *der = NULL;
+    int der_len = 0, ok = 0;
+    if (o->pub == CK_INVALID_HANDLE || o->pub_modulus_len == CK_UNAVAILABLE_INFORMATION ||
+        o->exponent_len == CK_UNAVAILABLE_INFORMATION)
+        goto out;
+    if ((n = BN_bin2bn(o->pub_modulus, (int)o->pub_modulus_len, NULL)) == NULL ||
+        (e = BN_bin2bn(o->exponent, (int)o->exponent_len, NULL)) == NULL ||
+        (bld = OSSL_PARAM_BLD_new()) == NULL ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) ||
+        (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+        (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
+        EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0 ||
+        (der_len = i2d_PUBKEY(pkey, &der)) <= 0)
+        goto out;
+    ok = EVP_Digest(der, (size_t)der_len, fp, NULL, EVP_sha256(), NULL);
+out:
+    if (!ok)
+        memset(fp, 0, DCMSEAL_KEK_FINGERPRINT_LEN);
+    OPENSSL_free(der);
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    return ok;
+}
+
+static void kek_describe(dcmseal_kek_info *info, const struct kek_obj *o, const char *name,
+                         uint32_t version)
+{
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s", name);
+    info->version = version;
+    info->bits = modulus_bits(o->modulus, o->modulus_len);
+    kek_fingerprint(o, info->fingerprint);
+}
+
+static const char *bool_str(CK_BBOOL b)
+{
+    return b == CK_TRUE ? "true" : b == CK_FALSE ? "false" : "unset";
+}
+
+/* The key policy; on success fills |info|. */
+static dcmseal_status kek_judge(dcmseal_session_t *s, dcmseal_kek_info *info,
+                                const struct kek_obj *o, const char *name,
+                                uint32_t version, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    char why[96] = "";
+    unsigned bits = modulus_bits(o->modulus, o->modulus_len);
+    if (o->priv == CK_INVALID_HANDLE) {
+        if (version != 0)
+            return dcmseal_fail(err, DCMSEAL_E_KEY, "key '%s' (v%u) not found on token '%s'",
+                                name, (unsigned)version, s->tok->label);
+        return dcmseal_fail(err, DCMSEAL_E_KEY, "key '%s' not found on token '%s'", name,
+                            s->tok->label);
+    }
+    if (o->type != CKK_RSA)
+        snprintf(why, sizeof why, "CKA_KEY_TYPE is not CKK_RSA");
+    else if (bits != 2048 && bits != 3072)
+        snprintf(why, sizeof why, "RSA %u bits, only 2048 or 3072 allowed", bits);
+    else if (o->sensitive != CK_TRUE)
+        snprintf(why, sizeof why, "private key has CKA_SENSITIVE=%s", bool_str(o->sensitive));
+    else if (o->extractable != CK_FALSE)
+        snprintf(why, sizeof why, "private key has CKA_EXTRACTABLE=%s",
+                 bool_str(o->extractable));
+    else if (o->decrypt != CK_TRUE)
+        snprintf(why, sizeof why, "private key has CKA_DECRYPT=%s", bool_str(o->decrypt));
+    else if (o->pub == CK_INVALID_HANDLE)
+        snprintf(why, sizeof why, "public key missing");
+    else if (o->encrypt != CK_TRUE)
+        snprintf(why, sizeof why, "public key has CKA_ENCRYPT=%s", bool_str(o->encrypt));
+    else if (o->pub_modulus_len != o->modulus_len ||
+             memcmp(o->pub_modulus, o->modulus, o->modulus_len) != 0)
+        snprintf(why, sizeof why, "public key CKA_MODULUS differs from the private key's");
+    DCMSEAL_ENSURE(why[0] == '\0', err, DCMSEAL_E_KEY, "key '%s' v%u on token '%s' refused: %s",
+                   name, (unsigned)version, s->tok->label, why);
+    kek_describe(info, o, name, version);
+out:
+    return st;
+}
+
+static void cache_put(dcmseal_session_t *s, const char *name, uint32_t version,
+                      const struct kek_obj *o)
+{
+    snprintf(s->cache.name, sizeof s->cache.name, "%s", name);
+    s->cache.version = version;
+    s->cache.pub = o->pub;
+    s->cache.priv = o->priv;
+    s->cache.valid = 1;
+}
+
+/* The handles of |kek|, from the cache or the token. A key whose public half
+ * no longer has the fingerprint it was found with counts as gone. */
+static CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek,
+                         CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv, int *gone)
+{
+    struct kek_obj *o = NULL;
+    uint8_t fp[DCMSEAL_KEK_FINGERPRINT_LEN];
+    CK_RV rv = CKR_OK;
+    *gone = 0;
+    if (!s->cache.valid || s->cache.version != kek->version ||
+        strcmp(s->cache.name, kek->name) != 0) {
+        s->cache.valid = 0;
+        if ((o = malloc(sizeof *o)) == NULL)
+            return CKR_HOST_MEMORY;
+        if ((rv = kek_read(s, kek->name, kek->version, o)) != CKR_OK)
+            goto out;
+        if (o->priv == CK_INVALID_HANDLE || !kek_fingerprint(o, fp) ||
+            memcmp(fp, kek->fingerprint, sizeof fp) != 0) {
+            *gone = 1;
+            goto out;
+        }
+        cache_put(s, kek->name, kek->version, o);
+    }
+    *pub = s->cache.pub;
+    *priv = s->cache.priv;
+out:
+    free(o);
+    return rv;
+}
+
+/* ---- find --------------------------------------------------------------- */
+
+struct find_ctx {
+    const char *name;
+    uint32_t version; /* asked for; 0 = highest */
+    uint32_t found;   /* resolved */
+    struct kek_obj obj;
+};
+
+/* Private keys labelled |name| (any |name| when NULL), with their versions. */
+static CK_RV kek_versions(dcmseal_session_t *s, const char *name, CK_OBJECT_HANDLE **hs,
+                          size_t *n)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_LABEL, (void *)name, name ? strlen(name) : 0},
+    };
+    return find_all(s, t, name ? 2 : 1, hs, n);
+}
+
+/* Reads CKA_LABEL and the version in CKA_ID of |h|; version 0 when it is not
+ * a dcmseal KEK. */
+static CK_RV kek_identity(dcmseal_session_t *s, CK_OBJECT_HANDLE h,
+                          char label[DCMSEAL_KEK_NAME_MAX + 1], uint32_t *version)
+{
+    unsigned char id[KEK_ID_MAX];
+    CK_ATTRIBUTE t[] = {
+        {CKA_LABEL, label, DCMSEAL_KEK_NAME_MAX},
+        {CKA_ID, id, sizeof id},
+    };
+    CK_RV rv = read_attrs(s, h, t, 2);
+    *version = 0;
+    if (rv != CKR_OK || t[0].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+        return rv;
+    label[t[0].ulValueLen] = '\0';
+    if (strlen(label) == t[0].ulValueLen && name_ok(label))
+        *version = kek_id_version(id, t[1].ulValueLen);
+    return CKR_OK;
+}
+
+static CK_RV find_op(dcmseal_session_t *s, void *arg)
+{
+    struct find_ctx *c = arg;
+    CK_OBJECT_HANDLE *hs = NULL;
+    size_t n = 0;
+    CK_RV rv = CKR_OK;
+    c->found = c->version;
+    if (c->found == 0) {
+        if ((rv = kek_versions(s, c->name, &hs, &n)) != CKR_OK)
+            goto out;
+        for (size_t i = 0; i < n; i++) {
+            char label[DCMSEAL_KEK_NAME_MAX + 1];
+            uint32_t v;
+            if ((rv = kek_identity(s, hs[i], label, &v)) != CKR_OK)
+                goto out;
+            if (v > c->found && strcmp(label, c->name) == 0)
+                c->found = v;
+        }
+    }
+    if (c->found != 0)
+        rv = kek_read(s, c->name, c->found, &c->obj);
+    else
+        c->obj.priv = CK_INVALID_HANDLE;
+out:
+    free(hs);
+    return rv;
+}
+
+static dcmseal_status kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, const char *name,
+                               uint32_t version, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct find_ctx *c = NULL;
+    CK_RV rv;
+    DCMSEAL_ENSURE(name_ok(name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
+                   name, s->tok->label);
+    c = OPENSSL_zalloc(sizeof *c);
+    DCMSEAL_ENSURE(c != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    c->name = name;
+    c->version = version;
+    rv = session_run(s, find_op, c);
+    if (rv != CKR_OK) {
+        st = version != 0 ? p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "finding key '%s' v%u",
+                                     name, (unsigned)version)
+                          : p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv,
+                                     "finding the latest version of key '%s'", name);
+        goto out;
+    }
+    DCMSEAL_GUARD(kek_judge(s, out, &c->obj, name, c->found, err));
+    cache_put(s, name, c->found, &c->obj);
+out:
+    OPENSSL_free(c);
+    return st;
+}
+
+dcmseal_status dcmseal_kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, const char *name,
+                                uint32_t version, dcmseal_error *err)
+{
+    if (s == NULL || out == NULL || name == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "key find: missing argument");
+    return kek_find(s, out, name, version, err);
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+struct create_ctx {
+    const char *name;
+    CK_ULONG bits;
+    int exists;
+};
+
+static CK_RV create_op(dcmseal_session_t *s, void *arg)
+{
+    struct create_ctx *c = arg;
+    static const unsigned char e65537[] = {0x01, 0x00, 0x01};
+    CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+    CK_OBJECT_HANDLE *hs = NULL, pub, priv;
+    CK_ATTRIBUTE any[] = {{CKA_LABEL, (void *)c->name, strlen(c->name)}};
+    char id[KEK_ID_MAX];
+    CK_ULONG id_len = kek_id(id, 1);
+    size_t n = 0;
+    CK_ATTRIBUTE pub_t[] = {
+        {CKA_TOKEN, (void *)&yes, 1},
+        {CKA_ENCRYPT, (void *)&yes, 1},
+        {CKA_WRAP, (void *)&yes, 1},
+        {CKA_VERIFY, (void *)&no, 1},
+        {CKA_LABEL, (void *)c->name, strlen(c->name)},
+        {CKA_ID, id, id_len},
+        {CKA_MODULUS_BITS, &c->bits, sizeof c->bits},
+        {CKA_PUBLIC_EXPONENT, (void *)e65537, sizeof e65537},
+    };
+    CK_ATTRIBUTE priv_t[] = {
+        {CKA_TOKEN, (void *)&yes, 1},
+        {CKA_PRIVATE, (void *)&yes, 1},
+        {CKA_SENSITIVE, (void *)&yes, 1},
+        {CKA_EXTRACTABLE, (void *)&no, 1},
+        {CKA_DECRYPT, (void *)&yes, 1},
+        {CKA_UNWRAP, (void *)&yes, 1},
+        {CKA_SIGN, (void *)&no, 1},
+        {CKA_LABEL, (void *)c->name, strlen(c->name)},
+        {CKA_ID, id, id_len},
+    };
+    CK_RV rv = find_all(s, any, 1, &hs, &n);
+    free(hs);
+    if (rv != CKR_OK || (c->exists = n > 0))
+        return rv;
+    return s->tok->mod->C_GenerateKeyPair(s->h, &mech, pub_t, sizeof pub_t / sizeof pub_t[0],
+                                          priv_t, sizeof priv_t / sizeof priv_t[0], &pub,
+                                          &priv);
+}
+
+dcmseal_status dcmseal_kek_create(dcmseal_session_t *s, dcmseal_kek_info *out,
+                                  const char *name, unsigned bits, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct create_ctx c = {name, bits, 0};
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && out != NULL && name != NULL, err, DCMSEAL_E_USAGE,
+                   "key create: missing argument");
+    DCMSEAL_ENSURE(name_ok(name), err, DCMSEAL_E_USAGE,
+                   "key name '%.64s%s' must be 1 to %d characters of A-Z a-z 0-9 . _ -", name,
+                   strlen(name) > 64 ? "..." : "", DCMSEAL_KEK_NAME_MAX);
+    DCMSEAL_ENSURE(bits == 2048 || bits == 3072, err, DCMSEAL_E_USAGE,
+                   "key '%s': RSA %u bits refused, only RSA 2048 or 3072 KEKs are allowed",
+                   name, bits);
+    rv = session_run(s, create_op, &c);
+    DCMSEAL_ENSURE(!c.exists, err, DCMSEAL_E_USAGE, "key %s already exists on token '%s'",
+                   name, s->tok->label);
+    if (rv != CKR_OK) {
+        st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "generating key '%s' v1 (RSA %u)", name,
+                      bits);
+        goto out;
+    }
+    st = kek_find(s, out, name, 1, err);
+out:
+    return st;
+}
+
+/* ---- list --------------------------------------------------------------- */
+
+struct list_ctx {
+    dcmseal_kek_info *keys;
+    size_t n;
+};
+
+static CK_RV list_op(dcmseal_session_t *s, void *arg)
+{
+    struct list_ctx *c = arg;
+    CK_OBJECT_HANDLE *hs = NULL;
+    struct kek_obj *o = malloc(sizeof *o);
+    size_t n = 0;
+    CK_RV rv = o == NULL ? CKR_HOST_MEMORY : kek_versions(s, NULL, &hs, &n);
+    free(c->keys);
+    c->n = 0;
+    c->keys = rv == CKR_OK && n > 0 ? calloc(n, sizeof *c->keys) : NULL;
+    if (rv == CKR_OK && n > 0 && c->keys == NULL)
+        rv = CKR_HOST_MEMORY;
+    for (size_t i = 0; rv == CKR_OK && i < n; i++) {
+        char label[DCMSEAL_KEK_NAME_MAX + 1];
+        uint32_t v;
+        if ((rv = kek_identity(s, hs[i], label, &v)) != CKR_OK || v == 0 ||
+            (rv = kek_read(s, label, v, o)) != CKR_OK)
+            continue;
+        kek_describe(&c->keys[c->n++], o, label, v);
+    }
+    free(hs);
+    free(o);
+    return rv;
+}
+
+static int info_cmp(const void *a, const void *b)
+{
+    const dcmseal_kek_info *x = a, *y = b;
+    int r = strcmp(x->name, y->name);
+    return r != 0 ? r : (x->version > y->version) - (x->version < y->version);
+}
+
+dcmseal_status dcmseal_kek_list(dcmseal_session_t *s, dcmseal_kek_info *out, size_t cap,
+                                size_t *count, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct list_ctx c = {NULL, 0};
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && count != NULL && (out != NULL || cap == 0), err,
+                   DCMSEAL_E_USAGE, "key list: missing argument");
+    rv = session_run(s, list_op, &c);
+    if (rv != CKR_OK) {
+        st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "listing keys");
+        goto out;
+    }
+    if (c.n > 0)
+        qsort(c.keys, c.n, sizeof *c.keys, info_cmp);
+    if (cap > 0)
+        memcpy(out, c.keys, (c.n < cap ? c.n : cap) * sizeof *out);
+    *count = c.n;
+out:
+    free(c.keys);
+    return st;
+}
+
+/* ---- wrap and unwrap ---------------------------------------------------- */
+
+static void oaep_params(CK_RSA_PKCS_OAEP_PARAMS *p, dcmseal_oaep oaep)
+{
+    memset(p, 0, sizeof *p);
+    p->hashAlg = oaep == DCMSEAL_OAEP_SHA256 ? CKM_SHA256 : CKM_SHA_1;
+    p->mgf = oaep == DCMSEAL_OAEP_SHA256 ? CKG_MGF1_SHA256 : CKG_MGF1_SHA1;
+    p->source = CKZ_DATA_SPECIFIED;
+}
+
+/* SoftHSM 2.6.1 answers C_EncryptInit/C_DecryptInit with OAEP-SHA256 by
+ * CKR_ARGUMENTS_BAD (it accepts only SHA-1 and MGF1-SHA1); other tokens use the
+ * codes PKCS#11 meant for it. */
+static int oaep_refused(CK_RV rv)
+{
+    return rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID ||
+           rv == CKR_ARGUMENTS_BAD;
+}
+
+struct crypt_ctx {
+    const dcmseal_kek_info *kek;
+    dcmseal_oaep prefer, used;
+    const uint8_t *in;
+    size_t in_len;
+    unsigned char buf[DCMSEAL_WRAPPED_MAX];
+    CK_ULONG buf_len;
+    int gone, in_final; /* in_final: the failure came from C_Encrypt/C_Decrypt */
+};
+
+/* Starts the OAEP operation with the variant asked for; with AUTO, falls back
+ * to SHA-1 when the token refuses SHA-256 and remembers that it did. */
+static CK_RV crypt_init(dcmseal_session_t *s, struct crypt_ctx *c, CK_OBJECT_HANDLE key,
+                        int decrypt)
+{
+    dcmseal_token_t *tok = s->tok;
+    CK_RSA_PKCS_OAEP_PARAMS p;
+    CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &p, sizeof p};
+    CK_RV rv;
+    c->used = c->prefer;
+    if (c->prefer == DCMSEAL_OAEP_AUTO)
+        c->used = atomic_load(&tok->no_oaep_sha256) ? DCMSEAL_OAEP_SHA1 : DCMSEAL_OAEP_SHA256;
+    for (;;) {
+        oaep_params(&p, c->used);
+        rv = decrypt ? tok->mod->C_DecryptInit(s->h, &mech, key)
+                     : tok->mod->C_EncryptInit(s->h, &mech, key);
+        if (!(oaep_refused(rv) && c->prefer == DCMSEAL_OAEP_AUTO &&
+              c->used == DCMSEAL_OAEP_SHA256))
+            return rv;
+        atomic_store(&tok->no_oaep_sha256, 1);
+        c->used = DCMSEAL_OAEP_SHA1;
+    }
+}
+
+static CK_RV crypt_op(dcmseal_session_t *s, void *arg, int decrypt)
+{
+    struct crypt_ctx *c = arg;
+    CK_OBJECT_HANDLE pub, priv;
+    CK_RV rv = kek_handles(s, c->kek, &pub, &priv, &c->gone);
+    c->in_final = 0;
+    if (rv != CKR_OK || c->gone ||
+        (rv = crypt_init(s, c, decrypt ? priv : pub, decrypt)) != CKR_OK)
+        return rv;
+    c->in_final = 1;
+    c->buf_len = sizeof c->buf;
+    return decrypt ? s->tok->mod->C_Decrypt(s->h, (CK_BYTE *)c->in, c->in_len, c->buf,
+                                            &c->buf_len)
+                   : s->tok->mod->C_Encrypt(s->h, (CK_BYTE *)c->in, c->in_len, c->buf,
+                                            &c->buf_len);
+}
+
+static CK_RV wrap_op(dcmseal_session_t *s, void *arg)
+{
+    return crypt_op(s, arg, 0);
+}
+
+static CK_RV unwrap_op(dcmseal_session_t *s, void *arg)
+{
+    return crypt_op(s, arg, 1);
+}
+
+/* How the token's answer to a wrap or unwrap reads to the caller. */
+static dcmseal_status crypt_status(const struct crypt_ctx *c, CK_RV rv, int decrypt)
+{
+    if (c->gone || rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID ||
+        rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT ||
+        (!c->in_final && oaep_refused(rv)))
+        return DCMSEAL_E_KEY;
+    /* SoftHSM 2.6.1's C_Decrypt returns CKR_ENCRYPTED_DATA_LEN_RANGE for a
+     * ciphertext that is not exactly the modulus size, and CKR_GENERAL_ERROR
+     * when the OAEP decoding of a tampered one fails. CKR_GENERAL_ERROR is read
+     * as "bad ciphertext" only after C_DecryptInit succeeded on a live session;
+     * device and session trouble have codes of their own. */
+    if (decrypt && c->in_final &&
+        (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+         rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE ||
+         rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_GENERAL_ERROR))
+        return DCMSEAL_E_AUTH;
+    if (!decrypt && c->in_final && rv == CKR_DATA_LEN_RANGE)
+        return DCMSEAL_E_USAGE;
+    return DCMSEAL_E_TOKEN;
+}
+
+static dcmseal_status kek_crypt(dcmseal_session_t *s, struct crypt_ctx *c, int decrypt,
+                                dcmseal_error *err)
+{
+    const dcmseal_kek_info *kek = c->kek;
+    dcmseal_status st;
+    CK_RV rv = session_run(s, decrypt ? unwrap_op : wrap_op, c);
+    if (rv == CKR_OK && !c->gone)
+        return DCMSEAL_OK;
+    st = crypt_status(c, rv, decrypt);
+    if (c->gone)
+        return dcmseal_fail(err, st, "key '%s' (v%u) not found on token '%s'", kek->name,
+                            (unsigned)kek->version, s->tok->label);
+    if (!c->in_final && oaep_refused(rv))
+        return dcmseal_fail(err, st,
+                            "key '%s' v%u: token '%s' does not support RSA-OAEP-%s (%s)",
+                            kek->name, (unsigned)kek->version, s->tok->label,
+                            c->used == DCMSEAL_OAEP_SHA256 ? "SHA256" : "SHA1", ckr_name(rv));
+    if (st == DCMSEAL_E_AUTH)
+        return dcmseal_fail(err, st,
+                            "authentication failed: key '%s' v%u on token '%s' rejected the "
+                            "wrapped key (%s)",
+                            kek->name, (unsigned)kek->version, s->tok->label, ckr_name(rv));
+    return p11_fail(err, st, s->tok, rv, "%s with key '%s' v%u",
+                    decrypt ? "unwrapping" : "wrapping", kek->name, (unsigned)kek->version);
+}
+
+static int oaep_valid(dcmseal_oaep o, int allow_auto)
+{
+    return o == DCMSEAL_OAEP_SHA1 || o == DCMSEAL_OAEP_SHA256 ||
+           (allow_auto && o == DCMSEAL_OAEP_AUTO);
+}
+
+dcmseal_status dcmseal_kek_wrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                                size_t *out_len, dcmseal_oaep *used,
+                                const dcmseal_kek_info *kek, dcmseal_oaep prefer,
+                                const uint8_t *key, size_t key_len, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct crypt_ctx c = {.kek = kek, .prefer = prefer, .in = key, .in_len = key_len};
+    DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && used != NULL &&
+                       kek != NULL && key != NULL && oaep_valid(prefer, 1),
+                   err, DCMSEAL_E_USAGE, "key wrap: missing or bad argument");
+    /* OAEP carries at most k - 2*hLen - 2 bytes; SoftHSM would only say
+     * CKR_GENERAL_ERROR. SHA-256's bound also covers AUTO's SHA-1 fallback. */
+    DCMSEAL_ENSURE(key_len + 2 * (prefer == DCMSEAL_OAEP_SHA1 ? 20 : 32) + 2 <= kek->bits / 8,
+                   err, DCMSEAL_E_USAGE, "key wrap: %zu bytes do not fit RSA-%u OAEP", key_len,
+                   kek->bits);
+    DCMSEAL_GUARD(kek_crypt(s, &c, 0, err));
+    DCMSEAL_ENSURE(c.buf_len <= out_cap, err, DCMSEAL_E_USAGE,
+                   "key wrap: %lu bytes of output do not fit in %zu", (unsigned long)c.buf_len,
+                   out_cap);
+    memcpy(out, c.buf, c.buf_len);
+    *out_len = c.buf_len;
+    *used = c.used;
+out:
+    return st;
+}
+
+dcmseal_status dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                                  size_t *out_len, const dcmseal_kek_info *kek,
+                                  dcmseal_oaep oaep, const uint8_t *wrapped, size_t wrapped_len,
+                                  dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct crypt_ctx c = {.kek = kek, .prefer = oaep, .in = wrapped, .in_len = wrapped_len};
+    DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && kek != NULL &&
+                       wrapped != NULL && oaep_valid(oaep, 0),
+                   err, DCMSEAL_E_USAGE, "key unwrap: missing or bad argument");
+    DCMSEAL_GUARD(kek_crypt(s, &c, 1, err));
+    /* A longer plaintext than the caller's key cannot be a dcmseal DEK. */
+    DCMSEAL_ENSURE(c.buf_len <= out_cap, err, DCMSEAL_E_AUTH,
+                   "authentication failed: key '%s' v%u on token '%s' unwrapped %lu bytes, "
+                   "expected at most %zu",
+                   kek->name, (unsigned)kek->version, s->tok->label, (unsigned long)c.buf_len,
+                   out_cap);
+    memcpy(out, c.buf, c.buf_len);
+    *out_len = c.buf_len;
+out:
+    OPENSSL_cleanse(c.buf, sizeof c.buf);
+    return st;
+}

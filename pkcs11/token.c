@@ -1,0 +1,396 @@
+/* Module loading, token selection, PIN, login and self-healing sessions. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/pin.h>
+#include <p11-kit/uri.h>
+
+#include "internal.h"
+
+const char *ckr_name(CK_RV rv)
+{
+#define R(x) {x, #x}
+    static const struct {
+        CK_RV rv;
+        const char *name;
+    } names[] = {
+        R(CKR_OK), R(CKR_CANCEL), R(CKR_HOST_MEMORY), R(CKR_SLOT_ID_INVALID),
+        R(CKR_GENERAL_ERROR), R(CKR_FUNCTION_FAILED), R(CKR_ARGUMENTS_BAD),
+        R(CKR_ATTRIBUTE_READ_ONLY), R(CKR_ATTRIBUTE_SENSITIVE), R(CKR_ATTRIBUTE_TYPE_INVALID),
+        R(CKR_ATTRIBUTE_VALUE_INVALID), R(CKR_ACTION_PROHIBITED), R(CKR_DATA_INVALID),
+        R(CKR_DATA_LEN_RANGE), R(CKR_DEVICE_ERROR), R(CKR_DEVICE_MEMORY), R(CKR_DEVICE_REMOVED),
+        R(CKR_ENCRYPTED_DATA_INVALID), R(CKR_ENCRYPTED_DATA_LEN_RANGE),
+        R(CKR_FUNCTION_CANCELED), R(CKR_FUNCTION_NOT_SUPPORTED), R(CKR_KEY_HANDLE_INVALID),
+        R(CKR_KEY_SIZE_RANGE), R(CKR_KEY_TYPE_INCONSISTENT), R(CKR_KEY_FUNCTION_NOT_PERMITTED),
+        R(CKR_MECHANISM_INVALID), R(CKR_MECHANISM_PARAM_INVALID), R(CKR_OBJECT_HANDLE_INVALID),
+        R(CKR_OPERATION_ACTIVE), R(CKR_OPERATION_NOT_INITIALIZED), R(CKR_PIN_INCORRECT),
+        R(CKR_PIN_INVALID), R(CKR_PIN_LEN_RANGE), R(CKR_PIN_EXPIRED), R(CKR_PIN_LOCKED),
+        R(CKR_SESSION_CLOSED), R(CKR_SESSION_COUNT), R(CKR_SESSION_HANDLE_INVALID),
+        R(CKR_SESSION_READ_ONLY), R(CKR_TEMPLATE_INCOMPLETE), R(CKR_TEMPLATE_INCONSISTENT),
+        R(CKR_TOKEN_NOT_PRESENT), R(CKR_TOKEN_NOT_RECOGNIZED), R(CKR_TOKEN_WRITE_PROTECTED),
+        R(CKR_USER_ALREADY_LOGGED_IN), R(CKR_USER_NOT_LOGGED_IN),
+        R(CKR_USER_PIN_NOT_INITIALIZED), R(CKR_USER_TYPE_INVALID),
+        R(CKR_USER_ANOTHER_ALREADY_LOGGED_IN), R(CKR_WRAPPED_KEY_INVALID),
+        R(CKR_BUFFER_TOO_SMALL), R(CKR_CRYPTOKI_NOT_INITIALIZED),
+        R(CKR_CRYPTOKI_ALREADY_INITIALIZED), R(CKR_FUNCTION_REJECTED),
+    };
+#undef R
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].rv == rv)
+            return names[i].name;
+    return rv >= CKR_VENDOR_DEFINED ? "CKR_VENDOR_DEFINED" : "CKR_(unknown)";
+}
+
+dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_token_t *tok,
+                        CK_RV rv, const char *fmt, ...)
+{
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return dcmseal_fail(err, st, "%s on token '%s' failed: %s", what, tok->label,
+                        ckr_name(rv));
+}
+
+const char *dcmseal_oaep_name(dcmseal_oaep oaep)
+{
+    switch (oaep) {
+    case DCMSEAL_OAEP_SHA1: return "sha1";
+    case DCMSEAL_OAEP_SHA256: return "sha256";
+    case DCMSEAL_OAEP_AUTO: return "auto";
+    }
+    return "auto";
+}
+
+/* ---- PIN ---------------------------------------------------------------- */
+
+/* p11-kit 0.24's file callback open()s the pin-source verbatim, so an RFC 7512
+ * "file:" URI would name a relative file called "file:...". */
+static P11KitPin *pin_callback(const char *source, P11KitUri *uri, const char *desc,
+                               P11KitPinFlags flags, void *data)
+{
+    if (strncmp(source, "env:", 4) == 0) {
+        const char *v = getenv(source + 4);
+        return v != NULL ? p11_kit_pin_new_for_string(v) : NULL;
+    }
+    if (strncmp(source, "file://", 7) == 0 && source[7] == '/')
+        source += 7;
+    else if (strncmp(source, "file:", 5) == 0)
+        source += 5;
+    return p11_kit_pin_file_callback(source, uri, desc, flags, data);
+}
+
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
+static void pin_register(void)
+{
+    p11_kit_pin_register_callback(P11_KIT_PIN_FALLBACK, pin_callback, NULL, NULL);
+}
+
+static dcmseal_status token_read_pin(dcmseal_token_t *tok, P11KitUri *uri, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    const char *source = p11_kit_uri_get_pin_source(uri);
+    P11KitPin *pin = NULL;
+    const unsigned char *v;
+    size_t len = 0, n;
+    if (source != NULL) {
+        pthread_once(&pin_once, pin_register);
+        pin = p11_kit_pin_request(source, uri, tok->label, P11_KIT_PIN_FLAGS_USER_LOGIN);
+        DCMSEAL_ENSURE(pin != NULL, err, DCMSEAL_E_TOKEN,
+                       "cannot read the PIN for token '%s' from pin-source '%s'", tok->label,
+                       source);
+        v = p11_kit_pin_get_value(pin, &len);
+    } else {
+        v = (const unsigned char *)getenv("DCMSEAL_PIN");
+        DCMSEAL_ENSURE(v != NULL, err, DCMSEAL_E_TOKEN,
+                       "no PIN: set pin-source in the URI or DCMSEAL_PIN");
+        len = strlen((const char *)v);
+    }
+    n = len;
+    if (n > 0 && v[n - 1] == '\n')
+        n -= 1 + (n > 1 && v[n - 2] == '\r');
+    DCMSEAL_ENSURE(n < sizeof tok->pin, err, DCMSEAL_E_TOKEN, "PIN for token '%s' is too long",
+                   tok->label);
+    memcpy(tok->pin, v, n);
+    tok->pin_len = n;
+out:
+    if (pin != NULL) {
+        /* p11-kit frees its copies without wiping them. */
+        OPENSSL_cleanse((void *)v, len);
+        p11_kit_pin_unref(pin);
+    }
+    return st;
+}
+
+/* ---- login and sessions ------------------------------------------------- */
+
+static CK_RV token_login(dcmseal_token_t *tok, CK_SESSION_HANDLE h)
+{
+    CK_RV rv;
+    pthread_mutex_lock(&tok->lock);
+    rv = tok->mod->C_Login(h, CKU_USER, tok->pin, tok->pin_len);
+    pthread_mutex_unlock(&tok->lock);
+    return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
+}
+
+static CK_RV session_start(dcmseal_token_t *tok, CK_SESSION_HANDLE *h)
+{
+    CK_RV rv = tok->mod->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+                                       NULL, h);
+    if (rv == CKR_OK && (rv = token_login(tok, *h)) != CKR_OK)
+        tok->mod->C_CloseSession(*h);
+    if (rv != CKR_OK)
+        *h = CK_INVALID_HANDLE;
+    return rv;
+}
+
+static int session_lost(CK_RV rv)
+{
+    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+           rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED;
+}
+
+/* A logout behind our back does not invalidate the session; it hides the
+ * private objects, so an empty search may mean "log in again". */
+CK_RV session_check_login(dcmseal_session_t *s)
+{
+    CK_SESSION_INFO info;
+    CK_RV rv = s->tok->mod->C_GetSessionInfo(s->h, &info);
+    if (rv == CKR_OK && info.state != CKS_RO_USER_FUNCTIONS &&
+        info.state != CKS_RW_USER_FUNCTIONS)
+        rv = CKR_USER_NOT_LOGGED_IN;
+    return rv;
+}
+
+/* Each recovery at most once, stale handles first: a logout elsewhere shows
+ * up as an invalid key handle, then as a search that needs the login back. */
+CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg)
+{
+    CK_RV rv = op(s, arg);
+    if ((rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) && s->cache.valid) {
+        s->cache.valid = 0;
+        rv = op(s, arg);
+    }
+    if (session_lost(rv)) {
+        s->cache.valid = 0;
+        if (s->h != CK_INVALID_HANDLE)
+            s->tok->mod->C_CloseSession(s->h);
+        if ((rv = session_start(s->tok, &s->h)) == CKR_OK)
+            rv = op(s, arg);
+    }
+    return rv;
+}
+
+/* ---- token selection ---------------------------------------------------- */
+
+static void copy_padded(char *dst, const unsigned char *src, size_t len)
+{
+    while (len > 0 && src[len - 1] == ' ')
+        len--;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* Finds the first slot of |mod| whose module, slot and token match |uri|. */
+static int module_find_slot(CK_FUNCTION_LIST *mod, P11KitUri *uri, CK_SLOT_ID *slot,
+                            char label[33])
+{
+    const char *want_name = p11_kit_uri_get_module_name(uri);
+    CK_SLOT_ID *slots = NULL;
+    CK_ULONG n = 0;
+    CK_INFO info;
+    int found = 0;
+    if (want_name != NULL) {
+        char *name = p11_kit_module_get_name(mod);
+        int same = name != NULL && strcmp(name, want_name) == 0;
+        free(name);
+        if (!same)
+            goto out;
+    }
+    if (mod->C_GetInfo(&info) != CKR_OK || !p11_kit_uri_match_module_info(uri, &info) ||
+        mod->C_GetSlotList(CK_TRUE, NULL, &n) != CKR_OK || n == 0 ||
+        (slots = calloc(n, sizeof *slots)) == NULL ||
+        mod->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+        goto out;
+    for (CK_ULONG i = 0; i < n && !found; i++) {
+        CK_SLOT_INFO si;
+        CK_TOKEN_INFO ti;
+        if (mod->C_GetSlotInfo(slots[i], &si) == CKR_OK &&
+            p11_kit_uri_match_slot_info(uri, &si) &&
+            mod->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+            p11_kit_uri_match_token_info(uri, &ti)) {
+            *slot = slots[i];
+            copy_padded(label, ti.label, sizeof ti.label);
+            found = 1;
+        }
+    }
+out:
+    free(slots);
+    return found;
+}
+
+static const char *or_unknown(const char *msg)
+{
+    return msg != NULL ? msg : "unknown error";
+}
+
+/* Loads the candidate modules, keeps the first with a matching token and
+ * releases the others. */
+static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    const char *path = p11_kit_uri_get_module_path(uri);
+    CK_FUNCTION_LIST *one[2] = {NULL, NULL}, **mods = one, **all = NULL;
+    char want[33];
+    CK_RV rv;
+    copy_padded(want, p11_kit_uri_get_token_info(uri)->label, 32);
+    if (path != NULL) {
+        one[0] = p11_kit_module_load(path, 0);
+        DCMSEAL_ENSURE(one[0] != NULL, err, DCMSEAL_E_TOKEN,
+                       "cannot load PKCS#11 module '%s': %s", path,
+                       or_unknown(p11_kit_message()));
+        if ((rv = p11_kit_module_initialize(one[0])) != CKR_OK) {
+            p11_kit_module_release(one[0]);
+            st = dcmseal_fail(err, DCMSEAL_E_TOKEN, "cannot initialize PKCS#11 module '%s': %s",
+                              path, ckr_name(rv));
+            goto out;
+        }
+    } else {
+        mods = all = p11_kit_modules_load_and_initialize(0);
+        DCMSEAL_ENSURE(all != NULL, err, DCMSEAL_E_TOKEN,
+                       "cannot load the registered PKCS#11 modules: %s",
+                       or_unknown(p11_kit_message()));
+    }
+    for (size_t i = 0; mods[i] != NULL; i++) {
+        if (tok->mod == NULL && module_find_slot(mods[i], uri, &tok->slot, tok->label)) {
+            tok->mod = mods[i];
+        } else {
+            p11_kit_module_finalize(mods[i]);
+            p11_kit_module_release(mods[i]);
+        }
+    }
+    DCMSEAL_ENSURE(tok->mod != NULL, err, DCMSEAL_E_TOKEN, "no token labelled '%s' found%s%s",
+                   want[0] ? want : "(any)", path ? " in module " : "", path ? path : "");
+out:
+    free(all);
+    return st;
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+dcmseal_status dcmseal_token_open(dcmseal_token_t **out, const char *uri,
+                                  dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_token_t *tok = NULL;
+    P11KitUri *u = NULL;
+    CK_ATTRIBUTE *object;
+    CK_RV rv;
+    int r;
+    DCMSEAL_ENSURE(out != NULL && uri != NULL, err, DCMSEAL_E_USAGE, "token: missing argument");
+    *out = NULL;
+    tok = OPENSSL_zalloc(sizeof *tok);
+    DCMSEAL_ENSURE(tok != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    pthread_mutex_init(&tok->lock, NULL);
+    tok->login_session = CK_INVALID_HANDLE;
+    u = p11_kit_uri_new();
+    DCMSEAL_ENSURE(u != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    r = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_ANY, u);
+    DCMSEAL_ENSURE(r == P11_KIT_URI_OK, err, DCMSEAL_E_USAGE, "bad token URI: %s",
+                   p11_kit_uri_message(r));
+    /* URIs end up in argv, shell history and process listings. */
+    DCMSEAL_ENSURE(p11_kit_uri_get_pin_value(u) == NULL, err, DCMSEAL_E_USAGE,
+                   "token URI carries pin-value: use pin-source=file:PATH or "
+                   "pin-source=env:VAR in the URI, or set DCMSEAL_PIN");
+    DCMSEAL_GUARD(token_select(tok, u, err));
+    if ((object = p11_kit_uri_get_attribute(u, CKA_LABEL)) != NULL) {
+        tok->object = OPENSSL_strndup(object->pValue, object->ulValueLen);
+        DCMSEAL_ENSURE(tok->object != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    }
+    DCMSEAL_GUARD(token_read_pin(tok, u, err));
+    /* Logging in here reports a wrong PIN at open rather than mid-batch. */
+    rv = session_start(tok, &tok->login_session);
+    if (rv != CKR_OK) {
+        st = p11_fail(err, DCMSEAL_E_TOKEN, tok, rv, "login%s",
+                      rv == CKR_PIN_INCORRECT ? " (wrong PIN)" : "");
+        goto out;
+    }
+    *out = tok;
+    tok = NULL;
+out:
+    p11_kit_uri_free(u);
+    dcmseal_token_free(tok);
+    return st;
+}
+
+void dcmseal_token_free(dcmseal_token_t *tok)
+{
+    if (tok == NULL)
+        return;
+    if (tok->login_session != CK_INVALID_HANDLE) {
+        tok->mod->C_Logout(tok->login_session);
+        tok->mod->C_CloseSession(tok->login_session);
+    }
+    if (tok->mod != NULL) {
+        p11_kit_module_finalize(tok->mod);
+        p11_kit_module_release(tok->mod);
+    }
+    OPENSSL_cleanse(tok->pin, sizeof tok->pin);
+    OPENSSL_free(tok->object);
+    pthread_mutex_destroy(&tok->lock);
+    OPENSSL_free(tok);
+}
+
+const char *dcmseal_token_get0_label(const dcmseal_token_t *tok)
+{
+    return tok->label;
+}
+
+const char *dcmseal_token_get0_object(const dcmseal_token_t *tok)
+{
+    return tok->object;
+}
+
+dcmseal_status dcmseal_session_open(dcmseal_session_t **out, dcmseal_token_t *tok,
+                                    dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_session_t *s = NULL;
+    CK_RV rv;
+    DCMSEAL_ENSURE(out != NULL && tok != NULL, err, DCMSEAL_E_USAGE,
+                   "session: missing argument");
+    s = OPENSSL_zalloc(sizeof *s);
+    DCMSEAL_ENSURE(s != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    s->tok = tok;
+    rv = session_start(tok, &s->h);
+    if (rv != CKR_OK) {
+        st = p11_fail(err, DCMSEAL_E_TOKEN, tok, rv, "opening a session");
+        goto out;
+    }
+    *out = s;
+    s = NULL;
+out:
+    OPENSSL_free(s);
+    return st;
+}
+
+const char *dcmseal_session_get0_token_label(const dcmseal_session_t *s)
+{
+    return s->tok->label;
+}
+
+void dcmseal_session_free(dcmseal_session_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->h != CK_INVALID_HANDLE)
+        s->tok->mod->C_CloseSession(s->h);
+    OPENSSL_free(s);
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test (ctest). Each test
+# that needs a token makes its own SoftHSM token in a temporary directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+cd build
+ctest --output-on-failure -j"$(nproc)" "$@"

@@ -1,0 +1,23 @@
+/* A key ring whose KEK is an RSA key in host memory: lets engine tests run
+ * without a token, and lets known-answer vectors be checked anywhere. Never
+ * for production: the whole point of dcmseal is that KEKs stay in a token. */
+#ifndef DCMSEAL_TEST_SOFT_RING_H
+#define DCMSEAL_TEST_SOFT_RING_H
+
+#include <dcmseal/engine.h>
+
+typedef struct soft_ring {
+    dcmseal_keyring ring;
+    void *pkey;            /* EVP_PKEY * */
+    dcmseal_wrap_meta meta;
+    uint8_t last_dek[DCMSEAL_DEK_LEN]; /* what the last wrap saw, for tests */
+    int wraps, unwraps;
+} soft_ring;
+
+/* Loads the PEM private key at |pem_path|, or makes a fresh RSA-2048 key
+ * when it is NULL; 0 on success. */
+int soft_ring_init(soft_ring *r, const char *pem_path, const char *name,
+                   uint32_t version, dcmseal_oaep oaep);
+void soft_ring_free(soft_ring *r);
+
+#endif

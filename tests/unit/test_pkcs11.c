@@ -1,0 +1,581 @@
+/* The PKCS#11 module against a throwaway SoftHSM token of its own. */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE 1
+#endif
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <dcmseal/pkcs11.h>
+#include <p11-kit/pkcs11.h>
+
+#include "../support/check.h"
+
+#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define LABEL "dcmseal-test"
+#define PIN "5678"
+#define BAD_PIN "0000"
+
+static char dir[64];
+
+static const char *path_in(const char *name)
+{
+    static char buf[4][256];
+    static int i;
+    char *p = buf[i++ % 4];
+    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
+    return p;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
+        perror(path);
+        exit(2);
+    }
+}
+
+/* Checks a status and that the message, if any, never shows a PIN. */
+#define EXPECT(st, want, err, what)                                                  \
+    do {                                                                               \
+        dcmseal_status st_ = (st);                                                     \
+        CHECK(st_ == (want), "%s: got %s (%s), want %s", what, dcmseal_status_name(st_), \
+              st_ == DCMSEAL_OK ? "" : (err).message, dcmseal_status_name(want));      \
+        CHECK(st_ == DCMSEAL_OK || (strstr((err).message, PIN) == NULL &&              \
+                                    strstr((err).message, BAD_PIN) == NULL),           \
+              "%s: PIN in message '%s'", what, (err).message);                         \
+    } while (0)
+
+static DCMSEAL_PRINTF(2, 3) dcmseal_status try_open(dcmseal_error *err, const char *fmt, ...)
+{
+    char uri[512];
+    dcmseal_token_t *tok = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(uri, sizeof uri, fmt, ap);
+    va_end(ap);
+    dcmseal_status st = dcmseal_token_open(&tok, uri, err);
+    dcmseal_token_free(tok);
+    return st;
+}
+
+static void test_open(void)
+{
+    dcmseal_error err;
+    dcmseal_token_t *tok = NULL;
+    char uri[512];
+
+    snprintf(uri, sizeof uri,
+             "pkcs11:token=" LABEL ";object=k1?module-path=" MODULE "&pin-source=%s",
+             path_in("pin"));
+    EXPECT(dcmseal_token_open(&tok, uri, &err), DCMSEAL_OK, err, "open, plain pin path");
+    CHECK(tok && strcmp(dcmseal_token_get0_label(tok), LABEL) == 0, "label");
+    CHECK(tok && dcmseal_token_get0_object(tok) &&
+              strcmp(dcmseal_token_get0_object(tok), "k1") == 0, "object");
+    dcmseal_token_free(tok);
+
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=file://%s",
+                    path_in("pin")),
+           DCMSEAL_OK, err, "open, file:// pin-source");
+    setenv("TEST_PKCS11_PIN", PIN, 1);
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=%s",
+                    "env:TEST_PKCS11_PIN"),
+           DCMSEAL_OK, err, "open, env: pin-source");
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=%s",
+                    "env:TEST_PKCS11_UNSET"),
+           DCMSEAL_E_TOKEN, err, "open, unset env: pin-source");
+
+    setenv("DCMSEAL_PIN", PIN, 1);
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=%s", MODULE), DCMSEAL_OK, err,
+           "open, DCMSEAL_PIN");
+    if (access("/usr/share/p11-kit/modules/softhsm2.module", R_OK) == 0) {
+        EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-name=%s", "softhsm2"), DCMSEAL_OK,
+               err, "open, module-name");
+        EXPECT(try_open(&err, "pkcs11:token=%s", LABEL), DCMSEAL_OK, err,
+               "open, registered modules");
+    }
+    unsetenv("DCMSEAL_PIN");
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=%s", MODULE), DCMSEAL_E_TOKEN,
+           err, "open, no PIN");
+    CHECK(strstr(err.message, "DCMSEAL_PIN") != NULL, "no PIN message: %s", err.message);
+
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=file:%s",
+                    path_in("badpin")),
+           DCMSEAL_E_TOKEN, err, "open, wrong PIN");
+    CHECK(strstr(err.message, "CKR_PIN_INCORRECT") && strstr(err.message, LABEL),
+          "wrong PIN message: %s", err.message);
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-value=%s", PIN),
+           DCMSEAL_E_USAGE, err, "open, pin-value");
+    CHECK(strstr(err.message, "pin-source") && strstr(err.message, "DCMSEAL_PIN"),
+          "pin-value message: %s", err.message);
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=%s&pin-source=env:TEST_PKCS11_PIN",
+                    "/nonexistent/libnothing.so"),
+           DCMSEAL_E_TOKEN, err, "open, bad module path");
+    CHECK(strstr(err.message, "/nonexistent/libnothing.so") != NULL, "module message: %s",
+          err.message);
+    EXPECT(try_open(&err, "pkcs11:token=%s?module-path=" MODULE "&pin-source=env:TEST_PKCS11_PIN",
+                    "no-such-token"),
+           DCMSEAL_E_TOKEN, err, "open, unknown token");
+    CHECK(strstr(err.message, "no-such-token") != NULL, "token message: %s", err.message);
+    EXPECT(try_open(&err, "%s", "http://example.org/"), DCMSEAL_E_USAGE, err, "open, bad URI");
+}
+
+/* ---- the module itself, behind dcmseal's back --------------------------- */
+
+/* The same shared object p11-kit loaded, hence the same SoftHSM state. */
+static CK_FUNCTION_LIST *raw;
+static CK_SLOT_ID raw_slot;
+static CK_SESSION_HANDLE raw_h;
+
+static int raw_open(void)
+{
+    CK_SLOT_ID slots[16];
+    CK_ULONG n = 16;
+    if (raw == NULL) {
+        void *lib = dlopen(MODULE, RTLD_NOW);
+        CK_C_GetFunctionList get = lib ? (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList")
+                                       : NULL;
+        if (get == NULL || get(&raw) != CKR_OK)
+            return 0;
+        if (raw->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+            return 0;
+        for (CK_ULONG i = 0; i < n; i++) {
+            CK_TOKEN_INFO ti;
+            if (raw->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+                memcmp(ti.label, LABEL, strlen(LABEL)) == 0)
+                raw_slot = slots[i];
+        }
+    }
+    if (raw->C_OpenSession(raw_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                           &raw_h) != CKR_OK)
+        return 0;
+    CK_RV rv = raw->C_Login(raw_h, CKU_USER, (CK_UTF8CHAR *)PIN, strlen(PIN));
+    return rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN;
+}
+
+static CK_OBJECT_HANDLE raw_find(CK_OBJECT_CLASS cls, const char *label, const char *id)
+{
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_LABEL, (void *)label, strlen(label)},
+        {CKA_ID, (void *)id, strlen(id)},
+    };
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_ULONG n = 0;
+    if (raw->C_FindObjectsInit(raw_h, t, 3) == CKR_OK) {
+        raw->C_FindObjects(raw_h, &h, 1, &n);
+        raw->C_FindObjectsFinal(raw_h);
+    }
+    return n == 1 ? h : CK_INVALID_HANDLE;
+}
+
+/* A key pair with dcmseal's label and ID but attributes of the test's
+ * choosing, as a careless administrator might import one. */
+static int raw_generate(const char *label, const char *id, CK_ULONG bits, CK_BBOOL sensitive,
+                        CK_BBOOL extractable, CK_BBOOL decrypt)
+{
+    CK_BBOOL t = CK_TRUE;
+    CK_BYTE e[] = {1, 0, 1};
+    CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+    CK_ATTRIBUTE pub[] = {
+        {CKA_TOKEN, &t, 1}, {CKA_ENCRYPT, &t, 1},
+        {CKA_LABEL, (void *)label, strlen(label)}, {CKA_ID, (void *)id, strlen(id)},
+        {CKA_MODULUS_BITS, &bits, sizeof bits}, {CKA_PUBLIC_EXPONENT, e, sizeof e},
+    };
+    CK_ATTRIBUTE priv[] = {
+        {CKA_TOKEN, &t, 1}, {CKA_PRIVATE, &t, 1}, {CKA_SENSITIVE, &sensitive, 1},
+        {CKA_EXTRACTABLE, &extractable, 1}, {CKA_DECRYPT, &decrypt, 1},
+        {CKA_LABEL, (void *)label, strlen(label)}, {CKA_ID, (void *)id, strlen(id)},
+    };
+    CK_OBJECT_HANDLE hpub, hpriv;
+    return raw->C_GenerateKeyPair(raw_h, &mech, pub, 6, priv, 7, &hpub, &hpriv) == CKR_OK;
+}
+
+/* Destroys both halves of |label| v1, copying each first when |copy|. */
+static int raw_replace(const char *label, int copy)
+{
+    static const CK_OBJECT_CLASS cls[] = {CKO_PUBLIC_KEY, CKO_PRIVATE_KEY};
+    for (int i = 0; i < 2; i++) {
+        CK_OBJECT_HANDLE h = raw_find(cls[i], label, "dcmseal-kek-v1"), dup;
+        CK_BBOOL yes = CK_TRUE;
+        CK_ATTRIBUTE keep[] = {{CKA_TOKEN, &yes, 1}}; /* SoftHSM refuses an empty one */
+        if (h == CK_INVALID_HANDLE ||
+            (copy && raw->C_CopyObject(raw_h, h, keep, 1, &dup) != CKR_OK) ||
+            raw->C_DestroyObject(raw_h, h) != CKR_OK)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- independent fingerprint -------------------------------------------- */
+
+static void put_tlv(unsigned char *buf, size_t *pos, unsigned char tag,
+                    const unsigned char *v, size_t len, int pad)
+{
+    size_t total = len + (pad ? 1 : 0);
+    buf[(*pos)++] = tag;
+    if (total >= 256) {
+        buf[(*pos)++] = 0x82;
+        buf[(*pos)++] = (unsigned char)(total >> 8);
+    } else if (total >= 128) {
+        buf[(*pos)++] = 0x81;
+    }
+    buf[(*pos)++] = (unsigned char)total;
+    if (pad)
+        buf[(*pos)++] = 0;
+    memcpy(buf + *pos, v, len);
+    *pos += len;
+}
+
+/* SHA-256 of what `openssl pkey -pubin -outform DER` prints for the public key
+ * |label| v1 as read straight from the module, with a SubjectPublicKeyInfo
+ * encoded by hand. 0 on failure. */
+static int openssl_fingerprint(const char *label, unsigned char fp[32])
+{
+    static const unsigned char alg[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                        0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00};
+    unsigned char n[512], e[16], ints[600], rsa[600], bits[600], body[700], spki[700];
+    size_t pi = 0, pr = 0, pb = 0, pd = 0, ps = 0;
+    CK_ATTRIBUTE t[] = {{CKA_MODULUS, n, sizeof n}, {CKA_PUBLIC_EXPONENT, e, sizeof e}};
+    CK_OBJECT_HANDLE h = raw_find(CKO_PUBLIC_KEY, label, "dcmseal-kek-v1");
+    char cmd[1024];
+    FILE *f;
+    if (h == CK_INVALID_HANDLE || raw->C_GetAttributeValue(raw_h, h, t, 2) != CKR_OK)
+        return 0;
+    put_tlv(ints, &pi, 0x02, n, t[0].ulValueLen, n[0] & 0x80);
+    put_tlv(ints, &pi, 0x02, e, t[1].ulValueLen, e[0] & 0x80);
+    put_tlv(rsa, &pr, 0x30, ints, pi, 0);
+    put_tlv(bits, &pb, 0x03, rsa, pr, 1);
+    memcpy(body, alg, sizeof alg);
+    pd = sizeof alg;
+    memcpy(body + pd, bits, pb);
+    pd += pb;
+    put_tlv(spki, &ps, 0x30, body, pd, 0);
+    if ((f = fopen(path_in("k.der"), "wb")) == NULL || fwrite(spki, 1, ps, f) != ps ||
+        fclose(f) != 0)
+        return 0;
+    snprintf(cmd, sizeof cmd,
+             "openssl pkey -pubin -inform DER -in %s -outform DER -out %s 2>/dev/null",
+             path_in("k.der"), path_in("k2.der"));
+    if (system(cmd) != 0 || (f = fopen(path_in("k2.der"), "rb")) == NULL)
+        return 0;
+    ps = fread(spki, 1, sizeof spki, f);
+    fclose(f);
+    return EVP_Digest(spki, ps, fp, NULL, EVP_sha256(), NULL);
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+static void test_keys(dcmseal_session_t *s, dcmseal_kek_info *alpha, dcmseal_kek_info *beta,
+                      dcmseal_kek_info *delta)
+{
+    dcmseal_error err;
+    dcmseal_kek_info info, list[8];
+    unsigned char fp[32];
+    size_t n = 99;
+
+    EXPECT(dcmseal_kek_create(s, alpha, "alpha", 2048, &err), DCMSEAL_OK, err, "create 2048");
+    CHECK(alpha->bits == 2048 && alpha->version == 1 && strcmp(alpha->name, "alpha") == 0,
+          "create 2048: bits %u version %u", alpha->bits, alpha->version);
+    EXPECT(dcmseal_kek_create(s, beta, "beta", 3072, &err), DCMSEAL_OK, err, "create 3072");
+    CHECK(beta->bits == 3072, "create 3072: bits %u", beta->bits);
+    EXPECT(dcmseal_kek_create(s, delta, "delta", 2048, &err), DCMSEAL_OK, err, "create delta");
+    EXPECT(dcmseal_kek_create(s, &info, "gamma", 4096, &err), DCMSEAL_E_USAGE, err,
+           "create 4096");
+    EXPECT(dcmseal_kek_create(s, &info, "gamma", 1024, &err), DCMSEAL_E_USAGE, err,
+           "create 1024");
+    EXPECT(dcmseal_kek_create(s, &info, "alpha", 2048, &err), DCMSEAL_E_USAGE, err,
+           "create duplicate");
+    CHECK(strstr(err.message, "alpha already exists") != NULL, "duplicate message: %s",
+          err.message);
+    EXPECT(dcmseal_kek_create(s, &info, "bad name", 2048, &err), DCMSEAL_E_USAGE, err,
+           "create bad name");
+    EXPECT(dcmseal_kek_create(s, &info, "", 2048, &err), DCMSEAL_E_USAGE, err,
+           "create empty name");
+
+    EXPECT(dcmseal_kek_find(s, &info, "alpha", 0, &err), DCMSEAL_OK, err, "find latest");
+    CHECK(info.version == 1 && info.bits == 2048 &&
+              memcmp(info.fingerprint, alpha->fingerprint, 32) == 0,
+          "find latest: v%u %u bits", info.version, info.bits);
+    EXPECT(dcmseal_kek_find(s, &info, "beta", 1, &err), DCMSEAL_OK, err, "find v1");
+    CHECK(info.bits == 3072, "find v1: bits %u", info.bits);
+    EXPECT(dcmseal_kek_find(s, &info, "alpha", 2, &err), DCMSEAL_E_KEY, err,
+           "find absent version");
+    CHECK(strstr(err.message, "'alpha' (v2) not found on token '" LABEL "'"),
+          "absent message: %s", err.message);
+    EXPECT(dcmseal_kek_find(s, &info, "nothere", 0, &err), DCMSEAL_E_KEY, err,
+           "find absent key");
+
+    EXPECT(dcmseal_kek_list(s, NULL, 0, &n, &err), DCMSEAL_OK, err, "list count");
+    CHECK(n == 3, "list count: %zu", n);
+    EXPECT(dcmseal_kek_list(s, list, 8, &n, &err), DCMSEAL_OK, err, "list");
+    CHECK(n == 3 && strcmp(list[0].name, "alpha") == 0 && strcmp(list[1].name, "beta") == 0 &&
+              strcmp(list[2].name, "delta") == 0,
+          "list order");
+    CHECK(list[0].bits == 2048 && list[1].bits == 3072 && list[0].version == 1,
+          "list bits/version");
+    CHECK(memcmp(list[0].fingerprint, alpha->fingerprint, 32) == 0 &&
+              memcmp(list[1].fingerprint, beta->fingerprint, 32) == 0,
+          "list fingerprints");
+    CHECK(memcmp(alpha->fingerprint, beta->fingerprint, 32) != 0 &&
+              memcmp(alpha->fingerprint, delta->fingerprint, 32) != 0,
+          "fingerprints differ");
+    CHECK(openssl_fingerprint("alpha", fp) && memcmp(fp, alpha->fingerprint, 32) == 0,
+          "fingerprint equals openssl pkey | sha256 (alpha)");
+    CHECK(openssl_fingerprint("beta", fp) && memcmp(fp, beta->fingerprint, 32) == 0,
+          "fingerprint equals openssl pkey | sha256 (beta)");
+}
+
+static void test_wrap(dcmseal_session_t *s, const dcmseal_kek_info *alpha,
+                      const dcmseal_kek_info *beta, const dcmseal_kek_info *delta)
+{
+    dcmseal_error err;
+    uint8_t dek[32], got[64], w[DCMSEAL_WRAPPED_MAX], w2[DCMSEAL_WRAPPED_MAX];
+    size_t wlen = 0, w2len = 0, glen = 0;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO;
+
+    RAND_bytes(dek, sizeof dek);
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, alpha, DCMSEAL_OAEP_AUTO, dek, 32,
+                            &err),
+           DCMSEAL_OK, err, "wrap auto");
+    CHECK(used == DCMSEAL_OAEP_SHA1 && wlen == 256, "wrap auto: used %s, %zu bytes",
+          dcmseal_oaep_name(used), wlen);
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err),
+           DCMSEAL_OK, err, "unwrap");
+    CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "unwrap round trip");
+    EXPECT(dcmseal_kek_wrap(s, w2, sizeof w2, &w2len, &used, beta, DCMSEAL_OAEP_SHA1, dek, 32,
+                            &err),
+           DCMSEAL_OK, err, "wrap sha1 (3072)");
+    CHECK(used == DCMSEAL_OAEP_SHA1 && w2len == 384, "wrap sha1: %zu bytes", w2len);
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, beta, used, w2, w2len, &err),
+           DCMSEAL_OK, err, "unwrap (3072)");
+    CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "unwrap round trip (3072)");
+
+    EXPECT(dcmseal_kek_wrap(s, w2, sizeof w2, &w2len, &used, alpha, DCMSEAL_OAEP_SHA256, dek,
+                            32, &err),
+           DCMSEAL_E_KEY, err, "wrap sha256 on SoftHSM");
+    CHECK(strstr(err.message, "does not support RSA-OAEP-SHA256") &&
+              strstr(err.message, "CKR_ARGUMENTS_BAD"),
+          "sha256 message: %s", err.message);
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, DCMSEAL_OAEP_SHA256, w, wlen,
+                              &err),
+           DCMSEAL_E_KEY, err, "unwrap sha256 on SoftHSM");
+
+    w[17] ^= 0x04;
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, DCMSEAL_OAEP_SHA1, w, wlen,
+                              &err),
+           DCMSEAL_E_AUTH, err, "unwrap tampered");
+    printf("# tampered: %s\n", err.message);
+    w[17] ^= 0x04;
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, DCMSEAL_OAEP_SHA1, w, wlen - 1,
+                              &err),
+           DCMSEAL_E_AUTH, err, "unwrap truncated");
+    printf("# truncated: %s\n", err.message);
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, delta, DCMSEAL_OAEP_SHA1, w, wlen,
+                              &err),
+           DCMSEAL_E_AUTH, err, "unwrap under another 2048 key");
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, beta, DCMSEAL_OAEP_SHA1, w, wlen,
+                              &err),
+           DCMSEAL_E_AUTH, err, "unwrap under the 3072 key");
+    EXPECT(dcmseal_kek_unwrap(s, got, 16, &glen, alpha, DCMSEAL_OAEP_SHA1, w, wlen, &err),
+           DCMSEAL_E_AUTH, err, "unwrap into a short buffer");
+    /* The session still works after the refusals. */
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, DCMSEAL_OAEP_SHA1, w, wlen,
+                              &err),
+           DCMSEAL_OK, err, "unwrap after failures");
+}
+
+static void test_policy(dcmseal_session_t *s, const dcmseal_kek_info *alpha)
+{
+    static const struct {
+        const char *name, *id, *needle;
+        CK_ULONG bits;
+        CK_BBOOL sensitive, extractable, decrypt;
+    } bad[] = {
+        {"weak", "dcmseal-kek-v1", "RSA 1024 bits", 1024, CK_TRUE, CK_FALSE, CK_TRUE},
+        {"leaky", "dcmseal-kek-v1", "CKA_EXTRACTABLE=true", 2048, CK_TRUE, CK_TRUE, CK_TRUE},
+        {"plain", "dcmseal-kek-v1", "CKA_SENSITIVE=false", 2048, CK_FALSE, CK_FALSE, CK_TRUE},
+        {"mute", "dcmseal-kek-v1", "CKA_DECRYPT=false", 2048, CK_TRUE, CK_FALSE, CK_FALSE},
+    };
+    dcmseal_error err;
+    dcmseal_kek_info info, list[16];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(raw_generate(bad[i].name, bad[i].id, bad[i].bits, bad[i].sensitive,
+                           bad[i].extractable, bad[i].decrypt),
+              "generate %s", bad[i].name);
+        EXPECT(dcmseal_kek_find(s, &info, bad[i].name, 0, &err), DCMSEAL_E_KEY, err,
+               bad[i].name);
+        CHECK(strstr(err.message, bad[i].needle) != NULL, "%s: message '%s'", bad[i].name,
+              err.message);
+    }
+    /* Versions compare as numbers, not strings. */
+    CHECK(raw_generate("alpha", "dcmseal-kek-v9", 2048, CK_TRUE, CK_FALSE, CK_TRUE) &&
+              raw_generate("alpha", "dcmseal-kek-v10", 2048, CK_TRUE, CK_FALSE, CK_TRUE) &&
+              raw_generate("alpha", "not-dcmseal-v99", 2048, CK_TRUE, CK_FALSE, CK_TRUE),
+          "generate alpha v9, v10");
+    EXPECT(dcmseal_kek_find(s, &info, "alpha", 0, &err), DCMSEAL_OK, err, "find alpha latest");
+    CHECK(info.version == 10 && memcmp(info.fingerprint, alpha->fingerprint, 32) != 0,
+          "latest alpha is v%u", info.version);
+    EXPECT(dcmseal_kek_list(s, list, 16, &n, &err), DCMSEAL_OK, err, "list with bad keys");
+    CHECK(n == 9 && strcmp(list[0].name, "alpha") == 0 && list[0].version == 1 &&
+              list[1].version == 9 && list[2].version == 10 && list[3].bits == 3072,
+          "list with bad keys: %zu", n);
+    EXPECT(dcmseal_kek_list(s, list, 2, &n, &err), DCMSEAL_OK, err, "list capped");
+    CHECK(n == 9 && list[1].version == 9, "list capped: %zu", n);
+}
+
+/* The token drops every session; dcmseal must reopen and log in again. */
+static void test_reopen(dcmseal_session_t *s, const dcmseal_kek_info *alpha)
+{
+    dcmseal_error err;
+    uint8_t dek[32] = {1, 2, 3}, got[32], w[DCMSEAL_WRAPPED_MAX];
+    size_t wlen = 0, glen = 0;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO;
+    dcmseal_kek_info tmp, info;
+    CK_SESSION_INFO si;
+
+    memset(&tmp, 0, sizeof tmp);
+    CHECK(raw->C_CloseAllSessions(raw_slot) == CKR_OK, "C_CloseAllSessions");
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, alpha, DCMSEAL_OAEP_AUTO, dek, 32,
+                            &err),
+           DCMSEAL_OK, err, "wrap after the token dropped the session");
+    CHECK(raw->C_CloseAllSessions(raw_slot) == CKR_OK, "C_CloseAllSessions");
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err),
+           DCMSEAL_OK, err, "unwrap after the token dropped the session");
+    CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "round trip after reopen");
+    CHECK(raw->C_CloseAllSessions(raw_slot) == CKR_OK, "C_CloseAllSessions");
+    EXPECT(dcmseal_kek_find(s, &info, "beta", 0, &err), DCMSEAL_OK, err,
+           "find after the token dropped the session");
+
+    /* A logout elsewhere in the process invalidates the cached private key
+     * handle and hides the key until dcmseal logs in again. */
+    CHECK(raw_open(), "raw session");
+    CHECK(raw->C_Logout(raw_h) == CKR_OK, "C_Logout");
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err),
+           DCMSEAL_OK, err, "unwrap after a logout");
+    CHECK(raw->C_Logout(raw_h) == CKR_OK, "C_Logout");
+    EXPECT(dcmseal_kek_find(s, &info, "alpha", 1, &err), DCMSEAL_OK, err,
+           "find after a logout");
+
+    /* A key deleted behind a cached handle is reported as gone. */
+    EXPECT(dcmseal_kek_create(s, &tmp, "temp", 2048, &err), DCMSEAL_OK, err, "create temp");
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, &tmp, DCMSEAL_OAEP_AUTO, dek, 32,
+                            &err),
+           DCMSEAL_OK, err, "wrap temp");
+    /* Same key, new handles: the cached ones go stale, the key does not. */
+    CHECK(raw_replace("temp", 1) && raw_replace("temp", 1), "copy and destroy temp");
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, &tmp, DCMSEAL_OAEP_AUTO, dek, 32,
+                            &err),
+           DCMSEAL_OK, err, "wrap after the handles changed");
+    CHECK(raw_replace("temp", 0), "destroy temp");
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, &tmp, DCMSEAL_OAEP_AUTO, dek, 32,
+                            &err),
+           DCMSEAL_E_KEY, err, "wrap with a deleted key");
+    CHECK(raw->C_GetSessionInfo(raw_h, &si) == CKR_OK, "raw session still open");
+}
+
+struct worker {
+    dcmseal_token_t *tok;
+    const dcmseal_kek_info *kek;
+    int ok;
+};
+
+static void *worker_run(void *arg)
+{
+    struct worker *w = arg;
+    dcmseal_session_t *s = NULL;
+    dcmseal_error err;
+    uint8_t dek[32], got[32], wr[DCMSEAL_WRAPPED_MAX];
+    size_t wlen, glen;
+    dcmseal_oaep used;
+    if (dcmseal_session_open(&s, w->tok, &err) != DCMSEAL_OK)
+        return NULL;
+    w->ok = 1;
+    for (int i = 0; i < 10 && w->ok; i++) {
+        RAND_bytes(dek, sizeof dek);
+        w->ok = dcmseal_kek_wrap(s, wr, sizeof wr, &wlen, &used, w->kek, DCMSEAL_OAEP_AUTO,
+                                 dek, 32, &err) == DCMSEAL_OK &&
+                dcmseal_kek_unwrap(s, got, sizeof got, &glen, w->kek, used, wr, wlen, &err) ==
+                    DCMSEAL_OK &&
+                glen == 32 && memcmp(dek, got, 32) == 0;
+    }
+    dcmseal_session_free(s);
+    return NULL;
+}
+
+static void test_threads(dcmseal_token_t *tok, const dcmseal_kek_info *kek)
+{
+    pthread_t th[4];
+    struct worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){tok, kek, 0};
+        pthread_create(&th[i], NULL, worker_run, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(w[i].ok, "thread %d", i);
+    }
+}
+
+int main(void)
+{
+    char cmd[512], uri[512];
+    dcmseal_error err;
+    dcmseal_token_t *tok = NULL;
+    dcmseal_session_t *s = NULL;
+    dcmseal_kek_info alpha, beta, delta;
+    int rc;
+
+    snprintf(dir, sizeof dir, "/tmp/test_pkcs11.XXXXXX");
+    if (mkdtemp(dir) == NULL || mkdir(path_in("tokens"), 0700) != 0) {
+        perror("mkdtemp");
+        return 2;
+    }
+    snprintf(cmd, sizeof cmd, "directories.tokendir = %s\nobjectstore.backend = file\n",
+             path_in("tokens"));
+    write_file(path_in("softhsm2.conf"), cmd);
+    setenv("SOFTHSM2_CONF", path_in("softhsm2.conf"), 1);
+    unsetenv("DCMSEAL_PIN");
+    write_file(path_in("pin"), PIN "\n");
+    write_file(path_in("badpin"), BAD_PIN "\n");
+    snprintf(cmd, sizeof cmd,
+             "softhsm2-util --init-token --free --label " LABEL
+             " --so-pin 1234 --pin " PIN " >/dev/null");
+    CHECK(system(cmd) == 0, "softhsm2-util --init-token");
+
+    test_open();
+
+    snprintf(uri, sizeof uri,
+             "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=file:%s",
+             path_in("pin"));
+    EXPECT(dcmseal_token_open(&tok, uri, &err), DCMSEAL_OK, err, "open");
+    if (tok != NULL)
+        EXPECT(dcmseal_session_open(&s, tok, &err), DCMSEAL_OK, err, "session");
+    if (s != NULL && raw_open()) {
+        test_keys(s, &alpha, &beta, &delta);
+        test_wrap(s, &alpha, &beta, &delta);
+        test_policy(s, &alpha);
+        test_threads(tok, &alpha);
+        test_reopen(s, &alpha);
+    } else {
+        CHECK(0, "no session, no raw module access");
+    }
+    dcmseal_session_free(s);
+    dcmseal_token_free(tok);
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    rc = check_done("test_pkcs11");
+    return rc;
+}

@@ -1,0 +1,134 @@
+#define _GNU_SOURCE /* memmem */
+/* Secrets are wiped before their memory is released: every block OpenSSL's
+ * allocator (which dcmseal uses for all key-bearing state) hands back is
+ * scanned for the DEK and the keys derived from it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "../../engine/internal.h"
+#include "../support/check.h"
+#include "../support/soft_ring.h"
+
+/* Each block carries its size in front so that free can scan it. */
+typedef union { size_t n; max_align_t align; } block_head;
+
+static uint8_t secrets[3][32];
+static int nsecrets, armed, found;
+
+static void scan(const uint8_t *p, size_t n)
+{
+    for (int s = 0; armed && s < nsecrets; s++)
+        if (n >= 16 && memmem(p, n, secrets[s], 16) != NULL)
+            found++;
+}
+
+static void *t_malloc(size_t n, const char *file, int line)
+{
+    (void)file, (void)line;
+    block_head *h = malloc(sizeof *h + n);
+    if (h == NULL)
+        return NULL;
+    h->n = n;
+    return h + 1;
+}
+
+static void t_free(void *p, const char *file, int line)
+{
+    (void)file, (void)line;
+    if (p == NULL)
+        return;
+    block_head *h = (block_head *)p - 1;
+    scan(p, h->n);
+    free(h);
+}
+
+static void *t_realloc(void *p, size_t n, const char *file, int line)
+{
+    if (p == NULL)
+        return t_malloc(n, file, line);
+    block_head *h = (block_head *)p - 1;
+    void *q = t_malloc(n, file, line);
+    if (q != NULL) {
+        memcpy(q, p, h->n < n ? h->n : n);
+        t_free(p, file, line);
+    }
+    return q;
+}
+
+static void arm(const uint8_t dek[32], const uint8_t salt[32])
+{
+    dcmseal_keys k;
+    if (dcmseal_keys_derive(&k, dek, salt, NULL) != DCMSEAL_OK)
+        return;
+    memcpy(secrets[0], dek, 32);
+    memcpy(secrets[1], k.payload, 32);
+    memcpy(secrets[2], k.identity, 32);
+    nsecrets = 3;
+    armed = 1;
+    OPENSSL_cleanse(&k, sizeof k);
+}
+
+int main(void)
+{
+    if (!CRYPTO_set_mem_functions(t_malloc, t_realloc, t_free)) {
+        printf("cannot hook OpenSSL's allocator\n");
+        return 1;
+    }
+    soft_ring ring;
+    if (soft_ring_init(&ring, KAT_KEK_PEM, "wipe", 1, DCMSEAL_OAEP_SHA256) != 0)
+        return 1;
+
+    /* Control: a block holding a secret and freed without wiping is seen. */
+    uint8_t dek[32], salt[32];
+    memset(dek, 0x5a, sizeof dek);
+    memset(salt, 0xa5, sizeof salt);
+    arm(dek, salt);
+    uint8_t *leak = OPENSSL_malloc(64);
+    memcpy(leak + 7, dek, 32);
+    OPENSSL_free(leak);
+    CHECK(found == 1, "the scanner misses an unwiped DEK (%d)", found);
+    found = 0;
+    armed = 0;
+
+    static const dcmseal_identity id = {"1.2.3", "1.2.3.4", "1.2"};
+    static uint8_t pt[20000], ct[30000], back[30000];
+    for (size_t i = 0; i < sizeof pt; i++)
+        pt[i] = (uint8_t)i;
+    uint8_t *hdr = ct;
+    size_t n = DCMSEAL_PREAMBLE_LEN, w;
+    dcmseal_encryptor_t *enc = NULL;
+    dcmseal_encrypt_params p = {&ring.ring, 4096, &id};
+    CHECK(dcmseal_encrypt_init(&enc, hdr, &p, NULL) == DCMSEAL_OK, "init");
+    arm(ring.last_dek, hdr + 24); /* FORMAT.md: the salt is at offset 24 */
+    CHECK(dcmseal_encrypt_update(enc, ct + n, sizeof ct - n, &w, pt, sizeof pt, NULL) ==
+              DCMSEAL_OK, "update");
+    n += w;
+    CHECK(dcmseal_encrypt_final(enc, ct + n, sizeof ct - n, &w, NULL) == DCMSEAL_OK, "final");
+    n += w;
+    dcmseal_encryptor_free(enc);
+    CHECK(found == 0, "encryption left %d unwiped secret(s) in freed memory", found);
+
+    dcmseal_decryptor_t *dec = NULL;
+    size_t w1 = 0, w2 = 0;
+    CHECK(dcmseal_decrypt_new(&dec, &ring.ring, NULL) == DCMSEAL_OK &&
+              dcmseal_decrypt_update(dec, back, sizeof back, &w1, ct, n, NULL) == DCMSEAL_OK &&
+              dcmseal_decrypt_final(dec, back + w1, sizeof back - w1, &w2, NULL) == DCMSEAL_OK &&
+              w1 + w2 == sizeof pt && memcmp(back, pt, sizeof pt) == 0, "decrypt");
+    dcmseal_decryptor_free(dec);
+    CHECK(found == 0, "decryption left %d unwiped secret(s) in freed memory", found);
+
+    /* The failure path wipes too. */
+    ct[n - 1] ^= 1;
+    dec = NULL;
+    CHECK(dcmseal_decrypt_new(&dec, &ring.ring, NULL) == DCMSEAL_OK &&
+              dcmseal_decrypt_update(dec, back, sizeof back, &w1, ct, n, NULL) == DCMSEAL_OK &&
+              dcmseal_decrypt_final(dec, back + w1, sizeof back - w1, &w2, NULL) == DCMSEAL_E_AUTH,
+          "tampered decrypt fails");
+    dcmseal_decryptor_free(dec);
+    CHECK(found == 0, "a failed decryption left %d unwiped secret(s)", found);
+    armed = 0;
+    soft_ring_free(&ring);
+    return check_done("test_wipe");
+}
