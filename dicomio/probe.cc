@@ -189,6 +189,19 @@ bool rest_is_complete(const uint8_t *buf, size_t len, size_t pos, E_TransferSynt
            cond != EC_MemoryExhausted;
 }
 
+/* Reads |ff| from |buf| up to, not including, Pixel Data. Without
+ * |complete|, running out of bytes ends the read (EC_StreamNotifyClient)
+ * rather than failing it. */
+OFCondition read_until_pixels(DcmFileFormat &ff, DcmInputBufferStream &in, const uint8_t *buf,
+                              size_t len, bool complete)
+{
+    in.setBuffer(buf, offile_off_t(len));
+    if (complete)
+        in.setEos();
+    ff.transferInit();
+    return ff.readUntilTag(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, DCM_PixelData);
+}
+
 /* The data set at |buf| had no preamble: tell a raw data set from anything
  * else. UIDs are filled when found, as a courtesy to the caller. */
 void probe_raw(dcmseal_dicom_info *info, const uint8_t *buf, size_t len, bool complete)
@@ -197,16 +210,11 @@ void probe_raw(dcmseal_dicom_info *info, const uint8_t *buf, size_t len, bool co
         set_class(info, DCMSEAL_DICOM_NOT_DICOM, "no DICM magic at offset 128");
         return;
     }
-    DcmInputBufferStream in;
-    in.setBuffer(buf, offile_off_t(len));
-    if (complete)
-        in.setEos();
     /* DcmFileFormat rather than DcmDataset: it also takes a meta header
      * without preamble, whose transfer syntax may differ from the data set's. */
     DcmFileFormat ff;
-    ff.transferInit();
-    const OFCondition cond = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
-                                             DCM_PixelData);
+    DcmInputBufferStream in;
+    const OFCondition cond = read_until_pixels(ff, in, buf, len, complete);
     DcmDataset *ds = ff.getDataset();
     if (ds == NULL || (cond.bad() && !(cond == EC_StreamNotifyClient && !complete))) {
         set_class(info, DCMSEAL_DICOM_NOT_DICOM,
@@ -220,14 +228,9 @@ void probe_raw(dcmseal_dicom_info *info, const uint8_t *buf, size_t len, bool co
 
 void probe_part10(dcmseal_dicom_info *info, const uint8_t *buf, size_t len, bool complete)
 {
-    DcmInputBufferStream in;
-    in.setBuffer(buf, offile_off_t(len));
-    if (complete)
-        in.setEos();
     DcmFileFormat ff;
-    ff.transferInit();
-    const OFCondition cond = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
-                                             DCM_PixelData);
+    DcmInputBufferStream in;
+    const OFCondition cond = read_until_pixels(ff, in, buf, len, complete);
     DcmMetaInfo *meta = ff.getMetaInfo();
     DcmDataset *ds = ff.getDataset();
     const bool in_meta = meta == NULL || meta->transferState() != ERW_ready || ds == NULL;
