@@ -46,8 +46,9 @@ int cli_exit_code(dcmseal_status st);
 int cli_report(const char *what, const dcmseal_error *err);
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Opens --token (or $DCMSEAL_TOKEN) and one session; reports failures. */
-int cli_token_open(cli_token *t, const char *uri);
+/* Opens --token (or $DCMSEAL_TOKEN) and one session; reports failures as
+ * "dcmseal: WHAT: ...", WHAT naming the file the command is for. */
+int cli_token_open(cli_token *t, const char *uri, const char *what);
 void cli_token_close(cli_token *t);
 
 void cli_json_string(FILE *f, const char *s);

@@ -17,7 +17,7 @@ static int key_create(int argc, char **argv)
         return rc;
     if (o.nargs != 1)
         return cli_usage_error("key create takes one NAME");
-    if ((rc = cli_token_open(&t, o.token)) != EX_OK)
+    if ((rc = cli_token_open(&t, o.token, o.args[0])) != EX_OK)
         return rc;
     if (dcmseal_kek_create(t.session, &info, o.args[0], o.bits ? o.bits : 3072, &err) ==
         DCMSEAL_OK) {
@@ -43,7 +43,7 @@ static int key_list(int argc, char **argv)
         return rc;
     if (o.nargs != 0)
         return cli_usage_error("key list takes no arguments");
-    if ((rc = cli_token_open(&t, o.token)) != EX_OK)
+    if ((rc = cli_token_open(&t, o.token, "token")) != EX_OK)
         return rc;
     /* Ask for the count, then for the keys. */
     if (dcmseal_kek_list(t.session, NULL, 0, &n, &err) != DCMSEAL_OK ||

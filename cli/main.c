@@ -85,7 +85,7 @@ int cli_usage_error(const char *fmt, ...)
     return EX_USAGE;
 }
 
-int cli_token_open(cli_token *t, const char *uri)
+int cli_token_open(cli_token *t, const char *uri, const char *what)
 {
     dcmseal_error err;
     memset(t, 0, sizeof *t);
@@ -96,7 +96,7 @@ int cli_token_open(cli_token *t, const char *uri)
     if (dcmseal_token_open(&t->token, uri, &err) != DCMSEAL_OK ||
         dcmseal_session_open(&t->session, t->token, &err) != DCMSEAL_OK) {
         cli_token_close(t);
-        return cli_report("token", &err);
+        return cli_report(what, &err);
     }
     return EX_OK;
 }

@@ -87,10 +87,10 @@ typedef struct cli_ring {
 
 /* With |for_wrap|, the ring also wraps new objects under the key named by
  * --key, $DCMSEAL_KEY or the token URI's object= attribute. */
-static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap)
+static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *what)
 {
     dcmseal_error err;
-    int rc = cli_token_open(&r->tok, o->token);
+    int rc = cli_token_open(&r->tok, o->token, what);
     r->ring = NULL;
     if (rc != EX_OK)
         return rc;
@@ -103,7 +103,7 @@ static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap)
     if (dcmseal_token_ring_new(&r->ring, r->tok.session, for_wrap ? key : NULL, o->oaep,
                                &err) != DCMSEAL_OK) {
         cli_token_close(&r->tok);
-        return cli_report("key", &err);
+        return cli_report(what, &err);
     }
     return EX_OK;
 }
@@ -134,7 +134,7 @@ int cli_cmd_encrypt(int argc, char **argv)
         return rc;
     if (o.nargs != 1 || o.out == NULL)
         return cli_usage_error("encrypt takes one input and -o OUTPUT");
-    if ((rc = ring_open(&r, &o, 1)) != EX_OK)
+    if ((rc = ring_open(&r, &o, 1, o.args[0])) != EX_OK)
         return rc;
     const dcmseal_seal_opts so = {
         .keyring = dcmseal_token_ring_get0_keyring(r.ring),
@@ -164,7 +164,7 @@ int cli_cmd_decrypt(int argc, char **argv)
         return rc;
     if (o.nargs != 1 || o.out == NULL)
         return cli_usage_error("decrypt takes one input and -o OUTPUT");
-    if ((rc = ring_open(&r, &o, 0)) != EX_OK)
+    if ((rc = ring_open(&r, &o, 0, o.args[0])) != EX_OK)
         return rc;
     rc = run_object(o.args[0], o.out, o.force, open_fn,
                     (void *)dcmseal_token_ring_get0_keyring(r.ring), &rep);
@@ -185,7 +185,7 @@ int cli_cmd_verify(int argc, char **argv)
         return rc;
     if (o.nargs < 1)
         return cli_usage_error("verify takes one or more files");
-    if ((rc = ring_open(&r, &o, 0)) != EX_OK)
+    if ((rc = ring_open(&r, &o, 0, o.nargs == 1 ? o.args[0] : "token")) != EX_OK)
         return rc;
     for (int i = 0; i < o.nargs; i++) {
         const char *path = o.args[i];

@@ -148,6 +148,7 @@ expect 0 "pipe-encrypted object verifies" "$DCMSEAL" verify "$tmp/piped.dcms"
 # ---- keys and tokens: 69, and no output --------------------------------------
 expect 69 "unknown key" "$DCMSEAL" encrypt --key nosuch "$tmp/in.dcm" -o "$tmp/nokey.dcms"
 check "unknown key: no output" [ ! -e "$tmp/nokey.dcms" ]
+check "unknown key: one line naming the file and key" one_line_naming "$tmp/in.dcm: key 'nosuch'"
 softhsm_token "$tmp/hsm2" other-token # a key of the same name, but another key
 expect 0 "impostor key" "$DCMSEAL" key create kek --bits 2048
 expect 69 "wrong key" "$DCMSEAL" decrypt "$tmp/in.dcms" -o "$tmp/wrong.out"
@@ -163,6 +164,7 @@ expect 0 "back on the right token" "$DCMSEAL" decrypt "$tmp/in.dcms" -o "$tmp/ri
 printf 'wrong-pin' > "$tmp/badpin"
 expect 69 "wrong PIN" "$DCMSEAL" decrypt --token "${MAIN_TOKEN%%&pin-source=*}&pin-source=file:$tmp/badpin" "$tmp/in.dcms" -o "$tmp/pin.out"
 check "wrong PIN: not echoed" not grep -q "wrong-pin" "$tmp/err"
+check "wrong PIN: one line naming the file" one_line_naming "$tmp/in.dcms"
 expect 64 "pin-value refused" "$DCMSEAL" key list --token "${MAIN_TOKEN%%&pin-source=*}&pin-value=1234"
 expect 69 "no PIN" env -u DCMSEAL_PIN "$DCMSEAL" key list --token "${MAIN_TOKEN%%&pin-source=*}"
 DCMSEAL_PIN=$(cat "$tmp/hsm/pin") expect 0 "PIN from DCMSEAL_PIN" "$DCMSEAL" key list --token "${MAIN_TOKEN%%&pin-source=*}"
