@@ -21,6 +21,9 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         {{"bits", required_argument, NULL, 'b'}, OPT_BITS},
         {{"segment-size", required_argument, NULL, 'S'}, OPT_SEGMENT},
         {{"oaep", required_argument, NULL, 'O'}, OPT_OAEP},
+        {{"recursive", no_argument, NULL, 'r'}, OPT_RECURSIVE},
+        {{"to-version", required_argument, NULL, 'V'}, OPT_TO_VERSION},
+        {{"archive", required_argument, NULL, 'A'}, OPT_ARCHIVE},
     };
     struct option longopts[sizeof table / sizeof table[0] + 1];
     size_t n = 0;
@@ -30,11 +33,10 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
     memset(&longopts[n], 0, sizeof longopts[n]);
 
     memset(o, 0, sizeof *o);
-    o->key = getenv("DCMSEAL_KEY");
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, (allowed & OPT_OUT) ? "o:" : "", longopts,
-                            NULL)) != -1) {
+    const char *shorts = (allowed & OPT_OUT) ? "o:" : (allowed & OPT_RECURSIVE) ? "r" : "";
+    while ((c = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
         switch (c) {
         case 't': o->token = optarg; break;
         case 'k': o->key = optarg; break;
@@ -42,6 +44,12 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         case 'f': o->force = 1; break;
         case 's': o->strict = 1; break;
         case 'j': o->json = 1; break;
+        case 'r': o->recursive = 1; break;
+        case 'A': o->archive = optarg; break;
+        case 'V':
+            if ((o->to_version = cli_version(optarg)) == 0)
+                return cli_usage_error("--to-version %s: not a version number", optarg);
+            break;
         case 'b':
             o->bits = (unsigned)strtoul(optarg, &end, 10);
             if (*end != '\0' || (o->bits != 2048 && o->bits != 3072))
@@ -72,6 +80,13 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
     o->args = argv + optind;
     o->nargs = argc - optind;
     return EX_OK;
+}
+
+uint32_t cli_version(const char *s)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    return s[0] >= '1' && s[0] <= '9' && *end == '\0' && v <= UINT32_MAX ? (uint32_t)v : 0;
 }
 
 void cli_json_string(FILE *f, const char *s)

@@ -25,11 +25,15 @@ enum {
     OPT_BITS = 1 << 6,
     OPT_SEGMENT = 1 << 7,
     OPT_OAEP = 1 << 8,
+    OPT_RECURSIVE = 1 << 9,
+    OPT_TO_VERSION = 1 << 10,
+    OPT_ARCHIVE = 1 << 11,
 };
 
 typedef struct cli_opts {
-    const char *token, *key, *out;
-    int force, strict, json;
+    const char *token, *key, *out, *archive;
+    int force, strict, json, recursive;
+    uint32_t to_version;
     unsigned bits;
     uint32_t segment_size;
     dcmseal_oaep oaep;
@@ -59,5 +63,18 @@ int cli_cmd_decrypt(int argc, char **argv);
 int cli_cmd_verify(int argc, char **argv);
 int cli_cmd_inspect(int argc, char **argv);
 int cli_cmd_key(int argc, char **argv);
+int cli_cmd_rewrap(int argc, char **argv);
+int cli_cmd_health(int argc, char **argv);
+
+/* Calls |fn| for every regular file named in |paths| or, with |recursive|,
+ * found below the directories among them (symbolic links are not followed).
+ * A directory without |recursive|, or a path that cannot be read, is
+ * reported and makes the result non-zero; the walk goes on. Returns EX_OK or
+ * the last non-zero code (its own or |fn|'s). */
+int cli_walk(const char *const *paths, int npaths, int recursive,
+             int (*fn)(const char *path, void *ctx), void *ctx);
+
+/* "2" -> 2; 0 when |s| is not a version number. */
+uint32_t cli_version(const char *s);
 
 #endif

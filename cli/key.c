@@ -1,12 +1,24 @@
-/* key create, key list. */
+/* key create|rotate|list|enable|disable|destroy, and health. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
 
 #include "cli.h"
 
-static int key_create(int argc, char **argv)
+static void print_created(const cli_token *t, const dcmseal_kek_info *k)
+{
+    printf("key '%s' v%u, RSA-%u, sha256:", k->name, k->version, k->bits);
+    cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
+    printf(", is now primary on token '%s'\n", dcmseal_token_get0_label(t->token));
+}
+
+/* key create NAME / key rotate NAME */
+static int key_make(int argc, char **argv, int rotate)
 {
     cli_opts o;
     cli_token t;
@@ -16,62 +28,211 @@ static int key_create(int argc, char **argv)
     if (rc != EX_OK)
         return rc;
     if (o.nargs != 1)
-        return cli_usage_error("key create takes one NAME");
+        return cli_usage_error("key %s takes one NAME", argv[0]);
     if ((rc = cli_token_open(&t, o.token, o.args[0])) != EX_OK)
         return rc;
-    if (dcmseal_kek_create(t.session, &info, o.args[0], o.bits ? o.bits : 3072, &err) ==
-        DCMSEAL_OK) {
-        printf("created key '%s' v%u, RSA-%u, sha256:", info.name, info.version, info.bits);
-        cli_hex(stdout, info.fingerprint, sizeof info.fingerprint);
-        printf(", on token '%s'\n", dcmseal_token_get0_label(t.token));
-    } else {
+    dcmseal_status st =
+        rotate ? dcmseal_kek_rotate(t.session, &info, o.args[0], o.bits, &err)
+               : dcmseal_kek_create(t.session, &info, o.args[0], o.bits ? o.bits : 3072, &err);
+    if (st == DCMSEAL_OK)
+        print_created(&t, &info);
+    else
         rc = cli_report(o.args[0], &err);
-    }
     cli_token_close(&t);
     return rc;
 }
 
-static int key_list(int argc, char **argv)
+/* All versions (of |name|, or of every key), allocated; NULL on failure. */
+static dcmseal_kek_info *list_keys(const cli_token *t, const char *name, size_t *n,
+                                   dcmseal_error *err)
+{
+    dcmseal_kek_info *keys = NULL;
+    if (dcmseal_kek_list(t->session, NULL, 0, n, name, err) != DCMSEAL_OK)
+        return NULL;
+    if ((keys = calloc(*n + 1, sizeof *keys)) == NULL) {
+        dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
+        return NULL;
+    }
+    if (*n > 0 && dcmseal_kek_list(t->session, keys, *n, n, name, err) != DCMSEAL_OK) {
+        free(keys);
+        return NULL;
+    }
+    return keys;
+}
+
+/* Wraps and unwraps a random key under |k|: the token really serves it.
+ * Returns the OAEP variant that worked through |oaep|. */
+static dcmseal_status probe(const cli_token *t, const dcmseal_kek_info *k, dcmseal_oaep *oaep,
+                            dcmseal_error *err)
+{
+    uint8_t key[32], wrapped[DCMSEAL_WRAPPED_MAX], back[64];
+    size_t wlen = 0, blen = 0;
+    dcmseal_status st = RAND_bytes(key, sizeof key) == 1 ? DCMSEAL_OK : DCMSEAL_E_INTERNAL;
+    if (st == DCMSEAL_OK)
+        st = dcmseal_kek_wrap(t->session, wrapped, sizeof wrapped, &wlen, oaep, k,
+                              DCMSEAL_OAEP_AUTO, key, sizeof key, err);
+    if (st == DCMSEAL_OK)
+        st = dcmseal_kek_unwrap(t->session, back, sizeof back, &blen, k, *oaep, wrapped, wlen, err);
+    if (st == DCMSEAL_OK && (blen != sizeof key || memcmp(back, key, sizeof key) != 0))
+        st = dcmseal_fail(err, DCMSEAL_E_KEY, "key '%s' v%u: unwrap returned another key",
+                          k->name, k->version);
+    OPENSSL_cleanse(key, sizeof key);
+    OPENSSL_cleanse(back, sizeof back);
+    return st;
+}
+
+static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int first)
+{
+    if (json) {
+        fputs(first ? "{\"name\":" : ",{\"name\":", stdout);
+        cli_json_string(stdout, k->name);
+        printf(",\"version\":%u,\"bits\":%u,\"state\":\"%s\",\"primary\":%s,\"oaep\":\"%s\","
+               "\"fingerprint\":\"", k->version, k->bits, k->enabled ? "enabled" : "disabled",
+               k->primary ? "true" : "false", oaep);
+        cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
+        fputs("\"}", stdout);
+    } else {
+        printf("%-20s v%-3u RSA-%u  %-8s %-7s oaep:%-6s sha256:", k->name, k->version, k->bits,
+               k->enabled ? "enabled" : "disabled", k->primary ? "primary" : "", oaep);
+        cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
+        fputc('\n', stdout);
+    }
+}
+
+/* key list [NAME] and health share the walk over versions; health also
+ * probes each enabled version and fails unless every primary works. */
+static int key_report(int argc, char **argv, int health)
 {
     cli_opts o;
     cli_token t;
     dcmseal_error err;
-    dcmseal_kek_info *keys = NULL;
     size_t n = 0;
     int rc = cli_parse(&o, argc, argv, OPT_TOKEN | OPT_JSON);
     if (rc != EX_OK)
         return rc;
-    if (o.nargs != 0)
-        return cli_usage_error("key list takes no arguments");
-    if ((rc = cli_token_open(&t, o.token, "token")) != EX_OK)
+    if (o.nargs > (health ? 0 : 1))
+        return cli_usage_error("%s: too many arguments", argv[0]);
+    if ((rc = cli_token_open(&t, o.token, "token")) != EX_OK) {
+        if (health)
+            printf(o.json ? "{\"token\":\"unreachable\",\"healthy\":false}\n"
+                          : "token: unreachable or login failed\n");
         return rc;
-    /* Ask for the count, then for the keys. */
-    if (dcmseal_kek_list(t.session, NULL, 0, &n, &err) != DCMSEAL_OK ||
-        (n > 0 && (keys = calloc(n, sizeof *keys)) == NULL) ||
-        (n > 0 && dcmseal_kek_list(t.session, keys, n, &n, &err) != DCMSEAL_OK)) {
-        rc = keys == NULL && n > 0 ? EX_OSERR : cli_report("key list", &err);
+    }
+    dcmseal_kek_info *keys = list_keys(&t, o.nargs ? o.args[0] : NULL, &n, &err);
+    if (keys == NULL) {
+        rc = cli_report("token", &err);
         goto out;
     }
+    if (health && !o.json)
+        printf("token '%s': reachable, login ok\n", dcmseal_token_get0_label(t.token));
+    int primaries = 0, primaries_ok = 0;
     if (o.json)
-        fputc('[', stdout);
+        fputs(health ? "{\"token\":\"ok\",\"keys\":[" : "[", stdout);
     for (size_t i = 0; i < n; i++) {
-        if (o.json) {
-            fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
-            cli_json_string(stdout, keys[i].name);
-            printf(",\"version\":%u,\"bits\":%u,\"fingerprint\":\"", keys[i].version,
-                   keys[i].bits);
-            cli_hex(stdout, keys[i].fingerprint, sizeof keys[i].fingerprint);
-            fputs("\"}", stdout);
-        } else {
-            printf("%-24s v%-3u RSA-%u  sha256:", keys[i].name, keys[i].version, keys[i].bits);
-            cli_hex(stdout, keys[i].fingerprint, sizeof keys[i].fingerprint);
-            fputc('\n', stdout);
+        dcmseal_oaep oaep = DCMSEAL_OAEP_AUTO;
+        const char *mech = "-";
+        if (keys[i].enabled) {
+            dcmseal_status st = probe(&t, &keys[i], &oaep, &err);
+            mech = st == DCMSEAL_OK ? dcmseal_oaep_name(oaep) : "FAIL";
+            if (st != DCMSEAL_OK && !o.json)
+                fprintf(stderr, "dcmseal: %s\n", err.message);
+            primaries_ok += keys[i].primary && st == DCMSEAL_OK;
         }
+        primaries += keys[i].primary;
+        print_key(&keys[i], mech, o.json, i == 0);
     }
+    /* Every name with an enabled version has one primary. */
+    int healthy = n > 0 && primaries > 0 && primaries_ok == primaries;
     if (o.json)
-        fputs("]\n", stdout);
+        printf(health ? "],\"healthy\":%s}\n" : "]\n", healthy ? "true" : "false");
+    else if (health)
+        printf("%s\n", healthy ? "healthy: every primary version wraps and unwraps"
+                               : "UNHEALTHY: a primary version failed, or there is none");
+    if (health && !healthy)
+        rc = EX_UNAVAILABLE;
 out:
     free(keys);
+    cli_token_close(&t);
+    return rc;
+}
+
+typedef struct depends {
+    const char *name;
+    uint32_t version;
+    unsigned long count;
+} depends;
+
+/* Counts the objects whose active slot names the key version. */
+static int count_dependent(const char *path, void *ctx)
+{
+    depends *d = ctx;
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    dcmseal_header_info info;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return EX_OK;
+    ssize_t n = pread(fd, pre, sizeof pre, 0);
+    close(fd);
+    if (n > 0 && dcmseal_header_inspect(&info, pre, (size_t)n, NULL) == DCMSEAL_OK &&
+        info.wrap.kek_version == d->version && strcmp(info.wrap.kek_name, d->name) == 0)
+        d->count++;
+    return EX_OK;
+}
+
+/* key enable|disable|destroy NAME VERSION */
+static int key_state(int argc, char **argv, const char *verb)
+{
+    cli_opts o;
+    cli_token t;
+    dcmseal_error err;
+    const int destroy = strcmp(verb, "destroy") == 0;
+    int rc = cli_parse(&o, argc, argv, OPT_TOKEN | (destroy ? OPT_ARCHIVE : 0));
+    if (rc != EX_OK)
+        return rc;
+    uint32_t version = o.nargs == 2 ? cli_version(o.args[1]) : 0;
+    if (version == 0)
+        return cli_usage_error("key %s takes NAME VERSION", verb);
+    const char *name = o.args[0];
+    if ((rc = cli_token_open(&t, o.token, name)) != EX_OK)
+        return rc;
+    dcmseal_status st = DCMSEAL_OK;
+    if (destroy) {
+        /* Soft delete first, purge second: refuse to strand data. */
+        size_t n = 0;
+        dcmseal_kek_info *keys = list_keys(&t, name, &n, &err);
+        const dcmseal_kek_info *k = NULL;
+        for (size_t i = 0; keys != NULL && i < n; i++)
+            if (keys[i].version == version)
+                k = &keys[i];
+        depends d = {name, version, 0};
+        if (keys == NULL)
+            st = err.status;
+        else if (k == NULL)
+            st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' v%u not found on token '%s'", name,
+                              version, dcmseal_token_get0_label(t.token));
+        else if (k->primary || k->enabled)
+            st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
+                              "key '%s' v%u is %s; rotate, rewrap, then 'key disable %s %u' "
+                              "before destroying it", name, version,
+                              k->primary ? "the primary version" : "enabled", name, version);
+        else if (o.archive != NULL &&
+                 (rc = cli_walk(&o.archive, 1, 1, count_dependent, &d)) == EX_OK && d.count > 0)
+            st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
+                              "key '%s' v%u: %lu objects under %s still depend on it; "
+                              "rewrap them first", name, version, d.count, o.archive);
+        else if (rc == EX_OK)
+            st = dcmseal_kek_destroy(t.session, name, version, &err);
+        free(keys);
+    } else {
+        st = dcmseal_kek_set_enabled(t.session, name, version, strcmp(verb, "enable") == 0,
+                                     &err);
+    }
+    if (st != DCMSEAL_OK)
+        rc = cli_report(name, &err);
+    else if (rc == EX_OK)
+        printf("key '%s' v%u %s on token '%s'\n", name, version,
+               destroy ? "destroyed" : strcmp(verb, "enable") == 0 ? "enabled" : "disabled",
+               dcmseal_token_get0_label(t.token));
     cli_token_close(&t);
     return rc;
 }
@@ -79,10 +240,19 @@ out:
 int cli_cmd_key(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("key needs a subcommand: create or list");
-    if (strcmp(argv[1], "create") == 0)
-        return key_create(argc - 1, argv + 1);
-    if (strcmp(argv[1], "list") == 0)
-        return key_list(argc - 1, argv + 1);
-    return cli_usage_error("unknown key subcommand '%s'", argv[1]);
+        return cli_usage_error("key needs a subcommand: create, rotate, list, enable, "
+                               "disable or destroy");
+    const char *sub = argv[1];
+    if (strcmp(sub, "create") == 0 || strcmp(sub, "rotate") == 0)
+        return key_make(argc - 1, argv + 1, sub[0] == 'r');
+    if (strcmp(sub, "list") == 0)
+        return key_report(argc - 1, argv + 1, 0);
+    if (strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0 || strcmp(sub, "destroy") == 0)
+        return key_state(argc - 1, argv + 1, sub);
+    return cli_usage_error("unknown key subcommand '%s'", sub);
+}
+
+int cli_cmd_health(int argc, char **argv)
+{
+    return key_report(argc, argv, 1);
 }

@@ -29,8 +29,21 @@ static const char USAGE[] =
     "  inspect [--json] FILE\n"
     "                     show the header (format, key, mechanism, sizes); no token\n"
     "  key create NAME [--bits 2048|3072]\n"
-    "                     generate an RSA KEK inside the token\n"
-    "  key list [--json]  list the KEKs on the token\n"
+    "                     generate KEK NAME, version 1, inside the token\n"
+    "  key rotate NAME [--bits 2048|3072]\n"
+    "                     generate the next version; it becomes primary\n"
+    "  key list [NAME] [--json]\n"
+    "                     versions, size, state, primary, OAEP mechanism, fingerprint\n"
+    "  key disable NAME VERSION / key enable NAME VERSION\n"
+    "                     objects under a disabled version fail with exit 69\n"
+    "  key destroy NAME VERSION [--archive DIR]\n"
+    "                     only a disabled, non-primary version that no object\n"
+    "                     under DIR still names\n"
+    "  rewrap [-r] [--key NAME] [--to-version N] PATH...\n"
+    "                     move objects to the primary (or given) version by\n"
+    "                     rewriting one key slot in place; the payload is untouched\n"
+    "  health [--json]    token reachable, login, live wrap/unwrap of every enabled\n"
+    "                     version; exit 0 only when every primary works\n"
     "\n"
     "common options:\n"
     "  --token URI        PKCS#11 URI of the token (default: $DCMSEAL_TOKEN), e.g.\n"
@@ -142,6 +155,10 @@ int main(int argc, char **argv)
         return cli_cmd_inspect(sub_argc, sub_argv);
     if (strcmp(cmd, "key") == 0)
         return cli_cmd_key(sub_argc, sub_argv);
+    if (strcmp(cmd, "rewrap") == 0)
+        return cli_cmd_rewrap(sub_argc, sub_argv);
+    if (strcmp(cmd, "health") == 0)
+        return cli_cmd_health(sub_argc, sub_argv);
     if (strcmp(cmd, "help") == 0) {
         fputs(USAGE, stdout);
         return EX_OK;

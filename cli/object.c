@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -94,7 +95,9 @@ static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *w
     r->ring = NULL;
     if (rc != EX_OK)
         return rc;
-    const char *key = o->key ? o->key : dcmseal_token_get0_object(r->tok.token);
+    const char *key = o->key ? o->key : getenv("DCMSEAL_KEY");
+    if (key == NULL)
+        key = dcmseal_token_get0_object(r->tok.token);
     if (for_wrap && key == NULL) {
         cli_token_close(&r->tok);
         return cli_usage_error("no key: give --key NAME, DCMSEAL_KEY or object= in "

@@ -9,44 +9,55 @@ struct dcmseal_token_ring {
     dcmseal_keyring ring;
     dcmseal_session_t *session;
     dcmseal_oaep prefer;
-    int can_wrap;
-    dcmseal_kek_info wrap_kek;
+    int has_current;
+    dcmseal_kek_info current; /* the KEK new slots are wrapped under */
     /* Objects in a batch mostly share one KEK version: remember the last one
      * found so that finding it stays off the per-object path. */
     int have_last;
     dcmseal_kek_info last;
 };
 
+static void describe(dcmseal_wrap_meta *meta, const dcmseal_kek_info *kek, dcmseal_oaep oaep)
+{
+    memcpy(meta->kek_name, kek->name, sizeof meta->kek_name);
+    meta->kek_version = kek->version;
+    meta->oaep = oaep;
+    memcpy(meta->kek_fingerprint, kek->fingerprint, sizeof meta->kek_fingerprint);
+}
+
+static dcmseal_status ring_current(void *self, dcmseal_wrap_meta *meta, dcmseal_error *err)
+{
+    dcmseal_token_ring_t *r = self;
+    if (!r->has_current)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "no key named for wrapping");
+    describe(meta, &r->current, DCMSEAL_OAEP_AUTO);
+    return DCMSEAL_OK;
+}
+
 static dcmseal_status ring_wrap(void *self, dcmseal_wrap_meta *meta, uint8_t *out,
                                 size_t out_cap, size_t *out_len,
                                 const uint8_t dek[DCMSEAL_DEK_LEN], dcmseal_error *err)
 {
     dcmseal_token_ring_t *r = self;
-    dcmseal_status st;
-    if (!r->can_wrap)
-        return dcmseal_fail(err, DCMSEAL_E_USAGE, "no key named for encryption");
-    st = dcmseal_kek_wrap(r->session, out, out_cap, out_len, &meta->oaep, &r->wrap_kek,
-                          r->prefer, dek, DCMSEAL_DEK_LEN, err);
-    if (st != DCMSEAL_OK)
-        return st;
-    memcpy(meta->kek_name, r->wrap_kek.name, sizeof meta->kek_name);
-    meta->kek_version = r->wrap_kek.version;
-    memcpy(meta->kek_fingerprint, r->wrap_kek.fingerprint, sizeof meta->kek_fingerprint);
-    return DCMSEAL_OK;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO;
+    dcmseal_status st = ring_current(self, meta, err);
+    if (st == DCMSEAL_OK)
+        st = dcmseal_kek_wrap(r->session, out, out_cap, out_len, &used, &r->current,
+                              r->prefer, dek, DCMSEAL_DEK_LEN, err);
+    meta->oaep = used;
+    return st;
 }
 
-static dcmseal_status ring_unwrap(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
-                                  const dcmseal_wrap_meta *meta, const uint8_t *wrapped,
-                                  size_t wrapped_len, dcmseal_error *err)
+/* The KEK a slot names, checked against the fingerprint the slot recorded. */
+static dcmseal_status ring_lookup(dcmseal_token_ring_t *r, const dcmseal_wrap_meta *meta,
+                                  dcmseal_error *err)
 {
-    dcmseal_token_ring_t *r = self;
     dcmseal_status st;
-    size_t len = 0;
     if (!r->have_last || r->last.version != meta->kek_version ||
         strcmp(r->last.name, meta->kek_name) != 0) {
         r->have_last = 0;
-        if ((st = dcmseal_kek_find(r->session, &r->last, meta->kek_name,
-                                   meta->kek_version, err)) != DCMSEAL_OK)
+        if ((st = dcmseal_kek_find(r->session, &r->last, meta->kek_name, meta->kek_version,
+                                   err)) != DCMSEAL_OK)
             return st;
         r->have_last = 1;
     }
@@ -57,13 +68,58 @@ static dcmseal_status ring_unwrap(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
                             "this object (fingerprint differs)",
                             meta->kek_name, meta->kek_version,
                             dcmseal_session_get0_token_label(r->session));
-    st = dcmseal_kek_unwrap(r->session, dek, DCMSEAL_DEK_LEN, &len, &r->last, meta->oaep,
-                            wrapped, wrapped_len, err);
+    return DCMSEAL_OK;
+}
+
+static dcmseal_status ring_unwrap(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
+                                  const dcmseal_wrap_meta *meta, const uint8_t *wrapped,
+                                  size_t wrapped_len, dcmseal_error *err)
+{
+    dcmseal_token_ring_t *r = self;
+    size_t len = 0;
+    dcmseal_status st = ring_lookup(r, meta, err);
+    if (st == DCMSEAL_OK)
+        st = dcmseal_kek_unwrap(r->session, dek, DCMSEAL_DEK_LEN, &len, &r->last, meta->oaep,
+                                wrapped, wrapped_len, err);
     if (st == DCMSEAL_OK && len != DCMSEAL_DEK_LEN)
         st = dcmseal_fail(err, DCMSEAL_E_AUTH, "authentication failed (wrapped key)");
     if (st != DCMSEAL_OK)
         OPENSSL_cleanse(dek, DCMSEAL_DEK_LEN);
     return st;
+}
+
+static dcmseal_status ring_rewrap(void *self, dcmseal_wrap_meta *meta, uint8_t *out,
+                                  size_t out_cap, size_t *out_len, int *in_token,
+                                  const dcmseal_wrap_meta *old_meta, const uint8_t *wrapped,
+                                  size_t wrapped_len, dcmseal_error *err)
+{
+    dcmseal_token_ring_t *r = self;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO;
+    dcmseal_status st = ring_current(self, meta, err);
+    if (st == DCMSEAL_OK)
+        st = ring_lookup(r, old_meta, err);
+    if (st == DCMSEAL_OK)
+        st = dcmseal_kek_rewrap(r->session, out, out_cap, out_len, &used, in_token, &r->last,
+                                old_meta->oaep, wrapped, wrapped_len, &r->current, r->prefer,
+                                err);
+    meta->oaep = used;
+    return st;
+}
+
+dcmseal_status dcmseal_token_ring_set_current(dcmseal_token_ring_t *r, const char *name,
+                                              uint32_t version, dcmseal_error *err)
+{
+    dcmseal_status st;
+    /* An explicit version that is already current needs no token call; the
+     * primary may have moved, so it is looked up again. */
+    if (r->has_current && version != 0 && r->current.version == version &&
+        strcmp(r->current.name, name) == 0)
+        return DCMSEAL_OK;
+    r->has_current = 0;
+    if ((st = dcmseal_kek_find(r->session, &r->current, name, version, err)) != DCMSEAL_OK)
+        return st;
+    r->has_current = 1;
+    return DCMSEAL_OK;
 }
 
 dcmseal_status dcmseal_token_ring_new(dcmseal_token_ring_t **out,
@@ -76,15 +132,11 @@ dcmseal_status dcmseal_token_ring_new(dcmseal_token_ring_t **out,
                    "key ring: missing argument");
     r = OPENSSL_zalloc(sizeof *r);
     DCMSEAL_ENSURE(r != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-    r->ring.self = r;
-    r->ring.wrap = ring_wrap;
-    r->ring.unwrap = ring_unwrap;
+    r->ring = (dcmseal_keyring){r, ring_wrap, ring_unwrap, ring_rewrap, ring_current};
     r->session = session;
     r->prefer = prefer;
-    if (wrap_key != NULL) {
-        DCMSEAL_GUARD(dcmseal_kek_find(session, &r->wrap_kek, wrap_key, 0, err));
-        r->can_wrap = 1;
-    }
+    if (wrap_key != NULL)
+        DCMSEAL_GUARD(dcmseal_token_ring_set_current(r, wrap_key, 0, err));
     *out = r;
     r = NULL;
 out:

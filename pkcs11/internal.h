@@ -19,15 +19,28 @@ struct dcmseal_token {
      * the application's last session closes. */
     CK_SESSION_HANDLE login_session;
     pthread_mutex_t lock; /* serializes C_Login: the login state is token-wide */
+    /* Held shared by every call into the module, exclusively while the
+     * module is finalized and initialized again: some tokens (SoftHSM whose
+     * directory went away and came back) recover no other way. |gen| counts
+     * those restarts; a session handle from an older one is void. */
+    pthread_rwlock_t gate;
+    unsigned gen;
+    unsigned char serial[16];
     atomic_int no_oaep_sha256;
+    /* The token refused C_UnwrapKey/C_WrapKey for a rewrap: a batch should
+     * not pay for a failing attempt per object. */
+    atomic_int no_token_rewrap;
+    unsigned retry_max; /* DCMSEAL_RETRY_MAX, read at open */
     char label[33];
     char *object;
     unsigned char pin[DCMSEAL_PIN_MAX];
     size_t pin_len;
 };
 
-/* The handles of the KEK used last on this session, so that wrap and unwrap
- * stay off C_FindObjects. Valid only for the session handle it was filled on. */
+/* The handles of the KEKs used last on this session, most recent first, so
+ * that wrap, unwrap and a rewrap from one version to another stay off
+ * C_FindObjects. Valid only for the session handle they were filled on. */
+#define KEK_CACHE_SIZE 4
 struct kek_cache {
     int valid;
     char name[DCMSEAL_KEK_NAME_MAX + 1];
@@ -38,16 +51,20 @@ struct kek_cache {
 struct dcmseal_session {
     dcmseal_token_t *tok;
     CK_SESSION_HANDLE h;
-    struct kek_cache cache;
+    unsigned gen; /* of the token when |h| was opened */
+    struct kek_cache cache[KEK_CACHE_SIZE];
 };
 
+void cache_clear(dcmseal_session_t *s);
+
 /* One attempt at an operation on |s->h|. It must be repeatable from the
- * start: session_run may call it twice. */
+ * start: session_run may call it several times. */
 typedef CK_RV (*session_op)(dcmseal_session_t *s, void *arg);
 
-/* Runs |op|; when the token dropped the session or its login, reopens and
- * logs in again, and when cached object handles went stale, forgets them;
- * then runs |op| once more. Returns the last CK_RV. */
+/* Runs |op|; when cached object handles went stale, forgets them and runs it
+ * again; when the token dropped the session or failed transiently, reopens
+ * the session, logs in again and retries with exponential backoff (see
+ * token.c). Returns the last CK_RV. */
 CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg);
 
 /* CKR_OK when |s| is logged in as the user, else CKR_USER_NOT_LOGGED_IN or

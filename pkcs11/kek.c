@@ -23,7 +23,7 @@ static const CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 struct kek_obj {
     CK_OBJECT_HANDLE pub, priv;
     CK_KEY_TYPE type;
-    CK_BBOOL sensitive, extractable, decrypt, encrypt;
+    CK_BBOOL sensitive, extractable, decrypt, unwrap, encrypt, wrap;
     unsigned char modulus[MODULUS_MAX], pub_modulus[MODULUS_MAX], exponent[16];
     CK_ULONG modulus_len, pub_modulus_len, exponent_len;
 };
@@ -145,28 +145,30 @@ static CK_RV kek_read(dcmseal_session_t *s, const char *name, uint32_t version,
     CK_RV rv;
     memset(o, 0, sizeof *o);
     o->type = (CK_KEY_TYPE)-1;
-    o->sensitive = o->extractable = o->decrypt = o->encrypt = BOOL_UNSET;
+    o->sensitive = o->extractable = o->decrypt = o->unwrap = o->encrypt = o->wrap = BOOL_UNSET;
     CK_ATTRIBUTE priv[] = {
+        {CKA_MODULUS, o->modulus, sizeof o->modulus},
         {CKA_KEY_TYPE, &o->type, sizeof o->type},
         {CKA_SENSITIVE, &o->sensitive, 1},
         {CKA_EXTRACTABLE, &o->extractable, 1},
         {CKA_DECRYPT, &o->decrypt, 1},
-        {CKA_MODULUS, o->modulus, sizeof o->modulus},
+        {CKA_UNWRAP, &o->unwrap, 1},
     };
     CK_ATTRIBUTE pub[] = {
-        {CKA_ENCRYPT, &o->encrypt, 1},
         {CKA_MODULUS, o->pub_modulus, sizeof o->pub_modulus},
         {CKA_PUBLIC_EXPONENT, o->exponent, sizeof o->exponent},
+        {CKA_ENCRYPT, &o->encrypt, 1},
+        {CKA_WRAP, &o->wrap, 1},
     };
     if ((rv = find_one(s, CKO_PRIVATE_KEY, name, version, &o->priv)) != CKR_OK ||
-        o->priv == CK_INVALID_HANDLE || (rv = read_attrs(s, o->priv, priv, 5)) != CKR_OK)
+        o->priv == CK_INVALID_HANDLE || (rv = read_attrs(s, o->priv, priv, 6)) != CKR_OK)
         return rv;
-    o->modulus_len = priv[4].ulValueLen;
+    o->modulus_len = priv[0].ulValueLen;
     if ((rv = find_one(s, CKO_PUBLIC_KEY, name, version, &o->pub)) != CKR_OK ||
-        o->pub == CK_INVALID_HANDLE || (rv = read_attrs(s, o->pub, pub, 3)) != CKR_OK)
+        o->pub == CK_INVALID_HANDLE || (rv = read_attrs(s, o->pub, pub, 4)) != CKR_OK)
         return rv;
-    o->pub_modulus_len = pub[1].ulValueLen;
-    o->exponent_len = pub[2].ulValueLen;
+    o->pub_modulus_len = pub[0].ulValueLen;
+    o->exponent_len = pub[1].ulValueLen;
     return CKR_OK;
 }
 
@@ -209,10 +211,20 @@ out:
     return ok;
 }
 
+/* What dcmseal_kek_set_enabled(..., 0) leaves: every use switched off, so
+ * that the token itself refuses the key. Any other mix is not "disabled"
+ * but a policy violation that kek_judge names. */
+static int kek_disabled(const struct kek_obj *o)
+{
+    return o->decrypt == CK_FALSE && o->unwrap == CK_FALSE && o->encrypt == CK_FALSE &&
+           o->wrap == CK_FALSE;
+}
+
 static void kek_describe(dcmseal_kek_info *info, const struct kek_obj *o, const char *name,
                          uint32_t version)
 {
     memset(info, 0, sizeof *info);
+    info->enabled = !kek_disabled(o);
     snprintf(info->name, sizeof info->name, "%s", name);
     info->version = version;
     info->bits = modulus_bits(o->modulus, o->modulus_len);
@@ -239,6 +251,8 @@ static dcmseal_status kek_judge(dcmseal_session_t *s, dcmseal_kek_info *info,
         return dcmseal_fail(err, DCMSEAL_E_KEY, "key '%s' not found on token '%s'", name,
                             s->tok->label);
     }
+    DCMSEAL_ENSURE(!kek_disabled(o), err, DCMSEAL_E_KEY, "key '%s' v%u on token '%s' is disabled",
+                   name, (unsigned)version, s->tok->label);
     if (o->type != CKK_RSA)
         snprintf(why, sizeof why, "CKA_KEY_TYPE is not CKK_RSA");
     else if (bits != 2048 && bits != 3072)
@@ -250,10 +264,14 @@ static dcmseal_status kek_judge(dcmseal_session_t *s, dcmseal_kek_info *info,
                  bool_str(o->extractable));
     else if (o->decrypt != CK_TRUE)
         snprintf(why, sizeof why, "private key has CKA_DECRYPT=%s", bool_str(o->decrypt));
+    else if (o->unwrap != CK_TRUE)
+        snprintf(why, sizeof why, "private key has CKA_UNWRAP=%s", bool_str(o->unwrap));
     else if (o->pub == CK_INVALID_HANDLE)
         snprintf(why, sizeof why, "public key missing");
     else if (o->encrypt != CK_TRUE)
         snprintf(why, sizeof why, "public key has CKA_ENCRYPT=%s", bool_str(o->encrypt));
+    else if (o->wrap != CK_TRUE)
+        snprintf(why, sizeof why, "public key has CKA_WRAP=%s", bool_str(o->wrap));
     else if (o->pub_modulus_len != o->modulus_len ||
              memcmp(o->pub_modulus, o->modulus, o->modulus_len) != 0)
         snprintf(why, sizeof why, "public key CKA_MODULUS differs from the private key's");
@@ -264,14 +282,37 @@ out:
     return st;
 }
 
+/* Moves entry |i| to the front, the least recently used falling off the
+ * end. */
+static void cache_front(dcmseal_session_t *s, size_t i)
+{
+    struct kek_cache e = s->cache[i];
+    memmove(&s->cache[1], &s->cache[0], i * sizeof e);
+    s->cache[0] = e;
+}
+
 static void cache_put(dcmseal_session_t *s, const char *name, uint32_t version,
                       const struct kek_obj *o)
 {
-    snprintf(s->cache.name, sizeof s->cache.name, "%s", name);
-    s->cache.version = version;
-    s->cache.pub = o->pub;
-    s->cache.priv = o->priv;
-    s->cache.valid = 1;
+    struct kek_cache *e = &s->cache[KEK_CACHE_SIZE - 1];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->version = version;
+    e->pub = o->pub;
+    e->priv = o->priv;
+    e->valid = 1;
+    cache_front(s, KEK_CACHE_SIZE - 1);
+}
+
+static int cache_get(dcmseal_session_t *s, const dcmseal_kek_info *kek)
+{
+    for (size_t i = 0; i < KEK_CACHE_SIZE; i++) {
+        if (s->cache[i].valid && s->cache[i].version == kek->version &&
+            strcmp(s->cache[i].name, kek->name) == 0) {
+            cache_front(s, i);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* The handles of |kek|, from the cache or the token. A key whose public half
@@ -283,9 +324,7 @@ static CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek,
     uint8_t fp[DCMSEAL_KEK_FINGERPRINT_LEN];
     CK_RV rv = CKR_OK;
     *gone = 0;
-    if (!s->cache.valid || s->cache.version != kek->version ||
-        strcmp(s->cache.name, kek->name) != 0) {
-        s->cache.valid = 0;
+    if (!cache_get(s, kek)) {
         if ((o = malloc(sizeof *o)) == NULL)
             return CKR_HOST_MEMORY;
         if ((rv = kek_read(s, kek->name, kek->version, o)) != CKR_OK)
@@ -297,21 +336,14 @@ static CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek,
         }
         cache_put(s, kek->name, kek->version, o);
     }
-    *pub = s->cache.pub;
-    *priv = s->cache.priv;
+    *pub = s->cache[0].pub;
+    *priv = s->cache[0].priv;
 out:
     free(o);
     return rv;
 }
 
 /* ---- find --------------------------------------------------------------- */
-
-struct find_ctx {
-    const char *name;
-    uint32_t version; /* asked for; 0 = highest */
-    uint32_t found;   /* resolved */
-    struct kek_obj obj;
-};
 
 /* Private keys labelled |name| (any |name| when NULL), with their versions. */
 static CK_RV kek_versions(dcmseal_session_t *s, const char *name, CK_OBJECT_HANDLE **hs,
@@ -345,31 +377,68 @@ static CK_RV kek_identity(dcmseal_session_t *s, CK_OBJECT_HANDLE h,
     return CKR_OK;
 }
 
+static int version_desc(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* The versions of |name| that have a private key, highest first (free()). */
+static CK_RV name_versions(dcmseal_session_t *s, const char *name, uint32_t **out, size_t *n)
+{
+    CK_OBJECT_HANDLE *hs = NULL;
+    size_t count = 0;
+    uint32_t *vs = NULL;
+    CK_RV rv = kek_versions(s, name, &hs, &count);
+    *n = 0;
+    if (rv == CKR_OK && (vs = malloc((count ? count : 1) * sizeof *vs)) == NULL)
+        rv = CKR_HOST_MEMORY;
+    for (size_t i = 0; rv == CKR_OK && i < count; i++) {
+        char label[DCMSEAL_KEK_NAME_MAX + 1];
+        uint32_t v;
+        if ((rv = kek_identity(s, hs[i], label, &v)) == CKR_OK && v != 0 &&
+            strcmp(label, name) == 0)
+            vs[(*n)++] = v;
+    }
+    if (*n > 1)
+        qsort(vs, *n, sizeof *vs, version_desc);
+    free(hs);
+    *out = vs;
+    return rv;
+}
+
+struct find_ctx {
+    const char *name;
+    uint32_t version;  /* asked for; 0 = the primary */
+    uint32_t found;    /* resolved, 0 when absent */
+    uint32_t primary;  /* the highest enabled version, 0 when unknown or none */
+    size_t n_versions; /* how many versions |name| has */
+    struct kek_obj obj;
+};
+
+/* Reads the versions from the highest down to the one asked for, so that
+ * it learns on the way whether that one is the primary. */
 static CK_RV find_op(dcmseal_session_t *s, void *arg)
 {
     struct find_ctx *c = arg;
-    CK_OBJECT_HANDLE *hs = NULL;
-    size_t n = 0;
-    CK_RV rv = CKR_OK;
-    c->found = c->version;
-    if (c->found == 0) {
-        if ((rv = kek_versions(s, c->name, &hs, &n)) != CKR_OK)
-            goto out;
-        for (size_t i = 0; i < n; i++) {
-            char label[DCMSEAL_KEK_NAME_MAX + 1];
-            uint32_t v;
-            if ((rv = kek_identity(s, hs[i], label, &v)) != CKR_OK)
-                goto out;
-            if (v > c->found && strcmp(label, c->name) == 0)
-                c->found = v;
+    uint32_t *vs = NULL;
+    CK_RV rv = name_versions(s, c->name, &vs, &c->n_versions);
+    c->found = c->primary = 0;
+    for (size_t i = 0; rv == CKR_OK && i < c->n_versions; i++) {
+        if (c->version != 0 && vs[i] < c->version)
+            break;
+        if ((rv = kek_read(s, c->name, vs[i], &c->obj)) != CKR_OK)
+            break;
+        if (c->primary == 0 && !kek_disabled(&c->obj))
+            c->primary = vs[i];
+        if (vs[i] == (c->version != 0 ? c->version : c->primary)) {
+            c->found = vs[i];
+            break;
         }
     }
-    if (c->found != 0)
-        rv = kek_read(s, c->name, c->found, &c->obj);
-    else
+    if (c->found == 0)
         c->obj.priv = CK_INVALID_HANDLE;
-out:
-    free(hs);
+    free(vs);
     return rv;
 }
 
@@ -390,10 +459,13 @@ static dcmseal_status kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, cons
         st = version != 0 ? p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "finding key '%s' v%u",
                                      name, (unsigned)version)
                           : p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv,
-                                     "finding the latest version of key '%s'", name);
+                                     "finding the primary version of key '%s'", name);
         goto out;
     }
-    DCMSEAL_GUARD(kek_judge(s, out, &c->obj, name, c->found, err));
+    DCMSEAL_ENSURE(version != 0 || c->found != 0 || c->n_versions == 0, err, DCMSEAL_E_KEY,
+                   "key '%s' has no enabled version on token '%s'", name, s->tok->label);
+    DCMSEAL_GUARD(kek_judge(s, out, &c->obj, name, version != 0 ? version : c->found, err));
+    out->primary = c->found == c->primary;
     cache_put(s, name, c->found, &c->obj);
 out:
     OPENSSL_free(c);
@@ -408,23 +480,31 @@ dcmseal_status dcmseal_kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, con
     return kek_find(s, out, name, version, err);
 }
 
-/* ---- create ------------------------------------------------------------- */
+/* ---- create and rotate -------------------------------------------------- */
 
-struct create_ctx {
+struct gen_ctx {
     const char *name;
-    CK_ULONG bits;
-    int exists;
+    int rotate;
+    unsigned want;    /* bits asked for; 0 = as the highest version (rotate) */
+    CK_ULONG bits;    /* resolved */
+    uint32_t highest; /* the highest version present, whatever its state */
+    uint32_t version; /* generated, 0 when nothing was */
+    int exists;       /* some object carries the name */
 };
 
-static CK_RV create_op(dcmseal_session_t *s, void *arg)
+/* Looks at every object labelled |name|, public halves and strays included,
+ * so that a new version never collides with a leftover. */
+static CK_RV gen_op(dcmseal_session_t *s, void *arg)
 {
-    struct create_ctx *c = arg;
+    struct gen_ctx *c = arg;
     static const unsigned char e65537[] = {0x01, 0x00, 0x01};
     CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
-    CK_OBJECT_HANDLE *hs = NULL, pub, priv;
+    CK_OBJECT_HANDLE *hs = NULL, top = CK_INVALID_HANDLE, pub, priv;
     CK_ATTRIBUTE any[] = {{CKA_LABEL, (void *)c->name, strlen(c->name)}};
+    unsigned char modulus[MODULUS_MAX];
+    CK_ATTRIBUTE mod_t[] = {{CKA_MODULUS, modulus, sizeof modulus}};
     char id[KEK_ID_MAX];
-    CK_ULONG id_len = kek_id(id, 1);
+    CK_ULONG id_len;
     size_t n = 0;
     CK_ATTRIBUTE pub_t[] = {
         {CKA_TOKEN, (void *)&yes, 1},
@@ -432,7 +512,7 @@ static CK_RV create_op(dcmseal_session_t *s, void *arg)
         {CKA_WRAP, (void *)&yes, 1},
         {CKA_VERIFY, (void *)&no, 1},
         {CKA_LABEL, (void *)c->name, strlen(c->name)},
-        {CKA_ID, id, id_len},
+        {CKA_ID, id, 0},
         {CKA_MODULUS_BITS, &c->bits, sizeof c->bits},
         {CKA_PUBLIC_EXPONENT, (void *)e65537, sizeof e65537},
     };
@@ -445,47 +525,163 @@ static CK_RV create_op(dcmseal_session_t *s, void *arg)
         {CKA_UNWRAP, (void *)&yes, 1},
         {CKA_SIGN, (void *)&no, 1},
         {CKA_LABEL, (void *)c->name, strlen(c->name)},
-        {CKA_ID, id, id_len},
+        {CKA_ID, id, 0},
     };
     CK_RV rv = find_all(s, any, 1, &hs, &n);
+    c->exists = n > 0;
+    c->highest = c->version = 0;
+    c->bits = c->want;
+    for (size_t i = 0; rv == CKR_OK && i < n; i++) {
+        char label[DCMSEAL_KEK_NAME_MAX + 1];
+        uint32_t v;
+        if ((rv = kek_identity(s, hs[i], label, &v)) == CKR_OK && v > c->highest &&
+            strcmp(label, c->name) == 0) {
+            c->highest = v;
+            top = hs[i];
+        }
+    }
+    if (rv != CKR_OK || (c->rotate ? c->highest == 0 || c->highest == UINT32_MAX : c->exists))
+        goto out;
+    if (c->bits == 0) {
+        if ((rv = read_attrs(s, top, mod_t, 1)) != CKR_OK)
+            goto out;
+        c->bits = modulus_bits(modulus, mod_t[0].ulValueLen);
+    }
+    if (c->bits != 2048 && c->bits != 3072)
+        goto out;
+    id_len = kek_id(id, c->highest + 1);
+    pub_t[5].ulValueLen = priv_t[8].ulValueLen = id_len;
+    rv = s->tok->mod->C_GenerateKeyPair(s->h, &mech, pub_t, sizeof pub_t / sizeof pub_t[0],
+                                        priv_t, sizeof priv_t / sizeof priv_t[0], &pub, &priv);
+    if (rv == CKR_OK)
+        c->version = c->highest + 1;
+out:
     free(hs);
-    if (rv != CKR_OK || (c->exists = n > 0))
-        return rv;
-    return s->tok->mod->C_GenerateKeyPair(s->h, &mech, pub_t, sizeof pub_t / sizeof pub_t[0],
-                                          priv_t, sizeof priv_t / sizeof priv_t[0], &pub,
-                                          &priv);
+    return rv;
+}
+
+static dcmseal_status kek_generate(dcmseal_session_t *s, dcmseal_kek_info *out,
+                                   const char *name, unsigned bits, int rotate,
+                                   dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct gen_ctx c = {.name = name, .rotate = rotate, .want = bits};
+    const char *what = rotate ? "rotate" : "create";
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && out != NULL && name != NULL, err, DCMSEAL_E_USAGE,
+                   "key %s: missing argument", what);
+    DCMSEAL_ENSURE(name_ok(name), err, DCMSEAL_E_USAGE,
+                   "key name '%.64s%s' must be 1 to %d characters of A-Z a-z 0-9 . _ -", name,
+                   strlen(name) > 64 ? "..." : "", DCMSEAL_KEK_NAME_MAX);
+    DCMSEAL_ENSURE(bits == 2048 || bits == 3072 || (rotate && bits == 0), err, DCMSEAL_E_USAGE,
+                   "key '%s': RSA %u bits refused, only RSA 2048 or 3072 KEKs are allowed",
+                   name, bits);
+    rv = session_run(s, gen_op, &c);
+    if (rv != CKR_OK) {
+        st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "generating key '%s' v%u (RSA %lu)",
+                      name, (unsigned)c.highest + 1, (unsigned long)c.bits);
+        goto out;
+    }
+    DCMSEAL_ENSURE(rotate || !c.exists, err, DCMSEAL_E_USAGE,
+                   "key %s already exists on token '%s'", name, s->tok->label);
+    DCMSEAL_ENSURE(!rotate || c.highest != 0, err, DCMSEAL_E_KEY,
+                   "key '%s' not found on token '%s'", name, s->tok->label);
+    DCMSEAL_ENSURE(c.version != 0, err, DCMSEAL_E_USAGE,
+                   "key '%s' v%u on token '%s': cannot rotate to RSA %lu bits, give 2048 or "
+                   "3072",
+                   name, (unsigned)c.highest, s->tok->label, (unsigned long)c.bits);
+    st = kek_find(s, out, name, c.version, err);
+out:
+    return st;
 }
 
 dcmseal_status dcmseal_kek_create(dcmseal_session_t *s, dcmseal_kek_info *out,
                                   const char *name, unsigned bits, dcmseal_error *err)
 {
-    dcmseal_status st = DCMSEAL_OK;
-    struct create_ctx c = {name, bits, 0};
+    return kek_generate(s, out, name, bits, 0, err);
+}
+
+dcmseal_status dcmseal_kek_rotate(dcmseal_session_t *s, dcmseal_kek_info *out,
+                                  const char *name, unsigned bits, dcmseal_error *err)
+{
+    return kek_generate(s, out, name, bits, 1, err);
+}
+
+/* ---- enable, disable, destroy ------------------------------------------- */
+
+struct state_ctx {
+    const char *name;
+    uint32_t version;
+    int destroy;
+    CK_BBOOL enabled;
+    int gone;
+};
+
+/* Both halves at once: a half-disabled key is a policy violation. On a retry
+ * after a partial destroy, the half that is left is destroyed. */
+static CK_RV state_op(dcmseal_session_t *s, void *arg)
+{
+    struct state_ctx *c = arg;
+    CK_FUNCTION_LIST *m = s->tok->mod;
+    CK_OBJECT_HANDLE h[2];
+    CK_ATTRIBUTE priv_t[] = {{CKA_DECRYPT, &c->enabled, 1}, {CKA_UNWRAP, &c->enabled, 1}};
+    CK_ATTRIBUTE pub_t[] = {{CKA_ENCRYPT, &c->enabled, 1}, {CKA_WRAP, &c->enabled, 1}};
     CK_RV rv;
-    DCMSEAL_ENSURE(s != NULL && out != NULL && name != NULL, err, DCMSEAL_E_USAGE,
-                   "key create: missing argument");
-    DCMSEAL_ENSURE(name_ok(name), err, DCMSEAL_E_USAGE,
-                   "key name '%.64s%s' must be 1 to %d characters of A-Z a-z 0-9 . _ -", name,
-                   strlen(name) > 64 ? "..." : "", DCMSEAL_KEK_NAME_MAX);
-    DCMSEAL_ENSURE(bits == 2048 || bits == 3072, err, DCMSEAL_E_USAGE,
-                   "key '%s': RSA %u bits refused, only RSA 2048 or 3072 KEKs are allowed",
-                   name, bits);
-    rv = session_run(s, create_op, &c);
-    DCMSEAL_ENSURE(!c.exists, err, DCMSEAL_E_USAGE, "key %s already exists on token '%s'",
-                   name, s->tok->label);
+    if ((rv = find_one(s, CKO_PRIVATE_KEY, c->name, c->version, &h[0])) != CKR_OK ||
+        (rv = find_one(s, CKO_PUBLIC_KEY, c->name, c->version, &h[1])) != CKR_OK)
+        return rv;
+    c->gone = c->destroy ? h[0] == CK_INVALID_HANDLE && h[1] == CK_INVALID_HANDLE
+                         : h[0] == CK_INVALID_HANDLE || h[1] == CK_INVALID_HANDLE;
+    for (int i = 0; i < 2 && rv == CKR_OK && !c->gone; i++) {
+        if (c->destroy)
+            rv = h[i] == CK_INVALID_HANDLE ? CKR_OK : m->C_DestroyObject(s->h, h[i]);
+        else
+            rv = m->C_SetAttributeValue(s->h, h[i], i == 0 ? priv_t : pub_t, 2);
+    }
+    return rv;
+}
+
+static dcmseal_status kek_state(dcmseal_session_t *s, struct state_ctx *c, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    const char *what = c->destroy ? "destroying" : c->enabled ? "enabling" : "disabling";
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && c->name != NULL && c->version != 0, err, DCMSEAL_E_USAGE,
+                   "key: missing argument");
+    DCMSEAL_ENSURE(name_ok(c->name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
+                   c->name, s->tok->label);
+    rv = session_run(s, state_op, c);
+    /* Other handles of this session may point at what changed. */
+    cache_clear(s);
     if (rv != CKR_OK) {
-        st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "generating key '%s' v1 (RSA %u)", name,
-                      bits);
+        st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "%s key '%s' v%u", what, c->name,
+                      (unsigned)c->version);
         goto out;
     }
-    st = kek_find(s, out, name, 1, err);
+    DCMSEAL_ENSURE(!c->gone, err, DCMSEAL_E_KEY, "key '%s' (v%u) not found on token '%s'",
+                   c->name, (unsigned)c->version, s->tok->label);
 out:
     return st;
+}
+
+dcmseal_status dcmseal_kek_set_enabled(dcmseal_session_t *s, const char *name,
+                                       uint32_t version, int enabled, dcmseal_error *err)
+{
+    struct state_ctx c = {name, version, 0, enabled ? CK_TRUE : CK_FALSE, 0};
+    return kek_state(s, &c, err);
+}
+
+dcmseal_status dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint32_t version,
+                                   dcmseal_error *err)
+{
+    struct state_ctx c = {name, version, 1, CK_FALSE, 0};
+    return kek_state(s, &c, err);
 }
 
 /* ---- list --------------------------------------------------------------- */
 
 struct list_ctx {
+    const char *name;
     dcmseal_kek_info *keys;
     size_t n;
 };
@@ -496,7 +692,7 @@ static CK_RV list_op(dcmseal_session_t *s, void *arg)
     CK_OBJECT_HANDLE *hs = NULL;
     struct kek_obj *o = malloc(sizeof *o);
     size_t n = 0;
-    CK_RV rv = o == NULL ? CKR_HOST_MEMORY : kek_versions(s, NULL, &hs, &n);
+    CK_RV rv = o == NULL ? CKR_HOST_MEMORY : kek_versions(s, c->name, &hs, &n);
     free(c->keys);
     c->n = 0;
     c->keys = rv == CKR_OK && n > 0 ? calloc(n, sizeof *c->keys) : NULL;
@@ -523,10 +719,11 @@ static int info_cmp(const void *a, const void *b)
 }
 
 dcmseal_status dcmseal_kek_list(dcmseal_session_t *s, dcmseal_kek_info *out, size_t cap,
-                                size_t *count, dcmseal_error *err)
+                                size_t *count, const char *name, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    struct list_ctx c = {NULL, 0};
+    struct list_ctx c = {name, NULL, 0};
+    const char *done = NULL; /* the last name whose primary is known */
     CK_RV rv;
     DCMSEAL_ENSURE(s != NULL && count != NULL && (out != NULL || cap == 0), err,
                    DCMSEAL_E_USAGE, "key list: missing argument");
@@ -537,6 +734,12 @@ dcmseal_status dcmseal_kek_list(dcmseal_session_t *s, dcmseal_kek_info *out, siz
     }
     if (c.n > 0)
         qsort(c.keys, c.n, sizeof *c.keys, info_cmp);
+    for (size_t i = c.n; i-- > 0;) {
+        if (c.keys[i].enabled && (done == NULL || strcmp(done, c.keys[i].name) != 0)) {
+            c.keys[i].primary = 1;
+            done = c.keys[i].name;
+        }
+    }
     if (cap > 0)
         memcpy(out, c.keys, (c.n < cap ? c.n : cap) * sizeof *out);
     *count = c.n;
@@ -566,67 +769,74 @@ static int oaep_refused(CK_RV rv)
 
 struct crypt_ctx {
     const dcmseal_kek_info *kek;
+    int decrypt;
     dcmseal_oaep prefer, used;
     const uint8_t *in;
     size_t in_len;
+    CK_OBJECT_HANDLE key;
     unsigned char buf[DCMSEAL_WRAPPED_MAX];
     CK_ULONG buf_len;
-    int gone, in_final; /* in_final: the failure came from C_Encrypt/C_Decrypt */
+    int gone, in_final; /* in_final: the token accepted key and mechanism */
 };
 
-/* Starts the OAEP operation with the variant asked for; with AUTO, falls back
- * to SHA-1 when the token refuses SHA-256 and remembers that it did. */
-static CK_RV crypt_init(dcmseal_session_t *s, struct crypt_ctx *c, CK_OBJECT_HANDLE key,
-                        int decrypt)
+/* One OAEP step with |mech|: an operation's init, C_UnwrapKey, C_WrapKey. */
+typedef CK_RV (*oaep_step)(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg);
+
+/* Runs |step| with the variant asked for; with AUTO, falls back to SHA-1
+ * when the token refuses SHA-256 and remembers that it did. */
+static CK_RV oaep_run(dcmseal_session_t *s, dcmseal_oaep prefer, dcmseal_oaep *used,
+                      oaep_step step, void *arg)
 {
     dcmseal_token_t *tok = s->tok;
     CK_RSA_PKCS_OAEP_PARAMS p;
     CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &p, sizeof p};
     CK_RV rv;
-    c->used = c->prefer;
-    if (c->prefer == DCMSEAL_OAEP_AUTO)
-        c->used = atomic_load(&tok->no_oaep_sha256) ? DCMSEAL_OAEP_SHA1 : DCMSEAL_OAEP_SHA256;
+    *used = prefer;
+    if (prefer == DCMSEAL_OAEP_AUTO)
+        *used = atomic_load(&tok->no_oaep_sha256) ? DCMSEAL_OAEP_SHA1 : DCMSEAL_OAEP_SHA256;
     for (;;) {
-        oaep_params(&p, c->used);
-        rv = decrypt ? tok->mod->C_DecryptInit(s->h, &mech, key)
-                     : tok->mod->C_EncryptInit(s->h, &mech, key);
-        if (!(oaep_refused(rv) && c->prefer == DCMSEAL_OAEP_AUTO &&
-              c->used == DCMSEAL_OAEP_SHA256))
+        oaep_params(&p, *used);
+        rv = step(s, &mech, arg);
+        if (!(oaep_refused(rv) && prefer == DCMSEAL_OAEP_AUTO && *used == DCMSEAL_OAEP_SHA256))
             return rv;
         atomic_store(&tok->no_oaep_sha256, 1);
-        c->used = DCMSEAL_OAEP_SHA1;
+        *used = DCMSEAL_OAEP_SHA1;
     }
 }
 
-static CK_RV crypt_op(dcmseal_session_t *s, void *arg, int decrypt)
+static CK_RV crypt_init(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
 {
     struct crypt_ctx *c = arg;
-    CK_OBJECT_HANDLE pub, priv;
+    return c->decrypt ? s->tok->mod->C_DecryptInit(s->h, mech, c->key)
+                      : s->tok->mod->C_EncryptInit(s->h, mech, c->key);
+}
+
+/* The handle of |c->kek| that |c| needs. */
+static CK_RV crypt_key(dcmseal_session_t *s, struct crypt_ctx *c)
+{
+    CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
     CK_RV rv = kek_handles(s, c->kek, &pub, &priv, &c->gone);
+    c->key = c->decrypt ? priv : pub;
     c->in_final = 0;
-    if (rv != CKR_OK || c->gone ||
-        (rv = crypt_init(s, c, decrypt ? priv : pub, decrypt)) != CKR_OK)
+    return rv;
+}
+
+static CK_RV crypt_op(dcmseal_session_t *s, void *arg)
+{
+    struct crypt_ctx *c = arg;
+    CK_RV rv = crypt_key(s, c);
+    if (rv != CKR_OK || c->gone || (rv = oaep_run(s, c->prefer, &c->used, crypt_init, c)) != CKR_OK)
         return rv;
     c->in_final = 1;
     c->buf_len = sizeof c->buf;
-    return decrypt ? s->tok->mod->C_Decrypt(s->h, (CK_BYTE *)c->in, c->in_len, c->buf,
-                                            &c->buf_len)
-                   : s->tok->mod->C_Encrypt(s->h, (CK_BYTE *)c->in, c->in_len, c->buf,
-                                            &c->buf_len);
-}
-
-static CK_RV wrap_op(dcmseal_session_t *s, void *arg)
-{
-    return crypt_op(s, arg, 0);
-}
-
-static CK_RV unwrap_op(dcmseal_session_t *s, void *arg)
-{
-    return crypt_op(s, arg, 1);
+    return c->decrypt ? s->tok->mod->C_Decrypt(s->h, (CK_BYTE *)c->in, c->in_len, c->buf,
+                                               &c->buf_len)
+                      : s->tok->mod->C_Encrypt(s->h, (CK_BYTE *)c->in, c->in_len, c->buf,
+                                               &c->buf_len);
 }
 
 /* How the token's answer to a wrap or unwrap reads to the caller. */
-static dcmseal_status crypt_status(const struct crypt_ctx *c, CK_RV rv, int decrypt)
+static dcmseal_status crypt_status(const struct crypt_ctx *c, CK_RV rv)
 {
     if (c->gone || rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID ||
         rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT ||
@@ -637,25 +847,21 @@ static dcmseal_status crypt_status(const struct crypt_ctx *c, CK_RV rv, int decr
      * when the OAEP decoding of a tampered one fails. CKR_GENERAL_ERROR is read
      * as "bad ciphertext" only after C_DecryptInit succeeded on a live session;
      * device and session trouble have codes of their own. */
-    if (decrypt && c->in_final &&
+    if (c->decrypt && c->in_final &&
         (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
-         rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE ||
-         rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_GENERAL_ERROR))
+         rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE || rv == CKR_WRAPPED_KEY_INVALID ||
+         rv == CKR_WRAPPED_KEY_LEN_RANGE || rv == CKR_GENERAL_ERROR))
         return DCMSEAL_E_AUTH;
-    if (!decrypt && c->in_final && rv == CKR_DATA_LEN_RANGE)
+    if (!c->decrypt && c->in_final && rv == CKR_DATA_LEN_RANGE)
         return DCMSEAL_E_USAGE;
     return DCMSEAL_E_TOKEN;
 }
 
-static dcmseal_status kek_crypt(dcmseal_session_t *s, struct crypt_ctx *c, int decrypt,
-                                dcmseal_error *err)
+static dcmseal_status crypt_fail(dcmseal_session_t *s, const struct crypt_ctx *c, CK_RV rv,
+                                 dcmseal_error *err)
 {
     const dcmseal_kek_info *kek = c->kek;
-    dcmseal_status st;
-    CK_RV rv = session_run(s, decrypt ? unwrap_op : wrap_op, c);
-    if (rv == CKR_OK && !c->gone)
-        return DCMSEAL_OK;
-    st = crypt_status(c, rv, decrypt);
+    dcmseal_status st = crypt_status(c, rv);
     if (c->gone)
         return dcmseal_fail(err, st, "key '%s' (v%u) not found on token '%s'", kek->name,
                             (unsigned)kek->version, s->tok->label);
@@ -664,13 +870,24 @@ static dcmseal_status kek_crypt(dcmseal_session_t *s, struct crypt_ctx *c, int d
                             "key '%s' v%u: token '%s' does not support RSA-OAEP-%s (%s)",
                             kek->name, (unsigned)kek->version, s->tok->label,
                             c->used == DCMSEAL_OAEP_SHA256 ? "SHA256" : "SHA1", ckr_name(rv));
+    /* dcmseal generates every KEK allowed to do both; the token refusing one
+     * is what dcmseal_kek_set_enabled(..., 0) does. */
+    if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
+        return dcmseal_fail(err, st, "key '%s' v%u on token '%s' is disabled (%s)", kek->name,
+                            (unsigned)kek->version, s->tok->label, ckr_name(rv));
     if (st == DCMSEAL_E_AUTH)
         return dcmseal_fail(err, st,
                             "authentication failed: key '%s' v%u on token '%s' rejected the "
                             "wrapped key (%s)",
                             kek->name, (unsigned)kek->version, s->tok->label, ckr_name(rv));
     return p11_fail(err, st, s->tok, rv, "%s with key '%s' v%u",
-                    decrypt ? "unwrapping" : "wrapping", kek->name, (unsigned)kek->version);
+                    c->decrypt ? "unwrapping" : "wrapping", kek->name, (unsigned)kek->version);
+}
+
+static dcmseal_status kek_crypt(dcmseal_session_t *s, struct crypt_ctx *c, dcmseal_error *err)
+{
+    CK_RV rv = session_run(s, crypt_op, c);
+    return rv == CKR_OK && !c->gone ? DCMSEAL_OK : crypt_fail(s, c, rv, err);
 }
 
 static int oaep_valid(dcmseal_oaep o, int allow_auto)
@@ -694,7 +911,7 @@ dcmseal_status dcmseal_kek_wrap(dcmseal_session_t *s, uint8_t *out, size_t out_c
     DCMSEAL_ENSURE(key_len + 2 * (prefer == DCMSEAL_OAEP_SHA1 ? 20 : 32) + 2 <= kek->bits / 8,
                    err, DCMSEAL_E_USAGE, "key wrap: %zu bytes do not fit RSA-%u OAEP", key_len,
                    kek->bits);
-    DCMSEAL_GUARD(kek_crypt(s, &c, 0, err));
+    DCMSEAL_GUARD(kek_crypt(s, &c, err));
     DCMSEAL_ENSURE(c.buf_len <= out_cap, err, DCMSEAL_E_USAGE,
                    "key wrap: %lu bytes of output do not fit in %zu", (unsigned long)c.buf_len,
                    out_cap);
@@ -711,11 +928,12 @@ dcmseal_status dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out
                                   dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    struct crypt_ctx c = {.kek = kek, .prefer = oaep, .in = wrapped, .in_len = wrapped_len};
+    struct crypt_ctx c = {
+        .kek = kek, .decrypt = 1, .prefer = oaep, .in = wrapped, .in_len = wrapped_len};
     DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && kek != NULL &&
                        wrapped != NULL && oaep_valid(oaep, 0),
                    err, DCMSEAL_E_USAGE, "key unwrap: missing or bad argument");
-    DCMSEAL_GUARD(kek_crypt(s, &c, 1, err));
+    DCMSEAL_GUARD(kek_crypt(s, &c, err));
     /* A longer plaintext than the caller's key cannot be a dcmseal DEK. */
     DCMSEAL_ENSURE(c.buf_len <= out_cap, err, DCMSEAL_E_AUTH,
                    "authentication failed: key '%s' v%u on token '%s' unwrapped %lu bytes, "
@@ -726,5 +944,126 @@ dcmseal_status dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out
     *out_len = c.buf_len;
 out:
     OPENSSL_cleanse(c.buf, sizeof c.buf);
+    return st;
+}
+
+/* ---- rewrap ------------------------------------------------------------- */
+
+struct rewrap_ctx {
+    struct crypt_ctx u, w; /* unwrapping under |from|, wrapping under |to| */
+    struct crypt_ctx *failed;
+    CK_OBJECT_HANDLE dek; /* the session object between the two steps */
+};
+
+static CK_RV unwrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
+{
+    struct rewrap_ctx *r = arg;
+    static const CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    static const CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+    /* Sensitive: never readable; extractable: C_WrapKey needs it. */
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, (void *)&cls, sizeof cls},   {CKA_KEY_TYPE, (void *)&type, sizeof type},
+        {CKA_TOKEN, (void *)&no, 1},             {CKA_PRIVATE, (void *)&yes, 1},
+        {CKA_SENSITIVE, (void *)&yes, 1},        {CKA_EXTRACTABLE, (void *)&yes, 1},
+    };
+    return s->tok->mod->C_UnwrapKey(s->h, mech, r->u.key, (CK_BYTE *)r->u.in, r->u.in_len, t,
+                                    sizeof t / sizeof t[0], &r->dek);
+}
+
+static CK_RV wrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
+{
+    struct rewrap_ctx *r = arg;
+    r->w.buf_len = sizeof r->w.buf;
+    return s->tok->mod->C_WrapKey(s->h, mech, r->w.key, r->dek, r->w.buf, &r->w.buf_len);
+}
+
+static CK_RV rewrap_op(dcmseal_session_t *s, void *arg)
+{
+    struct rewrap_ctx *r = arg;
+    CK_RV rv;
+    r->failed = &r->u;
+    if ((rv = crypt_key(s, &r->u)) != CKR_OK || r->u.gone)
+        return rv;
+    r->failed = &r->w;
+    if ((rv = crypt_key(s, &r->w)) != CKR_OK || r->w.gone)
+        return rv;
+    /* Neither step has a separate init: a refused mechanism and refused
+     * bytes come from the same call. */
+    r->failed = &r->u;
+    r->u.in_final = r->w.in_final = 1;
+    r->dek = CK_INVALID_HANDLE;
+    if ((rv = oaep_run(s, r->u.prefer, &r->u.used, unwrap_key, r)) != CKR_OK)
+        return rv;
+    r->failed = &r->w;
+    rv = oaep_run(s, r->w.prefer, &r->w.used, wrap_key, r);
+    s->tok->mod->C_DestroyObject(s->h, r->dek);
+    return rv;
+}
+
+/* Answers meaning "not this way": the host path may still work.
+ * CKR_GENERAL_ERROR is SoftHSM's answer to tampered bytes as well as to
+ * internal trouble; the host path, whose C_DecryptInit separates key and
+ * mechanism trouble from the bytes, tells them apart. */
+static int rewrap_refused(CK_RV rv)
+{
+    return oaep_refused(rv) || rv == CKR_FUNCTION_NOT_SUPPORTED ||
+           rv == CKR_TEMPLATE_INCOMPLETE || rv == CKR_TEMPLATE_INCONSISTENT ||
+           rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
+           rv == CKR_KEY_UNEXTRACTABLE || rv == CKR_KEY_NOT_WRAPPABLE ||
+           rv == CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT ||
+           rv == CKR_WRAPPING_KEY_TYPE_INCONSISTENT || rv == CKR_GENERAL_ERROR;
+}
+
+dcmseal_status dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                                  size_t *out_len, dcmseal_oaep *used, int *in_token,
+                                  const dcmseal_kek_info *from, dcmseal_oaep from_oaep,
+                                  const uint8_t *wrapped, size_t wrapped_len,
+                                  const dcmseal_kek_info *to, dcmseal_oaep prefer,
+                                  dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct rewrap_ctx *r = NULL;
+    uint8_t dek[DCMSEAL_WRAPPED_MAX];
+    size_t dek_len = 0;
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && used != NULL &&
+                       in_token != NULL && from != NULL && to != NULL && wrapped != NULL &&
+                       oaep_valid(from_oaep, 0) && oaep_valid(prefer, 1),
+                   err, DCMSEAL_E_USAGE, "key rewrap: missing or bad argument");
+    *in_token = 0;
+    if (!atomic_load(&s->tok->no_token_rewrap)) {
+        r = OPENSSL_zalloc(sizeof *r);
+        DCMSEAL_ENSURE(r != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+        r->u = (struct crypt_ctx){
+            .kek = from, .decrypt = 1, .prefer = from_oaep, .in = wrapped, .in_len = wrapped_len};
+        r->w = (struct crypt_ctx){.kek = to, .prefer = prefer};
+        rv = session_run(s, rewrap_op, r);
+        if (rv == CKR_OK && !r->u.gone && !r->w.gone) {
+            DCMSEAL_ENSURE(r->w.buf_len <= out_cap, err, DCMSEAL_E_USAGE,
+                           "key rewrap: %lu bytes of output do not fit in %zu",
+                           (unsigned long)r->w.buf_len, out_cap);
+            memcpy(out, r->w.buf, r->w.buf_len);
+            *out_len = r->w.buf_len;
+            *used = r->w.used;
+            *in_token = 1;
+            goto out;
+        }
+        if (r->u.gone || r->w.gone || !rewrap_refused(rv)) {
+            st = crypt_fail(s, r->failed, rv, err);
+            goto out;
+        }
+        /* A refusal that holds for every object, not one that the variant
+         * asked for or these bytes caused, makes the batch skip this path. */
+        if (rv != CKR_GENERAL_ERROR &&
+            !(oaep_refused(rv) && r->failed->used == DCMSEAL_OAEP_SHA256))
+            atomic_store(&s->tok->no_token_rewrap, 1);
+    }
+    DCMSEAL_GUARD(dcmseal_kek_unwrap(s, dek, sizeof dek, &dek_len, from, from_oaep, wrapped,
+                                     wrapped_len, err));
+    DCMSEAL_GUARD(dcmseal_kek_wrap(s, out, out_cap, out_len, used, to, prefer, dek, dek_len,
+                                   err));
+out:
+    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_free(r);
     return st;
 }

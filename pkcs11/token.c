@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -38,6 +39,9 @@ const char *ckr_name(CK_RV rv)
         R(CKR_USER_ANOTHER_ALREADY_LOGGED_IN), R(CKR_WRAPPED_KEY_INVALID),
         R(CKR_BUFFER_TOO_SMALL), R(CKR_CRYPTOKI_NOT_INITIALIZED),
         R(CKR_CRYPTOKI_ALREADY_INITIALIZED), R(CKR_FUNCTION_REJECTED),
+        R(CKR_KEY_NOT_WRAPPABLE), R(CKR_KEY_UNEXTRACTABLE), R(CKR_WRAPPED_KEY_LEN_RANGE),
+        R(CKR_UNWRAPPING_KEY_HANDLE_INVALID), R(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT),
+        R(CKR_WRAPPING_KEY_HANDLE_INVALID), R(CKR_WRAPPING_KEY_TYPE_INCONSISTENT),
     };
 #undef R
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -151,14 +155,66 @@ static CK_RV session_start(dcmseal_token_t *tok, CK_SESSION_HANDLE *h)
     return rv;
 }
 
+/* CKR_OPERATION_ACTIVE: a failure left an operation open on the session;
+ * a fresh session is the one portable way to end it. */
 static int session_lost(CK_RV rv)
 {
     return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-           rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED;
+           rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED ||
+           rv == CKR_OPERATION_ACTIVE;
+}
+
+/* Failures that a token recovers from on its own: a busy or briefly absent
+ * device, a dropped session or login. */
+static int transient(CK_RV rv)
+{
+    return session_lost(rv) || rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_MEMORY ||
+           rv == CKR_FUNCTION_FAILED || rv == CKR_TOKEN_NOT_PRESENT;
+}
+
+/* Transient failures are retried up to DCMSEAL_RETRY_MAX times (0 to 20,
+ * default 5, read when the token is opened), sleeping 50 ms before the first
+ * retry and doubling up to 800 ms: the default schedule waits about 1.5 s in
+ * all, long enough for a USB token to be reseated or an HSM to fail over,
+ * short enough that a batch reports a dead token promptly. */
+#define RETRY_DEFAULT 5
+#define RETRY_LIMIT 20
+
+static unsigned retry_max_from_env(void)
+{
+    const char *v = getenv("DCMSEAL_RETRY_MAX");
+    char *end;
+    long n;
+    if (v == NULL || *v == '\0')
+        return RETRY_DEFAULT;
+    n = strtol(v, &end, 10);
+    return *end == '\0' && n >= 0 && n <= RETRY_LIMIT ? (unsigned)n : RETRY_DEFAULT;
+}
+
+static void backoff(unsigned retry)
+{
+    unsigned ms = 50u << (retry < 4 ? retry : 4);
+    struct timespec ts = {0, (long)ms * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+void cache_clear(dcmseal_session_t *s)
+{
+    for (size_t i = 0; i < KEK_CACHE_SIZE; i++)
+        s->cache[i].valid = 0;
+}
+
+static int token_alive(dcmseal_token_t *tok)
+{
+    CK_TOKEN_INFO ti;
+    return tok->mod->C_GetTokenInfo(tok->slot, &ti) == CKR_OK;
 }
 
 /* A logout behind our back does not invalidate the session; it hides the
- * private objects, so an empty search may mean "log in again". */
+ * private objects, so an empty search may mean "log in again". SoftHSM
+ * whose token directory went away answers searches with nothing at all
+ * (and C_GetTokenInfo with CKR_GENERAL_ERROR). */
 CK_RV session_check_login(dcmseal_session_t *s)
 {
     CK_SESSION_INFO info;
@@ -166,29 +222,10 @@ CK_RV session_check_login(dcmseal_session_t *s)
     if (rv == CKR_OK && info.state != CKS_RO_USER_FUNCTIONS &&
         info.state != CKS_RW_USER_FUNCTIONS)
         rv = CKR_USER_NOT_LOGGED_IN;
+    if (rv == CKR_OK && !token_alive(s->tok))
+        rv = CKR_TOKEN_NOT_PRESENT;
     return rv;
 }
-
-/* Each recovery at most once, stale handles first: a logout elsewhere shows
- * up as an invalid key handle, then as a search that needs the login back. */
-CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg)
-{
-    CK_RV rv = op(s, arg);
-    if ((rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) && s->cache.valid) {
-        s->cache.valid = 0;
-        rv = op(s, arg);
-    }
-    if (session_lost(rv)) {
-        s->cache.valid = 0;
-        if (s->h != CK_INVALID_HANDLE)
-            s->tok->mod->C_CloseSession(s->h);
-        if ((rv = session_start(s->tok, &s->h)) == CKR_OK)
-            rv = op(s, arg);
-    }
-    return rv;
-}
-
-/* ---- token selection ---------------------------------------------------- */
 
 static void copy_padded(char *dst, const unsigned char *src, size_t len)
 {
@@ -198,9 +235,94 @@ static void copy_padded(char *dst, const unsigned char *src, size_t len)
     dst[len] = '\0';
 }
 
+/* The slot that now holds our token: slot IDs need not survive a restart. */
+static int token_find_slot(dcmseal_token_t *tok)
+{
+    CK_SLOT_ID *slots = NULL;
+    CK_ULONG n = 0;
+    int found = 0;
+    if (tok->mod->C_GetSlotList(CK_TRUE, NULL, &n) != CKR_OK || n == 0 ||
+        (slots = calloc(n, sizeof *slots)) == NULL ||
+        tok->mod->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+        n = 0;
+    for (CK_ULONG i = 0; i < n && !found; i++) {
+        CK_TOKEN_INFO ti;
+        char label[33];
+        if (tok->mod->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+            continue;
+        copy_padded(label, ti.label, sizeof ti.label);
+        if (strcmp(label, tok->label) == 0 &&
+            memcmp(ti.serialNumber, tok->serial, sizeof tok->serial) == 0) {
+            tok->slot = slots[i];
+            found = 1;
+        }
+    }
+    free(slots);
+    return found;
+}
+
+/* Called holding |gate| shared; returns holding it shared. Restarts the
+ * module unless another thread did since |seen|. */
+static CK_RV token_restart(dcmseal_token_t *tok, unsigned seen)
+{
+    CK_RV rv = CKR_OK;
+    pthread_rwlock_unlock(&tok->gate);
+    pthread_rwlock_wrlock(&tok->gate);
+    if (tok->gen == seen && !token_alive(tok)) {
+        tok->gen++;
+        tok->login_session = CK_INVALID_HANDLE;
+        p11_kit_module_finalize(tok->mod);
+        rv = p11_kit_module_initialize(tok->mod);
+        if (rv == CKR_OK && !token_find_slot(tok))
+            rv = CKR_TOKEN_NOT_PRESENT;
+        if (rv == CKR_OK)
+            rv = session_start(tok, &tok->login_session);
+    }
+    pthread_rwlock_unlock(&tok->gate);
+    pthread_rwlock_rdlock(&tok->gate);
+    /* Whatever went wrong, the token is what is missing. */
+    return rv == CKR_OK || transient(rv) ? rv : CKR_TOKEN_NOT_PRESENT;
+}
+
+/* Stale handles first: a logout elsewhere shows up as an invalid key handle,
+ * then as a search that needs the login back. A dropped session is reopened
+ * at once even when retries are off (a token may close sessions at will);
+ * every other retry waits first. */
+CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg)
+{
+    dcmseal_token_t *tok = s->tok;
+    CK_RV rv;
+    pthread_rwlock_rdlock(&tok->gate);
+    rv = s->gen == tok->gen ? op(s, arg) : CKR_SESSION_HANDLE_INVALID;
+    if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
+        cache_clear(s);
+        rv = op(s, arg);
+    }
+    for (unsigned i = 0; transient(rv) && (i < tok->retry_max || (i == 0 && session_lost(rv)));
+         i++) {
+        unsigned gen = tok->gen;
+        if (i > 0 || !session_lost(rv))
+            backoff(i);
+        /* Handles may not survive a token that went away and came back. */
+        cache_clear(s);
+        if (s->h != CK_INVALID_HANDLE && s->gen == gen)
+            tok->mod->C_CloseSession(s->h);
+        s->h = CK_INVALID_HANDLE;
+        if (!token_alive(tok) && (rv = token_restart(tok, gen)) != CKR_OK)
+            continue;
+        s->gen = tok->gen;
+        if ((rv = session_start(tok, &s->h)) == CKR_OK)
+            rv = op(s, arg);
+    }
+    pthread_rwlock_unlock(&tok->gate);
+    return rv;
+}
+
+/* ---- token selection ---------------------------------------------------- */
+
 /* Finds the first slot of |mod| whose module, slot and token match |uri|. */
 static int module_find_slot(CK_FUNCTION_LIST *mod, P11KitUri *uri, CK_SLOT_ID *slot,
-                            char label[33])
+                            char label[33], unsigned char serial[16])
 {
     const char *want_name = p11_kit_uri_get_module_name(uri);
     CK_SLOT_ID *slots = NULL;
@@ -228,6 +350,7 @@ static int module_find_slot(CK_FUNCTION_LIST *mod, P11KitUri *uri, CK_SLOT_ID *s
             p11_kit_uri_match_token_info(uri, &ti)) {
             *slot = slots[i];
             copy_padded(label, ti.label, sizeof ti.label);
+            memcpy(serial, ti.serialNumber, sizeof ti.serialNumber);
             found = 1;
         }
     }
@@ -269,7 +392,8 @@ static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, dcmseal
                        or_unknown(p11_kit_message()));
     }
     for (size_t i = 0; mods[i] != NULL; i++) {
-        if (tok->mod == NULL && module_find_slot(mods[i], uri, &tok->slot, tok->label)) {
+        if (tok->mod == NULL &&
+            module_find_slot(mods[i], uri, &tok->slot, tok->label, tok->serial)) {
             tok->mod = mods[i];
         } else {
             p11_kit_module_finalize(mods[i]);
@@ -299,7 +423,9 @@ dcmseal_status dcmseal_token_open(dcmseal_token_t **out, const char *uri,
     tok = OPENSSL_zalloc(sizeof *tok);
     DCMSEAL_ENSURE(tok != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     pthread_mutex_init(&tok->lock, NULL);
+    pthread_rwlock_init(&tok->gate, NULL);
     tok->login_session = CK_INVALID_HANDLE;
+    tok->retry_max = retry_max_from_env();
     u = p11_kit_uri_new();
     DCMSEAL_ENSURE(u != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     r = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_ANY, u);
@@ -345,6 +471,7 @@ void dcmseal_token_free(dcmseal_token_t *tok)
     OPENSSL_cleanse(tok->pin, sizeof tok->pin);
     OPENSSL_free(tok->object);
     pthread_mutex_destroy(&tok->lock);
+    pthread_rwlock_destroy(&tok->gate);
     OPENSSL_free(tok);
 }
 
@@ -369,7 +496,10 @@ dcmseal_status dcmseal_session_open(dcmseal_session_t **out, dcmseal_token_t *to
     s = OPENSSL_zalloc(sizeof *s);
     DCMSEAL_ENSURE(s != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     s->tok = tok;
+    pthread_rwlock_rdlock(&tok->gate);
+    s->gen = tok->gen;
     rv = session_start(tok, &s->h);
+    pthread_rwlock_unlock(&tok->gate);
     if (rv != CKR_OK) {
         st = p11_fail(err, DCMSEAL_E_TOKEN, tok, rv, "opening a session");
         goto out;
@@ -390,7 +520,9 @@ void dcmseal_session_free(dcmseal_session_t *s)
 {
     if (s == NULL)
         return;
-    if (s->h != CK_INVALID_HANDLE)
+    pthread_rwlock_rdlock(&s->tok->gate);
+    if (s->h != CK_INVALID_HANDLE && s->gen == s->tok->gen)
         s->tok->mod->C_CloseSession(s->h);
+    pthread_rwlock_unlock(&s->tok->gate);
     OPENSSL_free(s);
 }

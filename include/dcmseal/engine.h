@@ -45,10 +45,15 @@ typedef struct dcmseal_wrap_meta {
 } dcmseal_wrap_meta;
 
 /* A small function table; the token adapter below is one implementation,
- * tests and plugins may supply others. |wrap| wraps under the ring's current
- * KEK and describes it in |meta|; |unwrap| must refuse (DCMSEAL_E_KEY) a KEK
- * whose fingerprint differs from |meta|'s, and return DCMSEAL_E_AUTH when the
- * wrapped bytes do not decrypt. */
+ * tests and plugins may supply others.
+ *  - |wrap| wraps under the ring's current KEK and describes it in |meta|.
+ *  - |unwrap| must refuse (DCMSEAL_E_KEY) a KEK whose fingerprint differs
+ *    from |meta|'s, and return DCMSEAL_E_AUTH when the bytes do not decrypt.
+ *  - |rewrap| (may be NULL: then unwrap + wrap on the host) moves a wrapped
+ *    DEK from the KEK in |old_meta| to the ring's current KEK, without the
+ *    DEK leaving the token where it can; |*in_token| says whether it did.
+ *  - |current| describes the ring's current KEK (oaep is left AUTO), or
+ *    fails with DCMSEAL_E_USAGE when the ring has none. */
 typedef struct dcmseal_keyring {
     void *self;
     dcmseal_status (*wrap)(void *self, dcmseal_wrap_meta *meta, uint8_t *out,
@@ -57,18 +62,30 @@ typedef struct dcmseal_keyring {
     dcmseal_status (*unwrap)(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
                              const dcmseal_wrap_meta *meta, const uint8_t *wrapped,
                              size_t wrapped_len, dcmseal_error *err);
+    dcmseal_status (*rewrap)(void *self, dcmseal_wrap_meta *meta, uint8_t *out,
+                             size_t out_cap, size_t *out_len, int *in_token,
+                             const dcmseal_wrap_meta *old_meta, const uint8_t *wrapped,
+                             size_t wrapped_len, dcmseal_error *err);
+    dcmseal_status (*current)(void *self, dcmseal_wrap_meta *meta, dcmseal_error *err);
 } dcmseal_keyring;
 
 typedef struct dcmseal_token_ring dcmseal_token_ring_t;
 
 /* A key ring over a token session. |wrap_key| names the KEK used for new
- * objects (its highest version; NULL for a decrypt-only ring); |prefer| picks
- * the OAEP variant. The session is borrowed and must outlive the ring.
+ * objects (its primary version; NULL for a decrypt-only ring); |prefer|
+ * picks the OAEP variant. The session is borrowed and must outlive the ring.
  * Errors: those of dcmseal_kek_find for |wrap_key|. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_token_ring_new(dcmseal_token_ring_t **out, dcmseal_session_t *session,
                        const char *wrap_key, dcmseal_oaep prefer,
                        dcmseal_error *err);
+
+/* Makes version |version| (0: primary) of |name| the ring's current KEK.
+ * Cheap when it already is. Errors: those of dcmseal_kek_find. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_token_ring_set_current(dcmseal_token_ring_t *ring, const char *name,
+                               uint32_t version, dcmseal_error *err);
+
 DCMSEAL_API void dcmseal_token_ring_free(dcmseal_token_ring_t *ring);
 /* The ring's function table (borrowed, valid while |ring| lives). */
 DCMSEAL_API const dcmseal_keyring *
@@ -245,6 +262,30 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
                 const dcmseal_keyring *keyring, int check_identity,
                 dcmseal_error *err);
+
+/* ---- Rotation: rewrapping in place -------------------------------------- */
+
+typedef struct dcmseal_rewrap_report {
+    int changed;            /* 0: already under the target KEK */
+    int in_token;           /* the DEK never left the token */
+    dcmseal_wrap_meta from; /* the slot that was active */
+    dcmseal_wrap_meta to;   /* the new slot (== from when unchanged) */
+    uint64_t generation;    /* of the slot now active */
+} dcmseal_rewrap_report;
+
+/* Moves the object in |fd| (open read-write) to |keyring|'s current KEK by
+ * writing the inactive key slot with a higher generation and flushing it
+ * (fdatasync). The immutable header and the payload are never written, and
+ * until the flush completes the old slot stays the one readers use, so a
+ * crash at any point leaves an object that opens under the old or the new
+ * KEK. Holds an exclusive flock on |fd| meanwhile, so concurrent rewraps of
+ * one file serialize. An object already under the target KEK is left alone
+ * (|rep->changed| = 0). Errors: DCMSEAL_E_FORMAT, DCMSEAL_E_AUTH (no intact
+ * slot, or the token rejects the wrapped key), key ring errors,
+ * DCMSEAL_E_IO. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
+                  const dcmseal_keyring *keyring, dcmseal_error *err);
 
 /* An output file that appears under its name only once complete: written to
  * a temporary file in the same directory, flushed, then linked into place. */

@@ -11,8 +11,13 @@
  *   dcmseal_token_t   - a loaded module, the selected token and its PIN.
  *                       Thread-safe; shared by all sessions.
  *   dcmseal_session_t - one PKCS#11 session. Use one per thread. A session
- *                       that the token drops is reopened and logged in again
- *                       transparently, once per call.
+ *                       that the token drops is reopened and logged in
+ *                       again, and transient token errors (device error,
+ *                       device removed, session closed, ...) are retried
+ *                       with bounded exponential backoff: 5 retries, 50 ms
+ *                       doubling to 800 ms; DCMSEAL_RETRY_MAX in the
+ *                       environment (0..20) sets the count. Once the token
+ *                       answers again, the same objects carry on.
  */
 #ifndef DCMSEAL_PKCS11_H
 #define DCMSEAL_PKCS11_H
@@ -48,6 +53,13 @@ typedef struct dcmseal_kek_info {
     uint32_t version; /* 1, 2, ... */
     unsigned bits;    /* RSA modulus size */
     uint8_t fingerprint[DCMSEAL_KEK_FINGERPRINT_LEN];
+    /* A disabled version has CKA_DECRYPT and CKA_UNWRAP false on its private
+     * half and CKA_ENCRYPT and CKA_WRAP false on its public half, so that
+     * the token itself refuses it. */
+    int enabled;
+    /* The primary version of a name is its highest enabled one: new objects
+     * are wrapped under it. */
+    int primary;
 } dcmseal_kek_info;
 
 /* Opens the token named by |uri| ("pkcs11:token=...?module-path=...").
@@ -95,21 +107,57 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_create(dcmseal_session_t *s, dcmseal_kek_info *out,
                    const char *name, unsigned bits, dcmseal_error *err);
 
-/* Finds version |version| of KEK |name| (0: the highest version) and checks
+/* Generates the next version of the existing KEK |name| (highest version +
+ * 1, same size as that version unless |bits| is non-zero), which becomes its
+ * primary. Errors: DCMSEAL_E_USAGE for a bad size; DCMSEAL_E_KEY when |name|
+ * does not exist; DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_rotate(dcmseal_session_t *s, dcmseal_kek_info *out,
+                   const char *name, unsigned bits, dcmseal_error *err);
+
+/* Enables or disables version |version| of |name| (see dcmseal_kek_info).
+ * Idempotent. Errors: DCMSEAL_E_KEY when absent; DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_set_enabled(dcmseal_session_t *s, const char *name,
+                        uint32_t version, int enabled, dcmseal_error *err);
+
+/* Destroys both halves of version |version| of |name|. The caller decides
+ * whether that is safe (the CLI refuses primary or enabled versions). */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint32_t version,
+                    dcmseal_error *err);
+
+/* Re-wraps a data key from |from| (RSA-OAEP variant |from_oaep|) to |to|
+ * (preference |prefer|, as for dcmseal_kek_wrap). Where the token allows it
+ * the key never reaches host memory: C_UnwrapKey into a sensitive session
+ * object, C_WrapKey under |to|, then C_DestroyObject; otherwise it falls
+ * back to unwrap and wrap through a host buffer that is wiped. |*in_token|
+ * says which path ran. Errors: those of unwrap and wrap. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                   size_t *out_len, dcmseal_oaep *used, int *in_token,
+                   const dcmseal_kek_info *from, dcmseal_oaep from_oaep,
+                   const uint8_t *wrapped, size_t wrapped_len,
+                   const dcmseal_kek_info *to, dcmseal_oaep prefer,
+                   dcmseal_error *err);
+
+/* Finds version |version| of KEK |name| (0: the primary version) and checks
  * the key policy: RSA 2048/3072, private key sensitive, not extractable and
- * allowed to decrypt, public key allowed to encrypt. Errors: DCMSEAL_E_KEY
- * when absent or when the policy is violated (the message names the
- * attribute); DCMSEAL_E_TOKEN when the token fails. */
+ * allowed to decrypt and unwrap, public key allowed to encrypt and wrap.
+ * Errors: DCMSEAL_E_KEY when absent, disabled (the message says "disabled"
+ * and names key, version and token) or when the policy is violated (the
+ * message names the attribute); DCMSEAL_E_TOKEN when the token fails. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_find(dcmseal_session_t *s, dcmseal_kek_info *out,
                  const char *name, uint32_t version, dcmseal_error *err);
 
-/* Lists every dcmseal KEK on the token, sorted by name then version, writing
- * at most |cap| entries and the total count to |*count|. Keys that violate
- * the policy are listed too; use dcmseal_kek_find to use one. */
+/* Lists every dcmseal KEK on the token (only those named |name| unless it is
+ * NULL), sorted by name then version, writing at most |cap| entries and the
+ * total count to |*count|. Keys that violate the policy are listed too; use
+ * dcmseal_kek_find to use one. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_list(dcmseal_session_t *s, dcmseal_kek_info *out, size_t cap,
-                 size_t *count, dcmseal_error *err);
+                 size_t *count, const char *name, dcmseal_error *err);
 
 /* Encrypts |key| with the public half of |kek| using RSA-OAEP. With
  * DCMSEAL_OAEP_AUTO, SHA-256 is tried first and SHA-1 is used when the token

@@ -1,31 +1,10 @@
 #!/usr/bin/env bash
 # Drives build/dcmseal against SoftHSM tokens made in a temporary directory.
 #   cli.sh DCMSEAL CORPUS_DIR
-set -uo pipefail
 DCMSEAL=$1
 CORPUS=$2
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../../scripts/softhsm.sh"
-
-tmp=$(mktemp -d /tmp/dcmseal-cli.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-check() { local what=$1; shift; if "$@"; then ok; else fail "$what"; fi; }
-not() { ! "$@"; }
-
-# expect CODE WHAT CMD...: runs CMD, checks its exit code, keeps stderr in $tmp/err.
-expect() {
-    local code=$1 what=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" -eq "$code" ]; then ok; else fail "$what: exit $rc, wanted $code: $(head -c 300 "$tmp/err")"; fi
-}
-# The error is one line that names the file.
-one_line_naming() {
-    [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -qF -- "$1" "$tmp/err"
-}
+NAME=cli
+. "$(dirname "$0")/lib.sh"
 
 softhsm_token "$tmp/hsm" cli-test
 MAIN_TOKEN=$DCMSEAL_TOKEN
@@ -184,5 +163,4 @@ expect 64 "missing -o" "$DCMSEAL" encrypt "$tmp/in.dcm"
 expect 64 "bad segment size" "$DCMSEAL" encrypt --segment-size 12 "$tmp/in.dcm" -o "$tmp/seg.dcms"
 expect 64 "no token" env -u DCMSEAL_TOKEN "$DCMSEAL" key list
 
-echo "cli.sh: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

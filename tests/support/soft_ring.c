@@ -48,7 +48,9 @@ static dcmseal_status unwrap(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
     size_t n = sizeof buf;
     r->unwraps++;
     if (memcmp(meta->kek_fingerprint, r->meta.kek_fingerprint, DCMSEAL_KEK_FINGERPRINT_LEN) != 0)
-        return dcmseal_fail(err, DCMSEAL_E_KEY, "soft ring: not my key");
+        return r->previous != NULL
+                   ? unwrap(r->previous, dek, meta, wrapped, wrapped_len, err)
+                   : dcmseal_fail(err, DCMSEAL_E_KEY, "soft ring: not my key");
     soft_ring tmp = *r;
     tmp.meta.oaep = meta->oaep;
     EVP_PKEY_CTX *c = oaep_ctx(&tmp, 0);
@@ -59,6 +61,13 @@ static dcmseal_status unwrap(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
         memcpy(dek, buf, DCMSEAL_DEK_LEN);
     OPENSSL_cleanse(buf, sizeof buf);
     return ok ? DCMSEAL_OK : dcmseal_fail(err, DCMSEAL_E_AUTH, "authentication failed (unwrap)");
+}
+
+static dcmseal_status current(void *self, dcmseal_wrap_meta *meta, dcmseal_error *err)
+{
+    (void)err;
+    *meta = ((soft_ring *)self)->meta;
+    return DCMSEAL_OK;
 }
 
 int soft_ring_init(soft_ring *r, const char *pem_path, const char *name, uint32_t version,
@@ -88,6 +97,7 @@ int soft_ring_init(soft_ring *r, const char *pem_path, const char *name, uint32_
     r->ring.self = r;
     r->ring.wrap = wrap;
     r->ring.unwrap = unwrap;
+    r->ring.current = current;
     return 0;
 }
 

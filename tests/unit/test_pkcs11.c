@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -315,9 +316,9 @@ static void test_keys(dcmseal_session_t *s, dcmseal_kek_info *alpha, dcmseal_kek
     EXPECT(dcmseal_kek_find(s, &info, "nothere", 0, &err), DCMSEAL_E_KEY, err,
            "find absent key");
 
-    EXPECT(dcmseal_kek_list(s, NULL, 0, &n, &err), DCMSEAL_OK, err, "list count");
+    EXPECT(dcmseal_kek_list(s, NULL, 0, &n, NULL, &err), DCMSEAL_OK, err, "list count");
     CHECK(n == 3, "list count: %zu", n);
-    EXPECT(dcmseal_kek_list(s, list, 8, &n, &err), DCMSEAL_OK, err, "list");
+    EXPECT(dcmseal_kek_list(s, list, 8, &n, NULL, &err), DCMSEAL_OK, err, "list");
     CHECK(n == 3 && strcmp(list[0].name, "alpha") == 0 && strcmp(list[1].name, "beta") == 0 &&
               strcmp(list[2].name, "delta") == 0,
           "list order");
@@ -426,11 +427,11 @@ static void test_policy(dcmseal_session_t *s, const dcmseal_kek_info *alpha)
     EXPECT(dcmseal_kek_find(s, &info, "alpha", 0, &err), DCMSEAL_OK, err, "find alpha latest");
     CHECK(info.version == 10 && memcmp(info.fingerprint, alpha->fingerprint, 32) != 0,
           "latest alpha is v%u", info.version);
-    EXPECT(dcmseal_kek_list(s, list, 16, &n, &err), DCMSEAL_OK, err, "list with bad keys");
+    EXPECT(dcmseal_kek_list(s, list, 16, &n, NULL, &err), DCMSEAL_OK, err, "list with bad keys");
     CHECK(n == 9 && strcmp(list[0].name, "alpha") == 0 && list[0].version == 1 &&
               list[1].version == 9 && list[2].version == 10 && list[3].bits == 3072,
           "list with bad keys: %zu", n);
-    EXPECT(dcmseal_kek_list(s, list, 2, &n, &err), DCMSEAL_OK, err, "list capped");
+    EXPECT(dcmseal_kek_list(s, list, 2, &n, NULL, &err), DCMSEAL_OK, err, "list capped");
     CHECK(n == 9 && list[1].version == 9, "list capped: %zu", n);
 }
 
@@ -482,6 +483,343 @@ static void test_reopen(dcmseal_session_t *s, const dcmseal_kek_info *alpha)
                             &err),
            DCMSEAL_E_KEY, err, "wrap with a deleted key");
     CHECK(raw->C_GetSessionInfo(raw_h, &si) == CKR_OK, "raw session still open");
+}
+
+/* ---- versions ------------------------------------------------------------ */
+
+static CK_OBJECT_HANDLE raw_version(CK_OBJECT_CLASS cls, const char *label, uint32_t v)
+{
+    char id[32];
+    snprintf(id, sizeof id, "dcmseal-kek-v%u", (unsigned)v);
+    return raw_find(cls, label, id);
+}
+
+/* The four use attributes of |label| v|v|, as "DUEW" digits (1 true, 0 false). */
+static void raw_uses(const char *label, uint32_t v, char out[5])
+{
+    CK_BBOOL b[4] = {9, 9, 9, 9};
+    CK_ATTRIBUTE pt[] = {{CKA_DECRYPT, &b[0], 1}, {CKA_UNWRAP, &b[1], 1}};
+    CK_ATTRIBUTE ut[] = {{CKA_ENCRYPT, &b[2], 1}, {CKA_WRAP, &b[3], 1}};
+    raw->C_GetAttributeValue(raw_h, raw_version(CKO_PRIVATE_KEY, label, v), pt, 2);
+    raw->C_GetAttributeValue(raw_h, raw_version(CKO_PUBLIC_KEY, label, v), ut, 2);
+    for (int i = 0; i < 4; i++)
+        out[i] = (char)('0' + b[i]);
+    out[4] = '\0';
+}
+
+static void test_versions(dcmseal_session_t *s)
+{
+    dcmseal_error err;
+    dcmseal_kek_info v1, v2, v3, info, list[8];
+    uint8_t dek[32] = {7}, w[DCMSEAL_WRAPPED_MAX], out[64];
+    size_t n = 0, wlen = 0;
+    dcmseal_oaep used;
+    char uses[5];
+    CK_RSA_PKCS_OAEP_PARAMS p = {CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
+    CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &p, sizeof p};
+    CK_RV rv;
+
+    EXPECT(dcmseal_kek_rotate(s, &info, "rot", 0, &err), DCMSEAL_E_KEY, err, "rotate absent");
+    EXPECT(dcmseal_kek_create(s, &v1, "rot", 2048, &err), DCMSEAL_OK, err, "create rot");
+    CHECK(v1.enabled && v1.primary, "create: enabled %d primary %d", v1.enabled, v1.primary);
+    EXPECT(dcmseal_kek_rotate(s, &v2, "rot", 0, &err), DCMSEAL_OK, err, "rotate rot");
+    CHECK(v2.version == 2 && v2.bits == 2048 && v2.enabled && v2.primary &&
+              memcmp(v1.fingerprint, v2.fingerprint, 32) != 0,
+          "rotate: v%u %u bits", v2.version, v2.bits);
+    EXPECT(dcmseal_kek_rotate(s, &v3, "rot", 3072, &err), DCMSEAL_OK, err, "rotate to 3072");
+    CHECK(v3.version == 3 && v3.bits == 3072, "rotate 3072: v%u %u bits", v3.version, v3.bits);
+    EXPECT(dcmseal_kek_rotate(s, &info, "rot", 1024, &err), DCMSEAL_E_USAGE, err,
+           "rotate to 1024");
+    EXPECT(dcmseal_kek_create(s, &info, "rot", 2048, &err), DCMSEAL_E_USAGE, err,
+           "create an existing name");
+    EXPECT(dcmseal_kek_find(s, &info, "rot", 1, &err), DCMSEAL_OK, err, "find rot v1");
+    CHECK(info.enabled && !info.primary, "v1 is not primary");
+    EXPECT(dcmseal_kek_list(s, list, 8, &n, "rot", &err), DCMSEAL_OK, err, "list rot");
+    CHECK(n == 3 && list[0].version == 1 && list[2].version == 3 && !list[0].primary &&
+              !list[1].primary && list[2].primary && list[0].enabled && list[2].enabled,
+          "list rot: %zu", n);
+
+    /* Disable v3: the primary falls back to v2, and the token refuses v3. */
+    EXPECT(dcmseal_kek_set_enabled(s, "rot", 3, 0, &err), DCMSEAL_OK, err, "disable v3");
+    EXPECT(dcmseal_kek_set_enabled(s, "rot", 3, 0, &err), DCMSEAL_OK, err, "disable v3 again");
+    raw_uses("rot", 3, uses);
+    CHECK(strcmp(uses, "0000") == 0, "disabled attributes: %s", uses);
+    rv = raw->C_DecryptInit(raw_h, &mech, raw_version(CKO_PRIVATE_KEY, "rot", 3));
+    CHECK(rv == CKR_KEY_FUNCTION_NOT_PERMITTED, "SoftHSM C_DecryptInit on a disabled key: 0x%lx",
+          (unsigned long)rv);
+    rv = raw->C_EncryptInit(raw_h, &mech, raw_version(CKO_PUBLIC_KEY, "rot", 3));
+    CHECK(rv == CKR_KEY_FUNCTION_NOT_PERMITTED, "SoftHSM C_EncryptInit on a disabled key: 0x%lx",
+          (unsigned long)rv);
+    EXPECT(dcmseal_kek_find(s, &info, "rot", 0, &err), DCMSEAL_OK, err, "find primary");
+    CHECK(info.version == 2 && info.primary, "primary after disabling v3: v%u", info.version);
+    EXPECT(dcmseal_kek_find(s, &info, "rot", 3, &err), DCMSEAL_E_KEY, err, "find disabled");
+    CHECK(strstr(err.message, "'rot' v3 on token '" LABEL "' is disabled") != NULL,
+          "disabled message: %s", err.message);
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, &v3, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_E_KEY, err, "wrap with a disabled key");
+    CHECK(strstr(err.message, "disabled") != NULL, "wrap disabled message: %s", err.message);
+    EXPECT(dcmseal_kek_list(s, list, 8, &n, "rot", &err), DCMSEAL_OK, err, "list rot");
+    CHECK(n == 3 && list[1].primary && !list[2].enabled && !list[2].primary,
+          "list after disabling v3");
+
+    /* The next version follows the highest, disabled or not. */
+    EXPECT(dcmseal_kek_rotate(s, &info, "rot", 0, &err), DCMSEAL_OK, err, "rotate after disable");
+    CHECK(info.version == 4 && info.bits == 3072, "rotate after disable: v%u %u bits",
+          info.version, info.bits);
+    EXPECT(dcmseal_kek_set_enabled(s, "rot", 3, 1, &err), DCMSEAL_OK, err, "enable v3");
+    raw_uses("rot", 3, uses);
+    CHECK(strcmp(uses, "1111") == 0, "enabled attributes: %s", uses);
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, &v3, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_OK, err, "wrap after enabling");
+    EXPECT(dcmseal_kek_unwrap(s, out, sizeof out, &n, &v3, used, w, wlen, &err), DCMSEAL_OK, err,
+           "unwrap after enabling");
+    for (uint32_t v = 1; v <= 4; v++)
+        EXPECT(dcmseal_kek_set_enabled(s, "rot", v, 0, &err), DCMSEAL_OK, err, "disable all");
+    EXPECT(dcmseal_kek_find(s, &info, "rot", 0, &err), DCMSEAL_E_KEY, err, "find none enabled");
+    CHECK(strstr(err.message, "key 'rot' has no enabled version on token '" LABEL "'"),
+          "none enabled message: %s", err.message);
+    EXPECT(dcmseal_kek_set_enabled(s, "rot", 9, 0, &err), DCMSEAL_E_KEY, err, "disable absent");
+
+    /* Half-disabled is not disabled: the policy names the attribute. */
+    EXPECT(dcmseal_kek_set_enabled(s, "rot", 2, 1, &err), DCMSEAL_OK, err, "enable v2");
+    {
+        CK_BBOOL f = CK_FALSE;
+        CK_ATTRIBUTE t[] = {{CKA_UNWRAP, &f, 1}};
+        CHECK(raw->C_SetAttributeValue(raw_h, raw_version(CKO_PRIVATE_KEY, "rot", 2), t, 1) ==
+                  CKR_OK,
+              "raw CKA_UNWRAP=false");
+    }
+    EXPECT(dcmseal_kek_find(s, &info, "rot", 0, &err), DCMSEAL_E_KEY, err, "find half-disabled");
+    CHECK(strstr(err.message, "CKA_UNWRAP=false") != NULL, "half-disabled message: %s",
+          err.message);
+
+    EXPECT(dcmseal_kek_destroy(s, "rot", 4, &err), DCMSEAL_OK, err, "destroy v4");
+    CHECK(raw_version(CKO_PRIVATE_KEY, "rot", 4) == CK_INVALID_HANDLE &&
+              raw_version(CKO_PUBLIC_KEY, "rot", 4) == CK_INVALID_HANDLE,
+          "both halves destroyed");
+    EXPECT(dcmseal_kek_destroy(s, "rot", 4, &err), DCMSEAL_E_KEY, err, "destroy again");
+    EXPECT(dcmseal_kek_find(s, &info, "rot", 4, &err), DCMSEAL_E_KEY, err, "find destroyed");
+    EXPECT(dcmseal_kek_rotate(s, &info, "rot", 2048, &err), DCMSEAL_OK, err,
+           "rotate after destroy");
+    CHECK(info.version == 4 && info.primary, "rotate after destroy: v%u", info.version);
+}
+
+/* ---- rewrap -------------------------------------------------------------- */
+
+static CK_ULONG raw_session_secrets(void)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_BBOOL f = CK_FALSE;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_TOKEN, &f, 1}};
+    CK_OBJECT_HANDLE h[64];
+    CK_ULONG n = 0;
+    if (raw->C_FindObjectsInit(raw_h, t, 2) == CKR_OK) {
+        raw->C_FindObjects(raw_h, h, 64, &n);
+        raw->C_FindObjectsFinal(raw_h);
+    }
+    return n;
+}
+
+static void test_rewrap(dcmseal_session_t *s, const dcmseal_kek_info *alpha,
+                        const dcmseal_kek_info *beta)
+{
+    dcmseal_error err;
+    dcmseal_kek_info r1, r2;
+    uint8_t dek[32], got[64], w[DCMSEAL_WRAPPED_MAX], w2[DCMSEAL_WRAPPED_MAX];
+    size_t wlen = 0, w2len = 0, glen = 0;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO, used2 = DCMSEAL_OAEP_AUTO;
+    int in_token = -1, all = 1;
+
+    RAND_bytes(dek, sizeof dek);
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, alpha, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_OK, err, "wrap for rewrap");
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, alpha, used, w, wlen,
+                              beta, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_OK, err, "rewrap alpha -> beta");
+    CHECK(in_token == 1 && w2len == 384, "rewrap: in_token %d, %zu bytes", in_token, w2len);
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, beta, used2, w2, w2len, &err),
+           DCMSEAL_OK, err, "unwrap the rewrapped key");
+    CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "rewrap round trip");
+
+    EXPECT(dcmseal_kek_create(s, &r1, "rw", 2048, &err), DCMSEAL_OK, err, "create rw");
+    EXPECT(dcmseal_kek_rotate(s, &r2, "rw", 0, &err), DCMSEAL_OK, err, "rotate rw");
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, &r1, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_OK, err, "wrap under rw v1");
+    for (int i = 0; i < 50; i++) {
+        all &= dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, &r1, used, w,
+                                  wlen, &r2, DCMSEAL_OAEP_AUTO, &err) == DCMSEAL_OK &&
+               in_token == 1;
+    }
+    CHECK(all, "50 rewraps v1 -> v2: %s", err.message);
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, &r2, used2, w2, w2len, &err),
+           DCMSEAL_OK, err, "unwrap under v2");
+    CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "rewrap v1 -> v2 round trip");
+    CHECK(raw_session_secrets() == 0, "session secret keys left: %lu",
+          (unsigned long)raw_session_secrets());
+
+    w[40] ^= 1;
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, &r1, used, w, wlen,
+                              &r2, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_E_AUTH, err, "rewrap tampered");
+    printf("# rewrap tampered: %s\n", err.message);
+    w[40] ^= 1;
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, &r1, used, w, wlen - 1,
+                              &r2, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_E_AUTH, err, "rewrap truncated");
+    printf("# rewrap truncated: %s\n", err.message);
+    EXPECT(dcmseal_kek_set_enabled(s, "rw", 1, 0, &err), DCMSEAL_OK, err, "disable rw v1");
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, &r1, used, w, wlen,
+                              &r2, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_E_KEY, err, "rewrap from a disabled key");
+    CHECK(strstr(err.message, "disabled") != NULL, "rewrap disabled message: %s", err.message);
+    EXPECT(dcmseal_kek_set_enabled(s, "rw", 1, 1, &err), DCMSEAL_OK, err, "enable rw v1");
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, &r1, used, w, wlen,
+                              &r2, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_OK, err, "rewrap after the failures");
+    CHECK(in_token == 1, "still in token after the failures");
+    CHECK(raw_session_secrets() == 0, "session secret keys left after failures");
+}
+
+/* ---- faults -------------------------------------------------------------- */
+
+static void plan(const char *text)
+{
+    write_file(path_in("plan.new"), text);
+    if (rename(path_in("plan.new"), path_in("plan")) != 0)
+        perror("rename plan");
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_faults(const dcmseal_kek_info *alpha, const dcmseal_kek_info *beta)
+{
+    dcmseal_error err;
+    dcmseal_token_t *tok = NULL;
+    dcmseal_session_t *s = NULL;
+    char uri[512];
+    uint8_t dek[32] = {9, 8, 7}, got[64], w[DCMSEAL_WRAPPED_MAX], w2[DCMSEAL_WRAPPED_MAX];
+    size_t wlen = 0, w2len = 0, glen = 0;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO, used2;
+    dcmseal_kek_info info;
+    int in_token = 0, all = 1;
+    double t0;
+
+    plan("");
+    setenv("FAULTY_PKCS11_MODULE", MODULE, 1);
+    setenv("FAULTY_PKCS11_PLAN", path_in("plan"), 1);
+    setenv("DCMSEAL_RETRY_MAX", "2", 1);
+    snprintf(uri, sizeof uri, "pkcs11:token=" LABEL "?module-path=%s&pin-source=file:%s",
+             FAULTY_MODULE, path_in("pin"));
+    EXPECT(dcmseal_token_open(&tok, uri, &err), DCMSEAL_OK, err, "open through the shim");
+    if (tok == NULL || dcmseal_session_open(&s, tok, &err) != DCMSEAL_OK) {
+        CHECK(0, "shim session: %s", err.message);
+        dcmseal_token_free(tok);
+        return;
+    }
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, alpha, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_OK, err, "wrap through the shim");
+
+    plan("C_Decrypt CKR_DEVICE_ERROR 2\n");
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err), DCMSEAL_OK,
+           err, "unwrap after 2 device errors");
+    CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "unwrap after device errors: round trip");
+    plan("C_Encrypt CKR_SESSION_CLOSED 1\n");
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, alpha, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_OK, err, "wrap after a closed session");
+
+    plan("C_Decrypt CKR_DEVICE_ERROR 1000\n");
+    t0 = now();
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err),
+           DCMSEAL_E_TOKEN, err, "unwrap on a failing device");
+    CHECK(now() - t0 < 2.0, "gave up after %.2f s", now() - t0);
+    CHECK(strstr(err.message, "CKR_DEVICE_ERROR") && strstr(err.message, LABEL) &&
+              strstr(err.message, "'alpha' v1"),
+          "device error message: %s", err.message);
+    plan("");
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err), DCMSEAL_OK,
+           err, "unwrap once the device is back");
+
+    plan("* CKR_DEVICE_REMOVED 3\n");
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err), DCMSEAL_OK,
+           err, "unwrap after the token was removed and came back");
+    plan("* CKR_TOKEN_NOT_PRESENT 3\n");
+    EXPECT(dcmseal_kek_find(s, &info, "beta", 1, &err), DCMSEAL_OK, err,
+           "find after the token was absent");
+
+    /* A warm batch never searches: the handles of both keys are cached. */
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, alpha, used, w, wlen,
+                              beta, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_OK, err, "rewrap through the shim");
+    plan("C_FindObjectsInit CKR_DEVICE_ERROR 1000\n");
+    for (int i = 0; i < 10; i++)
+        all &= dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, alpha, used, w,
+                                  wlen, beta, DCMSEAL_OAEP_AUTO, &err) == DCMSEAL_OK &&
+               dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err) ==
+                   DCMSEAL_OK;
+    CHECK(all, "rewrap batch without C_FindObjects: %s", err.message);
+    plan("");
+
+    /* The in-token path refused: the host path takes over, once per token. */
+    plan("C_UnwrapKey CKR_FUNCTION_NOT_SUPPORTED 1\n");
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, alpha, used, w, wlen,
+                              beta, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_OK, err, "rewrap, in-token path refused");
+    CHECK(in_token == 0, "fallback: in_token %d", in_token);
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, alpha, used, w, wlen,
+                              beta, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_OK, err, "rewrap, refusal remembered");
+    CHECK(in_token == 0, "refusal remembered: in_token %d", in_token);
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, beta, used2, w2, w2len, &err),
+           DCMSEAL_OK, err, "unwrap the host-rewrapped key");
+    CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "host rewrap round trip");
+    w[3] ^= 0x20;
+    EXPECT(dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, alpha, used, w, wlen,
+                              beta, DCMSEAL_OAEP_AUTO, &err),
+           DCMSEAL_E_AUTH, err, "host rewrap tampered");
+    plan("");
+    dcmseal_session_free(s);
+    dcmseal_token_free(tok);
+}
+
+/* SoftHSM keeps its objects in files: the directory going away is what a
+ * token being pulled looks like to it. */
+static void test_moved(dcmseal_session_t *s, const dcmseal_kek_info *alpha)
+{
+    dcmseal_error err;
+    uint8_t dek[32] = {5}, got[64], w[DCMSEAL_WRAPPED_MAX];
+    size_t wlen = 0, glen = 0;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO;
+    dcmseal_kek_info info;
+    dcmseal_status st;
+    char away[256];
+
+    snprintf(away, sizeof away, "%s", path_in("tokens.away"));
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, alpha, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_OK, err, "wrap before the move");
+    CHECK(rename(path_in("tokens"), away) == 0, "move the token directory away");
+    st = dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err);
+    printf("# moved, unwrap: %s: %s\n", dcmseal_status_name(st), st ? err.message : "");
+    CHECK(st == DCMSEAL_OK || st == DCMSEAL_E_TOKEN || st == DCMSEAL_E_KEY,
+          "moved, unwrap: %s", dcmseal_status_name(st));
+    st = dcmseal_kek_find(s, &info, "beta", 1, &err);
+    printf("# moved, find: %s: %s\n", dcmseal_status_name(st), st ? err.message : "");
+    CHECK(st == DCMSEAL_OK || st == DCMSEAL_E_TOKEN || st == DCMSEAL_E_KEY, "moved, find: %s",
+          dcmseal_status_name(st));
+    st = try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=file:%s",
+                  path_in("badpin"));
+    printf("# moved, open with a wrong PIN: %s: %s\n", dcmseal_status_name(st), err.message);
+    CHECK(st == DCMSEAL_E_TOKEN, "moved, wrong PIN: %s", dcmseal_status_name(st));
+    CHECK(rename(away, path_in("tokens")) == 0, "move the token directory back");
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err), DCMSEAL_OK,
+           err, "unwrap after the move back");
+    CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "round trip after the move back");
+    EXPECT(dcmseal_kek_find(s, &info, "beta", 1, &err), DCMSEAL_OK, err,
+           "find after the move back");
 }
 
 struct worker {
@@ -546,6 +884,8 @@ int main(void)
     write_file(path_in("softhsm2.conf"), cmd);
     setenv("SOFTHSM2_CONF", path_in("softhsm2.conf"), 1);
     unsetenv("DCMSEAL_PIN");
+    /* Fast failures where the token is gone for good (test_moved). */
+    setenv("DCMSEAL_RETRY_MAX", "2", 1);
     write_file(path_in("pin"), PIN "\n");
     write_file(path_in("badpin"), BAD_PIN "\n");
     snprintf(cmd, sizeof cmd,
@@ -567,6 +907,10 @@ int main(void)
         test_policy(s, &alpha);
         test_threads(tok, &alpha);
         test_reopen(s, &alpha);
+        test_versions(s);
+        test_rewrap(s, &alpha, &beta);
+        test_faults(&alpha, &beta);
+        test_moved(s, &alpha);
     } else {
         CHECK(0, "no session, no raw module access");
     }

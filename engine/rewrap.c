@@ -1,0 +1,88 @@
+/* Rotation by rewrap: one key slot is rewritten, never the payload
+ * (FORMAT.md "Key slots"). */
+#include <errno.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+static int same_kek(const dcmseal_wrap_meta *a, const dcmseal_wrap_meta *b)
+{
+    return a->kek_version == b->kek_version && strcmp(a->kek_name, b->kek_name) == 0 &&
+           memcmp(a->kek_fingerprint, b->kek_fingerprint, sizeof a->kek_fingerprint) == 0;
+}
+
+/* The host path, for rings that cannot rewrap themselves. */
+static dcmseal_status host_rewrap(const dcmseal_keyring *ring, dcmseal_slot *to,
+                                  const dcmseal_slot *from, dcmseal_error *err)
+{
+    uint8_t dek[DCMSEAL_DEK_LEN];
+    dcmseal_status st = ring->unwrap(ring->self, dek, &from->meta, from->wrapped,
+                                     from->wrapped_len, err);
+    if (st == DCMSEAL_OK)
+        st = ring->wrap(ring->self, &to->meta, to->wrapped, sizeof to->wrapped,
+                        &to->wrapped_len, dek, err);
+    OPENSSL_cleanse(dek, sizeof dek);
+    return st;
+}
+
+dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
+                                 const dcmseal_keyring *ring, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN], raw[DCMSEAL_SLOT_LEN];
+    dcmseal_header h;
+    dcmseal_header_info info;
+    dcmseal_slot from, to;
+    dcmseal_wrap_meta target;
+    int locked = 0;
+    ssize_t n;
+    memset(&to, 0, sizeof to);
+
+    DCMSEAL_ENSURE(rep != NULL && ring != NULL && ring->current != NULL, err,
+                   DCMSEAL_E_USAGE, "rewrap: missing argument");
+    memset(rep, 0, sizeof *rep);
+    DCMSEAL_GUARD(ring->current(ring->self, &target, err));
+    /* Whoever holds the lock may be moving the same slot: wait, then read. */
+    while (flock(fd, LOCK_EX) != 0)
+        DCMSEAL_ENSURE(errno == EINTR, err, DCMSEAL_E_IO, "lock failed: %s", strerror(errno));
+    locked = 1;
+    do
+        n = pread(fd, pre, sizeof pre, 0);
+    while (n < 0 && errno == EINTR);
+    DCMSEAL_ENSURE(n >= 0, err, DCMSEAL_E_IO, "read failed: %s", strerror(errno));
+    DCMSEAL_GUARD(dcmseal_preamble_decode(&h, &from, &info, pre, (size_t)n, err));
+    rep->from = rep->to = from.meta;
+    rep->generation = from.generation;
+    if (same_kek(&from.meta, &target))
+        goto out;
+
+    if (ring->rewrap != NULL)
+        DCMSEAL_GUARD(ring->rewrap(ring->self, &to.meta, to.wrapped, sizeof to.wrapped,
+                                   &to.wrapped_len, &rep->in_token, &from.meta, from.wrapped,
+                                   from.wrapped_len, err));
+    else
+        DCMSEAL_GUARD(host_rewrap(ring, &to, &from, err));
+    /* The active slot has the highest intact generation, so this wins. */
+    to.generation = from.generation + 1;
+    dcmseal_slot_encode(raw, &to);
+    const off_t off = DCMSEAL_HEADER_LEN + (off_t)(1 - info.active_slot) * DCMSEAL_SLOT_LEN;
+    do
+        n = pwrite(fd, raw, sizeof raw, off);
+    while (n < 0 && errno == EINTR);
+    DCMSEAL_ENSURE(n == (ssize_t)sizeof raw, err, DCMSEAL_E_IO, "write failed: %s",
+                   n < 0 ? strerror(errno) : "short write");
+    /* Only once this returns is the object considered moved. */
+    DCMSEAL_ENSURE(fdatasync(fd) == 0, err, DCMSEAL_E_IO, "fsync failed: %s", strerror(errno));
+    rep->changed = 1;
+    rep->to = to.meta;
+    rep->generation = to.generation;
+out:
+    if (locked)
+        flock(fd, LOCK_UN);
+    OPENSSL_cleanse(&from, sizeof from);
+    return st;
+}

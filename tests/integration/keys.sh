@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Key lifecycle against a SoftHSM token made in a temporary directory:
+# versions, rotation by rewrap (payload untouched, idempotent, crash-safe,
+# concurrent), disable/enable, destroy refusals, health.
+#   keys.sh DCMSEAL CORPUS_DIR FAULTY_PKCS11_SO
+DCMSEAL=$1
+CORPUS=$2
+FAULTY=$3
+NAME=keys
+. "$(dirname "$0")/lib.sh"
+
+version_of() { "$DCMSEAL" inspect --json "$1" | sed -n 's/.*"version":\([0-9]*\).*/\1/p'; }
+generation_of() { "$DCMSEAL" inspect --json "$1" | sed -n 's/.*"generation":\([0-9]*\).*/\1/p'; }
+# Header and payload of two objects are byte-identical (slots excluded).
+same_except_slots() {
+    cmp -s <(head -c 128 "$1") <(head -c 128 "$2") &&
+        cmp -s <(tail -c +2177 "$1") <(tail -c +2177 "$2")
+}
+
+export DCMSEAL_RETRY_MAX=1
+softhsm_token "$tmp/hsm" keys-test
+expect 0 "key create" "$DCMSEAL" key create kek --bits 2048
+
+# ---- a small archive under v1 -------------------------------------------------
+mkdir -p "$tmp/plain" "$tmp/enc/sub"
+src=$(find "$CORPUS" -name '*.dcm' -size -200k 2>/dev/null | sort | head -6)
+[ -n "$src" ] || { "$here/../../scripts/make-samples.sh" "$tmp/gen" >/dev/null; src=$(find "$tmp/gen" -type f); }
+i=0
+for round in 1 2 3 4 5; do
+    for f in $src; do
+        i=$((i + 1))
+        cp "$f" "$tmp/plain/f$i"
+        out=$tmp/enc/f$i.dcms
+        [ $((i % 3)) -eq 0 ] && out=$tmp/enc/sub/f$i.dcms
+        "$DCMSEAL" encrypt --key kek "$tmp/plain/f$i" -o "$out" 2>/dev/null || fail "encrypt f$i"
+    done
+done
+nfiles=$i
+check "archive made ($nfiles objects)" [ "$nfiles" -ge 20 ]
+one=$tmp/enc/f1.dcms
+
+# ---- rotate ------------------------------------------------------------------
+expect 0 "key rotate" "$DCMSEAL" key rotate kek
+check "rotate says v2 is primary" grep -q "key 'kek' v2, RSA-2048" "$tmp/out"
+expect 0 "key list" "$DCMSEAL" key list kek --json
+check "v1 enabled, not primary" grep -q '"version":1,"bits":2048,"state":"enabled","primary":false,"oaep":"sha1"' "$tmp/out"
+check "v2 enabled, primary" grep -q '"version":2,"bits":2048,"state":"enabled","primary":true' "$tmp/out"
+expect 69 "rotate of a missing key" "$DCMSEAL" key rotate nosuch
+check "rotate of a missing key names it" grep -q nosuch "$tmp/err"
+expect 0 "encrypt after rotate" "$DCMSEAL" encrypt --key kek "$tmp/plain/f1" -o "$tmp/new.dcms"
+check "new objects use the primary" [ "$(version_of "$tmp/new.dcms")" = 2 ]
+check "old objects still name v1" [ "$(version_of "$one")" = 1 ]
+expect 0 "old object decrypts after rotate" "$DCMSEAL" decrypt "$one" -o "$tmp/one.out"
+
+# ---- rewrap: one slot, payload untouched, idempotent --------------------------
+cp -r "$tmp/enc" "$tmp/before"
+expect 0 "rewrap -r" "$DCMSEAL" -v rewrap -r "$tmp/enc"
+check "rewrap summary" grep -q "rewrap: $nfiles moved, 0 already there, 0 failed" "$tmp/err"
+check "DEK stayed in the token" grep -q "in the token (C_UnwrapKey + C_WrapKey)" "$tmp/err"
+moved_ok=0
+for f in $(cd "$tmp/enc" && find . -name '*.dcms'); do
+    same_except_slots "$tmp/before/$f" "$tmp/enc/$f" && [ "$(version_of "$tmp/enc/$f")" = 2 ] &&
+        [ "$(generation_of "$tmp/enc/$f")" = 2 ] && moved_ok=$((moved_ok + 1))
+done
+check "every object at v2, generation 2, header and payload byte-identical ($moved_ok)" [ "$moved_ok" -eq "$nfiles" ]
+cp -r "$tmp/enc" "$tmp/after1"
+expect 0 "rewrap again" "$DCMSEAL" rewrap -r "$tmp/enc"
+check "second rewrap moves nothing" grep -q "rewrap: 0 moved, $nfiles already there" "$tmp/err"
+check "second rewrap wrote nothing" diff -r -q "$tmp/after1" "$tmp/enc"
+dec_ok=0
+for f in $(cd "$tmp/plain" && ls); do
+    enc=$(find "$tmp/enc" -name "$f.dcms")
+    "$DCMSEAL" decrypt "$enc" -o "$tmp/dec.$f" && cmp -s "$tmp/plain/$f" "$tmp/dec.$f" && dec_ok=$((dec_ok + 1))
+done
+check "all decrypt after rewrap ($dec_ok)" [ "$dec_ok" -eq "$nfiles" ]
+expect 0 "rewrap one back to v1" "$DCMSEAL" rewrap --to-version 1 "$one"
+check "back at v1" [ "$(version_of "$one")" = 1 ]
+expect 64 "rewrap of a directory without -r" "$DCMSEAL" rewrap "$tmp/enc"
+expect 65 "rewrap of a non-dcmseal file" "$DCMSEAL" rewrap "$tmp/plain/f1"
+check "rewrap left a plain file alone" cmp -s "$tmp/plain/f1" "$(echo $src | cut -d' ' -f1)"
+
+# ---- disable / enable --------------------------------------------------------
+expect 0 "disable v1" "$DCMSEAL" key disable kek 1
+expect 69 "decrypt under a disabled version" "$DCMSEAL" decrypt "$one" -o "$tmp/dis.out"
+check "disabled: names key, version and token" grep -q "key 'kek' v1 on token 'keys-test' is disabled" "$tmp/err"
+check "disabled: one line" [ "$(wc -l < "$tmp/err")" -eq 1 ]
+check "disabled: no output" [ ! -e "$tmp/dis.out" ]
+expect 0 "enable v1" "$DCMSEAL" key enable kek 1
+expect 0 "decrypt after enable" "$DCMSEAL" decrypt "$one" -o "$tmp/dis.out"
+check "decrypt after enable is right" cmp -s "$tmp/plain/f1" "$tmp/dis.out"
+
+# ---- destroy refusals ---------------------------------------------------------
+expect 64 "destroy the primary" "$DCMSEAL" key destroy kek 2
+check "destroy primary: says why" grep -q "primary" "$tmp/err"
+expect 64 "destroy an enabled version" "$DCMSEAL" key destroy kek 1
+expect 0 "disable v1 again" "$DCMSEAL" key disable kek 1
+expect 64 "destroy while objects depend on it" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
+check "destroy: counts the dependants" grep -q "1 objects under $tmp/enc still depend on it" "$tmp/err"
+expect 0 "enable for the last rewrap" "$DCMSEAL" key enable kek 1
+expect 0 "rewrap the straggler" "$DCMSEAL" rewrap -r "$tmp/enc"
+expect 0 "disable v1 for good" "$DCMSEAL" key disable kek 1
+expect 0 "destroy v1" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
+expect 0 "key list after destroy" "$DCMSEAL" key list kek
+check "v1 gone, v2 stays" [ "$(grep -c '^kek ' "$tmp/out")" -eq 1 ] && grep -q "v2" "$tmp/out"
+
+# ---- health ------------------------------------------------------------------
+expect 0 "health" "$DCMSEAL" health
+check "health says healthy" grep -q "^healthy" "$tmp/out"
+expect 0 "health --json" "$DCMSEAL" health --json
+check "health json" grep -q '"healthy":true' "$tmp/out"
+expect 0 "disable the only version" "$DCMSEAL" key disable kek 2
+expect 69 "health without a primary" "$DCMSEAL" health
+expect 0 "enable it back" "$DCMSEAL" key enable kek 2
+
+# ---- SIGKILL during rewrap: every object opens under the old or new KEK ----
+expect 0 "rotate to v3" "$DCMSEAL" key rotate kek
+trials=${DCMSEAL_KILL_TRIALS:-12}
+survived=0
+for t in $(seq 1 "$trials"); do
+    target=$((t % 2 == 0 ? 2 : 3))
+    "$DCMSEAL" rewrap -r --to-version "$target" "$tmp/enc" 2>/dev/null &
+    pid=$!
+    sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    if "$DCMSEAL" verify $(find "$tmp/enc" -name '*.dcms') >/dev/null 2>"$tmp/err"; then
+        survived=$((survived + 1))
+    else
+        fail "after SIGKILL $t: $(head -c 300 "$tmp/err")"
+    fi
+done
+check "every object opened after each of $trials kills ($survived)" [ "$survived" -eq "$trials" ]
+expect 0 "a re-run completes the job" "$DCMSEAL" rewrap -r --to-version 3 "$tmp/enc"
+all3=0
+for f in $(find "$tmp/enc" -name '*.dcms'); do [ "$(version_of "$f")" = 3 ] && all3=$((all3 + 1)); done
+check "all at v3 after the re-run ($all3)" [ "$all3" -eq "$nfiles" ]
+
+# ---- two processes rewrapping the same files at once --------------------------
+declare -A gen
+for f in $(find "$tmp/enc" -name '*.dcms'); do gen[$f]=$(generation_of "$f"); done
+"$DCMSEAL" rewrap -r --to-version 2 "$tmp/enc" 2>"$tmp/c1" & p1=$!
+"$DCMSEAL" rewrap -r --to-version 2 "$tmp/enc" 2>"$tmp/c2" & p2=$!
+wait "$p1"; r1=$?
+wait "$p2"; r2=$?
+check "both concurrent rewraps succeed" [ "$r1" -eq 0 ] && [ "$r2" -eq 0 ]
+once=0
+for f in $(find "$tmp/enc" -name '*.dcms'); do
+    [ "$(generation_of "$f")" -eq $((gen[$f] + 1)) ] && [ "$(version_of "$f")" = 2 ] && once=$((once + 1))
+done
+check "each object moved exactly once ($once)" [ "$once" -eq "$nfiles" ]
+expect 0 "all verify after the concurrent rewrap" "$DCMSEAL" verify $(find "$tmp/enc" -name '*.dcms')
+
+# ---- the token fails for good part-way: the batch stops, a re-run finishes --
+# Through the fault-injecting module: opening the token works, every unwrap
+# reports the device removed.
+good_token=$DCMSEAL_TOKEN
+export FAULTY_PKCS11_MODULE=$SOFTHSM_MODULE FAULTY_PKCS11_PLAN=$tmp/plan
+export DCMSEAL_TOKEN="pkcs11:token=keys-test?module-path=$FAULTY&pin-source=file:$tmp/hsm/pin"
+printf 'C_UnwrapKey CKR_DEVICE_REMOVED 100000\nC_Decrypt CKR_DEVICE_REMOVED 100000\n' > "$tmp/plan"
+expect 69 "rewrap with the token gone" "$DCMSEAL" rewrap -r --to-version 3 "$tmp/enc"
+check "the batch stopped after the first failure" grep -q "rewrap: 0 moved, 0 already there, 1 failed" "$tmp/err"
+check "and says how many were not started" grep -q "$((nfiles - 1)) objects not started" "$tmp/err"
+check "the failure names the token" grep -q "keys-test" "$tmp/err"
+rm "$tmp/plan"
+expect 0 "the same command, token back" "$DCMSEAL" rewrap -r --to-version 3 "$tmp/enc"
+check "the re-run moves everything" grep -q "rewrap: $nfiles moved" "$tmp/err"
+export DCMSEAL_TOKEN=$good_token
+
+finish

@@ -1,0 +1,33 @@
+# Sourced by the integration tests: a temporary directory $tmp, counters,
+# and the checks. The caller sets DCMSEAL and NAME, then sources this.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../../scripts/softhsm.sh"
+
+tmp=$(mktemp -d "/tmp/dcmseal-$NAME.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+ok() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+check() { local what=$1; shift; if "$@"; then ok; else fail "$what"; fi; }
+not() { ! "$@"; }
+
+# expect CODE WHAT CMD...: runs CMD, checks its exit code; stdout is kept in
+# $tmp/out and stderr in $tmp/err.
+expect() {
+    local code=$1 what=$2; shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    if [ "$rc" -eq "$code" ]; then ok; else fail "$what: exit $rc, wanted $code: $(head -c 300 "$tmp/err")"; fi
+}
+
+# The error is one line that names the file.
+one_line_naming() {
+    [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -qF -- "$1" "$tmp/err"
+}
+
+# The closing line that CI reads; the exit status says whether all passed.
+finish() {
+    echo "$NAME: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+}

@@ -1,0 +1,147 @@
+/* Rotation by rewrap over host key rings: one slot changes, the payload and
+ * the immutable header never do, and an interrupted slot write is harmless. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../engine/internal.h"
+#include "../support/check.h"
+#include "../support/soft_ring.h"
+
+static soft_ring v1, v2;
+
+/* Seals |n| pattern bytes into a fresh temporary file; returns its fd. */
+static int sealed_file(size_t n, char *path)
+{
+    static uint8_t pt[50000], out[60000];
+    dcmseal_encryptor_t *enc = NULL;
+    dcmseal_encrypt_params p = {&v1.ring, 4096, NULL};
+    size_t len = DCMSEAL_PREAMBLE_LEN, w = 0;
+    for (size_t i = 0; i < n; i++)
+        pt[i] = (uint8_t)(i * 7);
+    strcpy(path, "/tmp/dcmseal-rewrap-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0 || dcmseal_encrypt_init(&enc, out, &p, NULL) != DCMSEAL_OK ||
+        dcmseal_encrypt_update(enc, out + len, sizeof out - len, &w, pt, n, NULL) != DCMSEAL_OK)
+        return -1;
+    len += w;
+    if (dcmseal_encrypt_final(enc, out + len, sizeof out - len, &w, NULL) != DCMSEAL_OK)
+        return -1;
+    len += w;
+    dcmseal_encryptor_free(enc);
+    return write(fd, out, len) == (ssize_t)len ? fd : -1;
+}
+
+static uint8_t *slurp_fd(int fd, size_t *n)
+{
+    off_t end = lseek(fd, 0, SEEK_END);
+    uint8_t *p = malloc((size_t)end);
+    *n = pread(fd, p, (size_t)end, 0) == end ? (size_t)end : 0;
+    return p;
+}
+
+/* Opens the object in |fd| through |ring| and compares with the pattern. */
+static int opens_with(int fd, const dcmseal_keyring *ring, size_t n)
+{
+    dcmseal_reader_t *r = NULL;
+    static uint8_t pt[50000];
+    size_t got = 0;
+    int ok = dcmseal_reader_open(&r, fd, ring, NULL) == DCMSEAL_OK &&
+             dcmseal_reader_pread(r, pt, sizeof pt, 0, &got, NULL) == DCMSEAL_OK && got == n;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = pt[i] == (uint8_t)(i * 7);
+    dcmseal_reader_free(r);
+    return ok;
+}
+
+int main(void)
+{
+    if (soft_ring_init(&v1, NULL, "kek", 1, DCMSEAL_OAEP_SHA256) != 0 ||
+        soft_ring_init(&v2, NULL, "kek", 2, DCMSEAL_OAEP_SHA1) != 0)
+        return 1;
+    v2.previous = &v1;
+    char path[64];
+    const size_t n = 20000;
+    int fd = sealed_file(n, path);
+    CHECK(fd >= 0, "sealed file");
+    unlink(path);
+    size_t len0, len1;
+    uint8_t *before = slurp_fd(fd, &len0);
+
+    dcmseal_rewrap_report rep;
+    dcmseal_error err;
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK, "rewrap: %s", err.message);
+    CHECK(rep.changed && rep.from.kek_version == 1 && rep.to.kek_version == 2 &&
+              rep.to.oaep == DCMSEAL_OAEP_SHA1 && rep.generation == 2, "report");
+    uint8_t *after = slurp_fd(fd, &len1);
+    const size_t slot_b = DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_LEN;
+    CHECK(len0 == len1 && memcmp(before, after, slot_b) == 0 &&
+              memcmp(before + DCMSEAL_PREAMBLE_LEN, after + DCMSEAL_PREAMBLE_LEN,
+                     len0 - DCMSEAL_PREAMBLE_LEN) == 0,
+          "header, slot A or payload changed");
+    CHECK(memcmp(before + slot_b, after + slot_b, DCMSEAL_SLOT_LEN) != 0, "slot B unchanged");
+    CHECK(opens_with(fd, &v2.ring, n), "opens under v2");
+    dcmseal_header_info info;
+    CHECK(dcmseal_header_inspect(&info, after, len1, NULL) == DCMSEAL_OK &&
+              info.active_slot == 1 && info.wrap.kek_version == 2 && info.other_slot_state == 1,
+          "slot B active, A still intact");
+    free(after);
+
+    /* Idempotent: nothing is written when the object is already there. */
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed &&
+              rep.generation == 2, "second rewrap changed something");
+    after = slurp_fd(fd, &len1);
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK, "third");
+    uint8_t *again = slurp_fd(fd, &len1);
+    CHECK(memcmp(after, again, len1) == 0, "idempotent rewrap wrote bytes");
+    free(again);
+
+    /* A torn write of the next slot (here: garbage in slot A, the inactive
+     * one) leaves the object opening under the last complete slot. */
+    uint8_t junk[600];
+    memset(junk, 0x5c, sizeof junk);
+    CHECK(pwrite(fd, junk, sizeof junk, DCMSEAL_HEADER_LEN) == (ssize_t)sizeof junk, "tear");
+    CHECK(opens_with(fd, &v2.ring, n), "torn inactive slot broke the object");
+
+    /* And back to v1: slot A is rewritten, generation 3. */
+    v1.previous = &v2;
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v1.ring, &err) == DCMSEAL_OK && rep.changed &&
+              rep.generation == 3 && rep.to.kek_version == 1, "back to v1: %s", err.message);
+    CHECK(opens_with(fd, &v1.ring, n), "opens under v1 again");
+    v1.previous = NULL;
+
+    /* Not ours, and tampered wrapped keys, are refused without writing. */
+    uint8_t zero[DCMSEAL_PREAMBLE_LEN] = {0};
+    char p2[64];
+    int fd2 = sealed_file(10, p2);
+    unlink(p2);
+    CHECK(pwrite(fd2, zero, 8, 0) == 8, "spoil magic");
+    CHECK(dcmseal_rewrap_fd(&rep, fd2, &v2.ring, &err) == DCMSEAL_E_FORMAT, "bad magic");
+    close(fd2);
+    fd2 = sealed_file(10, p2);
+    unlink(p2);
+    size_t l2;
+    uint8_t *orig = slurp_fd(fd2, &l2);
+    dcmseal_slot s;
+    CHECK(dcmseal_slot_decode(&s, orig + DCMSEAL_HEADER_LEN) == 1, "decode");
+    s.wrapped[3] ^= 1;
+    uint8_t raw[DCMSEAL_SLOT_LEN];
+    dcmseal_slot_encode(raw, &s);
+    CHECK(pwrite(fd2, raw, sizeof raw, DCMSEAL_HEADER_LEN) == (ssize_t)sizeof raw, "forge");
+    CHECK(dcmseal_rewrap_fd(&rep, fd2, &v2.ring, &err) == DCMSEAL_E_AUTH, "forged slot");
+    uint8_t *now = slurp_fd(fd2, &l2);
+    CHECK(memcmp(now + DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_LEN,
+                 orig + DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_LEN, DCMSEAL_SLOT_LEN) == 0,
+          "a failed rewrap wrote a slot");
+    free(orig);
+    free(now);
+    close(fd2);
+
+    free(before);
+    free(after);
+    close(fd);
+    soft_ring_free(&v1);
+    soft_ring_free(&v2);
+    return check_done("test_rewrap");
+}
