@@ -26,7 +26,7 @@ mkdir -p "$tmp/plain" "$tmp/enc/sub"
 src=$(find "$CORPUS" -name '*.dcm' -size -200k 2>/dev/null | sort | head -6)
 [ -n "$src" ] || { "$here/../../scripts/make-samples.sh" "$tmp/gen" >/dev/null; src=$(find "$tmp/gen" -type f); }
 i=0
-for round in 1 2 3 4 5; do
+for round in 1 2 3 4 5 6 7 8; do
     for f in $src; do
         i=$((i + 1))
         cp "$f" "$tmp/plain/f$i"
@@ -115,14 +115,21 @@ expect 0 "enable it back" "$DCMSEAL" key enable kek 2
 # ---- SIGKILL during rewrap: every object opens under the old or new KEK ----
 expect 0 "rotate to v3" "$DCMSEAL" key rotate kek
 trials=${DCMSEAL_KILL_TRIALS:-12}
-survived=0
+survived=0 interrupted=0
 for t in $(seq 1 "$trials"); do
     target=$((t % 2 == 0 ? 2 : 3))
-    "$DCMSEAL" rewrap -r --to-version "$target" "$tmp/enc" 2>/dev/null &
+    # SoftHSM 2.6.1 rewrites its token.object at every login (ftruncate, then
+    # write): a kill in between loses the token itself, which is SoftHSM's
+    # weakness, not what this tests. So the kill lands once the first object
+    # has moved, i.e. after the login, anywhere in the batch.
+    : > "$tmp/kill.err"
+    "$DCMSEAL" -v rewrap -r --to-version "$target" "$tmp/enc" 2>"$tmp/kill.err" &
     pid=$!
-    sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
+    for _ in $(seq 300); do [ -s "$tmp/kill.err" ] && break; sleep 0.01; done
+    sleep "0.0$((RANDOM % 2))$((RANDOM % 5))"
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    [ "$(grep -c -- ' -> v' "$tmp/kill.err")" -lt "$nfiles" ] && interrupted=$((interrupted + 1))
     if "$DCMSEAL" verify $(find "$tmp/enc" -name '*.dcms') >/dev/null 2>"$tmp/err"; then
         survived=$((survived + 1))
     else
@@ -130,6 +137,8 @@ for t in $(seq 1 "$trials"); do
     fi
 done
 check "every object opened after each of $trials kills ($survived)" [ "$survived" -eq "$trials" ]
+echo "SIGKILL: $interrupted of $trials kills landed mid-batch, every object opened after each"
+check "most kills landed mid-batch ($interrupted of $trials)" [ "$interrupted" -ge $((trials / 2)) ]
 expect 0 "a re-run completes the job" "$DCMSEAL" rewrap -r --to-version 3 "$tmp/enc"
 all3=0
 for f in $(find "$tmp/enc" -name '*.dcms'); do [ "$(version_of "$f")" = 3 ] && all3=$((all3 + 1)); done
