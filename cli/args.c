@@ -24,6 +24,7 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         {{"recursive", no_argument, NULL, 'r'}, OPT_RECURSIVE},
         {{"to-version", required_argument, NULL, 'V'}, OPT_TO_VERSION},
         {{"archive", required_argument, NULL, 'A'}, OPT_ARCHIVE},
+        {{"jobs", required_argument, NULL, 'J'}, OPT_JOBS},
     };
     struct option longopts[sizeof table / sizeof table[0] + 1];
     size_t n = 0;
@@ -46,6 +47,11 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         case 'j': o->json = 1; break;
         case 'r': o->recursive = 1; break;
         case 'A': o->archive = optarg; break;
+        case 'J':
+            o->jobs = (int)cli_version(optarg);
+            if (o->jobs < 1 || o->jobs > CLI_JOBS_MAX)
+                return cli_usage_error("--jobs %s: must be 1..%d", optarg, CLI_JOBS_MAX);
+            break;
         case 'V':
             if ((o->to_version = cli_version(optarg)) == 0)
                 return cli_usage_error("--to-version %s: not a version number", optarg);

@@ -28,12 +28,14 @@ enum {
     OPT_RECURSIVE = 1 << 9,
     OPT_TO_VERSION = 1 << 10,
     OPT_ARCHIVE = 1 << 11,
+    OPT_JOBS = 1 << 12,
 };
 
 typedef struct cli_opts {
     const char *token, *key, *out, *archive;
     int force, strict, json, recursive;
     uint32_t to_version;
+    int jobs; /* 0: not given */
     unsigned bits;
     uint32_t segment_size;
     dcmseal_oaep oaep;
@@ -73,6 +75,16 @@ int cli_cmd_health(int argc, char **argv);
  * the last non-zero code (its own or |fn|'s). */
 int cli_walk(const char *const *paths, int npaths, int recursive,
              int (*fn)(const char *path, void *ctx), void *ctx);
+
+#define CLI_JOBS_MAX 64
+
+/* The number of online cores, at least 1, at most CLI_JOBS_MAX. */
+int cli_default_jobs(void);
+
+/* cli_walk, with |fn| run on |jobs| (1..CLI_JOBS_MAX) threads; the worker
+ * running a call gets its own |workers[i]|. Returns as cli_walk. */
+int cli_pool_walk(const char *const *paths, int npaths, int recursive, int jobs,
+                  int (*fn)(const char *path, void *worker), void **workers);
 
 /* "2" -> 2; 0 when |s| is not a version number. */
 uint32_t cli_version(const char *s);
