@@ -1,4 +1,4 @@
-/* key create|rotate|list|enable|disable|destroy, and health. */
+/* key create|rotate|list|enable|disable|destroy|min-version, and health. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,12 +90,12 @@ static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int
                "\"fingerprint\":\"", k->version, k->bits, k->enabled ? "enabled" : "disabled",
                k->primary ? "true" : "false", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        fputs("\"}", stdout);
+        printf("\",\"min_decryption_version\":%u}", k->min_version);
     } else {
         printf("%-20s v%-3u RSA-%u  %-8s %-7s oaep:%-6s sha256:", k->name, k->version, k->bits,
                k->enabled ? "enabled" : "disabled", k->primary ? "primary" : "", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        fputc('\n', stdout);
+        printf(" min:%u\n", k->min_version);
     }
 }
 
@@ -237,11 +237,35 @@ static int key_state(int argc, char **argv, const char *verb)
     return rc;
 }
 
+/* key min-version NAME VERSION (0 clears) */
+static int key_min_version(int argc, char **argv)
+{
+    cli_opts o;
+    cli_token t;
+    dcmseal_error err;
+    int rc = cli_parse(&o, argc, argv, OPT_TOKEN);
+    if (rc != EX_OK)
+        return rc;
+    uint32_t version = o.nargs == 2 ? cli_version(o.args[1]) : 0;
+    if (version == 0 && (o.nargs != 2 || strcmp(o.args[1], "0") != 0))
+        return cli_usage_error("key min-version takes NAME VERSION (0 clears)");
+    const char *name = o.args[0];
+    if ((rc = cli_token_open(&t, o.token, name)) != EX_OK)
+        return rc;
+    if (dcmseal_kek_set_min_version(t.session, name, version, &err) != DCMSEAL_OK)
+        rc = cli_report(name, &err);
+    else
+        printf("key '%s': minimum decryption version %u%s on token '%s'\n", name, version,
+               version == 0 ? " (none)" : "", dcmseal_token_get0_label(t.token));
+    cli_token_close(&t);
+    return rc;
+}
+
 int cli_cmd_key(int argc, char **argv)
 {
     if (argc < 2)
         return cli_usage_error("key needs a subcommand: create, rotate, list, enable, "
-                               "disable or destroy");
+                               "disable, destroy or min-version");
     const char *sub = argv[1];
     if (strcmp(sub, "create") == 0 || strcmp(sub, "rotate") == 0)
         return key_make(argc - 1, argv + 1, sub[0] == 'r');
@@ -249,6 +273,8 @@ int cli_cmd_key(int argc, char **argv)
         return key_report(argc - 1, argv + 1, 0);
     if (strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0 || strcmp(sub, "destroy") == 0)
         return key_state(argc - 1, argv + 1, sub);
+    if (strcmp(sub, "min-version") == 0)
+        return key_min_version(argc - 1, argv + 1);
     return cli_usage_error("unknown key subcommand '%s'", sub);
 }
 

@@ -407,12 +407,53 @@ static CK_RV name_versions(dcmseal_session_t *s, const char *name, uint32_t **ou
     return rv;
 }
 
+/* The minimum decryption version of a name lives in a private CKO_DATA token
+ * object of its own, so that the token stays the only source of truth. */
+#define POLICY_APP "dcmseal-kek-policy"
+
+/* The policy objects of |name| (into |*hs|, free() it, unless |hs| is NULL)
+ * and the minimum decryption version: 0 when there is none, else the highest
+ * they hold (two are left when a change was cut short), UINT32_MAX for a
+ * value that is not 4 bytes, so that a damaged one refuses rather than
+ * allows. */
+static CK_RV min_read(dcmseal_session_t *s, const char *name, uint32_t *min,
+                      CK_OBJECT_HANDLE **hs, size_t *n)
+{
+    static const CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, (void *)&cls, sizeof cls},
+        {CKA_APPLICATION, (void *)POLICY_APP, sizeof POLICY_APP - 1},
+        {CKA_LABEL, (void *)name, strlen(name)},
+    };
+    unsigned char v[4];
+    CK_ATTRIBUTE vt[] = {{CKA_VALUE, v, sizeof v}};
+    CK_OBJECT_HANDLE *found = NULL;
+    size_t count = 0;
+    CK_RV rv = find_all(s, t, 3, &found, &count);
+    *min = 0;
+    for (size_t i = 0; rv == CKR_OK && i < count; i++) {
+        uint32_t m = UINT32_MAX;
+        vt[0].ulValueLen = sizeof v;
+        if ((rv = read_attrs(s, found[i], vt, 1)) == CKR_OK && vt[0].ulValueLen == sizeof v)
+            m = (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
+        *min = m > *min ? m : *min;
+    }
+    if (hs != NULL) {
+        *hs = found;
+        *n = count;
+    } else {
+        free(found);
+    }
+    return rv;
+}
+
 struct find_ctx {
     const char *name;
     uint32_t version;  /* asked for; 0 = the primary */
     uint32_t found;    /* resolved, 0 when absent */
     uint32_t primary;  /* the highest enabled version, 0 when unknown or none */
     size_t n_versions; /* how many versions |name| has */
+    uint32_t min;      /* the minimum decryption version, 0 when none */
     struct kek_obj obj;
 };
 
@@ -438,6 +479,8 @@ static CK_RV find_op(dcmseal_session_t *s, void *arg)
     }
     if (c->found == 0)
         c->obj.priv = CK_INVALID_HANDLE;
+    if (rv == CKR_OK)
+        rv = min_read(s, c->name, &c->min, NULL, NULL);
     free(vs);
     return rv;
 }
@@ -464,8 +507,13 @@ static dcmseal_status kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, cons
     }
     DCMSEAL_ENSURE(version != 0 || c->found != 0 || c->n_versions == 0, err, DCMSEAL_E_KEY,
                    "key '%s' has no enabled version on token '%s'", name, s->tok->label);
+    /* The primary is never below: dcmseal_kek_set_min_version refuses that. */
+    DCMSEAL_ENSURE(c->found == 0 || c->found >= c->min, err, DCMSEAL_E_KEY,
+                   "key '%s' v%u on token '%s' is below the minimum decryption version %u",
+                   name, (unsigned)c->found, s->tok->label, (unsigned)c->min);
     DCMSEAL_GUARD(kek_judge(s, out, &c->obj, name, version != 0 ? version : c->found, err));
     out->primary = c->found == c->primary;
+    out->min_version = c->min;
     cache_put(s, name, c->found, &c->obj);
 out:
     OPENSSL_free(c);
@@ -678,6 +726,78 @@ dcmseal_status dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint3
     return kek_state(s, &c, err);
 }
 
+/* ---- minimum decryption version ----------------------------------------- */
+
+struct min_ctx {
+    struct find_ctx f; /* version 0: learns the primary */
+    uint32_t min;
+};
+
+/* Tokens may refuse to change CKA_VALUE (SoftHSM does), so a change creates
+ * the new policy object first and then destroys the old ones: cut short, it
+ * leaves the stricter of the two in force (see min_read), and a rerun
+ * finishes it. Clearing destroys them all. */
+static CK_RV min_set_op(dcmseal_session_t *s, void *arg)
+{
+    struct min_ctx *c = arg;
+    CK_FUNCTION_LIST *m = s->tok->mod;
+    static const CK_OBJECT_CLASS cls = CKO_DATA;
+    unsigned char v[4] = {(unsigned char)(c->min >> 24), (unsigned char)(c->min >> 16),
+                          (unsigned char)(c->min >> 8), (unsigned char)c->min};
+    CK_ATTRIBUTE t[] = {
+        {CKA_VALUE, v, sizeof v},
+        {CKA_CLASS, (void *)&cls, sizeof cls},
+        {CKA_TOKEN, (void *)&yes, 1},
+        {CKA_PRIVATE, (void *)&yes, 1},
+        {CKA_APPLICATION, (void *)POLICY_APP, sizeof POLICY_APP - 1},
+        {CKA_LABEL, (void *)c->f.name, strlen(c->f.name)},
+    };
+    CK_OBJECT_HANDLE *hs = NULL, h;
+    size_t n = 0;
+    uint32_t old;
+    CK_RV rv = find_op(s, &c->f);
+    if (rv != CKR_OK || c->f.n_versions == 0 || c->min > c->f.primary)
+        return rv;
+    rv = min_read(s, c->f.name, &old, &hs, &n);
+    if (rv == CKR_OK && !(n == 1 && old == c->min) && c->min != 0)
+        rv = m->C_CreateObject(s->h, t, sizeof t / sizeof t[0], &h);
+    for (size_t i = 0; rv == CKR_OK && i < n && !(n == 1 && old == c->min); i++)
+        rv = m->C_DestroyObject(s->h, hs[i]);
+    free(hs);
+    return rv;
+}
+
+dcmseal_status dcmseal_kek_set_min_version(dcmseal_session_t *s, const char *name,
+                                           uint32_t min_version, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct min_ctx *c = NULL;
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && name != NULL, err, DCMSEAL_E_USAGE,
+                   "key min-version: missing argument");
+    DCMSEAL_ENSURE(name_ok(name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
+                   name, s->tok->label);
+    c = OPENSSL_zalloc(sizeof *c);
+    DCMSEAL_ENSURE(c != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    c->f.name = name;
+    c->min = min_version;
+    rv = session_run(s, min_set_op, c);
+    if (rv != CKR_OK) {
+        st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv,
+                      "setting the minimum decryption version of key '%s'", name);
+        goto out;
+    }
+    DCMSEAL_ENSURE(c->f.n_versions != 0, err, DCMSEAL_E_KEY, "key '%s' not found on token '%s'",
+                   name, s->tok->label);
+    DCMSEAL_ENSURE(min_version <= c->f.primary, err, DCMSEAL_E_USAGE,
+                   "key '%s': minimum decryption version %u is above the primary version %u on "
+                   "token '%s'; new objects would be refused",
+                   name, (unsigned)min_version, (unsigned)c->f.primary, s->tok->label);
+out:
+    OPENSSL_free(c);
+    return st;
+}
+
 /* ---- list --------------------------------------------------------------- */
 
 struct list_ctx {
@@ -704,7 +824,8 @@ static CK_RV list_op(dcmseal_session_t *s, void *arg)
         if ((rv = kek_identity(s, hs[i], label, &v)) != CKR_OK || v == 0 ||
             (rv = kek_read(s, label, v, o)) != CKR_OK)
             continue;
-        kek_describe(&c->keys[c->n++], o, label, v);
+        kek_describe(&c->keys[c->n], o, label, v);
+        rv = min_read(s, label, &c->keys[c->n++].min_version, NULL, NULL);
     }
     free(hs);
     free(o);

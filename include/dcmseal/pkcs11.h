@@ -60,6 +60,9 @@ typedef struct dcmseal_kek_info {
     /* The primary version of a name is its highest enabled one: new objects
      * are wrapped under it. */
     int primary;
+    /* The minimum decryption version of the name (0: none); versions below
+     * it are refused by dcmseal_kek_find. See dcmseal_kek_set_min_version. */
+    uint32_t min_version;
 } dcmseal_kek_info;
 
 /* Opens the token named by |uri| ("pkcs11:token=...?module-path=...").
@@ -121,6 +124,18 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_set_enabled(dcmseal_session_t *s, const char *name,
                         uint32_t version, int enabled, dcmseal_error *err);
 
+/* Sets the minimum decryption version of |name| (0 clears it): versions
+ * below it are refused by dcmseal_kek_find, and so for every use, without
+ * being destroyed or disabled. It is kept in the token as a private CKO_DATA
+ * token object (CKA_APPLICATION "dcmseal-kek-policy", CKA_LABEL |name|,
+ * CKA_VALUE the version as 4 bytes big-endian). Idempotent. Errors:
+ * DCMSEAL_E_KEY when no version of |name| exists; DCMSEAL_E_USAGE when
+ * |min_version| is above the primary version (new objects would be
+ * refused); DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_set_min_version(dcmseal_session_t *s, const char *name, uint32_t min_version,
+                            dcmseal_error *err);
+
 /* Destroys both halves of version |version| of |name|. The caller decides
  * whether that is safe (the CLI refuses primary or enabled versions). */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
@@ -145,16 +160,19 @@ dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
  * the key policy: RSA 2048/3072, private key sensitive, not extractable and
  * allowed to decrypt and unwrap, public key allowed to encrypt and wrap.
  * Errors: DCMSEAL_E_KEY when absent, disabled (the message says "disabled"
- * and names key, version and token) or when the policy is violated (the
- * message names the attribute); DCMSEAL_E_TOKEN when the token fails. */
+ * and names key, version and token), below the minimum decryption version
+ * (the message says "below the minimum decryption version") or when the
+ * policy is violated (the message names the attribute); DCMSEAL_E_TOKEN when
+ * the token fails. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_find(dcmseal_session_t *s, dcmseal_kek_info *out,
                  const char *name, uint32_t version, dcmseal_error *err);
 
 /* Lists every dcmseal KEK on the token (only those named |name| unless it is
  * NULL), sorted by name then version, writing at most |cap| entries and the
- * total count to |*count|. Keys that violate the policy are listed too; use
- * dcmseal_kek_find to use one. */
+ * total count to |*count|. Keys that violate the policy or are below the
+ * minimum decryption version are listed too; use dcmseal_kek_find to use
+ * one. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_list(dcmseal_session_t *s, dcmseal_kek_info *out, size_t cap,
                  size_t *count, const char *name, dcmseal_error *err);

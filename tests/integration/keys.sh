@@ -96,10 +96,14 @@ expect 64 "destroy an enabled version" "$DCMSEAL" key destroy kek 1
 expect 0 "disable v1 again" "$DCMSEAL" key disable kek 1
 expect 64 "destroy while objects depend on it" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
 check "destroy: counts the dependants" grep -q "1 objects under $tmp/enc still depend on it" "$tmp/err"
+cp "$one" "$tmp/stray.dcms" # a v1 object that lives outside the archive
 expect 0 "enable for the last rewrap" "$DCMSEAL" key enable kek 1
 expect 0 "rewrap the straggler" "$DCMSEAL" rewrap -r "$tmp/enc"
 expect 0 "disable v1 for good" "$DCMSEAL" key disable kek 1
 expect 0 "destroy v1" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
+expect 69 "decrypt under a destroyed version" "$DCMSEAL" decrypt "$tmp/stray.dcms" -o "$tmp/stray.out"
+check "destroyed: one line naming file, key, version and token" one_line_naming "$tmp/stray.dcms: key 'kek' (v1) not found on token 'keys-test'"
+check "destroyed: no output" [ ! -e "$tmp/stray.out" ]
 expect 0 "key list after destroy" "$DCMSEAL" key list kek
 check "v1 gone, v2 stays" [ "$(grep -c '^kek ' "$tmp/out")" -eq 1 ] && grep -q "v2" "$tmp/out"
 
@@ -176,5 +180,17 @@ rm "$tmp/plan"
 expect 0 "the same command, token back" "$DCMSEAL" rewrap -r --to-version 3 "$tmp/enc"
 check "the re-run moves everything" grep -q "rewrap: $nfiles moved" "$tmp/err"
 export DCMSEAL_TOKEN=$good_token
+
+# ---- minimum decryption version: refuse old versions without destroying ----
+check "new.dcms is still under v2" [ "$(version_of "$tmp/new.dcms")" = 2 ]
+expect 0 "min-version 3" "$DCMSEAL" key min-version kek 3
+expect 69 "decrypt below the minimum" "$DCMSEAL" decrypt "$tmp/new.dcms" -o "$tmp/min.out"
+check "below the minimum: says so" grep -q "key 'kek' v2 on token 'keys-test' is below the minimum decryption version 3" "$tmp/err"
+check "below the minimum: no output" [ ! -e "$tmp/min.out" ]
+expect 0 "key list shows the minimum" "$DCMSEAL" key list kek --json
+check "list json has the minimum" grep -q '"min_decryption_version":3' "$tmp/out"
+expect 64 "a minimum above the primary" "$DCMSEAL" key min-version kek 4
+expect 0 "clear the minimum" "$DCMSEAL" key min-version kek 0
+expect 0 "decrypt after clearing" "$DCMSEAL" decrypt "$tmp/new.dcms" -o "$tmp/min.out"
 
 finish

@@ -604,6 +604,129 @@ static void test_versions(dcmseal_session_t *s)
     CHECK(info.version == 4 && info.primary, "rotate after destroy: v%u", info.version);
 }
 
+/* ---- minimum decryption version ----------------------------------------- */
+
+/* The policy data objects labelled |label|, as the module sees them. */
+static CK_ULONG raw_policies(const char *label, uint32_t *value)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_BBOOL tok = CK_FALSE, priv = CK_FALSE;
+    unsigned char v[4] = {0};
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_APPLICATION, "dcmseal-kek-policy", 18},
+        {CKA_LABEL, (void *)label, strlen(label)},
+    };
+    CK_ATTRIBUTE vt[] = {{CKA_VALUE, v, 4}, {CKA_TOKEN, &tok, 1}, {CKA_PRIVATE, &priv, 1}};
+    CK_OBJECT_HANDLE h[4];
+    CK_ULONG n = 0;
+    *value = 0;
+    if (raw->C_FindObjectsInit(raw_h, t, 3) != CKR_OK)
+        return 99;
+    raw->C_FindObjects(raw_h, h, 4, &n);
+    raw->C_FindObjectsFinal(raw_h);
+    if (n > 0 && raw->C_GetAttributeValue(raw_h, h[0], vt, 3) == CKR_OK && vt[0].ulValueLen == 4 &&
+        tok == CK_TRUE && priv == CK_TRUE)
+        *value = (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
+    return n;
+}
+
+static void test_min_version(dcmseal_token_t **tokp, dcmseal_session_t **sp, const char *uri)
+{
+    dcmseal_error err;
+    dcmseal_kek_info v1, v2, info, list[4];
+    uint8_t dek[32] = {9}, w[DCMSEAL_WRAPPED_MAX], out[64];
+    size_t n = 0, wlen = 0, olen = 0;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO;
+    uint32_t raw_min = 0;
+    dcmseal_session_t *s = *sp;
+
+    EXPECT(dcmseal_kek_create(s, &v1, "minv", 2048, &err), DCMSEAL_OK, err, "create minv");
+    CHECK(v1.min_version == 0, "fresh key min_version %u", v1.min_version);
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, &v1, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_OK, err, "wrap under minv v1");
+    EXPECT(dcmseal_kek_rotate(s, &v2, "minv", 0, &err), DCMSEAL_OK, err, "rotate minv");
+
+    EXPECT(dcmseal_kek_set_min_version(s, "minv", 2, &err), DCMSEAL_OK, err, "set min 2");
+    CHECK(raw_policies("minv", &raw_min) == 1 && raw_min == 2,
+          "one private token data object holding 2: %u", raw_min);
+    EXPECT(dcmseal_kek_set_min_version(s, "minv", 2, &err), DCMSEAL_OK, err, "set min 2 again");
+    CHECK(raw_policies("minv", &raw_min) == 1 && raw_min == 2, "still one data object");
+    EXPECT(dcmseal_kek_set_min_version(s, "minv", 1, &err), DCMSEAL_OK, err, "set min 1");
+    CHECK(raw_policies("minv", &raw_min) == 1 && raw_min == 1, "changed to 1: %u", raw_min);
+    EXPECT(dcmseal_kek_find(s, &info, "minv", 1, &err), DCMSEAL_OK, err, "find v1, min 1");
+    EXPECT(dcmseal_kek_set_min_version(s, "minv", 2, &err), DCMSEAL_OK, err, "set min 2, again");
+    CHECK(raw_policies("minv", &raw_min) == 1 && raw_min == 2, "changed to 2: %u", raw_min);
+
+    EXPECT(dcmseal_kek_find(s, &info, "minv", 1, &err), DCMSEAL_E_KEY, err, "find v1 below min");
+    CHECK(strstr(err.message, "key 'minv' v1 on token '" LABEL
+                              "' is below the minimum decryption version 2") != NULL,
+          "below-min message: %s", err.message);
+    EXPECT(dcmseal_kek_find(s, &info, "minv", 2, &err), DCMSEAL_OK, err, "find v2");
+    CHECK(info.version == 2 && info.primary && info.min_version == 2, "v2: v%u min %u",
+          info.version, info.min_version);
+    EXPECT(dcmseal_kek_find(s, &info, "minv", 0, &err), DCMSEAL_OK, err, "find primary");
+    CHECK(info.version == 2 && info.min_version == 2, "primary v%u min %u", info.version,
+          info.min_version);
+    EXPECT(dcmseal_kek_list(s, list, 4, &n, "minv", &err), DCMSEAL_OK, err, "list minv");
+    CHECK(n == 2 && list[0].version == 1 && list[0].min_version == 2 &&
+              list[1].min_version == 2,
+          "list min: %zu entries, %u %u", n, n > 0 ? list[0].min_version : 0,
+          n > 1 ? list[1].min_version : 0);
+    /* Not destroyed, not disabled: only refused. */
+    CHECK(raw_version(CKO_PRIVATE_KEY, "minv", 1) != CK_INVALID_HANDLE && n > 0 &&
+              list[0].enabled,
+          "v1 still on the token");
+    EXPECT(dcmseal_kek_list(s, list, 4, &n, "rot", &err), DCMSEAL_OK, err, "list rot");
+    CHECK(n > 0 && list[0].min_version == 0, "other names keep no minimum");
+
+    /* An object wrapped under v1 is refused where the engine looks its key up. */
+    {
+        const char *why = "";
+        dcmseal_status st = dcmseal_kek_find(s, &info, v1.name, v1.version, &err);
+        if (st == DCMSEAL_OK)
+            st = dcmseal_kek_unwrap(s, out, sizeof out, &olen, &info, used, w, wlen, &err);
+        else
+            why = err.message;
+        CHECK(st == DCMSEAL_E_KEY && strstr(why, "minimum decryption version") != NULL,
+              "unwrap under v1 through find: %s (%s)", dcmseal_status_name(st), why);
+    }
+
+    EXPECT(dcmseal_kek_set_min_version(s, "minv", 3, &err), DCMSEAL_E_USAGE, err,
+           "set min above the primary");
+    CHECK(strstr(err.message, "primary version 2") != NULL, "above-primary message: %s",
+          err.message);
+    EXPECT(dcmseal_kek_set_min_version(s, "no-such-key", 1, &err), DCMSEAL_E_KEY, err,
+           "set min on an unknown name");
+    EXPECT(dcmseal_kek_set_min_version(s, "no-such-key", 0, &err), DCMSEAL_E_KEY, err,
+           "clear min on an unknown name");
+    CHECK(raw_policies("no-such-key", &raw_min) == 0, "no data object for an unknown name");
+
+    /* A token object: it survives closing and reopening the token. */
+    dcmseal_session_free(*sp);
+    dcmseal_token_free(*tokp);
+    *sp = NULL;
+    *tokp = NULL;
+    EXPECT(dcmseal_token_open(tokp, uri, &err), DCMSEAL_OK, err, "reopen token");
+    if (*tokp != NULL)
+        EXPECT(dcmseal_session_open(sp, *tokp, &err), DCMSEAL_OK, err, "reopen session");
+    if ((s = *sp) == NULL || !raw_open())
+        return;
+    EXPECT(dcmseal_kek_find(s, &info, "minv", 1, &err), DCMSEAL_E_KEY, err,
+           "find v1 after reopening");
+    CHECK(strstr(err.message, "minimum decryption version 2") != NULL,
+          "after reopen message: %s", err.message);
+
+    EXPECT(dcmseal_kek_set_min_version(s, "minv", 0, &err), DCMSEAL_OK, err, "clear min");
+    CHECK(raw_policies("minv", &raw_min) == 0, "data object gone after clearing");
+    EXPECT(dcmseal_kek_find(s, &info, "minv", 1, &err), DCMSEAL_OK, err, "find v1 after clear");
+    CHECK(info.min_version == 0, "min after clear %u", info.min_version);
+    EXPECT(dcmseal_kek_unwrap(s, out, sizeof out, &olen, &info, used, w, wlen, &err), DCMSEAL_OK,
+           err, "unwrap under v1 after clear");
+    CHECK(olen == 32 && memcmp(out, dek, 32) == 0, "v1 round trip after clear");
+    EXPECT(dcmseal_kek_set_min_version(s, "minv", 0, &err), DCMSEAL_OK, err, "clear again");
+}
+
 /* ---- rewrap -------------------------------------------------------------- */
 
 static CK_ULONG raw_session_secrets(void)
@@ -908,6 +1031,7 @@ int main(void)
         test_threads(tok, &alpha);
         test_reopen(s, &alpha);
         test_versions(s);
+        test_min_version(&tok, &s, uri);
         test_rewrap(s, &alpha, &beta);
         test_faults(&alpha, &beta);
         test_moved(s, &alpha);
