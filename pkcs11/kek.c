@@ -537,7 +537,7 @@ struct gen_ctx {
     CK_ULONG bits;    /* resolved */
     uint32_t highest; /* the highest version present, whatever its state */
     uint32_t version; /* generated, 0 when nothing was */
-    int exists;       /* some object carries the name */
+    int exists;       /* some key object carries the name */
 };
 
 /* Looks at every object labelled |name|, public halves and strays included,
@@ -576,14 +576,20 @@ static CK_RV gen_op(dcmseal_session_t *s, void *arg)
         {CKA_ID, id, 0},
     };
     CK_RV rv = find_all(s, any, 1, &hs, &n);
-    c->exists = n > 0;
+    c->exists = 0;
     c->highest = c->version = 0;
     c->bits = c->want;
     for (size_t i = 0; rv == CKR_OK && i < n; i++) {
         char label[DCMSEAL_KEK_NAME_MAX + 1];
         uint32_t v;
-        if ((rv = kek_identity(s, hs[i], label, &v)) == CKR_OK && v > c->highest &&
-            strcmp(label, c->name) == 0) {
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_ATTRIBUTE ct[] = {{CKA_CLASS, &cls, sizeof cls}};
+        /* The min-version policy object shares the label; it does not make
+         * the name taken, so that destroying every version frees it. */
+        if ((rv = read_attrs(s, hs[i], ct, 1)) == CKR_OK && cls != CKO_DATA)
+            c->exists = 1;
+        if (rv == CKR_OK && (rv = kek_identity(s, hs[i], label, &v)) == CKR_OK &&
+            v > c->highest && strcmp(label, c->name) == 0) {
             c->highest = v;
             top = hs[i];
         }
@@ -638,6 +644,10 @@ static dcmseal_status kek_generate(dcmseal_session_t *s, dcmseal_kek_info *out,
                    "key '%s' v%u on token '%s': cannot rotate to RSA %lu bits, give 2048 or "
                    "3072",
                    name, (unsigned)c.highest, s->tok->label, (unsigned long)c.bits);
+    /* A new name starts without a minimum: a policy left behind by versions
+     * that were all destroyed speaks of keys that no longer exist. */
+    if (!rotate)
+        DCMSEAL_GUARD(dcmseal_kek_set_min_version(s, name, 0, err));
     st = kek_find(s, out, name, c.version, err);
 out:
     return st;

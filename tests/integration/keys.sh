@@ -193,4 +193,15 @@ expect 64 "a minimum above the primary" "$DCMSEAL" key min-version kek 4
 expect 0 "clear the minimum" "$DCMSEAL" key min-version kek 0
 expect 0 "decrypt after clearing" "$DCMSEAL" decrypt "$tmp/new.dcms" -o "$tmp/min.out"
 
+# A name whose versions were all destroyed can be created again, even though
+# its min-version policy object is still on the token.
+expect 0 "create tmpk" "$DCMSEAL" key create tmpk --bits 2048
+expect 0 "rotate tmpk" "$DCMSEAL" key rotate tmpk
+expect 0 "min-version tmpk 2" "$DCMSEAL" key min-version tmpk 2
+for v in 1 2; do
+    expect 0 "disable tmpk v$v" "$DCMSEAL" key disable tmpk $v
+    expect 0 "destroy tmpk v$v" "$DCMSEAL" key destroy tmpk $v
+done
+expect 0 "create tmpk again" "$DCMSEAL" key create tmpk --bits 2048
+
 finish
