@@ -64,10 +64,11 @@ static int rewrap_one(const char *path, void *ctx)
      * the key that wraps it now. The target is looked up once per key name:
      * the primary found at the first object stays the target for the run. */
     const char *name = run->o->key;
-    ssize_t n = pread(fd, pre, sizeof pre, 0);
-    if (name == NULL &&
-        dcmseal_header_inspect(&info, pre, n < 0 ? 0 : (size_t)n, &err) == DCMSEAL_OK)
-        name = info.wrap.kek_name;
+    if (name == NULL) {
+        ssize_t n = pread(fd, pre, sizeof pre, 0);
+        if (dcmseal_header_inspect(&info, pre, n < 0 ? 0 : (size_t)n, &err) == DCMSEAL_OK)
+            name = info.wrap.kek_name;
+    }
     if (name == NULL ||
         (strcmp(name, w->current) != 0 &&
          dcmseal_token_ring_set_current(w->ring, name, run->o->to_version, &err) !=
