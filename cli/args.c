@@ -1,5 +1,7 @@
 /* Option parsing and output helpers shared by the commands. */
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -86,6 +88,17 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
     o->args = argv + optind;
     o->nargs = argc - optind;
     return EX_OK;
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dcmseal: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see dcmseal --help)\n", stderr);
+    va_end(ap);
+    return EX_USAGE;
 }
 
 uint32_t cli_version(const char *s)

@@ -2,7 +2,6 @@
  * every byte of crypto happens in libdcmseal. */
 #define _GNU_SOURCE
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,17 +88,6 @@ int cli_report(const char *what, const dcmseal_error *err)
 {
     fprintf(stderr, "dcmseal: %s: %s\n", what, err->message);
     return cli_exit_code(err->status);
-}
-
-int cli_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dcmseal: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(" (see dcmseal --help)\n", stderr);
-    va_end(ap);
-    return EX_USAGE;
 }
 
 int cli_token_open(cli_token *t, const char *uri, const char *what)
