@@ -184,6 +184,11 @@ dcmseal_status dcmseal_header_inspect(dcmseal_header_info *info, const uint8_t *
     return dcmseal_preamble_decode(&h, &slot, info, buf, len, err);
 }
 
+int dcmseal_is_sealed(const uint8_t *buf, size_t len)
+{
+    return buf != NULL && len >= sizeof MAGIC && memcmp(buf, MAGIC, sizeof MAGIC) == 0;
+}
+
 dcmseal_status dcmseal_plaintext_size(uint64_t *out, uint64_t object_size,
                                       uint32_t segment_size, dcmseal_error *err)
 {

@@ -1,6 +1,12 @@
 /* Output that becomes visible only when complete: a temporary file in the
  * target's directory (so that rename is atomic), fsync, then link or rename,
- * then fsync of the directory so that the new name survives a crash. */
+ * then fsync of the directory so that the new name survives a crash.
+ *
+ * The temporary file is unnamed (O_TMPFILE) where the file system allows it,
+ * so a process killed mid-write leaves nothing behind. Elsewhere (NFS, old
+ * kernels) it is a dot file named ".NAME.dcmseal-XXXXXX", which tree walks
+ * recognise and pass over. */
+#define _GNU_SOURCE /* O_TMPFILE */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -10,12 +16,15 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "internal.h"
 
 struct dcmseal_outfile {
     int fd;
     int replace;
+    int unnamed; /* O_TMPFILE: no name until commit */
+    int named;   /* |tmp| exists and is ours to remove */
     char *path;
     char *tmp;
 };
@@ -48,11 +57,19 @@ dcmseal_status dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path,
     DCMSEAL_ENSURE(f->path != NULL && dir != NULL && base != NULL, err,
                    DCMSEAL_E_INTERNAL, "out of memory");
     size_t len = strlen(dir) + strlen(base) + 32;
-    f->tmp = OPENSSL_malloc(len);
+    f->tmp = OPENSSL_zalloc(len);
     DCMSEAL_ENSURE(f->tmp != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    /* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
+     * capability we do not assume). */
+    f->fd = access("/proc/self/fd", X_OK) == 0
+                ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+    f->unnamed = f->fd >= 0;
     /* A dot name so that directory listings and globbing pass it over. */
     snprintf(f->tmp, len, "%s/.%s.dcmseal-XXXXXX", dir, basename(base));
-    f->fd = mkstemp(f->tmp);
+    if (!f->unnamed)
+        f->named = (f->fd = mkstemp(f->tmp)) >= 0;
+    else
+        f->tmp[strlen(f->tmp) - 6] = '\0'; /* the prefix, for commit */
     DCMSEAL_ENSURE(f->fd >= 0, err, DCMSEAL_E_IO, "cannot create a file in %s: %s",
                    dir, strerror(errno));
     DCMSEAL_ENSURE(fchmod(f->fd, mode & 07777) == 0, err, DCMSEAL_E_IO,
@@ -81,26 +98,58 @@ static dcmseal_status sync_dir(const char *path, dcmseal_error *err)
               : dcmseal_fail(err, DCMSEAL_E_IO, "fsync of directory failed: %s", strerror(e));
 }
 
+/* Gives the unnamed file |f| the name |f->tmp| + six random hex digits. */
+static dcmseal_status name_unnamed(dcmseal_outfile_t *f, dcmseal_error *err)
+{
+    char proc[64];
+    size_t prefix = strlen(f->tmp);
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+    for (int tries = 0; tries < 100; tries++) {
+        uint8_t r[3];
+        if (RAND_bytes(r, sizeof r) != 1)
+            return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no randomness");
+        snprintf(f->tmp + prefix, 7, "%02x%02x%02x", r[0], r[1], r[2]);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0) {
+            f->named = 1;
+            return DCMSEAL_OK;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    int e = errno;
+    return dcmseal_fail(err, DCMSEAL_E_IO, "cannot create output: %s", strerror(e));
+}
+
 dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
     DCMSEAL_ENSURE(fsync(f->fd) == 0, err, DCMSEAL_E_IO, "fsync failed: %s",
                    strerror(errno));
+    if (f->unnamed && !f->replace) {
+        /* linkat refuses an existing name, so a file that appeared while we
+         * worked is never overwritten. */
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+        DCMSEAL_ENSURE(linkat(AT_FDCWD, proc, AT_FDCWD, f->path, AT_SYMLINK_FOLLOW) == 0,
+                       err, errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
+                       "cannot create output: %s", strerror(errno));
+    } else if (f->unnamed) {
+        /* rename is the only atomic replace, and it needs a name. */
+        DCMSEAL_GUARD(name_unnamed(f, err));
+    }
     int rc = close(f->fd);
     f->fd = -1;
     DCMSEAL_ENSURE(rc == 0, err, DCMSEAL_E_IO, "close failed: %s", strerror(errno));
     if (f->replace) {
         DCMSEAL_ENSURE(rename(f->tmp, f->path) == 0, err, DCMSEAL_E_IO,
                        "rename failed: %s", strerror(errno));
-    } else {
-        /* link() refuses an existing name, so a file that appeared while we
-         * worked is never overwritten. */
+    } else if (!f->unnamed) {
         DCMSEAL_ENSURE(link(f->tmp, f->path) == 0, err,
                        errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
         unlink(f->tmp);
     }
-    f->tmp[0] = '\0';
+    f->named = 0;
     DCMSEAL_GUARD(sync_dir(f->path, err));
 out:
     dcmseal_outfile_abort(f);
@@ -113,7 +162,7 @@ void dcmseal_outfile_abort(dcmseal_outfile_t *f)
         return;
     if (f->fd >= 0)
         close(f->fd);
-    if (f->tmp != NULL && f->tmp[0] != '\0')
+    if (f->named)
         unlink(f->tmp);
     OPENSSL_free(f->tmp);
     OPENSSL_free(f->path);

@@ -146,3 +146,25 @@ void dcmseal_reader_free(dcmseal_reader_t *r)
         OPENSSL_clear_free(r->pt, r->h.segment_size);
     OPENSSL_clear_free(r, sizeof *r);
 }
+
+dcmseal_status dcmseal_inspect_fd(dcmseal_header_info *info, uint64_t *plain_bytes, int fd,
+                                  dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    uint64_t plain;
+    struct stat sb;
+    DCMSEAL_ENSURE(info != NULL, err, DCMSEAL_E_USAGE, "inspect: missing argument");
+    DCMSEAL_ENSURE(fstat(fd, &sb) == 0, err, DCMSEAL_E_IO, "stat failed: %s",
+                   strerror(errno));
+    /* A short file is the header parser's to describe. */
+    size_t n = (uint64_t)sb.st_size < sizeof pre ? (size_t)sb.st_size : sizeof pre;
+    DCMSEAL_GUARD(pread_full(fd, pre, n, 0, err));
+    DCMSEAL_GUARD(dcmseal_header_inspect(info, pre, n, err));
+    DCMSEAL_GUARD(dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, info->segment_size,
+                                         err));
+    if (plain_bytes != NULL)
+        *plain_bytes = plain;
+out:
+    return st;
+}

@@ -120,6 +120,18 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_header_inspect(dcmseal_header_info *info, const uint8_t *buf,
                        size_t len, dcmseal_error *err);
 
+/* Whether |buf| (the first |len| bytes of a file) starts with the dcmseal
+ * magic. Says nothing about the rest: use it to tell "not ours" from
+ * "ours but damaged". */
+DCMSEAL_API int dcmseal_is_sealed(const uint8_t *buf, size_t len);
+
+/* dcmseal_header_inspect and dcmseal_plaintext_size of the object in |fd|
+ * (read with pread; the offset is unchanged). |plain_bytes| may be NULL.
+ * Errors: those two's, DCMSEAL_E_IO. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_inspect_fd(dcmseal_header_info *info, uint64_t *plain_bytes, int fd,
+                   dcmseal_error *err);
+
 /* Plain-text size of an object whose total encrypted size is |object_size|
  * and segment size |segment_size|; DCMSEAL_E_FORMAT when no plain-text size
  * yields that encrypted size. */
