@@ -27,6 +27,11 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         {{"to-version", required_argument, NULL, 'V'}, OPT_TO_VERSION},
         {{"archive", required_argument, NULL, 'A'}, OPT_ARCHIVE},
         {{"jobs", required_argument, NULL, 'J'}, OPT_JOBS},
+        {{"in-place", no_argument, NULL, 'I'}, OPT_IN_PLACE},
+        {{"report", required_argument, NULL, 'R'}, OPT_REPORT},
+        {{"quiet", no_argument, NULL, 'q'}, OPT_QUIET},
+        {{"shard", required_argument, NULL, 'H'}, OPT_SHARD},
+        {{"follow-symlinks", no_argument, NULL, 'L'}, OPT_FOLLOW},
     };
     struct option longopts[sizeof table / sizeof table[0] + 1];
     size_t n = 0;
@@ -38,7 +43,13 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
     memset(o, 0, sizeof *o);
     int c;
     char *end;
-    const char *shorts = (allowed & OPT_OUT) ? "o:" : (allowed & OPT_RECURSIVE) ? "r" : "";
+    char shorts[8] = "", *sp = shorts;
+    if (allowed & OPT_OUT)
+        sp = stpcpy(sp, "o:");
+    if (allowed & OPT_RECURSIVE)
+        sp = stpcpy(sp, "r");
+    if (allowed & OPT_QUIET)
+        stpcpy(sp, "q");
     while ((c = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
         switch (c) {
         case 't': o->token = optarg; break;
@@ -49,6 +60,23 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         case 'j': o->json = 1; break;
         case 'r': o->recursive = 1; break;
         case 'A': o->archive = optarg; break;
+        case 'I': o->in_place = 1; break;
+        case 'R': o->report = optarg; break;
+        case 'q': o->quiet = 1; break;
+        case 'L': o->follow = 1; break;
+        case 'H': {
+            const char *slash = strchr(optarg, '/');
+            char k[16];
+            if (slash == NULL || (size_t)(slash - optarg) >= sizeof k)
+                return cli_usage_error("--shard %s: use K/N, e.g. 2/8", optarg);
+            memcpy(k, optarg, (size_t)(slash - optarg));
+            k[slash - optarg] = '\0';
+            o->shard_k = cli_version(k);
+            o->shard_n = cli_version(slash + 1);
+            if (o->shard_k == 0 || o->shard_n == 0 || o->shard_k > o->shard_n)
+                return cli_usage_error("--shard %s: use K/N with 1 <= K <= N", optarg);
+            break;
+        }
         case 'J':
             o->jobs = (int)cli_version(optarg);
             if (o->jobs < 1 || o->jobs > CLI_JOBS_MAX)

@@ -2,7 +2,10 @@
 #ifndef DCMSEAL_CLI_H
 #define DCMSEAL_CLI_H
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include <dcmseal/engine.h>
 #include <dcmseal/pkcs11.h>
@@ -29,11 +32,19 @@ enum {
     OPT_TO_VERSION = 1 << 10,
     OPT_ARCHIVE = 1 << 11,
     OPT_JOBS = 1 << 12,
+    OPT_IN_PLACE = 1 << 13,
+    OPT_REPORT = 1 << 14,
+    OPT_QUIET = 1 << 15,
+    OPT_SHARD = 1 << 16,
+    OPT_FOLLOW = 1 << 17,
+    /* What every command over many files takes. */
+    OPT_BATCH = OPT_TOKEN | OPT_RECURSIVE | OPT_JOBS | OPT_REPORT | OPT_QUIET | OPT_SHARD,
 };
 
 typedef struct cli_opts {
-    const char *token, *key, *out, *archive;
-    int force, strict, json, recursive;
+    const char *token, *key, *out, *archive, *report;
+    int force, strict, json, recursive, in_place, quiet, follow;
+    uint32_t shard_k, shard_n; /* --shard K/N; shard_n 0: not given */
     uint32_t to_version;
     int jobs; /* 0: not given */
     unsigned bits;
@@ -68,23 +79,119 @@ int cli_cmd_key(int argc, char **argv);
 int cli_cmd_rewrap(int argc, char **argv);
 int cli_cmd_health(int argc, char **argv);
 
-/* Calls |fn| for every regular file named in |paths| or, with |recursive|,
- * found below the directories among them (symbolic links are not followed).
- * A directory without |recursive|, or a path that cannot be read, is
- * reported and makes the result non-zero; the walk goes on. Returns EX_OK or
- * the last non-zero code (its own or |fn|'s). */
-int cli_walk(const char *const *paths, int npaths, int recursive,
-             int (*fn)(const char *path, void *ctx), void *ctx);
+/* ---- Walking (walk.c) ----------------------------------------------------- */
+
+typedef enum {
+    CLI_ENTRY_FILE,    /* a regular file */
+    CLI_ENTRY_DIR,     /* a directory, seen before anything it holds */
+    CLI_ENTRY_IGNORED, /* not followed or not ours to touch: see |why| */
+    CLI_ENTRY_ERROR,   /* cannot be read: see |why| and |rc| */
+} cli_entry_kind;
+
+typedef struct cli_entry {
+    const char *path;  /* as found: ROOT/REL */
+    const char *rel;   /* below the command-line path it was found under ("" for
+                          that path itself); a named file's rel is its path */
+    cli_entry_kind kind;
+    const char *why;   /* IGNORED, ERROR */
+    int rc;            /* ERROR: its exit code */
+    const struct stat *sb; /* FILE, DIR: as the walk saw it */
+} cli_entry;
+
+typedef struct cli_walk_opts {
+    int recursive;
+    int follow;        /* follow symbolic links (the default is not to) */
+    uint32_t shard_k;  /* with shard_n > 0: only files whose path hash is */
+    uint32_t shard_n;  /* shard_k - 1 modulo shard_n; directories always */
+} cli_walk_opts;
+
+/* What a walk callback returns to end the walk early. */
+#define CLI_WALK_STOP (-1)
+/* What a pool's visit returns for a file it does not want queued. */
+#define CLI_POOL_SKIP (-2)
+
+/* Calls |fn| for every path in |paths| and, with |recursive|, everything
+ * below the directories among them, in directory order. Symbolic links are
+ * IGNORED unless |follow|, named ones too; so are special files and the
+ * temporary files of an interrupted dcmseal. A directory without
+ * |recursive| is an ERROR (EX_USAGE). Returns CLI_WALK_STOP when |fn| ended
+ * the walk, else the last non-zero code |fn| returned, or EX_OK. Thread-safe:
+ * each thread may run its own walk. */
+int cli_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,
+             int (*fn)(const cli_entry *e, void *ctx), void *ctx);
 
 #define CLI_JOBS_MAX 64
 
 /* The number of online cores, at least 1, at most CLI_JOBS_MAX. */
 int cli_default_jobs(void);
 
-/* cli_walk, with |fn| run on |jobs| (1..CLI_JOBS_MAX) threads; the worker
- * running a call gets its own |workers[i]|. Returns as cli_walk. */
-int cli_pool_walk(const char *const *paths, int npaths, int recursive, int jobs,
-                  int (*fn)(const char *path, void *worker), void **workers);
+typedef struct cli_pool_ops {
+    /* On the walking thread, for every entry in walk order. For a FILE,
+     * EX_OK queues it for a worker, CLI_POOL_SKIP does not, and
+     * CLI_WALK_STOP ends the walk. */
+    int (*visit)(const cli_entry *e, void *ctx);
+    /* On a worker thread, with that worker's own context: one queued FILE
+     * (|e->sb| is NULL: the file may have changed since the walk). */
+    int (*file)(const cli_entry *e, void *worker);
+    void *ctx;
+} cli_pool_ops;
+
+/* cli_walk, with queued files handled on |jobs| (1..CLI_JOBS_MAX) threads,
+ * worker i getting |workers[i]|. The queue is bounded, so memory is too,
+ * however large the tree. Returns as cli_walk. */
+int cli_pool_walk(const char *const *paths, int npaths, const cli_walk_opts *wo, int jobs,
+                  const cli_pool_ops *ops, void **workers);
+
+/* ---- Batches: one command over many files (batch.c) ------------------------- */
+
+typedef enum { CLI_DONE, CLI_SKIPPED, CLI_IGNORED, CLI_FAILED } cli_outcome;
+
+/* Where a result's line goes, if it has one. */
+typedef enum { CLI_SAY_NONE, CLI_SAY_STDOUT, CLI_SAY_NOTICE, CLI_SAY_VERBOSE } cli_say;
+
+/* What happened to one file. */
+typedef struct cli_result {
+    cli_outcome outcome;
+    const char *reason;        /* SKIPPED, IGNORED */
+    int kind;                  /* 1 DICOM, 0 opaque, -1 unknown */
+    uint64_t bytes;            /* plain-text bytes handled */
+    dcmseal_wrap_meta wrap;    /* the key, when kek_name[0] */
+    int host_path;             /* rewrap: the DEK passed through host memory */
+    char output[PATH_MAX];     /* the file written, if not the input ("") */
+    dcmseal_error err;         /* FAILED */
+    const char *culprit;       /* FAILED: the file |err| is about (NULL: path) */
+    cli_say say;
+    char line[320];
+} cli_result;
+
+typedef struct cli_worker cli_worker;
+
+typedef struct cli_batch_cmd {
+    const char *name;      /* "encrypt" */
+    const char *done;      /* what CLI_DONE is called: "encrypted" */
+    const char *skipped;   /* what CLI_SKIPPED usually means: "already done" */
+    int wrap;              /* workers wrap new objects: needs a key name */
+    int counts_bytes;      /* progress in bytes as well as files */
+    void (*one)(cli_worker *w, const cli_entry *e, cli_result *res);
+} cli_batch_cmd;
+
+/* One worker thread's own token session and key ring. */
+struct cli_worker {
+    const cli_opts *o;
+    void *batch; /* the run it belongs to (batch.c's) */
+    dcmseal_session_t *session;
+    dcmseal_token_ring_t *ring;
+    char current[DCMSEAL_KEK_NAME_MAX + 1]; /* rewrap: the name |ring| targets */
+};
+
+/* Runs |cmd| over o->args (with -o: one source directory mirrored into
+ * o->out) on o->jobs workers: progress line, --report, summary, stop on
+ * SIGINT/SIGTERM or a lost token. Returns the exit status of the run. */
+int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o);
+
+/* The key new objects are wrapped under: --key, $DCMSEAL_KEY or the token
+ * URI's object= attribute; NULL when none is given. */
+const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token);
 
 /* "2" -> 2; 0 when |s| is not a version number. */
 uint32_t cli_version(const char *s);

@@ -1,4 +1,5 @@
 /* key create|rotate|list|enable|disable|destroy|min-version, and health. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,20 +163,27 @@ typedef struct depends {
     unsigned long count;
 } depends;
 
-/* Counts the objects whose active slot names the key version. */
-static int count_dependent(const char *path, void *ctx)
+/* Counts the objects whose active slot names the key version. A file that
+ * cannot be read might be one of them, so it fails the count. */
+static int count_dependent(const cli_entry *e, void *ctx)
 {
     depends *d = ctx;
-    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
     dcmseal_header_info info;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
+    int fd = -1;
+    if (e->kind == CLI_ENTRY_ERROR) {
+        fprintf(stderr, "dcmseal: %s: %s\n", e->path, e->why);
+        return e->rc;
+    }
+    if (e->kind != CLI_ENTRY_FILE)
         return EX_OK;
-    ssize_t n = pread(fd, pre, sizeof pre, 0);
-    close(fd);
-    if (n > 0 && dcmseal_header_inspect(&info, pre, (size_t)n, NULL) == DCMSEAL_OK &&
+    if ((fd = open(e->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+        fprintf(stderr, "dcmseal: %s: cannot open: %s\n", e->path, strerror(errno));
+        return EX_IOERR;
+    }
+    if (dcmseal_inspect_fd(&info, NULL, fd, NULL) == DCMSEAL_OK &&
         info.wrap.kek_version == d->version && strcmp(info.wrap.kek_name, d->name) == 0)
         d->count++;
+    close(fd);
     return EX_OK;
 }
 
@@ -216,7 +224,9 @@ static int key_state(int argc, char **argv, const char *verb)
                               "before destroying it", name, version,
                               k->primary ? "the primary version" : "enabled", name, version);
         else if (o.archive != NULL &&
-                 (rc = cli_walk(&o.archive, 1, 1, count_dependent, &d)) == EX_OK && d.count > 0)
+                 (rc = cli_walk(&o.archive, 1, &(cli_walk_opts){.recursive = 1},
+                                count_dependent, &d)) == EX_OK &&
+                 d.count > 0)
             st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
                               "key '%s' v%u: %lu objects under %s still depend on it; "
                               "rewrap them first", name, version, d.count, o.archive);

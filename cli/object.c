@@ -1,6 +1,7 @@
 /* encrypt, decrypt, verify, inspect: one object per file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,61 +13,6 @@
 
 typedef dcmseal_status (*object_fn)(void *ctx, dcmseal_object_report *rep, int out_fd,
                                     int in_fd, dcmseal_error *err);
-
-/* Runs |fn| from |in_path| to |out_path| ("-": stdin, stdout). A file output
- * appears only if |fn| succeeds; the input is only ever read. */
-static int run_object(const char *in_path, const char *out_path, int force,
-                      object_fn fn, void *ctx, dcmseal_object_report *rep)
-{
-    dcmseal_error err;
-    dcmseal_outfile_t *of = NULL;
-    int in_fd = 0, out_fd = 1, rc;
-    unsigned mode = 0600;
-    struct stat in_sb, out_sb;
-
-    if (strcmp(in_path, "-") != 0) {
-        in_fd = open(in_path, O_RDONLY | O_CLOEXEC);
-        if (in_fd < 0) {
-            fprintf(stderr, "dcmseal: %s: cannot open: %s\n", in_path, strerror(errno));
-            return EX_IOERR;
-        }
-        if (fstat(in_fd, &in_sb) == 0 && S_ISREG(in_sb.st_mode)) {
-            mode = in_sb.st_mode & 0666;
-            if (stat(out_path, &out_sb) == 0 && out_sb.st_dev == in_sb.st_dev &&
-                out_sb.st_ino == in_sb.st_ino) {
-                close(in_fd);
-                return cli_usage_error("%s: output is the input; refusing to replace it",
-                                       in_path);
-            }
-        }
-    }
-    if (strcmp(out_path, "-") != 0) {
-        if (dcmseal_outfile_open(&of, out_path, mode, force, &err) != DCMSEAL_OK) {
-            rc = cli_report(out_path, &err);
-            goto out;
-        }
-        out_fd = dcmseal_outfile_fd(of);
-    }
-    if (fn(ctx, rep, out_fd, in_fd, &err) != DCMSEAL_OK) {
-        rc = cli_report(in_path, &err);
-        goto out;
-    }
-    rc = EX_OK;
-    if (of != NULL) {
-        dcmseal_status st = dcmseal_outfile_commit(of, &err);
-        of = NULL;
-        if (st != DCMSEAL_OK)
-            rc = cli_report(out_path, &err);
-    } else if (fflush(stdout) != 0 || (fsync(1) != 0 && errno != EINVAL && errno != EROFS)) {
-        fprintf(stderr, "dcmseal: -: write failed: %s\n", strerror(errno));
-        rc = EX_IOERR;
-    }
-out:
-    dcmseal_outfile_abort(of);
-    if (in_fd != 0)
-        close(in_fd);
-    return rc;
-}
 
 static dcmseal_status seal_fn(void *ctx, dcmseal_object_report *rep, int out_fd,
                               int in_fd, dcmseal_error *err)
@@ -80,14 +26,104 @@ static dcmseal_status open_fn(void *ctx, dcmseal_object_report *rep, int out_fd,
     return dcmseal_open_fd(rep, out_fd, in_fd, ctx, 0, err);
 }
 
-/* Token, session and key ring for one command. */
+static int same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+/* Writes what |fn| makes of |in_fd| to |out_path|, which appears only when
+ * complete. The output gets the input's permission bits and modification
+ * time (|in_sb| NULL: a pipe; 0600 and now), and when it replaces the input
+ * itself (|in_place|) its owner too, where we may. If the input changes
+ * while it is read, nothing is written: the output would match neither
+ * version. On failure |*culprit| is the output when that is what failed. */
+static dcmseal_status transform(const char *out_path, int replace, int in_place, int in_fd,
+                                const struct stat *in_sb, object_fn fn, void *ctx,
+                                dcmseal_object_report *rep, const char **culprit,
+                                dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_outfile_t *of = NULL;
+    struct stat now;
+    if (dcmseal_outfile_open(&of, out_path, in_sb ? in_sb->st_mode & 0777 : 0600, replace,
+                             err) != DCMSEAL_OK) {
+        *culprit = out_path;
+        return err->status;
+    }
+    int out_fd = dcmseal_outfile_fd(of);
+    DCMSEAL_GUARD(fn(ctx, rep, out_fd, in_fd, err));
+    if (in_sb != NULL) {
+        DCMSEAL_ENSURE(fstat(in_fd, &now) == 0 && now.st_size == in_sb->st_size &&
+                           same_time(now.st_mtim, in_sb->st_mtim),
+                       err, DCMSEAL_E_IO, "changed while being read; %s",
+                       in_place ? "left as it is" : "no output written");
+        const struct timespec times[2] = {in_sb->st_atim, in_sb->st_mtim};
+        DCMSEAL_ENSURE(futimens(out_fd, times) == 0, err, DCMSEAL_E_IO,
+                       "cannot set the time of %s: %s", out_path, strerror(errno));
+        if (in_place && fchown(out_fd, in_sb->st_uid, in_sb->st_gid) != 0 && errno != EPERM)
+            st = dcmseal_fail(err, DCMSEAL_E_IO, "cannot set the owner of %s: %s", out_path,
+                              strerror(errno));
+        DCMSEAL_GUARD(st);
+    }
+    st = dcmseal_outfile_commit(of, err);
+    of = NULL;
+    if (st != DCMSEAL_OK)
+        *culprit = out_path;
+out:
+    dcmseal_outfile_abort(of);
+    return st;
+}
+
+/* Runs |fn| from |in_path| to |out_path| ("-": stdin, stdout). The input is
+ * only ever read. */
+static int run_single(const char *in_path, const char *out_path, int force, object_fn fn,
+                      void *ctx, dcmseal_object_report *rep)
+{
+    dcmseal_error err;
+    const char *culprit = in_path;
+    int in_fd = 0, rc = EX_OK;
+    struct stat in_sb, out_sb;
+    const struct stat *in_sbp = NULL;
+
+    if (strcmp(in_path, "-") != 0) {
+        in_fd = open(in_path, O_RDONLY | O_CLOEXEC);
+        if (in_fd < 0) {
+            fprintf(stderr, "dcmseal: %s: cannot open: %s\n", in_path, strerror(errno));
+            return EX_IOERR;
+        }
+        if (fstat(in_fd, &in_sb) == 0 && S_ISREG(in_sb.st_mode)) {
+            in_sbp = &in_sb;
+            if (stat(out_path, &out_sb) == 0 && out_sb.st_dev == in_sb.st_dev &&
+                out_sb.st_ino == in_sb.st_ino) {
+                close(in_fd);
+                return cli_usage_error("%s: output is the input; use --in-place to "
+                                       "replace it", in_path);
+            }
+        }
+    }
+    if (strcmp(out_path, "-") != 0) {
+        if (transform(out_path, force, 0, in_fd, in_sbp, fn, ctx, rep, &culprit, &err) !=
+            DCMSEAL_OK)
+            rc = cli_report(culprit, &err);
+    } else if (fn(ctx, rep, STDOUT_FILENO, in_fd, &err) != DCMSEAL_OK) {
+        rc = cli_report(in_path, &err);
+    } else if (fflush(stdout) != 0 ||
+               (fsync(STDOUT_FILENO) != 0 && errno != EINVAL && errno != EROFS)) {
+        fprintf(stderr, "dcmseal: -: write failed: %s\n", strerror(errno));
+        rc = EX_IOERR;
+    }
+    if (in_fd != 0)
+        close(in_fd);
+    return rc;
+}
+
+/* Token, session and key ring for a one-file command. */
 typedef struct cli_ring {
     cli_token tok;
     dcmseal_token_ring_t *ring;
 } cli_ring;
 
-/* With |for_wrap|, the ring also wraps new objects under the key named by
- * --key, $DCMSEAL_KEY or the token URI's object= attribute. */
+/* With |for_wrap|, the ring also wraps new objects (see cli_wrap_key). */
 static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *what)
 {
     dcmseal_error err;
@@ -95,9 +131,7 @@ static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *w
     r->ring = NULL;
     if (rc != EX_OK)
         return rc;
-    const char *key = o->key ? o->key : getenv("DCMSEAL_KEY");
-    if (key == NULL)
-        key = dcmseal_token_get0_object(r->tok.token);
+    const char *key = cli_wrap_key(o, r->tok.token);
     if (for_wrap && key == NULL) {
         cli_token_close(&r->tok);
         return cli_usage_error("no key: give --key NAME, DCMSEAL_KEY or object= in "
@@ -117,26 +151,216 @@ static void ring_close(cli_ring *r)
     cli_token_close(&r->tok);
 }
 
-static void say_wrap(const char *path, const dcmseal_object_report *rep, const char *note)
+/* "DICOM object, key 'k' v2, RSA-OAEP sha1" */
+static void describe(char *buf, size_t cap, const dcmseal_object_report *rep,
+                     const char *note)
 {
-    if (cli_verbose)
-        fprintf(stderr, "dcmseal: %s: %s object, key '%s' v%u, RSA-OAEP %s%s\n", path,
-                rep->is_dicom ? "DICOM" : "opaque", rep->wrap.kek_name,
-                rep->wrap.kek_version, dcmseal_oaep_name(rep->wrap.oaep), note);
+    snprintf(buf, cap, "%s object, key '%s' v%u, RSA-OAEP %s%s",
+             rep->is_dicom ? "DICOM" : "opaque", rep->wrap.kek_name, rep->wrap.kek_version,
+             dcmseal_oaep_name(rep->wrap.oaep), note);
 }
+
+static void say_single(const char *path, const dcmseal_object_report *rep, const char *note)
+{
+    char line[320];
+    describe(line, sizeof line, rep, note);
+    if (cli_verbose)
+        fprintf(stderr, "dcmseal: %s: %s\n", path, line);
+}
+
+/* ---- One file of a tree ------------------------------------------------------ */
+
+/* Opens a walked file for reading; NULL |res| outcome set on failure. */
+static int open_input(const cli_worker *w, const cli_entry *e, int flags, struct stat *sb,
+                      cli_result *res)
+{
+    int fd = open(e->path, flags | O_CLOEXEC | (w->o->follow ? 0 : O_NOFOLLOW));
+    if (fd < 0 || fstat(fd, sb) != 0) {
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot open: %s", strerror(errno));
+    } else if (!S_ISREG(sb->st_mode)) {
+        /* Replaced by something else since the walk saw it. */
+        res->outcome = CLI_IGNORED;
+        res->reason = "not a regular file";
+    } else {
+        return fd;
+    }
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Where a walked file's output goes: itself in place, else the same relative
+ * path below -o. NULL (and |res| failed) when the path is too long. */
+static const char *output_path(const cli_worker *w, const cli_entry *e, cli_result *res)
+{
+    if (w->o->in_place)
+        return e->path;
+    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", w->o->out, e->rel) >=
+        sizeof res->output) {
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
+        return NULL;
+    }
+    return res->output;
+}
+
+/* Whether |out| is what an earlier run made of the input |in|: the only
+ * kind of existing output that a run without --force leaves alone. Outputs
+ * appear only when complete (they are renamed into place), so the check is
+ * cheap: the plain-text size (of |out| when |out_sealed|, else of |in_fd|'s
+ * object) and the modification time, which every output copies from its
+ * input. Anything else there is refused: it is someone's data. */
+static int already_done(const char *out, int out_sealed, int in_fd, const struct stat *in,
+                        cli_result *res)
+{
+    dcmseal_header_info info;
+    dcmseal_error err;
+    uint64_t plain = 0;
+    struct stat sb;
+    int fd = open(out, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    int same = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+               same_time(sb.st_mtim, in->st_mtim);
+    if (same && out_sealed) /* encrypt: the output holds the plain-text size */
+        same = dcmseal_inspect_fd(&info, &plain, fd, &err) == DCMSEAL_OK &&
+               plain == (uint64_t)in->st_size;
+    else if (same) /* decrypt: the input does */
+        same = dcmseal_inspect_fd(&info, &plain, in_fd, &err) == DCMSEAL_OK &&
+               plain == (uint64_t)sb.st_size;
+    if (fd >= 0)
+        close(fd);
+    if (same) {
+        res->outcome = CLI_SKIPPED;
+        res->reason = "already done";
+        res->bytes = plain;
+        return 1;
+    }
+    res->culprit = out;
+    dcmseal_fail(&res->err, DCMSEAL_E_USAGE,
+                 "exists and is not an earlier run's output for %s (use --force to replace "
+                 "it)", res->output[0] ? "this input" : "it");
+    return -1;
+}
+
+static void fill_done(cli_result *res, const dcmseal_object_report *rep)
+{
+    res->outcome = CLI_DONE;
+    res->kind = rep->is_dicom;
+    res->bytes = rep->plain_bytes;
+    res->wrap = rep->wrap;
+}
+
+static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
+{
+    const cli_opts *o = w->o;
+    uint8_t head[DCMSEAL_PREAMBLE_LEN];
+    dcmseal_header_info info;
+    dcmseal_object_report rep;
+    struct stat sb;
+    const char *out = output_path(w, e, res);
+    int fd = out ? open_input(w, e, O_RDONLY, &sb, res) : -1;
+    if (fd < 0)
+        return;
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    if (o->in_place && n > 0 && dcmseal_is_sealed(head, (size_t)n)) {
+        /* Encrypting it again would bury the object under a second layer;
+         * a damaged one needs a human. */
+        dcmseal_error err;
+        if (dcmseal_inspect_fd(&info, &res->bytes, fd, &err) == DCMSEAL_OK) {
+            res->outcome = CLI_SKIPPED;
+            res->reason = "already encrypted";
+            res->kind = info.is_dicom;
+            res->wrap = info.wrap;
+        } else {
+            dcmseal_fail(&res->err, err.status, "an encrypted object, but %s; left as it is",
+                         err.message);
+        }
+    } else if (o->force || o->in_place || already_done(out, 1, fd, &sb, res) == 0) {
+        const dcmseal_seal_opts so = {
+            .keyring = dcmseal_token_ring_get0_keyring(w->ring),
+            .segment_size = o->segment_size,
+            .strict = o->strict,
+        };
+        if (transform(out, o->force || o->in_place, o->in_place, fd, &sb, seal_fn,
+                      (void *)&so, &rep, &res->culprit, &res->err) == DCMSEAL_OK) {
+            fill_done(res, &rep);
+            if (rep.is_dicom) {
+                res->say = CLI_SAY_VERBOSE;
+                describe(res->line, sizeof res->line, &rep, "");
+            } else {
+                res->say = CLI_SAY_NOTICE;
+                snprintf(res->line, sizeof res->line, "encrypted as an opaque object (%s)",
+                         rep.not_dicom_reason);
+            }
+        }
+    }
+    close(fd);
+}
+
+static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
+{
+    const cli_opts *o = w->o;
+    uint8_t head[DCMSEAL_PREAMBLE_LEN];
+    dcmseal_header_info info;
+    dcmseal_object_report rep;
+    struct stat sb;
+    const char *out = output_path(w, e, res);
+    int fd = out ? open_input(w, e, O_RDONLY, &sb, res) : -1;
+    if (fd < 0)
+        return;
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    if (o->in_place && !(n > 0 && dcmseal_is_sealed(head, (size_t)n))) {
+        res->outcome = CLI_SKIPPED;
+        res->reason = "not encrypted";
+        res->bytes = (uint64_t)sb.st_size;
+    } else if (dcmseal_inspect_fd(&info, NULL, fd, &res->err) == DCMSEAL_OK &&
+               (o->force || o->in_place || already_done(out, 0, fd, &sb, res) == 0) &&
+               transform(out, o->force || o->in_place, o->in_place, fd, &sb, open_fn,
+                         (void *)dcmseal_token_ring_get0_keyring(w->ring), &rep,
+                         &res->culprit, &res->err) == DCMSEAL_OK) {
+        fill_done(res, &rep);
+        res->say = CLI_SAY_VERBOSE;
+        describe(res->line, sizeof res->line, &rep, "");
+    }
+    close(fd);
+}
+
+static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
+{
+    dcmseal_object_report rep;
+    struct stat sb;
+    int fd = open_input(w, e, O_RDONLY, &sb, res);
+    if (fd < 0)
+        return;
+    if (dcmseal_open_fd(&rep, -1, fd, dcmseal_token_ring_get0_keyring(w->ring), 1,
+                        &res->err) == DCMSEAL_OK) {
+        fill_done(res, &rep);
+        res->say = CLI_SAY_STDOUT;
+        snprintf(res->line, sizeof res->line, "OK (%s, key '%s' v%u)",
+                 rep.is_dicom ? "DICOM identity matches" : "opaque", rep.wrap.kek_name,
+                 rep.wrap.kek_version);
+    }
+    close(fd);
+}
+
+/* ---- Commands ----------------------------------------------------------------- */
 
 int cli_cmd_encrypt(int argc, char **argv)
 {
+    static const cli_batch_cmd cmd = {"encrypt", "encrypted", "already done", 1, 1,
+                                      encrypt_one};
     cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
     int rc = cli_parse(&o, argc, argv,
-                       OPT_TOKEN | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT |
-                           OPT_SEGMENT | OPT_OAEP);
+                       OPT_BATCH | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT | OPT_SEGMENT |
+                           OPT_OAEP | OPT_IN_PLACE | OPT_FOLLOW);
     if (rc != EX_OK)
         return rc;
+    if (o.recursive || o.in_place)
+        return o.nargs < 1 ? cli_usage_error("encrypt: no input") : cli_batch_run(&cmd, &o);
     if (o.nargs != 1 || o.out == NULL)
-        return cli_usage_error("encrypt takes one input and -o OUTPUT");
+        return cli_usage_error("encrypt takes one input and -o OUTPUT (or -r, --in-place)");
     if ((rc = ring_open(&r, &o, 1, o.args[0])) != EX_OK)
         return rc;
     const dcmseal_seal_opts so = {
@@ -144,14 +368,14 @@ int cli_cmd_encrypt(int argc, char **argv)
         .segment_size = o.segment_size,
         .strict = o.strict,
     };
-    rc = run_object(o.args[0], o.out, o.force, seal_fn, (void *)&so, &rep);
+    rc = run_single(o.args[0], o.out, o.force, seal_fn, (void *)&so, &rep);
     if (rc == EX_OK) {
         if (!rep.is_dicom)
-            fprintf(stderr, "dcmseal: %s: not DICOM (%s); encrypted as an opaque object\n",
-                    o.args[0], rep.not_dicom_reason);
-        say_wrap(o.args[0], &rep,
-                 o.oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
-                     ? " (fallback: the token refused SHA-256)" : "");
+            fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o.args[0],
+                    rep.not_dicom_reason);
+        say_single(o.args[0], &rep,
+                   o.oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
+                       ? " (fallback: the token refused SHA-256)" : "");
     }
     ring_close(&r);
     return rc;
@@ -159,56 +383,39 @@ int cli_cmd_encrypt(int argc, char **argv)
 
 int cli_cmd_decrypt(int argc, char **argv)
 {
+    static const cli_batch_cmd cmd = {"decrypt", "decrypted", "already done", 0, 1,
+                                      decrypt_one};
     cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
-    int rc = cli_parse(&o, argc, argv, OPT_TOKEN | OPT_OUT | OPT_FORCE);
+    int rc = cli_parse(&o, argc, argv,
+                       OPT_BATCH | OPT_OUT | OPT_FORCE | OPT_IN_PLACE | OPT_FOLLOW);
     if (rc != EX_OK)
         return rc;
+    if (o.recursive || o.in_place)
+        return o.nargs < 1 ? cli_usage_error("decrypt: no input") : cli_batch_run(&cmd, &o);
     if (o.nargs != 1 || o.out == NULL)
-        return cli_usage_error("decrypt takes one input and -o OUTPUT");
+        return cli_usage_error("decrypt takes one input and -o OUTPUT (or -r, --in-place)");
     if ((rc = ring_open(&r, &o, 0, o.args[0])) != EX_OK)
         return rc;
-    rc = run_object(o.args[0], o.out, o.force, open_fn,
+    rc = run_single(o.args[0], o.out, o.force, open_fn,
                     (void *)dcmseal_token_ring_get0_keyring(r.ring), &rep);
     if (rc == EX_OK)
-        say_wrap(o.args[0], &rep, "");
+        say_single(o.args[0], &rep, "");
     ring_close(&r);
     return rc;
 }
 
 int cli_cmd_verify(int argc, char **argv)
 {
+    static const cli_batch_cmd cmd = {"verify", "verified", "", 0, 1, verify_one};
     cli_opts o;
-    cli_ring r;
-    dcmseal_error err;
-    dcmseal_object_report rep;
-    int rc = cli_parse(&o, argc, argv, OPT_TOKEN);
+    int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_FOLLOW);
     if (rc != EX_OK)
         return rc;
     if (o.nargs < 1)
         return cli_usage_error("verify takes one or more files");
-    if ((rc = ring_open(&r, &o, 0, o.nargs == 1 ? o.args[0] : "token")) != EX_OK)
-        return rc;
-    for (int i = 0; i < o.nargs; i++) {
-        const char *path = o.args[i];
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            fprintf(stderr, "dcmseal: %s: cannot open: %s\n", path, strerror(errno));
-            rc = EX_IOERR;
-            continue;
-        }
-        if (dcmseal_open_fd(&rep, -1, fd, dcmseal_token_ring_get0_keyring(r.ring), 1,
-                            &err) == DCMSEAL_OK)
-            printf("%s: OK (%s, key '%s' v%u)\n", path,
-                   rep.is_dicom ? "DICOM identity matches" : "opaque",
-                   rep.wrap.kek_name, rep.wrap.kek_version);
-        else
-            rc = cli_report(path, &err);
-        close(fd);
-    }
-    ring_close(&r);
-    return rc;
+    return cli_batch_run(&cmd, &o);
 }
 
 static const char *slot_state(int s) { return s == 1 ? "valid" : s == 0 ? "empty" : "damaged"; }

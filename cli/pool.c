@@ -13,13 +13,19 @@
 
 #define QUEUE_LEN 256
 
+/* A queued file: its path, and where the relative part starts. */
+typedef struct item {
+    char *path;
+    size_t rel;
+} item;
+
 typedef struct pool {
     pthread_mutex_t lock;
     pthread_cond_t not_empty, not_full;
-    char *queue[QUEUE_LEN];
+    item queue[QUEUE_LEN];
     size_t head, count;
     int done, rc;
-    int (*fn)(const char *path, void *worker);
+    const cli_pool_ops *ops;
 } pool;
 
 typedef struct worker_arg {
@@ -27,16 +33,21 @@ typedef struct worker_arg {
     void *ctx;
 } worker_arg;
 
-static int enqueue(const char *path, void *ctx)
+static int enqueue(const cli_entry *e, void *ctx)
 {
     pool *p = ctx;
-    char *copy = strdup(path);
+    int rc = p->ops->visit(e, p->ops->ctx);
+    if (rc == CLI_POOL_SKIP)
+        return EX_OK;
+    if (e->kind != CLI_ENTRY_FILE || rc != EX_OK)
+        return rc;
+    char *copy = strdup(e->path);
     if (copy == NULL)
         return EX_OSERR;
     pthread_mutex_lock(&p->lock);
     while (p->count == QUEUE_LEN)
         pthread_cond_wait(&p->not_full, &p->lock);
-    p->queue[(p->head + p->count++) % QUEUE_LEN] = copy;
+    p->queue[(p->head + p->count++) % QUEUE_LEN] = (item){copy, (size_t)(e->rel - e->path)};
     pthread_cond_signal(&p->not_empty);
     pthread_mutex_unlock(&p->lock);
     return EX_OK;
@@ -54,14 +65,15 @@ static void *work(void *arg)
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
-        char *path = p->queue[p->head];
+        item it = p->queue[p->head];
         p->head = (p->head + 1) % QUEUE_LEN;
         p->count--;
         pthread_cond_signal(&p->not_full);
         pthread_mutex_unlock(&p->lock);
 
-        int rc = p->fn(path, w->ctx);
-        free(path);
+        const cli_entry e = {.path = it.path, .rel = it.path + it.rel, .kind = CLI_ENTRY_FILE};
+        int rc = p->ops->file(&e, w->ctx);
+        free(it.path);
         if (rc != EX_OK) {
             pthread_mutex_lock(&p->lock);
             p->rc = rc;
@@ -76,10 +88,10 @@ int cli_default_jobs(void)
     return n < 1 ? 1 : n > CLI_JOBS_MAX ? CLI_JOBS_MAX : (int)n;
 }
 
-int cli_pool_walk(const char *const *paths, int npaths, int recursive, int jobs,
-                  int (*fn)(const char *path, void *worker), void **workers)
+int cli_pool_walk(const char *const *paths, int npaths, const cli_walk_opts *wo, int jobs,
+                  const cli_pool_ops *ops, void **workers)
 {
-    pool p = {.fn = fn};
+    pool p = {.ops = ops};
     pthread_t tid[CLI_JOBS_MAX];
     worker_arg args[CLI_JOBS_MAX];
     int started = 0;
@@ -91,7 +103,7 @@ int cli_pool_walk(const char *const *paths, int npaths, int recursive, int jobs,
         if (pthread_create(&tid[started], NULL, work, &args[started]) != 0)
             break;
     }
-    int rc = started > 0 ? cli_walk(paths, npaths, recursive, enqueue, &p) : EX_OSERR;
+    int rc = started > 0 ? cli_walk(paths, npaths, wo, enqueue, &p) : EX_OSERR;
     pthread_mutex_lock(&p.lock);
     p.done = 1;
     pthread_cond_broadcast(&p.not_empty);
@@ -101,5 +113,5 @@ int cli_pool_walk(const char *const *paths, int npaths, int recursive, int jobs,
     pthread_cond_destroy(&p.not_full);
     pthread_cond_destroy(&p.not_empty);
     pthread_mutex_destroy(&p.lock);
-    return p.rc != EX_OK ? p.rc : rc;
+    return rc == CLI_WALK_STOP || p.rc == EX_OK ? rc : p.rc;
 }

@@ -1,63 +1,150 @@
 /* Walking the paths a command is given. */
 #define _XOPEN_SOURCE 700 /* nftw */
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 
 #include "cli.h"
 
-/* nftw has no context argument: one walk at a time. */
-static struct {
-    int (*fn)(const char *path, void *ctx);
+/* nftw has no context argument, hence one walk per thread. */
+typedef struct walk_state {
+    const cli_walk_opts *wo;
+    int (*fn)(const cli_entry *e, void *ctx);
     void *ctx;
+    size_t root_len;
     int rc;
-} walk;
+} walk_state;
+
+static _Thread_local walk_state *cur;
+
+/* ".NAME.dcmseal-XXXXXX": a temporary file of dcmseal's outfile, left by a
+ * process that was killed where O_TMPFILE is not available. */
+static int is_temp_name(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    static const char tag[] = ".dcmseal-";
+    return base[0] == '.' && n >= sizeof tag - 1 + 6 + 1 &&
+           memcmp(base + n - 6 - (sizeof tag - 1), tag, sizeof tag - 1) == 0;
+}
+
+/* FNV-1a: fixed for all time, so every machine of a job array splits a tree
+ * the same way. */
+static uint64_t path_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    return h;
+}
+
+/* Hands |e| to the callback unless the shard leaves it out. */
+static int deliver(walk_state *w, cli_entry *e)
+{
+    if (e->kind != CLI_ENTRY_DIR && w->wo->shard_n > 0 &&
+        path_hash(e->rel) % w->wo->shard_n != w->wo->shard_k - 1)
+        return EX_OK;
+    int rc = w->fn(e, w->ctx);
+    if (rc != EX_OK && rc != CLI_WALK_STOP)
+        w->rc = rc;
+    return rc;
+}
+
+/* Sorts what the walk found into the four kinds, with a reason. */
+static void classify(cli_entry *e, int type, char *why, size_t cap)
+{
+    switch (type) {
+    case FTW_D:
+        e->kind = CLI_ENTRY_DIR;
+        return;
+    case FTW_F:
+        if (!S_ISREG(e->sb->st_mode))
+            e->why = "not a regular file";
+        else if (is_temp_name(e->path))
+            e->why = "temporary file of an interrupted dcmseal run";
+        else
+            e->kind = CLI_ENTRY_FILE;
+        return;
+    case FTW_SL:
+        e->why = "symbolic link, not followed (see --follow-symlinks)";
+        return;
+    case FTW_SLN:
+        e->why = "symbolic link to nothing";
+        return;
+    default: { /* FTW_DNR, FTW_NS */
+        DIR *d = opendir(e->path);
+        int err = d ? EACCES : errno;
+        if (d)
+            closedir(d);
+        snprintf(why, cap, "cannot read: %s", strerror(err));
+        e->kind = CLI_ENTRY_ERROR;
+        e->why = why;
+        e->rc = EX_IOERR;
+    }
+    }
+}
 
 static int visit(const char *path, const struct stat *sb, int type, struct FTW *ftw)
 {
-    (void)sb, (void)ftw;
-    int rc = EX_OK;
-    if (type == FTW_F)
-        rc = walk.fn(path, walk.ctx);
-    else if (type == FTW_SL)
-        fprintf(stderr, "dcmseal: %s: symbolic link, not followed\n", path);
-    else if (type == FTW_DNR || type == FTW_NS) {
-        fprintf(stderr, "dcmseal: %s: cannot read\n", path);
-        rc = EX_IOERR;
-    }
-    if (rc != EX_OK)
-        walk.rc = rc;
-    return 0;
+    char why[160];
+    cli_entry e = {.path = path, .kind = CLI_ENTRY_IGNORED, .sb = sb};
+    e.rel = ftw->level == 0 ? "" : path + cur->root_len;
+    while (*e.rel == '/')
+        e.rel++;
+    classify(&e, type, why, sizeof why);
+    /* The walk goes on after an error; only the callback stops it. */
+    return deliver(cur, &e) == CLI_WALK_STOP;
 }
 
-int cli_walk(const char *const *paths, int npaths, int recursive,
-             int (*fn)(const char *path, void *ctx), void *ctx)
+/* One path from the command line. */
+static int walk_one(walk_state *w, const char *path)
 {
-    walk.fn = fn;
-    walk.ctx = ctx;
-    walk.rc = EX_OK;
-    for (int i = 0; i < npaths; i++) {
-        struct stat sb;
-        if (lstat(paths[i], &sb) != 0) {
-            fprintf(stderr, "dcmseal: %s: %s\n", paths[i], strerror(errno));
-            walk.rc = EX_IOERR;
-        } else if (S_ISDIR(sb.st_mode) && !recursive) {
-            fprintf(stderr, "dcmseal: %s: is a directory (use -r)\n", paths[i]);
-            walk.rc = EX_USAGE;
-        } else if (S_ISDIR(sb.st_mode)) {
-            if (nftw(paths[i], visit, 32, FTW_PHYS) != 0) {
-                fprintf(stderr, "dcmseal: %s: %s\n", paths[i], strerror(errno));
-                walk.rc = EX_IOERR;
-            }
-        } else {
-            /* A path named on the command line is taken as given, link or not. */
-            int rc = fn(paths[i], ctx);
-            if (rc != EX_OK)
-                walk.rc = rc;
-        }
+    struct stat sb;
+    char why[160];
+    cli_entry e = {.path = path, .rel = path, .kind = CLI_ENTRY_IGNORED, .sb = &sb};
+    if ((w->wo->follow ? stat(path, &sb) : lstat(path, &sb)) != 0) {
+        snprintf(why, sizeof why, "%s", strerror(errno));
+        e.kind = CLI_ENTRY_ERROR, e.why = why, e.rc = EX_IOERR;
+    } else if (S_ISDIR(sb.st_mode) && !w->wo->recursive) {
+        e.kind = CLI_ENTRY_ERROR, e.why = "is a directory (use -r)", e.rc = EX_USAGE;
+    } else if (S_ISDIR(sb.st_mode)) {
+        /* Without trailing slashes, so that rel never starts with one. */
+        char *root = strdup(path);
+        if (root == NULL)
+            return EX_OSERR;
+        for (size_t n = strlen(root); n > 1 && root[n - 1] == '/'; n--)
+            root[n - 1] = '\0';
+        w->root_len = strlen(root);
+        walk_state *saved = cur;
+        cur = w;
+        int rc = nftw(root, visit, 32, w->wo->follow ? 0 : FTW_PHYS);
+        cur = saved;
+        int e2 = errno;
+        free(root);
+        if (rc > 0)
+            return CLI_WALK_STOP;
+        if (rc == 0)
+            return EX_OK;
+        snprintf(why, sizeof why, "walk failed: %s", strerror(e2));
+        e.kind = CLI_ENTRY_ERROR, e.why = why, e.rc = EX_IOERR, e.sb = NULL;
+    } else {
+        classify(&e, S_ISLNK(sb.st_mode) ? FTW_SL : FTW_F, why, sizeof why);
     }
-    return walk.rc;
+    return deliver(w, &e);
+}
+
+int cli_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,
+             int (*fn)(const cli_entry *e, void *ctx), void *ctx)
+{
+    walk_state w = {.wo = wo, .fn = fn, .ctx = ctx, .rc = EX_OK};
+    for (int i = 0; i < npaths; i++)
+        if (walk_one(&w, paths[i]) == CLI_WALK_STOP)
+            return CLI_WALK_STOP;
+    return w.rc;
 }

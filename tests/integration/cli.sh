@@ -35,7 +35,7 @@ while IFS= read -r -d '' f; do
     else
         fail "round trip $f"
     fi
-    grep -q "not DICOM" "$tmp/err" && opaque=$((opaque + 1))
+    grep -q "opaque object" "$tmp/err" && opaque=$((opaque + 1))
     # No UID and no patient name in plain text in the encrypted file.
     for tag in 0008,0018 0020,000d 0010,0010; do
         v=$(dcmdump -q +P "$tag" "$f" 2>/dev/null | sed -n 's/.*\[\(.*\)\].*/\1/p' | head -1)
@@ -108,7 +108,7 @@ check "forged wrapped key: no output" [ ! -e "$tmp/slot.out" ]
 # ---- non-DICOM input ---------------------------------------------------------
 printf 'hello, not DICOM\n' > "$tmp/notes.txt"
 expect 0 "non-DICOM encrypts" "$DCMSEAL" encrypt "$tmp/notes.txt" -o "$tmp/notes.dcms"
-check "non-DICOM notice" grep -q "notes.txt: not DICOM" "$tmp/err"
+check "non-DICOM notice" grep -q "notes.txt: encrypted as an opaque object (not DICOM" "$tmp/err"
 expect 0 "inspect opaque" "$DCMSEAL" inspect --json "$tmp/notes.dcms"
 check "opaque kind" grep -q '"kind":"opaque"' "$tmp/out"
 expect 65 "--strict refuses non-DICOM" "$DCMSEAL" encrypt --strict "$tmp/notes.txt" -o "$tmp/strict.dcms"

@@ -55,7 +55,7 @@ expect 0 "old object decrypts after rotate" "$DCMSEAL" decrypt "$one" -o "$tmp/o
 # ---- rewrap: one slot, payload untouched, idempotent --------------------------
 cp -r "$tmp/enc" "$tmp/before"
 expect 0 "rewrap -r" "$DCMSEAL" -v rewrap -r "$tmp/enc"
-check "rewrap summary" grep -q "rewrap: $nfiles moved, 0 already there, 0 failed" "$tmp/err"
+check "rewrap summary" grep -q "rewrap: $nfiles files: $nfiles rewrapped, 0 failed" "$tmp/err"
 check "DEK stayed in the token" grep -q "in the token (C_UnwrapKey + C_WrapKey)" "$tmp/err"
 moved_ok=0
 for f in $(cd "$tmp/enc" && find . -name '*.dcms'); do
@@ -65,7 +65,7 @@ done
 check "every object at v2, generation 2, header and payload byte-identical ($moved_ok)" [ "$moved_ok" -eq "$nfiles" ]
 cp -r "$tmp/enc" "$tmp/after1"
 expect 0 "rewrap again" "$DCMSEAL" rewrap -r "$tmp/enc"
-check "second rewrap moves nothing" grep -q "rewrap: 0 moved, $nfiles already there" "$tmp/err"
+check "second rewrap moves nothing" grep -q "rewrap: $nfiles files: 0 rewrapped, $nfiles skipped (already under the target version), 0 failed" "$tmp/err"
 check "second rewrap wrote nothing" diff -r -q "$tmp/after1" "$tmp/enc"
 dec_ok=0
 for f in $(cd "$tmp/plain" && ls); do
@@ -171,14 +171,14 @@ export FAULTY_PKCS11_MODULE=$SOFTHSM_MODULE FAULTY_PKCS11_PLAN=$tmp/plan
 export DCMSEAL_TOKEN="pkcs11:token=keys-test?module-path=$FAULTY&pin-source=file:$tmp/hsm/pin"
 printf 'C_UnwrapKey CKR_DEVICE_REMOVED 100000\nC_Decrypt CKR_DEVICE_REMOVED 100000\n' > "$tmp/plan"
 expect 69 "rewrap with the token gone" "$DCMSEAL" rewrap -r --jobs 2 --to-version 3 "$tmp/enc"
-nfailed=$(sed -n 's/.*0 moved, 0 already there, \([0-9]*\) failed.*/\1/p' "$tmp/err")
-nskipped=$(sed -n 's/.*; \([0-9]*\) objects not started.*/\1/p' "$tmp/err")
+nfailed=$(sed -n 's/.* 0 rewrapped, \([0-9]*\) failed.*/\1/p' "$tmp/err")
+nskipped=$(sed -n 's/.* failed, \([0-9]*\) not started.*/\1/p' "$tmp/err")
 check "the batch stops: at most one failure per worker ($nfailed)" [ -n "$nfailed" ] && [ "$nfailed" -ge 1 ] && [ "$nfailed" -le 2 ]
 check "and says how many were not started ($nskipped)" [ -n "$nskipped" ] && [ $((nfailed + nskipped)) -eq "$nfiles" ]
 check "the failure names the token" grep -q "keys-test" "$tmp/err"
 rm "$tmp/plan"
 expect 0 "the same command, token back" "$DCMSEAL" rewrap -r --to-version 3 "$tmp/enc"
-check "the re-run moves everything" grep -q "rewrap: $nfiles moved" "$tmp/err"
+check "the re-run moves everything" grep -q "rewrap: $nfiles files: $nfiles rewrapped" "$tmp/err"
 export DCMSEAL_TOKEN=$good_token
 
 # ---- minimum decryption version: refuse old versions without destroying ----

@@ -1,0 +1,486 @@
+/* One command over many files: worker threads with a token session each,
+ * the reasons to stop early, and what the operator sees while it runs (a
+ * progress line on a terminal), afterwards (the summary) and for the record
+ * (--report, one JSON object per line). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* Set by SIGINT or SIGTERM: stop taking files, finish those in hand. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+typedef struct batch {
+    const cli_batch_cmd *cmd;
+    const cli_opts *o;
+    cli_walk_opts wo;
+    FILE *report;
+    int progress; /* a live line on stderr */
+    struct timespec start;
+
+    pthread_mutex_t lock; /* guards what follows, and stderr */
+    pthread_cond_t finished_cond;
+    int finished;
+    int token_lost;
+    int rc; /* the highest exit code of a failed file */
+    unsigned long done, opaque, skipped, ignored, failed, host_path, not_started;
+    uint64_t bytes, skipped_bytes;
+    /* From the counting walk, for the progress line. */
+    unsigned long total_files;
+    uint64_t total_bytes;
+    int total_known;
+} batch;
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Whether to start a file: no after a signal or once the token is lost;
+ * those not started are counted. */
+static int may_start(batch *b)
+{
+    pthread_mutex_lock(&b->lock);
+    int stop = b->token_lost || stop_signal;
+    b->not_started += (unsigned long)stop;
+    pthread_mutex_unlock(&b->lock);
+    return !stop;
+}
+
+/* "1.2 GiB" */
+static void human_bytes(char *buf, size_t cap, double v)
+{
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    for (; v >= 1024 && u < 4; u++)
+        v /= 1024;
+    snprintf(buf, cap, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]);
+}
+
+static void human_time(char *buf, size_t cap, double s)
+{
+    if (s < 60)
+        snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(buf, cap, "%dh%02dm", (int)s / 3600, (int)s / 60 % 60);
+}
+
+/* Called with the lock held. */
+static void clear_progress(batch *b)
+{
+    if (b->progress)
+        fputs("\r\033[K", stderr);
+}
+
+static void draw_progress(batch *b)
+{
+    char done_b[32], total_b[32], rate_b[32], left[32] = "";
+    double t = seconds_since(&b->start);
+    unsigned long files = b->done + b->skipped + b->failed;
+    uint64_t bytes = b->bytes + b->skipped_bytes;
+    double byte_rate = t > 0 ? (double)b->bytes / t : 0;
+    double file_rate = t > 0 ? (double)(b->done + b->failed) / t : 0;
+    if (b->total_known && file_rate > 0) {
+        /* Token-bound runs go by files, I/O-bound ones by bytes. */
+        double eta = (double)(b->total_files > files ? b->total_files - files : 0) / file_rate;
+        if (b->cmd->counts_bytes && byte_rate > 0 && b->total_bytes > bytes) {
+            double by_bytes = (double)(b->total_bytes - bytes) / byte_rate;
+            eta = by_bytes > eta ? by_bytes : eta;
+        }
+        human_time(left, sizeof left, eta);
+    }
+    clear_progress(b);
+    fprintf(stderr, "%s: %lu/%lu%s files", b->cmd->name, files, b->total_files,
+            b->total_known ? "" : "+");
+    if (b->cmd->counts_bytes) {
+        human_bytes(done_b, sizeof done_b, (double)bytes);
+        human_bytes(total_b, sizeof total_b, (double)b->total_bytes);
+        human_bytes(rate_b, sizeof rate_b, byte_rate);
+        fprintf(stderr, ", %s/%s, %s/s", done_b, total_b, rate_b);
+    }
+    fprintf(stderr, ", %.0f files/s%s%s", file_rate, left[0] ? ", " : "", left);
+    if (left[0])
+        fputs(" left", stderr);
+    if (b->failed)
+        fprintf(stderr, ", %lu failed", b->failed);
+    if (b->not_started)
+        fprintf(stderr, ", %lu not started", b->not_started);
+    fflush(stderr);
+}
+
+static void *progress_main(void *arg)
+{
+    batch *b = arg;
+    pthread_mutex_lock(&b->lock);
+    while (!b->finished) {
+        draw_progress(b);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&b->finished_cond, &b->lock, &until);
+    }
+    clear_progress(b);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* The counting walk: the same paths, options and shard as the real one, so
+ * the progress line can say "of how many". */
+static int count_entry(const cli_entry *e, void *ctx)
+{
+    batch *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    int finished = b->finished;
+    if (e->kind == CLI_ENTRY_FILE) {
+        b->total_files++;
+        b->total_bytes += (uint64_t)e->sb->st_size;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return finished ? CLI_WALK_STOP : EX_OK;
+}
+
+static void *count_main(void *arg)
+{
+    batch *b = arg;
+    int rc = cli_walk((const char *const *)b->o->args, b->o->nargs, &b->wo, count_entry, b);
+    pthread_mutex_lock(&b->lock);
+    b->total_known = rc != CLI_WALK_STOP;
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+static const char *outcome_name(const batch *b, cli_outcome o)
+{
+    switch (o) {
+    case CLI_DONE: return b->cmd->done;
+    case CLI_SKIPPED: return "skipped";
+    case CLI_IGNORED: return "ignored";
+    case CLI_FAILED: return "failed";
+    }
+    return "?";
+}
+
+/* Called with the lock held. */
+static void report_line(batch *b, const cli_entry *e, const cli_result *r)
+{
+    FILE *f = b->report;
+    fputs("{\"path\":", f);
+    cli_json_string(f, e->path);
+    if (r->output[0] != '\0') {
+        fputs(",\"output\":", f);
+        cli_json_string(f, r->output);
+    }
+    fprintf(f, ",\"outcome\":\"%s\"", outcome_name(b, r->outcome));
+    if (r->reason != NULL) {
+        fputs(",\"reason\":", f);
+        cli_json_string(f, r->reason);
+    }
+    if (r->kind >= 0)
+        fprintf(f, ",\"kind\":\"%s\"", r->kind ? "dicom" : "opaque");
+    if (r->outcome == CLI_DONE || r->outcome == CLI_SKIPPED)
+        fprintf(f, ",\"bytes\":%llu", (unsigned long long)r->bytes);
+    if (r->wrap.kek_name[0] != '\0') {
+        fputs(",\"key\":", f);
+        cli_json_string(f, r->wrap.kek_name);
+        fprintf(f, ",\"version\":%u", r->wrap.kek_version);
+    }
+    if (r->outcome == CLI_FAILED) {
+        fputs(",\"error\":", f);
+        cli_json_string(f, r->err.message);
+        fprintf(f, ",\"exit\":%d", cli_exit_code(r->err.status));
+    }
+    fputs("}\n", f);
+    /* Line by line, so that a run that is killed leaves a usable report. */
+    fflush(f);
+}
+
+static void record(batch *b, const cli_entry *e, cli_result *r)
+{
+    const int quiet = b->o->quiet;
+    pthread_mutex_lock(&b->lock);
+    switch (r->outcome) {
+    case CLI_DONE:
+        b->done++;
+        b->opaque += r->kind == 0;
+        b->bytes += r->bytes;
+        b->host_path += (unsigned long)r->host_path;
+        break;
+    case CLI_SKIPPED:
+        b->skipped++;
+        b->skipped_bytes += r->bytes;
+        break;
+    case CLI_IGNORED:
+        b->ignored++;
+        if (!quiet) {
+            clear_progress(b);
+            fprintf(stderr, "dcmseal: %s: %s\n", e->path, r->reason);
+        }
+        break;
+    case CLI_FAILED: {
+        int rc = cli_exit_code(r->err.status);
+        b->failed++;
+        b->rc = rc > b->rc ? rc : b->rc;
+        /* Past the session's retries the token is gone: starting more
+         * files would only fail them one by one. */
+        b->token_lost |= r->err.status == DCMSEAL_E_TOKEN;
+        clear_progress(b);
+        fprintf(stderr, "dcmseal: %s: %s\n", r->culprit ? r->culprit : e->path,
+                r->err.message);
+        break;
+    }
+    }
+    if (r->say == CLI_SAY_STDOUT && !quiet) {
+        printf("%s: %s\n", e->path, r->line);
+    } else if ((r->say == CLI_SAY_NOTICE && !quiet) || (r->say == CLI_SAY_VERBOSE && cli_verbose)) {
+        clear_progress(b);
+        fprintf(stderr, "dcmseal: %s: %s\n", e->path, r->line);
+    }
+    if (b->report != NULL)
+        report_line(b, e, r);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Everything that is not a file to work on is dealt with here, on the
+ * walking thread, in order: so an output directory exists before any file
+ * below it is queued. */
+static int visit(const cli_entry *e, void *ctx)
+{
+    batch *b = ctx;
+    cli_result r = {.outcome = CLI_IGNORED, .kind = -1, .reason = e->why};
+    /* After a signal the operator wants the prompt back; after a lost token
+     * the rest of the walk only counts what was not started. */
+    if (e->kind == CLI_ENTRY_FILE)
+        return stop_signal ? CLI_WALK_STOP : may_start(b) ? EX_OK : CLI_POOL_SKIP;
+    if (e->kind == CLI_ENTRY_DIR) {
+        if (b->o->out == NULL || b->o->in_place)
+            return EX_OK;
+        char out[PATH_MAX];
+        int n = snprintf(out, sizeof out, "%s%s%s", b->o->out, e->rel[0] ? "/" : "", e->rel);
+        struct stat sb;
+        /* Writable by us while we fill it, whatever the source says. */
+        if (n < (int)sizeof out && (mkdir(out, (e->sb->st_mode & 0777) | 0700) == 0 ||
+                                    (errno == EEXIST && stat(out, &sb) == 0 &&
+                                     S_ISDIR(sb.st_mode))))
+            return EX_OK;
+        r.outcome = CLI_FAILED;
+        snprintf(r.output, sizeof r.output, "%s", out);
+        r.culprit = r.output;
+        dcmseal_fail(&r.err, DCMSEAL_E_IO, "cannot create directory: %s",
+                     n < (int)sizeof out ? strerror(errno) : "path too long");
+    } else if (e->kind == CLI_ENTRY_ERROR) {
+        r.outcome = CLI_FAILED;
+        r.reason = NULL;
+        dcmseal_fail(&r.err, e->rc == EX_USAGE ? DCMSEAL_E_USAGE : DCMSEAL_E_IO, "%s", e->why);
+    }
+    record(b, e, &r);
+    return EX_OK;
+}
+
+static int work(const cli_entry *e, void *worker)
+{
+    cli_worker *w = worker;
+    batch *b = w->batch;
+    if (!may_start(b))
+        return EX_OK;
+    cli_result r = {.outcome = CLI_FAILED, .kind = -1};
+    dcmseal_error_clear(&r.err);
+    b->cmd->one(w, e, &r);
+    record(b, e, &r);
+    return EX_OK;
+}
+
+const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token)
+{
+    const char *key = o->key ? o->key : getenv("DCMSEAL_KEY");
+    return key ? key : dcmseal_token_get0_object(token);
+}
+
+/* With -o, the output tree must not be inside the input tree, or the walk
+ * would meet its own output. */
+static int check_output_root(const cli_opts *o)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    struct stat sb;
+    if (o->nargs != 1 || stat(o->args[0], &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return cli_usage_error("-r with -o takes one source directory");
+    if (realpath(o->args[0], src) == NULL)
+        return cli_usage_error("%s: %s", o->args[0], strerror(errno));
+    /* The output directory may not exist yet: resolve its parent. */
+    char *copy = strdup(o->out), *slash;
+    if (copy == NULL)
+        return EX_OSERR;
+    for (size_t n = strlen(copy); n > 1 && copy[n - 1] == '/'; n--)
+        copy[n - 1] = '\0';
+    slash = strrchr(copy, '/');
+    const char *parent = slash == NULL ? "." : slash == copy ? "/" : (*slash = '\0', copy);
+    const char *base = slash == NULL ? copy : slash + 1;
+    int ok = realpath(parent, dst) != NULL;
+    if (ok && strlen(dst) + strlen(base) + 2 < sizeof dst)
+        strcat(strcat(dst, strcmp(dst, "/") ? "/" : ""), base);
+    free(copy);
+    if (!ok)
+        return cli_usage_error("%s: %s", o->out, strerror(errno));
+    size_t n = strlen(src);
+    if (strncmp(src, dst, n) == 0 && (dst[n] == '\0' || dst[n] == '/' || n == 1))
+        return cli_usage_error("%s: the output directory is inside the input", o->out);
+    return EX_OK;
+}
+
+static void summary(batch *b, int rc, int stopped_by)
+{
+    char bytes[32];
+    double t = seconds_since(&b->start);
+    unsigned long files = b->done + b->skipped + b->ignored + b->failed + b->not_started;
+    human_bytes(bytes, sizeof bytes, (double)b->bytes);
+    fprintf(stderr, "dcmseal: %s: %lu files: %lu %s", b->cmd->name, files, b->done,
+            b->cmd->done);
+    if (b->opaque)
+        fprintf(stderr, " (%lu opaque)", b->opaque);
+    if (b->skipped)
+        fprintf(stderr, ", %lu skipped (%s)", b->skipped, b->cmd->skipped);
+    if (b->ignored)
+        fprintf(stderr, ", %lu ignored", b->ignored);
+    fprintf(stderr, ", %lu failed", b->failed);
+    if (b->not_started)
+        fprintf(stderr, ", %lu not started", b->not_started);
+    if (b->cmd->counts_bytes)
+        fprintf(stderr, "; %s in %.1f s", bytes, t);
+    else
+        fprintf(stderr, " in %.1f s", t);
+    fputs(b->host_path ? " (some DEKs passed through host memory)\n" : "\n", stderr);
+    if (stopped_by)
+        fprintf(stderr, "dcmseal: %s: stopped early (%s); re-run the same command to "
+                        "finish\n", b->cmd->name,
+                stopped_by > 0 ? strsignal(stopped_by) : "the token became unavailable");
+    if (b->report != NULL) {
+        fprintf(b->report, "{\"summary\":{\"command\":\"%s\",\"files\":%lu,\"%s\":%lu,"
+                           "\"opaque\":%lu,\"skipped\":%lu,\"ignored\":%lu,\"failed\":%lu,"
+                           "\"not_started\":%lu,\"bytes\":%llu,\"seconds\":%.3f,\"complete\":%s,"
+                           "\"exit\":%d}}\n",
+                b->cmd->name, files, b->cmd->done, b->done, b->opaque, b->skipped, b->ignored,
+                b->failed, b->not_started, (unsigned long long)b->bytes, t, stopped_by ? "false" : "true", rc);
+    }
+}
+
+int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
+{
+    batch b = {.cmd = cmd, .o = o, .rc = EX_OK};
+    cli_token t;
+    dcmseal_error err;
+    cli_worker workers[CLI_JOBS_MAX];
+    void *ctxs[CLI_JOBS_MAX];
+    pthread_t counter, drawer;
+    int jobs = 0, rc;
+    b.wo = (cli_walk_opts){o->recursive, o->follow, o->shard_k, o->shard_n};
+
+    if (o->out != NULL && o->in_place)
+        return cli_usage_error("%s: -o and --in-place exclude each other", cmd->name);
+    if (o->follow && (o->in_place || strcmp(cmd->name, "rewrap") == 0))
+        return cli_usage_error("%s: --follow-symlinks would write through links; "
+                               "not with work in place", cmd->name);
+    if (o->out != NULL && (rc = check_output_root(o)) != EX_OK)
+        return rc;
+    if ((rc = cli_token_open(&t, o->token, o->nargs == 1 ? o->args[0] : "token")) != EX_OK)
+        return rc;
+    const char *key = cmd->wrap ? cli_wrap_key(o, t.token) : NULL;
+    if (cmd->wrap && key == NULL) {
+        cli_token_close(&t);
+        return cli_usage_error("no key: give --key NAME, DCMSEAL_KEY or object= in the "
+                               "token URI");
+    }
+    const int want = o->jobs ? o->jobs : cli_default_jobs();
+    for (; jobs < want; jobs++) {
+        cli_worker *w = &workers[jobs];
+        *w = (cli_worker){.o = o, .batch = &b};
+        ctxs[jobs] = w;
+        /* The first worker reuses the session cli_token_open made. */
+        if (jobs == 0)
+            w->session = t.session;
+        else if (dcmseal_session_open(&w->session, t.token, &err) != DCMSEAL_OK)
+            break;
+        if (dcmseal_token_ring_new(&w->ring, w->session, key, o->oaep, &err) != DCMSEAL_OK) {
+            if (jobs > 0)
+                dcmseal_session_free(w->session);
+            break;
+        }
+    }
+    if (jobs == 0) {
+        rc = cli_report(o->nargs == 1 ? o->args[0] : "token", &err);
+        goto out;
+    }
+    if (o->report != NULL && (b.report = fopen(o->report, "we")) == NULL) {
+        fprintf(stderr, "dcmseal: %s: cannot write the report: %s\n", o->report,
+                strerror(errno));
+        rc = EX_IOERR;
+        goto out;
+    }
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_cond_init(&b.finished_cond, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &b.start);
+    int counting = 0;
+    if (!o->quiet && isatty(STDERR_FILENO)) {
+        counting = pthread_create(&counter, NULL, count_main, &b) == 0;
+        b.progress = 1;
+        b.progress = pthread_create(&drawer, NULL, progress_main, &b) == 0;
+    }
+
+    /* A second signal kills as usual (SA_RESETHAND). */
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    const cli_pool_ops ops = {.visit = visit, .file = work, .ctx = &b};
+    int walk_rc = cli_pool_walk((const char *const *)o->args, o->nargs, &b.wo, jobs, &ops, ctxs);
+
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    pthread_mutex_lock(&b.lock);
+    b.finished = 1;
+    pthread_cond_broadcast(&b.finished_cond);
+    pthread_mutex_unlock(&b.lock);
+    if (b.progress)
+        pthread_join(drawer, NULL);
+    if (counting)
+        pthread_join(counter, NULL);
+    int stopped_by = stop_signal ? stop_signal : b.token_lost ? -1 : 0;
+    rc = stop_signal ? 128 + stop_signal : walk_rc == EX_OSERR ? EX_OSERR : b.rc;
+    summary(&b, rc, stopped_by);
+    if (b.report != NULL && (fflush(b.report) != 0 || fsync(fileno(b.report)) != 0 ||
+                             fclose(b.report) != 0)) {
+        fprintf(stderr, "dcmseal: %s: writing the report failed: %s\n", o->report,
+                strerror(errno));
+        rc = rc == EX_OK ? EX_IOERR : rc;
+    }
+    pthread_cond_destroy(&b.finished_cond);
+    pthread_mutex_destroy(&b.lock);
+out:
+    for (int i = 0; i < jobs; i++) {
+        dcmseal_token_ring_free(workers[i].ring);
+        if (i > 0)
+            dcmseal_session_free(workers[i].session);
+    }
+    cli_token_close(&t);
+    return rc;
+}
