@@ -287,6 +287,12 @@ static int visit(const cli_entry *e, void *ctx)
         r.culprit = r.output;
         dcmseal_fail(&r.err, DCMSEAL_E_IO, "cannot create directory: %s",
                      n < (int)sizeof out ? strerror(errno) : "path too long");
+    } else if (e->stale && (b->o->in_place || strcmp(b->cmd->name, "rewrap") == 0)) {
+        /* Work in place is what leaves these (see engine/outfile.c): the
+         * target was never replaced, so the file is surplus. */
+        r.reason = unlink(e->path) == 0 ? "removed: temporary file left by an interrupted "
+                                          "dcmseal run"
+                                        : e->why;
     } else if (e->kind == CLI_ENTRY_ERROR) {
         r.outcome = CLI_FAILED;
         r.reason = NULL;

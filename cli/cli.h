@@ -95,6 +95,7 @@ typedef struct cli_entry {
     cli_entry_kind kind;
     const char *why;   /* IGNORED, ERROR */
     int rc;            /* ERROR: its exit code */
+    int stale;         /* IGNORED: a dead dcmseal's temporary file */
     const struct stat *sb; /* FILE, DIR: as the walk saw it */
 } cli_entry;
 
@@ -112,8 +113,8 @@ typedef struct cli_walk_opts {
 
 /* Calls |fn| for every path in |paths| and, with |recursive|, everything
  * below the directories among them, in directory order. Symbolic links are
- * IGNORED unless |follow|, named ones too; so are special files and the
- * temporary files of an interrupted dcmseal. A directory without
+ * IGNORED unless |follow|, named ones too; so are special files and
+ * dcmseal's temporary files (see dcmseal_temp_state). A directory without
  * |recursive| is an ERROR (EX_USAGE). Returns CLI_WALK_STOP when |fn| ended
  * the walk, else the last non-zero code |fn| returned, or EX_OK. Thread-safe:
  * each thread may run its own walk. */

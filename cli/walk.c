@@ -22,18 +22,6 @@ typedef struct walk_state {
 
 static _Thread_local walk_state *cur;
 
-/* ".NAME.dcmseal-XXXXXX": a temporary file of dcmseal's outfile, left by a
- * process that was killed where O_TMPFILE is not available. */
-static int is_temp_name(const char *path)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    static const char tag[] = ".dcmseal-";
-    return base[0] == '.' && n >= sizeof tag - 1 + 6 + 1 &&
-           memcmp(base + n - 6 - (sizeof tag - 1), tag, sizeof tag - 1) == 0;
-}
-
 /* FNV-1a: fixed for all time, so every machine of a job array splits a tree
  * the same way. */
 static uint64_t path_hash(const char *s)
@@ -63,14 +51,19 @@ static void classify(cli_entry *e, int type, char *why, size_t cap)
     case FTW_D:
         e->kind = CLI_ENTRY_DIR;
         return;
-    case FTW_F:
+    case FTW_F: {
+        int temp = S_ISREG(e->sb->st_mode) ? dcmseal_temp_state(e->path) : DCMSEAL_TEMP_NONE;
+        e->stale = temp == DCMSEAL_TEMP_STALE;
         if (!S_ISREG(e->sb->st_mode))
             e->why = "not a regular file";
-        else if (is_temp_name(e->path))
-            e->why = "temporary file of an interrupted dcmseal run";
+        else if (e->stale)
+            e->why = "temporary file left by an interrupted dcmseal run";
+        else if (temp == DCMSEAL_TEMP_LIVE)
+            e->why = "temporary file of a dcmseal run in progress";
         else
             e->kind = CLI_ENTRY_FILE;
         return;
+    }
     case FTW_SL:
         e->why = "symbolic link, not followed (see --follow-symlinks)";
         return;

@@ -3,13 +3,17 @@
  * then fsync of the directory so that the new name survives a crash.
  *
  * The temporary file is unnamed (O_TMPFILE) where the file system allows it,
- * so a process killed mid-write leaves nothing behind. Elsewhere (NFS, old
- * kernels) it is a dot file named ".NAME.dcmseal-XXXXXX", which tree walks
- * recognise and pass over. */
+ * so a process killed mid-write leaves nothing behind; replacing a file
+ * still needs a name for the two system calls between link and rename.
+ * Elsewhere (NFS, old kernels) it is named from the start. Names read
+ * ".NAME.dcmseal-HOST-PID-XXXXXX", so that a walk can tell a file left by a
+ * process that is gone (dcmseal_temp_state) and remove it. */
 #define _GNU_SOURCE /* O_TMPFILE */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -28,6 +32,39 @@ struct dcmseal_outfile {
     char *path;
     char *tmp;
 };
+
+#define TEMP_TAG ".dcmseal-"
+
+/* This machine, in temporary names: PIDs mean something only here. */
+static uint32_t host_tag(void)
+{
+    char name[256] = "";
+    uint32_t h = 0x811c9dc5u; /* FNV-1a */
+    gethostname(name, sizeof name - 1);
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x01000193u;
+    return h;
+}
+
+int dcmseal_temp_state(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *tag = strstr(base, TEMP_TAG);
+    unsigned host;
+    long pid;
+    int used = 0;
+    if (base[0] != '.' || tag == NULL)
+        return DCMSEAL_TEMP_NONE;
+    while (strstr(tag + 1, TEMP_TAG) != NULL) /* NAME may contain the tag */
+        tag = strstr(tag + 1, TEMP_TAG);
+    if (sscanf(tag + strlen(TEMP_TAG), "%8x-%ld-%n", &host, &pid, &used) != 2 || used == 0 ||
+        strlen(tag + strlen(TEMP_TAG) + used) != 6 || pid <= 0)
+        return DCMSEAL_TEMP_NONE;
+    if (host == host_tag() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return DCMSEAL_TEMP_STALE;
+    return DCMSEAL_TEMP_LIVE;
+}
 
 static char *dir_of(const char *path)
 {
@@ -56,7 +93,7 @@ dcmseal_status dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path,
     base = f->path ? OPENSSL_strdup(f->path) : NULL;
     DCMSEAL_ENSURE(f->path != NULL && dir != NULL && base != NULL, err,
                    DCMSEAL_E_INTERNAL, "out of memory");
-    size_t len = strlen(dir) + strlen(base) + 32;
+    size_t len = strlen(dir) + strlen(base) + 64;
     f->tmp = OPENSSL_zalloc(len);
     DCMSEAL_ENSURE(f->tmp != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     /* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
@@ -65,7 +102,8 @@ dcmseal_status dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path,
                 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
     f->unnamed = f->fd >= 0;
     /* A dot name so that directory listings and globbing pass it over. */
-    snprintf(f->tmp, len, "%s/.%s.dcmseal-XXXXXX", dir, basename(base));
+    snprintf(f->tmp, len, "%s/.%s" TEMP_TAG "%08x-%ld-XXXXXX", dir, basename(base),
+             host_tag(), (long)getpid());
     if (!f->unnamed)
         f->named = (f->fd = mkstemp(f->tmp)) >= 0;
     else
@@ -133,23 +171,24 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
         DCMSEAL_ENSURE(linkat(AT_FDCWD, proc, AT_FDCWD, f->path, AT_SYMLINK_FOLLOW) == 0,
                        err, errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
-    } else if (f->unnamed) {
-        /* rename is the only atomic replace, and it needs a name. */
-        DCMSEAL_GUARD(name_unnamed(f, err));
-    }
-    int rc = close(f->fd);
-    f->fd = -1;
-    DCMSEAL_ENSURE(rc == 0, err, DCMSEAL_E_IO, "close failed: %s", strerror(errno));
-    if (f->replace) {
+    } else if (f->replace) {
+        /* rename is the only atomic replace, and it needs a name: the window
+         * in which a kill leaves that name behind is these two calls. */
+        if (f->unnamed)
+            DCMSEAL_GUARD(name_unnamed(f, err));
         DCMSEAL_ENSURE(rename(f->tmp, f->path) == 0, err, DCMSEAL_E_IO,
                        "rename failed: %s", strerror(errno));
-    } else if (!f->unnamed) {
+        f->named = 0;
+    } else {
         DCMSEAL_ENSURE(link(f->tmp, f->path) == 0, err,
                        errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
-        unlink(f->tmp);
     }
-    f->named = 0;
+    int rc = close(f->fd);
+    f->fd = -1;
+    /* The data was flushed before the name appeared, so a late close error
+     * is the file system's to report, and ours to pass on. */
+    DCMSEAL_ENSURE(rc == 0, err, DCMSEAL_E_IO, "close failed: %s", strerror(errno));
     DCMSEAL_GUARD(sync_dir(f->path, err));
 out:
     dcmseal_outfile_abort(f);

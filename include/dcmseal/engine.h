@@ -317,6 +317,14 @@ dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err);
 /* Removes the temporary file and frees |f|. Accepts NULL. */
 DCMSEAL_API void dcmseal_outfile_abort(dcmseal_outfile_t *f);
 
+/* What a file name says about it, for walks over trees that outfiles write
+ * into: not a temporary file, one of a process that may still be running,
+ * or one that a process on this machine, now gone, left behind (a kill
+ * between link and rename, or a file system without O_TMPFILE). A stale
+ * one holds an output that never replaced its target and may be removed. */
+enum { DCMSEAL_TEMP_NONE = 0, DCMSEAL_TEMP_LIVE = 1, DCMSEAL_TEMP_STALE = 2 };
+DCMSEAL_API int dcmseal_temp_state(const char *path);
+
 #ifdef __cplusplus
 }
 #endif
