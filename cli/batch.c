@@ -352,12 +352,15 @@ static int check_output_root(const cli_opts *o)
     return EX_OK;
 }
 
-static void summary(batch *b, int rc, int stopped_by)
+/* On stderr when |shown|, and in the report. */
+static void summary(batch *b, int rc, int stopped_by, int shown)
 {
     char bytes[32];
     double t = seconds_since(&b->start);
     unsigned long files = b->done + b->skipped + b->ignored + b->failed + b->not_started;
     human_bytes(bytes, sizeof bytes, (double)b->bytes);
+    if (!shown)
+        goto report;
     fprintf(stderr, "dcmseal: %s: %lu files: %lu %s", b->cmd->name, files, b->done,
             b->cmd->done);
     if (b->opaque)
@@ -378,6 +381,7 @@ static void summary(batch *b, int rc, int stopped_by)
         fprintf(stderr, "dcmseal: %s: stopped early (%s); re-run the same command to "
                         "finish\n", b->cmd->name,
                 stopped_by > 0 ? strsignal(stopped_by) : "the token became unavailable");
+report:
     if (b->report != NULL) {
         fprintf(b->report, "{\"summary\":{\"command\":\"%s\",\"files\":%lu,\"%s\":%lu,"
                            "\"opaque\":%lu,\"skipped\":%lu,\"ignored\":%lu,\"failed\":%lu,"
@@ -444,7 +448,9 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     pthread_cond_init(&b.finished_cond, NULL);
     clock_gettime(CLOCK_MONOTONIC, &b.start);
     int counting = 0;
-    if (!o->quiet && isatty(STDERR_FILENO)) {
+    /* One file is not a batch: its error line alone says what happened. */
+    const int many = o->recursive || o->nargs > 1;
+    if (many && !o->quiet && isatty(STDERR_FILENO)) {
         counting = pthread_create(&counter, NULL, count_main, &b) == 0;
         b.progress = 1;
         b.progress = pthread_create(&drawer, NULL, progress_main, &b) == 0;
@@ -472,7 +478,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         pthread_join(counter, NULL);
     int stopped_by = stop_signal ? stop_signal : b.token_lost ? -1 : 0;
     rc = stop_signal ? 128 + stop_signal : walk_rc == EX_OSERR ? EX_OSERR : b.rc;
-    summary(&b, rc, stopped_by);
+    summary(&b, rc, stopped_by, many);
     if (b.report != NULL && (fflush(b.report) != 0 || fsync(fileno(b.report)) != 0 ||
                              fclose(b.report) != 0)) {
         fprintf(stderr, "dcmseal: %s: writing the report failed: %s\n", o->report,

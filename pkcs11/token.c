@@ -365,8 +365,9 @@ static const char *or_unknown(const char *msg)
 }
 
 /* Loads the candidate modules, keeps the first with a matching token and
- * releases the others. */
-static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, dcmseal_error *err)
+ * releases the others. |*absent|: the modules loaded, but no token matched. */
+static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, int *absent,
+                                   dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
     const char *path = p11_kit_uri_get_module_path(uri);
@@ -400,6 +401,7 @@ static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, dcmseal
             p11_kit_module_release(mods[i]);
         }
     }
+    *absent = tok->mod == NULL;
     DCMSEAL_ENSURE(tok->mod != NULL, err, DCMSEAL_E_TOKEN, "no token labelled '%s' found%s%s",
                    want[0] ? want : "(any)", path ? " in module " : "", path ? path : "");
 out:
@@ -435,7 +437,17 @@ dcmseal_status dcmseal_token_open(dcmseal_token_t **out, const char *uri,
     DCMSEAL_ENSURE(p11_kit_uri_get_pin_value(u) == NULL, err, DCMSEAL_E_USAGE,
                    "token URI carries pin-value: use pin-source=file:PATH or "
                    "pin-source=env:VAR in the URI, or set DCMSEAL_PIN");
-    DCMSEAL_GUARD(token_select(tok, u, err));
+    /* A token may be missing for a moment: an HSM failing over, a USB token
+     * being reseated, or SoftHSM, which rewrites its token file at every
+     * login, read by a second process mid-write. */
+    for (unsigned i = 0;; i++) {
+        int absent = 0;
+        st = token_select(tok, u, &absent, err);
+        if (st == DCMSEAL_OK || !absent || i >= tok->retry_max)
+            break;
+        backoff(i);
+    }
+    DCMSEAL_GUARD(st);
     if ((object = p11_kit_uri_get_attribute(u, CKA_LABEL)) != NULL) {
         tok->object = OPENSSL_strndup(object->pValue, object->ulValueLen);
         DCMSEAL_ENSURE(tok->object != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
