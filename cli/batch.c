@@ -388,7 +388,8 @@ report:
                            "\"not_started\":%lu,\"bytes\":%llu,\"seconds\":%.3f,\"complete\":%s,"
                            "\"exit\":%d}}\n",
                 b->cmd->name, files, b->cmd->done, b->done, b->opaque, b->skipped, b->ignored,
-                b->failed, b->not_started, (unsigned long long)b->bytes, t, stopped_by ? "false" : "true", rc);
+                b->failed, b->not_started, (unsigned long long)b->bytes, t,
+                stopped_by ? "false" : "true", rc);
     }
 }
 
