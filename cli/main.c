@@ -2,6 +2,7 @@
  * every byte of crypto happens in libdcmseal. */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,9 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     int c;
+    /* A file-size limit (ulimit -f) should fail a write with EFBIG, which
+     * is reported and cleaned up, not kill the process mid-file. */
+    signal(SIGXFSZ, SIG_IGN);
     /* "+": stop at the command word; each command parses its own options. */
     while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
         switch (c) {

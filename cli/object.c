@@ -242,20 +242,38 @@ static int already_done(const char *out, int out_sealed, int in_fd, const struct
     return -1;
 }
 
-static void fill_done(cli_result *res, const dcmseal_object_report *rep)
+/* transform for a file of a tree; fills |res| when done. Another process
+ * working on the same tree may put the output in place first: when what it
+ * made is what this one would have, the file counts as done (skipped). */
+static void tree_transform(const cli_worker *w, const char *out, int out_sealed, int in_fd,
+                          const struct stat *in_sb, object_fn fn, void *ctx,
+                          cli_result *res)
 {
-    res->outcome = CLI_DONE;
-    res->kind = rep->is_dicom;
-    res->bytes = rep->plain_bytes;
-    res->wrap = rep->wrap;
+    const cli_opts *o = w->o;
+    dcmseal_object_report rep;
+    if (transform(out, o->force || o->in_place, o->in_place, in_fd, in_sb, fn, ctx, &rep,
+                  &res->culprit, &res->err) == DCMSEAL_OK) {
+        res->outcome = CLI_DONE;
+        res->kind = rep.is_dicom;
+        res->bytes = rep.plain_bytes;
+        res->wrap = rep.wrap;
+        describe(res->line, sizeof res->line, &rep, "");
+        res->say = CLI_SAY_VERBOSE;
+        if (out_sealed && !rep.is_dicom) {
+            res->say = CLI_SAY_NOTICE;
+            snprintf(res->line, sizeof res->line, "encrypted as an opaque object (%s)",
+                     rep.not_dicom_reason);
+        }
+    } else if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place) {
+        already_done(out, out_sealed, in_fd, in_sb, res);
+    }
 }
 
 static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     const cli_opts *o = w->o;
-    uint8_t head[DCMSEAL_PREAMBLE_LEN];
+    uint8_t head[16]; /* enough for the magic */
     dcmseal_header_info info;
-    dcmseal_object_report rep;
     struct stat sb;
     const char *out = output_path(w, e, res);
     int fd = out ? open_input(w, e, O_RDONLY, &sb, res) : -1;
@@ -281,18 +299,7 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
             .segment_size = o->segment_size,
             .strict = o->strict,
         };
-        if (transform(out, o->force || o->in_place, o->in_place, fd, &sb, seal_fn,
-                      (void *)&so, &rep, &res->culprit, &res->err) == DCMSEAL_OK) {
-            fill_done(res, &rep);
-            if (rep.is_dicom) {
-                res->say = CLI_SAY_VERBOSE;
-                describe(res->line, sizeof res->line, &rep, "");
-            } else {
-                res->say = CLI_SAY_NOTICE;
-                snprintf(res->line, sizeof res->line, "encrypted as an opaque object (%s)",
-                         rep.not_dicom_reason);
-            }
-        }
+        tree_transform(w, out, 1, fd, &sb, seal_fn, (void *)&so, res);
     }
     close(fd);
 }
@@ -300,9 +307,8 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
 static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     const cli_opts *o = w->o;
-    uint8_t head[DCMSEAL_PREAMBLE_LEN];
+    uint8_t head[16]; /* enough for the magic */
     dcmseal_header_info info;
-    dcmseal_object_report rep;
     struct stat sb;
     const char *out = output_path(w, e, res);
     int fd = out ? open_input(w, e, O_RDONLY, &sb, res) : -1;
@@ -314,13 +320,9 @@ static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
         res->reason = "not encrypted";
         res->bytes = (uint64_t)sb.st_size;
     } else if (dcmseal_inspect_fd(&info, NULL, fd, &res->err) == DCMSEAL_OK &&
-               (o->force || o->in_place || already_done(out, 0, fd, &sb, res) == 0) &&
-               transform(out, o->force || o->in_place, o->in_place, fd, &sb, open_fn,
-                         (void *)dcmseal_token_ring_get0_keyring(w->ring), &rep,
-                         &res->culprit, &res->err) == DCMSEAL_OK) {
-        fill_done(res, &rep);
-        res->say = CLI_SAY_VERBOSE;
-        describe(res->line, sizeof res->line, &rep, "");
+               (o->force || o->in_place || already_done(out, 0, fd, &sb, res) == 0)) {
+        tree_transform(w, out, 0, fd, &sb, open_fn,
+                       (void *)dcmseal_token_ring_get0_keyring(w->ring), res);
     }
     close(fd);
 }
@@ -334,7 +336,10 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
         return;
     if (dcmseal_open_fd(&rep, -1, fd, dcmseal_token_ring_get0_keyring(w->ring), 1,
                         &res->err) == DCMSEAL_OK) {
-        fill_done(res, &rep);
+        res->outcome = CLI_DONE;
+        res->kind = rep.is_dicom;
+        res->bytes = rep.plain_bytes;
+        res->wrap = rep.wrap;
         res->say = CLI_SAY_STDOUT;
         snprintf(res->line, sizeof res->line, "OK (%s, key '%s' v%u)",
                  rep.is_dicom ? "DICOM identity matches" : "opaque", rep.wrap.kek_name,
