@@ -23,7 +23,8 @@ static dcmseal_status read_full(int fd, uint8_t *buf, size_t cap, size_t *n,
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            return dcmseal_fail(err, DCMSEAL_E_IO, "read failed: %s", strerror(errno));
+            return dcmseal_fail(err, DCMSEAL_E_IO, "cannot read the input: %s",
+                                strerror(errno));
         if (r == 0)
             break;
         *n += (size_t)r;
@@ -38,7 +39,8 @@ static dcmseal_status write_all(int fd, const uint8_t *buf, size_t n, dcmseal_er
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
-            return dcmseal_fail(err, DCMSEAL_E_IO, "write failed: %s", strerror(errno));
+            return dcmseal_fail(err, DCMSEAL_E_IO, "cannot write the output: %s",
+                                strerror(errno));
         buf += w;
         n -= (size_t)w;
     }
