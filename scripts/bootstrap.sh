@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config libssl-dev openssl p11-kit libp11-kit-dev
-          softhsm2 libdcmtk-dev dcmtk python3)
+          softhsm2 libdcmtk-dev dcmtk python3 valgrind)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
