@@ -269,21 +269,32 @@ static void tree_transform(const cli_worker *w, const char *out, int out_sealed,
     }
 }
 
+/* What encrypt_one and decrypt_one start with: where the output goes, the
+ * input open for reading, and whether it starts like an encrypted object. */
+static int open_pair(const cli_worker *w, const cli_entry *e, struct stat *sb,
+                     const char **out, int *sealed, cli_result *res)
+{
+    uint8_t head[16]; /* enough for the magic */
+    *out = output_path(w, e, res);
+    int fd = *out ? open_input(w, e, O_RDONLY, sb, res) : -1;
+    ssize_t n = fd >= 0 ? pread(fd, head, sizeof head, 0) : -1;
+    *sealed = n > 0 && dcmseal_is_sealed(head, (size_t)n);
+    return fd;
+}
+
 static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     const cli_opts *o = w->o;
-    uint8_t head[16]; /* enough for the magic */
     dcmseal_header_info info;
+    dcmseal_error err;
     struct stat sb;
-    const char *out = output_path(w, e, res);
-    int fd = out ? open_input(w, e, O_RDONLY, &sb, res) : -1;
+    const char *out;
+    int sealed, fd = open_pair(w, e, &sb, &out, &sealed, res);
     if (fd < 0)
         return;
-    ssize_t n = pread(fd, head, sizeof head, 0);
-    if (o->in_place && n > 0 && dcmseal_is_sealed(head, (size_t)n)) {
+    if (o->in_place && sealed) {
         /* Encrypting it again would bury the object under a second layer;
          * a damaged one needs a human. */
-        dcmseal_error err;
         if (dcmseal_inspect_fd(&info, &res->bytes, fd, &err) == DCMSEAL_OK) {
             res->outcome = CLI_SKIPPED;
             res->reason = "already encrypted";
@@ -307,15 +318,13 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
 static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     const cli_opts *o = w->o;
-    uint8_t head[16]; /* enough for the magic */
     dcmseal_header_info info;
     struct stat sb;
-    const char *out = output_path(w, e, res);
-    int fd = out ? open_input(w, e, O_RDONLY, &sb, res) : -1;
+    const char *out;
+    int sealed, fd = open_pair(w, e, &sb, &out, &sealed, res);
     if (fd < 0)
         return;
-    ssize_t n = pread(fd, head, sizeof head, 0);
-    if (o->in_place && !(n > 0 && dcmseal_is_sealed(head, (size_t)n))) {
+    if (o->in_place && !sealed) {
         res->outcome = CLI_SKIPPED;
         res->reason = "not encrypted";
         res->bytes = (uint64_t)sb.st_size;

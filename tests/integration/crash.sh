@@ -180,23 +180,21 @@ good=$DCMSEAL_TOKEN
 export FAULTY_PKCS11_MODULE=$SOFTHSM_MODULE FAULTY_PKCS11_PLAN=$tmp/plan
 export DCMSEAL_TOKEN="pkcs11:token=crash-test?module-path=$FAULTY&pin-source=file:$tmp/hsm/pin"
 outage() { printf '%s\n' "$1" > "$tmp/plan.new" && mv "$tmp/plan.new" "$tmp/plan"; }
-outage ''
-rm -rf "$tmp/dec"
-"$DCMSEAL" decrypt -r -q --jobs 2 "$tmp/enc" -o "$tmp/dec" --report "$tmp/out1.jsonl" 2>"$tmp/err" &
-pid=$!
-for _ in $(seq 500); do [ "$(cat "$tmp/out1.jsonl" 2>/dev/null | wc -l)" -ge 20 ] && break; sleep 0.01; done
-outage '* CKR_DEVICE_REMOVED 3'
-wait "$pid"
+# Starts decrypt -r, injects PLAN once 20 files are done, and waits.
+decrypt_with_outage() {
+    outage ''
+    rm -rf "$tmp/dec" "$tmp/out.jsonl"
+    "$DCMSEAL" decrypt -r -q --jobs 2 "$tmp/enc" -o "$tmp/dec" --report "$tmp/out.jsonl" 2>"$tmp/err" &
+    local pid=$!
+    for _ in $(seq 500); do [ "$(cat "$tmp/out.jsonl" 2>/dev/null | wc -l)" -ge 20 ] && break; sleep 0.01; done
+    outage "$1"
+    wait "$pid"
+}
+decrypt_with_outage '* CKR_DEVICE_REMOVED 3'
 rc=$?
 check "a short outage mid-batch is ridden out ($rc: $(head -c 200 "$tmp/err"))" [ "$rc" -eq 0 ]
 check "and every file is there" diff -r -q "$orig" "$tmp/dec"
-rm -rf "$tmp/dec"
-outage ''
-"$DCMSEAL" decrypt -r -q --jobs 2 "$tmp/enc" -o "$tmp/dec" --report "$tmp/out2.jsonl" 2>"$tmp/err" &
-pid=$!
-for _ in $(seq 500); do [ "$(cat "$tmp/out2.jsonl" 2>/dev/null | wc -l)" -ge 20 ] && break; sleep 0.01; done
-outage '* CKR_DEVICE_REMOVED 1000000'
-wait "$pid"
+decrypt_with_outage '* CKR_DEVICE_REMOVED 1000000'
 rc=$?
 check "a long outage stops the batch with 69 ($rc)" [ "$rc" -eq 69 ]
 check "saying how many were not started" grep -q "not started" "$tmp/err"
