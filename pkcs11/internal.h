@@ -1,4 +1,4 @@
-/* What token.c and kek.c share. Not installed, not exported. */
+/* What token.c, kek.c and check.c share. Not installed, not exported. */
 #ifndef DCMSEAL_PKCS11_INTERNAL_H
 #define DCMSEAL_PKCS11_INTERNAL_H
 
