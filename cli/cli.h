@@ -89,4 +89,16 @@ int cli_pool_walk(const char *const *paths, int npaths, int recursive, int jobs,
 /* "2" -> 2; 0 when |s| is not a version number. */
 uint32_t cli_version(const char *s);
 
+/* hsm-check (cli/hsmcheck.c). */
+int cli_cmd_hsm_check(int argc, char **argv);
+
+/* For commands that make scratch keys in the token (cli/interrupt.c): after
+ * cli_interrupt_arm, the first SIGINT, SIGTERM or SIGHUP only sets the flag
+ * that cli_interrupted returns (the signal number); a second one ends the
+ * process at once. cli_interrupt_disarm restores the previous handlers and
+ * then delivers a signal that was held. */
+void cli_interrupt_arm(void);
+int cli_interrupted(void);
+void cli_interrupt_disarm(void);
+
 #endif

@@ -47,6 +47,11 @@ static const char USAGE[] =
     "                     N worker threads, one token session each (default: cores)\n"
     "  health [--json]    token reachable, login, live wrap/unwrap of every enabled\n"
     "                     version; exit 0 only when every primary works\n"
+    "  hsm-check [--json] what the token can do for dcmseal: key generation, RSA-OAEP\n"
+    "                     SHA-1/SHA-256, in-token rewrap, disabled keys refused,\n"
+    "                     private key not extractable, sessions; one line per check\n"
+    "                     with the PKCS#11 return code; scratch keys are destroyed;\n"
+    "                     exit 0 when dcmseal can use the token, 69 when not\n"
     "\n"
     "common options:\n"
     "  --token URI        PKCS#11 URI of the token (default: $DCMSEAL_TOKEN), e.g.\n"
@@ -151,6 +156,8 @@ int main(int argc, char **argv)
         return cli_cmd_rewrap(sub_argc, sub_argv);
     if (strcmp(cmd, "health") == 0)
         return cli_cmd_health(sub_argc, sub_argv);
+    if (strcmp(cmd, "hsm-check") == 0)
+        return cli_cmd_hsm_check(sub_argc, sub_argv);
     if (strcmp(cmd, "help") == 0) {
         fputs(USAGE, stdout);
         return EX_OK;
