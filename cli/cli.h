@@ -89,8 +89,9 @@ int cli_pool_walk(const char *const *paths, int npaths, int recursive, int jobs,
 /* "2" -> 2; 0 when |s| is not a version number. */
 uint32_t cli_version(const char *s);
 
-/* hsm-check (cli/hsmcheck.c). */
+/* hsm-check and bench (cli/hsmcheck.c, cli/bench.c). */
 int cli_cmd_hsm_check(int argc, char **argv);
+int cli_cmd_bench(int argc, char **argv);
 
 /* For commands that make scratch keys in the token (cli/interrupt.c): after
  * cli_interrupt_arm, the first SIGINT, SIGTERM or SIGHUP only sets the flag

@@ -52,6 +52,11 @@ static const char USAGE[] =
     "                     private key not extractable, sessions; one line per check\n"
     "                     with the PKCS#11 return code; scratch keys are destroyed;\n"
     "                     exit 0 when dcmseal can use the token, 69 when not\n"
+    "  bench [--key NAME] [--objects N] [--sessions 1,2,...] [--bits 2048|3072]\n"
+    "        [--keep] [--json]\n"
+    "                     objects/s and p50/p99 latency of unwrap (C_Decrypt),\n"
+    "                     rewrap (in token and via host) and wrap, per session count;\n"
+    "                     uses a scratch KEK (v1 -> v2) destroyed after unless --keep\n"
     "\n"
     "common options:\n"
     "  --token URI        PKCS#11 URI of the token (default: $DCMSEAL_TOKEN), e.g.\n"
@@ -158,6 +163,8 @@ int main(int argc, char **argv)
         return cli_cmd_health(sub_argc, sub_argv);
     if (strcmp(cmd, "hsm-check") == 0)
         return cli_cmd_hsm_check(sub_argc, sub_argv);
+    if (strcmp(cmd, "bench") == 0)
+        return cli_cmd_bench(sub_argc, sub_argv);
     if (strcmp(cmd, "help") == 0) {
         fputs(USAGE, stdout);
         return EX_OK;
