@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +15,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-
-/* Set by SIGINT or SIGTERM: stop taking files, finish those in hand. */
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig) { stop_signal = sig; }
 
 typedef struct batch {
     const cli_batch_cmd *cmd;
@@ -55,7 +49,7 @@ static double seconds_since(const struct timespec *t0)
 static int may_start(batch *b)
 {
     pthread_mutex_lock(&b->lock);
-    int stop = b->token_lost || stop_signal;
+    int stop = b->token_lost || cli_interrupted();
     b->not_started += (unsigned long)stop;
     pthread_mutex_unlock(&b->lock);
     return !stop;
@@ -270,7 +264,7 @@ static int visit(const cli_entry *e, void *ctx)
     /* After a signal the operator wants the prompt back; after a lost token
      * the rest of the walk only counts what was not started. */
     if (e->kind == CLI_ENTRY_FILE)
-        return stop_signal ? CLI_WALK_STOP : may_start(b) ? EX_OK : CLI_POOL_SKIP;
+        return cli_interrupted() ? CLI_WALK_STOP : may_start(b) ? EX_OK : CLI_POOL_SKIP;
     if (e->kind == CLI_ENTRY_DIR) {
         if (b->o->out == NULL || b->o->in_place)
             return EX_OK;
@@ -401,7 +395,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     cli_worker workers[CLI_JOBS_MAX];
     void *ctxs[CLI_JOBS_MAX];
     pthread_t counter, drawer;
-    int jobs = 0, rc;
+    int jobs = 0, rc, armed = 0;
     b.wo = (cli_walk_opts){o->recursive, o->follow, o->shard_k, o->shard_n};
 
     if (o->out != NULL && o->in_place)
@@ -457,18 +451,10 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         b.progress = pthread_create(&drawer, NULL, progress_main, &b) == 0;
     }
 
-    /* A second signal kills as usual (SA_RESETHAND). */
-    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND}, old_int, old_term;
-    sigemptyset(&sa.sa_mask);
-    stop_signal = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-
+    cli_interrupt_arm("finishing the files in hand");
     const cli_pool_ops ops = {.visit = visit, .file = work, .ctx = &b};
     int walk_rc = cli_pool_walk((const char *const *)o->args, o->nargs, &b.wo, jobs, &ops, ctxs);
 
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     pthread_mutex_lock(&b.lock);
     b.finished = 1;
     pthread_cond_broadcast(&b.finished_cond);
@@ -477,8 +463,9 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         pthread_join(drawer, NULL);
     if (counting)
         pthread_join(counter, NULL);
-    int stopped_by = stop_signal ? stop_signal : b.token_lost ? -1 : 0;
-    rc = stop_signal ? 128 + stop_signal : walk_rc == EX_OSERR ? EX_OSERR : b.rc;
+    const int sig = cli_interrupted();
+    int stopped_by = sig ? sig : b.token_lost ? -1 : 0;
+    rc = sig ? 128 + sig : walk_rc == EX_OSERR ? EX_OSERR : b.rc;
     summary(&b, rc, stopped_by, many);
     if (b.report != NULL && (fflush(b.report) != 0 || fsync(fileno(b.report)) != 0 ||
                              fclose(b.report) != 0)) {
@@ -488,6 +475,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     }
     pthread_cond_destroy(&b.finished_cond);
     pthread_mutex_destroy(&b.lock);
+    armed = 1;
 out:
     for (int i = 0; i < jobs; i++) {
         dcmseal_token_ring_free(workers[i].ring);
@@ -495,5 +483,8 @@ out:
             dcmseal_session_free(workers[i].session);
     }
     cli_token_close(&t);
+    /* Delivers a signal that stopped the run, now that all is closed. */
+    if (armed)
+        cli_interrupt_disarm();
     return rc;
 }

@@ -197,4 +197,18 @@ const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token);
 /* "2" -> 2; 0 when |s| is not a version number. */
 uint32_t cli_version(const char *s);
 
+/* hsm-check and bench (cli/hsmcheck.c, cli/bench.c). */
+int cli_cmd_hsm_check(int argc, char **argv);
+int cli_cmd_bench(int argc, char **argv);
+
+/* For commands that must finish what they hold before they stop
+ * (cli/interrupt.c): after cli_interrupt_arm, the first SIGINT, SIGTERM or
+ * SIGHUP only sets the flag that cli_interrupted returns (the signal number)
+ * and says on stderr that the command is |doing| something first; a second
+ * one ends the process at once. cli_interrupt_disarm restores the previous
+ * handlers and then delivers a signal that was held. */
+void cli_interrupt_arm(const char *doing);
+int cli_interrupted(void);
+void cli_interrupt_disarm(void);
+
 #endif

@@ -53,6 +53,16 @@ static const char USAGE[] =
     "                     rewriting one key slot in place; the payload is untouched\n"
     "  health [--json]    token reachable, login, live wrap/unwrap of every enabled\n"
     "                     version; exit 0 only when every primary works\n"
+    "  hsm-check [--json] what the token can do for dcmseal: key generation, RSA-OAEP\n"
+    "                     SHA-1/SHA-256, in-token rewrap, disabled keys refused,\n"
+    "                     private key not extractable, sessions; one line per check\n"
+    "                     with the PKCS#11 return code; scratch keys are destroyed;\n"
+    "                     exit 0 when dcmseal can use the token, 69 when not\n"
+    "  bench [--key NAME] [--objects N] [--sessions 1,2,...] [--bits 2048|3072]\n"
+    "        [--keep] [--json]\n"
+    "                     objects/s and p50/p99 latency of unwrap (C_Decrypt),\n"
+    "                     rewrap (in token and via host) and wrap, per session count;\n"
+    "                     uses a scratch KEK (v1 -> v2) destroyed after unless --keep\n"
     "\n"
     "TREE OPTIONS (encrypt, decrypt, verify, rewrap over many files):\n"
     "  -r, --recursive    walk directories; every regular file is handled\n"
@@ -179,6 +189,10 @@ int main(int argc, char **argv)
         return cli_cmd_rewrap(sub_argc, sub_argv);
     if (strcmp(cmd, "health") == 0)
         return cli_cmd_health(sub_argc, sub_argv);
+    if (strcmp(cmd, "hsm-check") == 0)
+        return cli_cmd_hsm_check(sub_argc, sub_argv);
+    if (strcmp(cmd, "bench") == 0)
+        return cli_cmd_bench(sub_argc, sub_argv);
     if (strcmp(cmd, "help") == 0) {
         fputs(USAGE, stdout);
         return EX_OK;

@@ -1,4 +1,4 @@
-/* What token.c and kek.c share. Not installed, not exported. */
+/* What token.c, kek.c and check.c share. Not installed, not exported. */
 #ifndef DCMSEAL_PKCS11_INTERNAL_H
 #define DCMSEAL_PKCS11_INTERNAL_H
 
@@ -77,5 +77,25 @@ const char *ckr_name(CK_RV rv);
 /* Fails with "<what> on token '<label>' failed: <CKR name>". */
 dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_token_t *tok,
                         CK_RV rv, const char *fmt, ...) DCMSEAL_PRINTF(5, 6);
+
+/* Generates version |version| of KEK |name| (RSA |bits|) on |s|'s token
+ * with dcmseal's template: token objects, private half sensitive, never
+ * extractable, decrypt and unwrap only; public half encrypt and wrap only.
+ * One call, no retry: `key create`, `key rotate` and the token check share
+ * it, so that the check tests exactly what dcmseal generates. */
+CK_RV kek_generate_pair(dcmseal_session_t *s, const char *name, uint32_t version,
+                        CK_ULONG bits, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv);
+
+/* C_UnwrapKey of |in| with |key| and |mech| into a new sensitive,
+ * extractable generic secret session object |*dek|: the first half of an
+ * in-token rewrap, shared with the token check for the same reason. */
+CK_RV kek_unwrap_dek(dcmseal_session_t *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+                     const uint8_t *in, size_t in_len, CK_OBJECT_HANDLE *dek);
+
+/* Sets CKA_DECRYPT and CKA_UNWRAP of |priv|, then CKA_ENCRYPT and CKA_WRAP
+ * of |pub|, to |enabled|: how dcmseal disables and enables a KEK version,
+ * so that the token itself refuses a disabled one. Shared with the check. */
+CK_RV kek_set_uses(dcmseal_session_t *s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
+                   CK_BBOOL enabled);
 
 #endif

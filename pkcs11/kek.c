@@ -540,28 +540,21 @@ struct gen_ctx {
     int exists;       /* some key object carries the name */
 };
 
-/* Looks at every object labelled |name|, public halves and strays included,
- * so that a new version never collides with a leftover. */
-static CK_RV gen_op(dcmseal_session_t *s, void *arg)
+CK_RV kek_generate_pair(dcmseal_session_t *s, const char *name, uint32_t version,
+                        CK_ULONG bits, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
 {
-    struct gen_ctx *c = arg;
     static const unsigned char e65537[] = {0x01, 0x00, 0x01};
     CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
-    CK_OBJECT_HANDLE *hs = NULL, top = CK_INVALID_HANDLE, pub, priv;
-    CK_ATTRIBUTE any[] = {{CKA_LABEL, (void *)c->name, strlen(c->name)}};
-    unsigned char modulus[MODULUS_MAX];
-    CK_ATTRIBUTE mod_t[] = {{CKA_MODULUS, modulus, sizeof modulus}};
     char id[KEK_ID_MAX];
-    CK_ULONG id_len;
-    size_t n = 0;
+    CK_ULONG id_len = kek_id(id, version);
     CK_ATTRIBUTE pub_t[] = {
         {CKA_TOKEN, (void *)&yes, 1},
         {CKA_ENCRYPT, (void *)&yes, 1},
         {CKA_WRAP, (void *)&yes, 1},
         {CKA_VERIFY, (void *)&no, 1},
-        {CKA_LABEL, (void *)c->name, strlen(c->name)},
-        {CKA_ID, id, 0},
-        {CKA_MODULUS_BITS, &c->bits, sizeof c->bits},
+        {CKA_LABEL, (void *)name, strlen(name)},
+        {CKA_ID, id, id_len},
+        {CKA_MODULUS_BITS, &bits, sizeof bits},
         {CKA_PUBLIC_EXPONENT, (void *)e65537, sizeof e65537},
     };
     CK_ATTRIBUTE priv_t[] = {
@@ -572,9 +565,23 @@ static CK_RV gen_op(dcmseal_session_t *s, void *arg)
         {CKA_DECRYPT, (void *)&yes, 1},
         {CKA_UNWRAP, (void *)&yes, 1},
         {CKA_SIGN, (void *)&no, 1},
-        {CKA_LABEL, (void *)c->name, strlen(c->name)},
-        {CKA_ID, id, 0},
+        {CKA_LABEL, (void *)name, strlen(name)},
+        {CKA_ID, id, id_len},
     };
+    return s->tok->mod->C_GenerateKeyPair(s->h, &mech, pub_t, sizeof pub_t / sizeof pub_t[0],
+                                          priv_t, sizeof priv_t / sizeof priv_t[0], pub, priv);
+}
+
+/* Looks at every object labelled |name|, public halves and strays included,
+ * so that a new version never collides with a leftover. */
+static CK_RV gen_op(dcmseal_session_t *s, void *arg)
+{
+    struct gen_ctx *c = arg;
+    CK_OBJECT_HANDLE *hs = NULL, top = CK_INVALID_HANDLE, pub, priv;
+    CK_ATTRIBUTE any[] = {{CKA_LABEL, (void *)c->name, strlen(c->name)}};
+    unsigned char modulus[MODULUS_MAX];
+    CK_ATTRIBUTE mod_t[] = {{CKA_MODULUS, modulus, sizeof modulus}};
+    size_t n = 0;
     CK_RV rv = find_all(s, any, 1, &hs, &n);
     c->exists = 0;
     c->highest = c->version = 0;
@@ -603,10 +610,7 @@ static CK_RV gen_op(dcmseal_session_t *s, void *arg)
     }
     if (c->bits != 2048 && c->bits != 3072)
         goto out;
-    id_len = kek_id(id, c->highest + 1);
-    pub_t[5].ulValueLen = priv_t[8].ulValueLen = id_len;
-    rv = s->tok->mod->C_GenerateKeyPair(s->h, &mech, pub_t, sizeof pub_t / sizeof pub_t[0],
-                                        priv_t, sizeof priv_t / sizeof priv_t[0], &pub, &priv);
+    rv = kek_generate_pair(s, c->name, c->highest + 1, c->bits, &pub, &priv);
     if (rv == CKR_OK)
         c->version = c->highest + 1;
 out:
@@ -675,6 +679,15 @@ struct state_ctx {
     int gone;
 };
 
+CK_RV kek_set_uses(dcmseal_session_t *s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
+                   CK_BBOOL enabled)
+{
+    CK_ATTRIBUTE priv_t[] = {{CKA_DECRYPT, &enabled, 1}, {CKA_UNWRAP, &enabled, 1}};
+    CK_ATTRIBUTE pub_t[] = {{CKA_ENCRYPT, &enabled, 1}, {CKA_WRAP, &enabled, 1}};
+    CK_RV rv = s->tok->mod->C_SetAttributeValue(s->h, priv, priv_t, 2);
+    return rv == CKR_OK ? s->tok->mod->C_SetAttributeValue(s->h, pub, pub_t, 2) : rv;
+}
+
 /* Both halves at once: a half-disabled key is a policy violation. On a retry
  * after a partial destroy, the half that is left is destroyed. */
 static CK_RV state_op(dcmseal_session_t *s, void *arg)
@@ -682,20 +695,18 @@ static CK_RV state_op(dcmseal_session_t *s, void *arg)
     struct state_ctx *c = arg;
     CK_FUNCTION_LIST *m = s->tok->mod;
     CK_OBJECT_HANDLE h[2];
-    CK_ATTRIBUTE priv_t[] = {{CKA_DECRYPT, &c->enabled, 1}, {CKA_UNWRAP, &c->enabled, 1}};
-    CK_ATTRIBUTE pub_t[] = {{CKA_ENCRYPT, &c->enabled, 1}, {CKA_WRAP, &c->enabled, 1}};
     CK_RV rv;
     if ((rv = find_one(s, CKO_PRIVATE_KEY, c->name, c->version, &h[0])) != CKR_OK ||
         (rv = find_one(s, CKO_PUBLIC_KEY, c->name, c->version, &h[1])) != CKR_OK)
         return rv;
     c->gone = c->destroy ? h[0] == CK_INVALID_HANDLE && h[1] == CK_INVALID_HANDLE
                          : h[0] == CK_INVALID_HANDLE || h[1] == CK_INVALID_HANDLE;
-    for (int i = 0; i < 2 && rv == CKR_OK && !c->gone; i++) {
-        if (c->destroy)
-            rv = h[i] == CK_INVALID_HANDLE ? CKR_OK : m->C_DestroyObject(s->h, h[i]);
-        else
-            rv = m->C_SetAttributeValue(s->h, h[i], i == 0 ? priv_t : pub_t, 2);
-    }
+    if (c->gone)
+        return rv;
+    if (!c->destroy)
+        return kek_set_uses(s, h[0], h[1], c->enabled);
+    for (int i = 0; i < 2 && rv == CKR_OK; i++)
+        rv = h[i] == CK_INVALID_HANDLE ? CKR_OK : m->C_DestroyObject(s->h, h[i]);
     return rv;
 }
 
@@ -1086,9 +1097,9 @@ struct rewrap_ctx {
     CK_OBJECT_HANDLE dek; /* the session object between the two steps */
 };
 
-static CK_RV unwrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
+CK_RV kek_unwrap_dek(dcmseal_session_t *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+                     const uint8_t *in, size_t in_len, CK_OBJECT_HANDLE *dek)
 {
-    struct rewrap_ctx *r = arg;
     static const CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     static const CK_KEY_TYPE type = CKK_GENERIC_SECRET;
     /* Sensitive: never readable; extractable: C_WrapKey needs it. */
@@ -1097,8 +1108,14 @@ static CK_RV unwrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
         {CKA_TOKEN, (void *)&no, 1},             {CKA_PRIVATE, (void *)&yes, 1},
         {CKA_SENSITIVE, (void *)&yes, 1},        {CKA_EXTRACTABLE, (void *)&yes, 1},
     };
-    return s->tok->mod->C_UnwrapKey(s->h, mech, r->u.key, (CK_BYTE *)r->u.in, r->u.in_len, t,
-                                    sizeof t / sizeof t[0], &r->dek);
+    return s->tok->mod->C_UnwrapKey(s->h, mech, key, (CK_BYTE *)in, in_len, t,
+                                    sizeof t / sizeof t[0], dek);
+}
+
+static CK_RV unwrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
+{
+    struct rewrap_ctx *r = arg;
+    return kek_unwrap_dek(s, mech, r->u.key, r->u.in, r->u.in_len, &r->dek);
 }
 
 static CK_RV wrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)

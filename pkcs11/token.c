@@ -1,8 +1,11 @@
 /* Module loading, token selection, PIN, login and self-healing sessions. */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -364,6 +367,21 @@ static const char *or_unknown(const char *msg)
     return msg != NULL ? msg : "unknown error";
 }
 
+/* Whether |path| is p11-kit's proxy module, i.e. the p11-kit library this
+ * process already runs (Debian installs p11-kit-proxy.so as a link to it).
+ * p11-kit refuses to load its own proxy as a module ("refusing to load the
+ * p11-kit-proxy.so module as a registered module"): inside a p11-kit
+ * process the proxy's slots are those of the registered modules, so a URI
+ * naming it is served from those, exactly as a URI without module-path. */
+static int is_p11kit_proxy(const char *path)
+{
+    Dl_info self;
+    struct stat a, b;
+    return dladdr((void *)p11_kit_module_load, &self) != 0 && self.dli_fname != NULL &&
+           stat(path, &a) == 0 && stat(self.dli_fname, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 /* Loads the candidate modules, keeps the first with a matching token and
  * releases the others. |*absent|: the modules loaded, but no token matched. */
 static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, int *absent,
@@ -375,7 +393,7 @@ static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, int *ab
     char want[33];
     CK_RV rv;
     copy_padded(want, p11_kit_uri_get_token_info(uri)->label, 32);
-    if (path != NULL) {
+    if (path != NULL && !is_p11kit_proxy(path)) {
         one[0] = p11_kit_module_load(path, 0);
         DCMSEAL_ENSURE(one[0] != NULL, err, DCMSEAL_E_TOKEN,
                        "cannot load PKCS#11 module '%s': %s", path,

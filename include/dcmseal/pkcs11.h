@@ -198,6 +198,82 @@ dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
                    dcmseal_oaep oaep, const uint8_t *wrapped, size_t wrapped_len,
                    dcmseal_error *err);
 
+/* ---- Scratch keys and token checks ---------------------------------------
+ *
+ * For the tools that measure or probe a token with keys of their own
+ * (`dcmseal hsm-check`, `dcmseal bench`): they create KEKs under a name
+ * nobody uses and destroy them afterwards. */
+
+/* Writes "<prefix>-<16 random hex digits>" to |out|: a KEK name that no
+ * token holds, with overwhelming probability. Errors: DCMSEAL_E_USAGE when
+ * |prefix| is empty, longer than 40 bytes or not made of A-Z a-z 0-9 . _ -;
+ * DCMSEAL_E_INTERNAL when no random bytes are available. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_scratch_name(char out[DCMSEAL_KEK_NAME_MAX + 1], const char *prefix,
+                         dcmseal_error *err);
+
+/* What a token can and cannot do for dcmseal: one result per check. */
+typedef struct dcmseal_check dcmseal_check_t;
+
+typedef enum {
+    DCMSEAL_CHECK_PASS = 0,
+    DCMSEAL_CHECK_FAIL,
+    DCMSEAL_CHECK_INFO, /* informational: a fact about the token, no verdict */
+} dcmseal_check_verdict;
+
+typedef struct dcmseal_check_result {
+    /* Stable identifier, in the order the checks run: "token",
+     * "mechanisms", "keygen-rsa2048", "keygen-rsa3072", "oaep-sha1",
+     * "oaep-sha256", "oaep-sha256-mgf1-sha1", "oaep", "rewrap-in-token",
+     * "disabled-refused", "private-not-readable", "private-not-wrappable",
+     * "private-attributes-locked", "sessions", "cleanup". docs/HSM.md says
+     * what each one means. */
+    const char *id;
+    dcmseal_check_verdict verdict;
+    /* dcmseal cannot work on the token unless this check passes. */
+    int required;
+    /* The PKCS#11 return code that decided the verdict, e.g.
+     * "CKR_ARGUMENTS_BAD", or "-" for a check that could not run. */
+    const char *ckr;
+    /* A number the check measured (the "sessions" count), or -1. */
+    long count;
+    /* One line for people: what was done and what the token answered. */
+    char detail[320];
+} dcmseal_check_result;
+
+/* Probes the token of |s|, on |s| and on up to |max_sessions| (1..1024)
+ * further sessions it opens and closes. It generates a scratch KEK with
+ * dcmseal's own template (version 1 RSA-2048, version 2 RSA-3072, named by
+ * dcmseal_kek_scratch_name with prefix "dcmseal-check"), encrypts and
+ * decrypts with it, disables and enables it as `dcmseal key disable`
+ * does, and tries to read and to wrap its private half. Before returning,
+ * on every path, it destroys the scratch KEK and every session object it
+ * made; the "cleanup" result names anything the token refused to destroy.
+ * It calls the module directly, without the retries of a dcmseal session,
+ * to report the token's own answers: do not use |s| from another thread
+ * meanwhile. A check that fails is a result, not an error. Errors:
+ * DCMSEAL_E_USAGE for a bad argument; DCMSEAL_E_INTERNAL when out of
+ * memory or randomness. On success |*out| must be released with
+ * dcmseal_check_free. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_check_run(dcmseal_check_t **out, dcmseal_session_t *s, unsigned max_sessions,
+                  dcmseal_error *err);
+
+/* The number of results. */
+DCMSEAL_API size_t dcmseal_check_count(const dcmseal_check_t *c);
+
+/* Result |i| (0 <= i < dcmseal_check_count), borrowed from |c|. */
+DCMSEAL_API const dcmseal_check_result *dcmseal_check_get0_result(const dcmseal_check_t *c,
+                                                                  size_t i);
+
+/* 1 when every required check passed: dcmseal can create, use, disable and
+ * rewrap keys on this token (RSA-OAEP with SHA-1 or SHA-256; rewrap in the
+ * token or through host memory), else 0. */
+DCMSEAL_API int dcmseal_check_usable(const dcmseal_check_t *c);
+
+/* Frees |c|. Accepts NULL. */
+DCMSEAL_API void dcmseal_check_free(dcmseal_check_t *c);
+
 #ifdef __cplusplus
 }
 #endif

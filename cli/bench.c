@@ -1,0 +1,520 @@
+/* bench: how fast the token runs what rotation and encryption ask of it.
+ * Per session count (one thread per session), objects per second and p50/p99
+ * latency of: a raw unwrap loop (C_Decrypt, one RSA private-key operation
+ * each: the token's limit), rewrap in the token and through host memory (the
+ * two paths of dcmseal_kek_rewrap), and wrapping a new data key. The objects
+ * are wrapped data keys held in memory; files and their I/O are not part of
+ * it. The KEK is a scratch one (v1 -> v2) made for the run and destroyed
+ * after it, unless --keep, or an existing one named with --key. */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "cli.h"
+
+#define BENCH_OBJECTS_DEFAULT 200
+#define BENCH_OBJECTS_MAX 1000000
+#define BENCH_COUNTS_MAX 16
+
+typedef enum { OP_UNWRAP, OP_REWRAP_TOKEN, OP_REWRAP_HOST, OP_WRAP, OP_COUNT } bench_op;
+
+static const char *const op_id[OP_COUNT] = {"unwrap", "rewrap-in-token", "rewrap-host",
+                                            "wrap"};
+static const char *const op_title[OP_COUNT] = {"unwrap (C_Decrypt)", "rewrap in token",
+                                               "rewrap via host", "wrap new DEK"};
+
+typedef struct bench_opts {
+    const char *token, *key;
+    unsigned objects, bits;
+    int counts[BENCH_COUNTS_MAX]; /* session counts */
+    size_t ncounts;
+    int keep, json;
+} bench_opts;
+
+/* The keys and objects every phase works on; read-only while threads run. */
+typedef struct bench_data {
+    dcmseal_kek_info from, to;
+    dcmseal_oaep oaep; /* of the wrapped objects */
+    int in_token;      /* the token rewraps without the key leaving it */
+    unsigned n;
+    uint8_t (*dek)[DCMSEAL_DEK_LEN];
+    uint8_t (*wrapped)[DCMSEAL_WRAPPED_MAX];
+    size_t *wrapped_len;
+} bench_data;
+
+/* One operation at one session count. */
+typedef struct bench_phase {
+    const bench_data *d;
+    bench_op op;
+    atomic_uint next;
+    atomic_int failed;
+    double *latency; /* seconds, per object */
+    pthread_mutex_t lock;
+    dcmseal_error err; /* the first failure */
+} bench_phase;
+
+typedef struct bench_worker {
+    bench_phase *ph;
+    dcmseal_session_t *session;
+} bench_worker;
+
+typedef struct bench_row {
+    int sessions;
+    bench_op op;
+    int available;
+    double per_second, p50, p99; /* latencies in seconds */
+} bench_row;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+static int parse_counts(bench_opts *o, const char *list)
+{
+    const char *p = list;
+    o->ncounts = 0;
+    while (*p != '\0') {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p || v < 1 || v > CLI_JOBS_MAX || (*end != ',' && *end != '\0') ||
+            o->ncounts == BENCH_COUNTS_MAX)
+            return cli_usage_error("--sessions %s: a list of at most %d counts of 1..%d, "
+                                   "e.g. 1,2,4", list, BENCH_COUNTS_MAX, CLI_JOBS_MAX);
+        o->counts[o->ncounts++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return o->ncounts > 0 ? EX_OK : cli_usage_error("--sessions: give at least one count");
+}
+
+static int bench_parse(bench_opts *o, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"token", required_argument, NULL, 't'}, {"key", required_argument, NULL, 'k'},
+        {"objects", required_argument, NULL, 'n'}, {"sessions", required_argument, NULL, 's'},
+        {"bits", required_argument, NULL, 'b'}, {"keep", no_argument, NULL, 'K'},
+        {"json", no_argument, NULL, 'j'}, {0, 0, 0, 0},
+    };
+    int c, rc;
+    char *end;
+    unsigned long v;
+    memset(o, 0, sizeof *o);
+    o->objects = BENCH_OBJECTS_DEFAULT;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': o->token = optarg; break;
+        case 'k': o->key = optarg; break;
+        case 'K': o->keep = 1; break;
+        case 'j': o->json = 1; break;
+        case 'n':
+            v = strtoul(optarg, &end, 10);
+            if (*end != '\0' || optarg[0] == '\0' || v < 1 || v > BENCH_OBJECTS_MAX)
+                return cli_usage_error("--objects %s: must be 1..%d", optarg,
+                                       BENCH_OBJECTS_MAX);
+            o->objects = (unsigned)v;
+            break;
+        case 's':
+            if ((rc = parse_counts(o, optarg)) != EX_OK)
+                return rc;
+            break;
+        case 'b':
+            v = strtoul(optarg, &end, 10);
+            if (*end != '\0' || (v != 2048 && v != 3072))
+                return cli_usage_error("--bits %s: KEKs are RSA 2048 or 3072", optarg);
+            o->bits = (unsigned)v;
+            break;
+        default: return cli_usage_error("bench: bad option");
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("bench takes no arguments");
+    if (o->key != NULL && (o->bits != 0 || o->keep))
+        return cli_usage_error("bench: --bits and --keep apply to the scratch key, not to "
+                               "--key %s", o->key);
+    if (o->ncounts == 0) {
+        /* One session, then one per core: where the token's parallelism shows. */
+        o->counts[o->ncounts++] = 1;
+        if (cli_default_jobs() > 1)
+            o->counts[o->ncounts++] = cli_default_jobs();
+    }
+    if (o->bits == 0)
+        o->bits = 3072; /* what `key create` makes */
+    return EX_OK;
+}
+
+/* ---- one operation ------------------------------------------------------ */
+
+static dcmseal_status bench_one(dcmseal_session_t *s, const bench_data *d, bench_op op,
+                                unsigned i, dcmseal_error *err)
+{
+    uint8_t dek[DCMSEAL_DEK_LEN], out[DCMSEAL_WRAPPED_MAX];
+    size_t len = 0, out_len = 0;
+    dcmseal_oaep used;
+    int in_token = 0;
+    dcmseal_status st = DCMSEAL_OK;
+    switch (op) {
+    case OP_UNWRAP:
+        st = dcmseal_kek_unwrap(s, dek, sizeof dek, &len, &d->from, d->oaep, d->wrapped[i],
+                                d->wrapped_len[i], err);
+        if (st == DCMSEAL_OK && (len != sizeof dek || CRYPTO_memcmp(dek, d->dek[i], len) != 0))
+            st = dcmseal_fail(err, DCMSEAL_E_AUTH, "object %u unwrapped to another key",
+                              i);
+        break;
+    case OP_REWRAP_TOKEN:
+        st = dcmseal_kek_rewrap(s, out, sizeof out, &out_len, &used, &in_token, &d->from,
+                                d->oaep, d->wrapped[i], d->wrapped_len[i], &d->to,
+                                DCMSEAL_OAEP_AUTO, err);
+        if (st == DCMSEAL_OK && !in_token)
+            st = dcmseal_fail(err, DCMSEAL_E_TOKEN,
+                              "the token stopped rewrapping in the token at object %u", i);
+        break;
+    case OP_REWRAP_HOST:
+        /* What dcmseal_kek_rewrap falls back to when the token refuses. */
+        st = dcmseal_kek_unwrap(s, dek, sizeof dek, &len, &d->from, d->oaep, d->wrapped[i],
+                                d->wrapped_len[i], err);
+        if (st == DCMSEAL_OK)
+            st = dcmseal_kek_wrap(s, out, sizeof out, &out_len, &used, &d->to,
+                                  DCMSEAL_OAEP_AUTO, dek, len, err);
+        break;
+    case OP_WRAP:
+        if (RAND_bytes(dek, sizeof dek) != 1)
+            st = dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no random bytes");
+        else
+            st = dcmseal_kek_wrap(s, out, sizeof out, &out_len, &used, &d->to,
+                                  DCMSEAL_OAEP_AUTO, dek, sizeof dek, err);
+        break;
+    case OP_COUNT: break;
+    }
+    OPENSSL_cleanse(dek, sizeof dek);
+    return st;
+}
+
+/* ---- one phase: |op| on as many threads as sessions ---------------------- */
+
+static void *bench_work(void *arg)
+{
+    bench_worker *w = arg;
+    bench_phase *ph = w->ph;
+    dcmseal_error err;
+    for (;;) {
+        if (atomic_load(&ph->failed) || cli_interrupted())
+            break;
+        unsigned i = atomic_fetch_add(&ph->next, 1);
+        if (i >= ph->d->n)
+            break;
+        double t0 = now();
+        dcmseal_status st = bench_one(w->session, ph->d, ph->op, i, &err);
+        ph->latency[i] = now() - t0;
+        if (st != DCMSEAL_OK) {
+            pthread_mutex_lock(&ph->lock);
+            if (!atomic_exchange(&ph->failed, 1))
+                ph->err = err;
+            pthread_mutex_unlock(&ph->lock);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The nearest-rank percentile of sorted |v|. */
+static double percentile(const double *v, unsigned n, double q)
+{
+    unsigned rank = (unsigned)(q * n);
+    if ((double)rank < q * n)
+        rank++;
+    return v[rank > 0 ? rank - 1 : 0];
+}
+
+static dcmseal_status bench_phase_run(bench_row *row, const bench_data *d,
+                                      dcmseal_session_t **sessions, int nsessions, bench_op op,
+                                      dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    bench_phase ph = {.d = d, .op = op};
+    bench_worker w[CLI_JOBS_MAX];
+    pthread_t tid[CLI_JOBS_MAX];
+    int started = 0;
+    atomic_init(&ph.next, 0);
+    atomic_init(&ph.failed, 0);
+    *row = (bench_row){.sessions = nsessions, .op = op};
+    ph.latency = calloc(d->n, sizeof *ph.latency);
+    DCMSEAL_ENSURE(ph.latency != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    pthread_mutex_init(&ph.lock, NULL);
+    double t0 = now();
+    for (; started < nsessions; started++) {
+        w[started] = (bench_worker){&ph, sessions[started]};
+        if (pthread_create(&tid[started], NULL, bench_work, &w[started]) != 0)
+            break;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    double elapsed = now() - t0;
+    pthread_mutex_destroy(&ph.lock);
+    if (atomic_load(&ph.failed)) {
+        *err = ph.err;
+        st = ph.err.status;
+        goto out;
+    }
+    DCMSEAL_ENSURE(started == nsessions, err, DCMSEAL_E_INTERNAL,
+                   "cannot start %d threads", nsessions);
+    DCMSEAL_ENSURE(!cli_interrupted(), err, DCMSEAL_E_INTERNAL, "interrupted");
+    qsort(ph.latency, d->n, sizeof *ph.latency, cmp_double);
+    row->available = 1;
+    row->per_second = elapsed > 0 ? d->n / elapsed : 0;
+    row->p50 = percentile(ph.latency, d->n, 0.50);
+    row->p99 = percentile(ph.latency, d->n, 0.99);
+out:
+    free(ph.latency);
+    return st;
+}
+
+/* ---- keys and objects --------------------------------------------------- */
+
+/* --key NAME: its primary is the rewrap target, the enabled version below it
+ * (if any) the source; nothing on the token is changed. */
+static dcmseal_status keys_existing(bench_data *d, const cli_token *t, const char *name,
+                                    dcmseal_error *err)
+{
+    dcmseal_status st;
+    dcmseal_kek_info keys[64];
+    size_t n = 0;
+    if ((st = dcmseal_kek_find(t->session, &d->to, name, 0, err)) != DCMSEAL_OK ||
+        (st = dcmseal_kek_list(t->session, keys, 64, &n, name, err)) != DCMSEAL_OK)
+        return st;
+    for (size_t i = n < 64 ? n : 64; i-- > 0;)
+        if (keys[i].enabled && keys[i].version < d->to.version &&
+            dcmseal_kek_find(t->session, &d->from, name, keys[i].version, err) == DCMSEAL_OK)
+            return DCMSEAL_OK;
+    d->from = d->to;
+    return DCMSEAL_OK;
+}
+
+static dcmseal_status keys_scratch(bench_data *d, const cli_token *t, char *name,
+                                   unsigned bits, dcmseal_error *err)
+{
+    dcmseal_status st;
+    if ((st = dcmseal_kek_scratch_name(name, "dcmseal-bench", err)) != DCMSEAL_OK ||
+        (st = dcmseal_kek_create(t->session, &d->from, name, bits, err)) != DCMSEAL_OK)
+        return st;
+    return dcmseal_kek_rotate(t->session, &d->to, name, 0, err);
+}
+
+/* Destroys every version of the scratch key |name| (none may be left). */
+static dcmseal_status keys_destroy(const cli_token *t, const char *name, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_kek_info keys[8];
+    size_t n = 0;
+    if ((st = dcmseal_kek_list(t->session, keys, 8, &n, name, err)) != DCMSEAL_OK)
+        return st;
+    for (size_t i = 0; i < n && i < 8 && st == DCMSEAL_OK; i++)
+        st = dcmseal_kek_destroy(t->session, name, keys[i].version, err);
+    return st;
+}
+
+/* Draws the data keys and wraps them under |d->from|, untimed. */
+static dcmseal_status objects_make(bench_data *d, const cli_token *t, unsigned n,
+                                   dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    d->n = n;
+    d->dek = OPENSSL_secure_zalloc(n * sizeof *d->dek);
+    d->wrapped = calloc(n, sizeof *d->wrapped);
+    d->wrapped_len = calloc(n, sizeof *d->wrapped_len);
+    if (d->dek == NULL || d->wrapped == NULL || d->wrapped_len == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
+    for (unsigned i = 0; i < n && st == DCMSEAL_OK; i++) {
+        if (RAND_bytes(d->dek[i], DCMSEAL_DEK_LEN) != 1)
+            return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no random bytes");
+        st = dcmseal_kek_wrap(t->session, d->wrapped[i], DCMSEAL_WRAPPED_MAX, &d->wrapped_len[i],
+                              &d->oaep, &d->from, DCMSEAL_OAEP_AUTO, d->dek[i], DCMSEAL_DEK_LEN,
+                              err);
+    }
+    /* One rewrap says whether the token keeps the key inside. */
+    if (st == DCMSEAL_OK) {
+        uint8_t out[DCMSEAL_WRAPPED_MAX];
+        size_t out_len;
+        dcmseal_oaep used;
+        st = dcmseal_kek_rewrap(t->session, out, sizeof out, &out_len, &used, &d->in_token,
+                                &d->from, d->oaep, d->wrapped[0], d->wrapped_len[0], &d->to,
+                                DCMSEAL_OAEP_AUTO, err);
+    }
+    return st;
+}
+
+static void objects_free(bench_data *d)
+{
+    if (d->dek != NULL)
+        OPENSSL_secure_clear_free(d->dek, (size_t)d->n * sizeof *d->dek);
+    free(d->wrapped);
+    free(d->wrapped_len);
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void print_head(const bench_opts *o, const bench_data *d, const char *label,
+                       int scratch)
+{
+    printf("dcmseal bench: token '%s', %s key '%s' v%u -> v%u, RSA-%u, RSA-OAEP %s, "
+           "%u objects\n",
+           label, scratch ? "scratch" : "existing", d->from.name, d->from.version,
+           d->to.version, d->to.bits, dcmseal_oaep_name(d->oaep), o->objects);
+    printf("%8s  %-20s %10s %9s %9s %10s\n", "sessions", "operation", "objects/s", "p50 ms",
+           "p99 ms", "vs unwrap");
+}
+
+static void print_row(const bench_row *r, double unwrap_rate)
+{
+    if (!r->available) {
+        printf("%8d  %-20s %10s   (the token refuses C_UnwrapKey/C_WrapKey: see hsm-check)\n",
+               r->sessions, op_title[r->op], "n/a");
+        return;
+    }
+    printf("%8d  %-20s %10.1f %9.2f %9.2f %10.2f\n", r->sessions, op_title[r->op],
+           r->per_second, r->p50 * 1e3, r->p99 * 1e3,
+           unwrap_rate > 0 ? r->per_second / unwrap_rate : 0);
+    fflush(stdout);
+}
+
+static void print_json(const bench_opts *o, const bench_data *d, const char *label,
+                       int scratch, const bench_row *rows, size_t nrows)
+{
+    double unwrap_rate = 0;
+    fputs("{\"token\":", stdout);
+    cli_json_string(stdout, label);
+    fputs(",\"key\":", stdout);
+    cli_json_string(stdout, d->from.name);
+    printf(",\"scratch\":%s,\"kept\":%s,\"from_version\":%u,\"to_version\":%u,\"bits\":%u,"
+           "\"oaep\":\"%s\",\"objects\":%u,\"in_token_rewrap\":%s,\"results\":[",
+           scratch ? "true" : "false", scratch && o->keep ? "true" : "false", d->from.version,
+           d->to.version, d->to.bits, dcmseal_oaep_name(d->oaep), o->objects,
+           d->in_token ? "true" : "false");
+    for (size_t i = 0; i < nrows; i++) {
+        const bench_row *r = &rows[i];
+        if (r->op == OP_UNWRAP)
+            unwrap_rate = r->per_second;
+        printf("%s{\"sessions\":%d,\"operation\":\"%s\",", i ? "," : "", r->sessions,
+               op_id[r->op]);
+        if (r->available)
+            printf("\"objects_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+                   "\"ratio_to_unwrap\":%.3f}",
+                   r->per_second, r->p50 * 1e3, r->p99 * 1e3,
+                   unwrap_rate > 0 ? r->per_second / unwrap_rate : 0);
+        else
+            fputs("\"objects_per_s\":null,\"p50_ms\":null,\"p99_ms\":null,"
+                  "\"ratio_to_unwrap\":null}", stdout);
+    }
+    fputs("]}\n", stdout);
+}
+
+/* ---- the command -------------------------------------------------------- */
+
+/* Runs every operation at every session count, printing table rows as they
+ * come (the JSON object at the end). */
+static dcmseal_status bench_all(const bench_opts *o, const bench_data *d, const cli_token *t,
+                                bench_row *rows, size_t *nrows, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_session_t *sessions[CLI_JOBS_MAX] = {t->session};
+    int most = 1, opened = 1;
+    for (size_t i = 0; i < o->ncounts; i++)
+        most = o->counts[i] > most ? o->counts[i] : most;
+    /* Sessions open before timing starts; the first is cli_token_open's. */
+    for (; opened < most; opened++)
+        DCMSEAL_GUARD(dcmseal_session_open(&sessions[opened], t->token, err));
+    /* Each session finds both key versions once (then caches their handles),
+     * as a rewrap worker does at its first object: not what is measured. */
+    for (int i = 0; i < most; i++) {
+        DCMSEAL_GUARD(bench_one(sessions[i], d, OP_UNWRAP, 0, err));
+        DCMSEAL_GUARD(bench_one(sessions[i], d, OP_WRAP, 0, err));
+    }
+    *nrows = 0;
+    for (size_t i = 0; i < o->ncounts; i++) {
+        double unwrap_rate = 0;
+        for (int op = 0; op < OP_COUNT; op++) {
+            bench_row *r = &rows[(*nrows)++];
+            if (op == OP_REWRAP_TOKEN && !d->in_token)
+                *r = (bench_row){.sessions = o->counts[i], .op = OP_REWRAP_TOKEN};
+            else
+                DCMSEAL_GUARD(bench_phase_run(r, d, sessions, o->counts[i], op, err));
+            if (op == OP_UNWRAP)
+                unwrap_rate = r->per_second;
+            if (!o->json)
+                print_row(r, unwrap_rate);
+        }
+    }
+out:
+    for (int i = 1; i < opened; i++)
+        dcmseal_session_free(sessions[i]);
+    return st;
+}
+
+int cli_cmd_bench(int argc, char **argv)
+{
+    bench_opts o;
+    cli_token t;
+    dcmseal_error err;
+    bench_data d;
+    bench_row rows[BENCH_COUNTS_MAX * OP_COUNT];
+    size_t nrows = 0;
+    char scratch[DCMSEAL_KEK_NAME_MAX + 1] = "", label[33];
+    dcmseal_status st;
+    int rc = bench_parse(&o, argc, argv);
+    if (rc != EX_OK)
+        return rc;
+    if ((rc = cli_token_open(&t, o.token, "token")) != EX_OK)
+        return rc;
+    snprintf(label, sizeof label, "%s", dcmseal_token_get0_label(t.token));
+    memset(&d, 0, sizeof d);
+    /* From here a scratch key may exist: Ctrl-C waits for its removal. */
+    cli_interrupt_arm("removing scratch keys");
+    st = o.key != NULL ? keys_existing(&d, &t, o.key, &err)
+                       : keys_scratch(&d, &t, scratch, o.bits, &err);
+    if (st == DCMSEAL_OK)
+        st = objects_make(&d, &t, o.objects, &err);
+    if (st == DCMSEAL_OK && !o.json)
+        print_head(&o, &d, label, o.key == NULL);
+    if (st == DCMSEAL_OK)
+        st = bench_all(&o, &d, &t, rows, &nrows, &err);
+    if (st != DCMSEAL_OK)
+        rc = cli_report("bench", &err);
+    else if (o.json)
+        print_json(&o, &d, label, o.key == NULL, rows, nrows);
+    objects_free(&d);
+    if (scratch[0] != '\0' && o.keep && d.from.version != 0) {
+        fprintf(stderr,
+                "dcmseal: bench: kept scratch key '%s' (v1, v2); to remove it: for v in 1 2; "
+                "do dcmseal key disable %s $v; done; for v in 1 2; do dcmseal key destroy %s "
+                "$v; done\n",
+                scratch, scratch, scratch);
+    } else if (scratch[0] != '\0') {
+        dcmseal_error derr;
+        if (keys_destroy(&t, scratch, &derr) != DCMSEAL_OK) {
+            fprintf(stderr, "dcmseal: bench: scratch key '%s' may be left on the token: %s\n",
+                    scratch, derr.message);
+            if (rc == EX_OK)
+                rc = cli_exit_code(derr.status);
+        }
+    }
+    cli_token_close(&t);
+    cli_interrupt_disarm();
+    return rc;
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# hsm-check and bench against SoftHSM tokens made in a temporary directory:
+# directly, through p11-kit's proxy module, and through the fault-injecting
+# module (a refused key generation, a token without in-token rewrap).
+#   hsm.sh DCMSEAL FAULTY_PKCS11_SO P11_KIT_PROXY_SO
+DCMSEAL=$1
+FAULTY=$2
+PROXY=$3
+NAME=hsm
+. "$(dirname "$0")/lib.sh"
+
+export DCMSEAL_RETRY_MAX=0
+softhsm_token "$tmp/hsm" hsm-test
+pin=$tmp/hsm/pin
+direct=$DCMSEAL_TOKEN
+
+# Every object a logged-in user sees on the token, of any kind, so that a
+# leftover that is no dcmseal KEK counts too. (A throwaway token: its PIN
+# may go on this command line.)
+objects() {
+    pkcs11-tool --module "$SOFTHSM_MODULE" --token-label hsm-test --login --pin "$(cat "$pin")" \
+        --list-objects 2>/dev/null | grep -c 'Object;\|^Data object'
+}
+# py EXPR: evaluates EXPR with d = the JSON in $tmp/out; fails on no JSON.
+py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$tmp/out"; }
+# line VERDICT ID [CKR]: the text report has that line.
+line() { grep -Eq "^($1) +($2) +(${3:-CKR_[A-Z0-9_]+|-}) " "$tmp/out"; }
+
+# A key of the user's own that neither command may touch.
+expect 0 "key create" "$DCMSEAL" key create kek --bits 2048
+"$DCMSEAL" key list --json > "$tmp/keys.before"
+before=$(objects)
+check "the token holds the user's key ($before objects)" [ "$before" -eq 2 ]
+
+# untouched WHAT: the user's key is as it was and nothing else is left.
+untouched() {
+    "$DCMSEAL" key list --json > "$tmp/keys.after"
+    check "$1: key list unchanged" cmp -s "$tmp/keys.before" "$tmp/keys.after"
+    check "$1: no object left on the token" [ "$(objects)" -eq "$before" ]
+}
+
+# ---- hsm-check -----------------------------------------------------------------
+# hsm_check WHERE: the same verdicts, whichever module reaches the token.
+hsm_check() {
+    local where=$1
+    expect 0 "$where: hsm-check" "$DCMSEAL" hsm-check
+    cp "$tmp/out" "$tmp/check.txt"
+    check "$where: names the token" grep -q "^dcmseal hsm-check: token 'hsm-test'" "$tmp/out"
+    for id in keygen-rsa2048 keygen-rsa3072 oaep-sha1 oaep disabled-refused private-not-readable \
+        private-not-wrappable private-attributes-locked sessions cleanup; do
+        check "$where: $id passes" line pass "$id"
+    done
+    check "$where: SHA-1 works" line pass oaep-sha1 CKR_OK
+    check "$where: SHA-256 refused with a CKR code" line fail oaep-sha256 'CKR_(ARGUMENTS_BAD|MECHANISM_PARAM_INVALID|MECHANISM_INVALID)'
+    check "$where: the mixed variant is information" line info oaep-sha256-mgf1-sha1
+    check "$where: rewrap line present" line 'pass|fail' rewrap-in-token
+    check "$where: the disabled key is refused by the token" line pass disabled-refused CKR_KEY_FUNCTION_NOT_PERMITTED
+    check "$where: the private exponent is sensitive" line pass private-not-readable CKR_ATTRIBUTE_SENSITIVE
+    check "$where: says the fallback" grep -q "falls back to RSA-OAEP SHA-1" "$tmp/out"
+    check "$where: usable" grep -q '^usable: yes' "$tmp/out"
+    check "$where: every check line has a verdict and a code" \
+        [ "$(grep -Evc '^(pass|fail|info) +[a-z0-9-]+ +(CKR_[A-Z0-9_]+|-) ' "$tmp/out")" -eq 2 ]
+
+    expect 0 "$where: hsm-check --json" "$DCMSEAL" hsm-check --json
+    check "$where: json parses, usable" py 'd["usable"] is True and d["token"] == "hsm-test"'
+    check "$where: json sessions > 1" py '[c["count"] for c in d["checks"] if c["id"] == "sessions"][0] > 1'
+    check "$where: json SHA-256 fails with a CKR code" \
+        py '[c for c in d["checks"] if c["id"] == "oaep-sha256"][0]["ckr"].startswith("CKR_") and [c for c in d["checks"] if c["id"] == "oaep-sha256"][0]["verdict"] == "fail"'
+    check "$where: json has the verdicts of the text run" python3 -c '
+import json, re, sys
+text = [tuple(l.split()[:2]) for l in open(sys.argv[1]) if re.match(r"(pass|fail|info) ", l)]
+js = [(c["verdict"], c["id"]) for c in json.load(open(sys.argv[2]))["checks"]]
+sys.exit(0 if text == js and len(js) >= 14 else 1)' "$tmp/check.txt" "$tmp/out"
+    untouched "$where: after hsm-check"
+}
+hsm_check direct
+
+# ---- failures: no token, wrong PIN, required checks failing ----------------------
+expect 69 "hsm-check, no such token" "$DCMSEAL" hsm-check \
+    --token "pkcs11:token=nosuch?module-path=$SOFTHSM_MODULE&pin-source=file:$pin"
+check "no such token: one line" one_line_naming "no token labelled 'nosuch'"
+echo 00000000 > "$tmp/badpin"
+expect 69 "hsm-check, wrong PIN" "$DCMSEAL" hsm-check \
+    --token "pkcs11:token=hsm-test?module-path=$SOFTHSM_MODULE&pin-source=file:$tmp/badpin"
+check "wrong PIN: one line" one_line_naming "CKR_PIN_INCORRECT"
+check "wrong PIN: no report" [ ! -s "$tmp/out" ]
+expect 64 "hsm-check with an argument" "$DCMSEAL" hsm-check extra
+expect 64 "bench with a bad session count" "$DCMSEAL" bench --sessions 1,0
+expect 64 "bench --keep with --key" "$DCMSEAL" bench --key kek --keep
+
+# Through the fault-injecting module: the token refuses the first key
+# generation, so a required check fails (exit 69), and what the check made
+# before and after is still destroyed.
+export FAULTY_PKCS11_MODULE=$SOFTHSM_MODULE FAULTY_PKCS11_PLAN=$tmp/plan
+faulty="pkcs11:token=hsm-test?module-path=$FAULTY&pin-source=file:$pin"
+echo 'C_GenerateKeyPair CKR_DEVICE_MEMORY 1' > "$tmp/plan"
+expect 69 "hsm-check, key generation refused" "$DCMSEAL" hsm-check --token "$faulty"
+check "refused keygen: the line says so" line fail keygen-rsa2048 CKR_DEVICE_MEMORY
+check "refused keygen: the others still ran" line pass keygen-rsa3072 CKR_OK
+check "refused keygen: not usable, names it" grep -q '^usable: NO .*keygen-rsa2048' "$tmp/out"
+check "refused keygen: cleanup passes" line pass cleanup CKR_OK
+untouched "after the refused keygen"
+# A token without in-token rewrap is still usable: dcmseal falls back.
+echo 'C_UnwrapKey CKR_FUNCTION_NOT_SUPPORTED 1000' > "$tmp/plan"
+expect 0 "hsm-check, no in-token rewrap" "$DCMSEAL" hsm-check --token "$faulty"
+check "no in-token rewrap: fail, optional" line fail rewrap-in-token CKR_FUNCTION_NOT_SUPPORTED
+check "no in-token rewrap: says the host fallback" grep -q "optional: dcmseal rewraps through host memory" "$tmp/out"
+check "no in-token rewrap: usable" grep -q '^usable: yes' "$tmp/out"
+expect 0 "bench, no in-token rewrap" "$DCMSEAL" bench --token "$faulty" --objects 5 --sessions 1 --bits 2048 --json
+check "bench: in-token rewrap n/a, host path measured" py 'd["in_token_rewrap"] is False and [r["objects_per_s"] for r in d["results"] if r["operation"] == "rewrap-in-token"] == [None] and [r for r in d["results"] if r["operation"] == "rewrap-host"][0]["objects_per_s"] > 0'
+untouched "after the faulty bench"
+rm -f "$tmp/plan"
+
+# ---- bench -----------------------------------------------------------------------
+rows_ok() { # the table has every row: objects/s and ratio > 0, p99 >= p50 >= 0
+    local n=0 s op
+    for s in 1 2; do
+        for op in 'unwrap (C_Decrypt)' 'rewrap in token' 'rewrap via host' 'wrap new DEK'; do
+            awk -v s="$s" -v op="$op" '
+                index($0, sprintf("%8d  %-20s ", s, op)) == 1 { n = split($0, f, / +/);
+                    if (f[n-3] > 0 && f[n-2] >= 0 && f[n-1] >= f[n-2] && f[n] > 0) ok = 1 }
+                END { exit !ok }' "$tmp/out" && n=$((n + 1))
+        done
+    done
+    [ "$n" -eq 8 ]
+}
+expect 0 "bench" "$DCMSEAL" bench --objects 20 --sessions 1,2 --bits 2048
+check "bench: header names the scratch key" grep -q "scratch key 'dcmseal-bench-[0-9a-f]*' v1 -> v2, RSA-2048" "$tmp/out"
+check "bench: 8 rows, numbers > 0" rows_ok
+untouched "after bench"
+expect 0 "bench --json" "$DCMSEAL" bench --objects 20 --sessions 1,2 --bits 2048 --json
+check "bench json: 8 results > 0" py 'len(d["results"]) == 8 and all(r["objects_per_s"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["ratio_to_unwrap"] > 0 for r in d["results"])'
+check "bench json: both session counts, every operation" py 'sorted((r["sessions"], r["operation"]) for r in d["results"]) == sorted((s, o) for s in (1, 2) for o in ("unwrap", "rewrap-in-token", "rewrap-host", "wrap"))'
+check "bench json: the DEK stayed in the token" py 'd["in_token_rewrap"] is True and d["scratch"] is True and d["kept"] is False'
+untouched "after bench --json"
+expect 0 "bench --key (an existing key, read only)" "$DCMSEAL" bench --key kek --objects 5 --sessions 1 --json
+check "bench --key: uses it" py 'd["key"] == "kek" and d["scratch"] is False and len(d["results"]) == 4'
+untouched "after bench --key"
+expect 0 "bench --keep" "$DCMSEAL" bench --objects 5 --sessions 1 --bits 2048 --keep
+kept=$(sed -n "s/.*kept scratch key '\([^']*\)'.*/\1/p" "$tmp/err")
+check "bench --keep: says which key" [ -n "$kept" ]
+expect 0 "key list after --keep" "$DCMSEAL" key list
+check "bench --keep: v1 and v2 stay" [ "$(grep -c "^$kept " "$tmp/out")" -eq 2 ]
+for v in 1 2; do expect 0 "disable kept v$v" "$DCMSEAL" key disable "$kept" $v; done
+for v in 1 2; do expect 0 "destroy kept v$v" "$DCMSEAL" key destroy "$kept" $v; done
+untouched "after removing the kept key"
+
+# ---- through p11-kit's proxy module ------------------------------------------------
+# The module comes from p11-kit's configuration: a user config under a
+# temporary HOME names SoftHSM. p11-kit 0.24 reads no user config for root;
+# there Debian's softhsm2 package registers SoftHSM system-wide instead.
+mkdir -p "$tmp/home/.config/pkcs11/modules"
+echo "module: $SOFTHSM_MODULE" > "$tmp/home/.config/pkcs11/modules/softhsm.module"
+export HOME=$tmp/home
+if [ "$(id -u)" -eq 0 ]; then echo "proxy: running as root, SoftHSM registered by the system config"; fi
+check "p11-kit registers SoftHSM" bash -c 'p11-kit list-modules 2>/dev/null | grep -q "library-manufacturer: SoftHSM"'
+export DCMSEAL_TOKEN="pkcs11:token=hsm-test?module-path=$PROXY&pin-source=file:$pin"
+hsm_check proxy
+expect 0 "proxy: bench" "$DCMSEAL" bench --objects 10 --sessions 1,2 --bits 2048
+check "proxy: bench rows" rows_ok
+untouched "proxy: after bench"
+export DCMSEAL_TOKEN=$direct
+
+finish
