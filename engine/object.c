@@ -14,6 +14,12 @@
  * probe's window. */
 #define IO_CHUNK DCMSEAL_DICOM_PROBE_MAX
 
+/* Plain-text buffers are wiped up to the most that was ever in them, not
+ * their whole capacity: most objects are far smaller than a chunk, and
+ * wiping (and first touching) megabytes per object cost more CPU than its
+ * RSA unwrap in tree runs. */
+#define HIGH_WATER(hw, n) ((hw) = (n) > (hw) ? (n) : (hw))
+
 static dcmseal_status read_full(int fd, uint8_t *buf, size_t cap, size_t *n,
                                 dcmseal_error *err)
 {
@@ -79,7 +85,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     dcmseal_identity id;
     uint8_t header[DCMSEAL_PREAMBLE_LEN];
     uint8_t *in = NULL, *out = NULL;
-    size_t n = 0, w = 0, out_cap;
+    size_t n = 0, w = 0, out_cap, in_used = 0;
     uint32_t seg;
 
     DCMSEAL_ENSURE(rep != NULL && opts != NULL, err, DCMSEAL_E_USAGE,
@@ -96,6 +102,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     DCMSEAL_ENSURE(in != NULL && out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
 
     DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+    HIGH_WATER(in_used, n);
     DCMSEAL_GUARD(probe_identity(&id, &rep->is_dicom, rep->not_dicom_reason,
                                  sizeof rep->not_dicom_reason, in, n, n < IO_CHUNK, err));
     DCMSEAL_ENSURE(rep->is_dicom || !opts->strict, err, DCMSEAL_E_NOT_DICOM,
@@ -115,6 +122,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
         DCMSEAL_GUARD(write_all(out_fd, out, w, err));
         rep->sealed_bytes += w;
         DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+        HIGH_WATER(in_used, n);
     }
     DCMSEAL_GUARD(dcmseal_encrypt_final(enc, out, out_cap, &w, err));
     DCMSEAL_GUARD(write_all(out_fd, out, w, err));
@@ -126,7 +134,9 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
 out:
     dcmseal_encryptor_free(enc);
     OPENSSL_cleanse(&id, sizeof id);
-    OPENSSL_clear_free(in, IO_CHUNK);
+    if (in != NULL)
+        OPENSSL_cleanse(in, in_used);
+    OPENSSL_free(in);
     OPENSSL_free(out); /* cipher text only */
     return st;
 }
@@ -138,7 +148,7 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_decryptor_t *dec = NULL;
     uint8_t *in = NULL, *out = NULL, *head = NULL;
-    size_t n = 0, w = 0, head_len = 0, out_cap = 0;
+    size_t n = 0, w = 0, head_len = 0, out_cap = 0, out_used = 0;
 
     DCMSEAL_ENSURE(rep != NULL, err, DCMSEAL_E_USAGE, "open: missing argument");
     memset(rep, 0, sizeof rep[0]);
@@ -162,6 +172,8 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     for (int last = 0; !last;) {
         DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
         rep->sealed_bytes += n;
+        /* The most either call may write (final: what is buffered). */
+        HIGH_WATER(out_used, dcmseal_decrypt_update_max(dec, n));
         if (n > 0) {
             DCMSEAL_GUARD(dcmseal_decrypt_update(dec, out, out_cap, &w, in, n, err));
         } else {
@@ -193,8 +205,10 @@ out:
     dcmseal_decryptor_free(dec);
     OPENSSL_free(in); /* cipher text only */
     if (out != NULL)
-        OPENSSL_clear_free(out, out_cap);
+        OPENSSL_cleanse(out, out_used < out_cap ? out_used : out_cap);
+    OPENSSL_free(out);
     if (head != NULL)
-        OPENSSL_clear_free(head, IO_CHUNK);
+        OPENSSL_cleanse(head, head_len);
+    OPENSSL_free(head);
     return st;
 }
