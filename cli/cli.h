@@ -163,6 +163,17 @@ typedef struct cli_result {
     const char *culprit;       /* FAILED: the file |err| is about (NULL: path) */
     cli_say say;
     char line[320];
+    /* Set by a command's |one| that leaves the blocking end of its work (a
+     * flush, a link into place, an unlock) to the batch's finisher threads,
+     * so that its worker's token session goes on to the next file instead
+     * of waiting for the disk: its |finish| then completes this result,
+     * which is recorded only after that, so that a file counts as done only
+     * once it is durable. */
+    int pending;
+    dcmseal_outfile_t *out_file; /* encrypt, decrypt: the output to commit */
+    int fd;                      /* the file worked on, kept open for |finish| */
+    struct stat sb;              /* what it was when read */
+    dcmseal_rewrap_report rewrap;
 } cli_result;
 
 typedef struct cli_worker cli_worker;
@@ -174,6 +185,9 @@ typedef struct cli_batch_cmd {
     int wrap;              /* workers wrap new objects: needs a key name */
     int counts_bytes;      /* progress in bytes as well as files */
     void (*one)(cli_worker *w, const cli_entry *e, cli_result *res);
+    /* For a result |one| left pending: completes it, on a finisher thread,
+     * and closes |res->fd|. NULL when |one| never leaves one. */
+    void (*finish)(const cli_opts *o, const cli_entry *e, cli_result *res);
 } cli_batch_cmd;
 
 /* One worker thread's own token session and key ring. */
