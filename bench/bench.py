@@ -576,12 +576,27 @@ class Bench:
 
     def table(self):
         rows = []
-        N = self.cores
 
         def row(sec, what, value, unit, ref="", ratio=None, target="", ok=None):
             rows.append((sec, what, value, unit, ref, ratio, target, ok))
 
-        # 1: crypto path
+        want = self.a.rows
+        size = f"{self.large_bytes / MIB:.0f} MiB"
+        files = f"{self.a.files} files"
+        if 1 in want:
+            self.rows_stream(row)
+        if 2 in want:
+            self.rows_large(row, size)
+        if 3 in want:
+            self.rows_archive(row, files)
+        if 4 in want:
+            self.rows_token(row)
+        if 5 in want:
+            self.rows_memory(row, size, files)
+        return rows
+
+    def rows_stream(self, row):
+        N = self.cores
         for label, n in (("1", "1 thread"), ("all", f"{N} threads")):
             raw = f"stream.raw.{label}"
             row("1", f"raw EVP AES-256-GCM, {n}", self.med(raw), "MiB/s",
@@ -598,8 +613,8 @@ class Bench:
                     r = self.ratio(k, f"stream.{ph}.1")
                     row("1", f"dcmseal {ph}, {n}", self.med(k), "MiB/s",
                         f"dcmseal {ph}, 1 thread", r, ">= 1.70", r >= 1.70)
-        # 2: one large object
-        size = f"{self.large_bytes / MIB:.0f} MiB"
+
+    def rows_large(self, row, size):
         row("2", f"cp + fsync, {size}", self.med("large.cp"), "s", "", None, "(limit)")
         for verb in ("encrypt", "decrypt"):
             k = f"large.{verb}"
@@ -611,8 +626,9 @@ class Bench:
                 r = self.ratio(k, f"large.{verb}")
                 row("2", f"peer: {title} {verb}", self.med(k), "s", f"dcmseal {verb}", r,
                     "> 1.00 x", r > 1.0)
-        # 3: archive
-        files = f"{self.a.files} files"
+
+    def rows_archive(self, row, files):
+        N = self.cores
         row("3", f"cp -r + syncfs, {files}", self.med("archive.cp"), "s", "", None, "(limit)")
         for verb in ("encrypt", "decrypt", "verify", "rewrap"):
             k = f"archive.{verb}"
@@ -625,8 +641,9 @@ class Bench:
         r = self.ratio("archive.cms.encrypt", "archive.encrypt")
         row("3", f"peer: openssl cms per file, xargs -P {N}", self.med("archive.cms.encrypt"),
             "s", "dcmseal encrypt -r", r, ">= 10 x", r >= 10)
-        # 4: token-bound
-        n = self.a.files
+
+    def rows_token(self, row):
+        N, n = self.cores, self.a.files
         for bits, pre in ((2048, "archive2048"), (3072, "archive")):
             loop = f"loop.kek{bits}.unwrap"
             row("4", f"RSA-{bits}: C_Decrypt loop, {N} sessions", self.med(loop), "obj/s", "",
@@ -642,7 +659,9 @@ class Bench:
                 r = self.ratio(rate, loop)
                 row("4", f"RSA-{bits}: {verb} -r, {N} jobs", self.med(rate), "obj/s",
                     "C_Decrypt loop", r, f">= {target:.2f}", r >= target)
-        # 5: memory, the largest of all runs
+
+    def rows_memory(self, row, size, files):
+        """The largest of all runs."""
         def rss(key):
             v = self.maxrss.get(key)
             if not v:
@@ -661,7 +680,6 @@ class Bench:
             row("5", f"peak RSS, {what}", v / MIB, "MiB",
                 "" if ref is None else "same, one small object",
                 None if ref is None else v / rss(ref), "<= 32 MiB", v <= MEMORY_BUDGET)
-        return rows
 
     def render(self, rows, head):
         lines = list(head)
@@ -702,13 +720,17 @@ class Bench:
         self.peers_setup()
         say("preparing encrypted inputs")
         self.prepare()
-        self.row_stream()
+        if 1 in a.rows:
+            self.row_stream()
         for run in range(a.runs):
-            say(f"run {run + 1}/{a.runs}: one large object")
-            self.row_large(run == 0)
-            say(f"run {run + 1}/{a.runs}: archive")
-            self.row_archive(run)
-            self.row_memory_small()
+            if a.rows & {2, 5}:
+                say(f"run {run + 1}/{a.runs}: one large object")
+                self.row_large(run == 0)
+            if a.rows & {3, 4, 5}:
+                say(f"run {run + 1}/{a.runs}: archive")
+                self.row_archive(run)
+            if 5 in a.rows:
+                self.row_memory_small()
         rows = self.table()
         commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                                 capture_output=True, text=True).stdout.strip() or "?"
@@ -747,6 +769,8 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus"),
                     help="DICOM files to copy into the archive (read only)")
     ap.add_argument("--work", help="inputs, token and outputs (default build/bench/MODE)")
+    ap.add_argument("--rows", default="1,2,3,4,5",
+                    help="which rows to run, e.g. 3,4 (default: all)")
     ap.add_argument("--command", default="bench/bench.py", help=argparse.SUPPRESS)
     a = ap.parse_args()
     mode = MODES["quick" if a.quick else "full"]
@@ -756,6 +780,12 @@ def main():
     a.work = a.work or os.path.join(ROOT, "build", "bench", "quick" if a.quick else "full")
     if a.runs < 1:
         ap.error("--runs must be at least 1")
+    try:
+        a.rows = {int(r) for r in a.rows.split(",")}
+    except ValueError:
+        a.rows = set()
+    if not a.rows or not a.rows <= {1, 2, 3, 4, 5}:
+        ap.error("--rows takes numbers from 1 to 5, e.g. 3,4")
     if not os.path.isdir(a.corpus):
         # As the integration tests do: a few small files made with DCMTK.
         a.corpus = os.path.join(a.work, "samples")
