@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -148,8 +149,17 @@ class Bench:
         rss = os.path.join(self.logs, key + ".rss")
         with open(self.log_path(key), "ab") as err:
             t0 = time.perf_counter()
-            p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss, *cmd],
-                               stdout=subprocess.DEVNULL, stderr=err, env=self.env, cwd=cwd)
+            # A session of its own, so that an interrupted benchmark takes
+            # the whole command (xargs and its children too) down with it.
+            p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss, *cmd],
+                                 stdout=subprocess.DEVNULL, stderr=err, env=self.env, cwd=cwd,
+                                 start_new_session=True)
+            try:
+                p.wait()
+            except BaseException:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                raise
             if p.returncode == 0 and out is not None:
                 fsync_path(out)
                 fsync_path(os.path.dirname(out))
@@ -793,6 +803,8 @@ def main():
         say(f"no corpus; using samples from scripts/make-samples.sh in {a.corpus}")
         subprocess.run([os.path.join(ROOT, "scripts", "make-samples.sh"), a.corpus],
                        stdout=subprocess.DEVNULL, check=True)
+    # SIGTERM as Ctrl-C: the running command goes too (see Bench.timed).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return Bench(a).main()
     except (Failure, OSError, subprocess.CalledProcessError, ValueError, KeyError) as e:
