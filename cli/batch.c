@@ -28,7 +28,6 @@
 
 /* A file on its way through a worker and perhaps a finisher. */
 typedef struct job {
-    struct job *next;
     cli_entry e; /* path and rel point into |path| */
     cli_result r;
     char path[];
@@ -54,11 +53,7 @@ typedef struct batch {
     uint64_t total_bytes;
     int total_known;
 
-    /* Files waiting for a finisher, oldest first. */
-    pthread_mutex_t tail_lock;
-    pthread_cond_t tail_ready, tail_room;
-    job *tail_head, *tail_last;
-    int tail_count, tail_closed;
+    cli_queue finishing; /* files waiting for a finisher */
 } batch;
 
 static double seconds_since(const struct timespec *t0)
@@ -323,41 +318,13 @@ static int visit(const cli_entry *e, void *ctx)
 static void *finisher_main(void *arg)
 {
     batch *b = arg;
-    for (;;) {
-        pthread_mutex_lock(&b->tail_lock);
-        while (b->tail_head == NULL && !b->tail_closed)
-            pthread_cond_wait(&b->tail_ready, &b->tail_lock);
-        job *j = b->tail_head;
-        if (j != NULL) {
-            b->tail_head = j->next;
-            b->tail_last = b->tail_head ? b->tail_last : NULL;
-            b->tail_count--;
-            pthread_cond_signal(&b->tail_room);
-        }
-        pthread_mutex_unlock(&b->tail_lock);
-        if (j == NULL)
-            return NULL;
+    job *j;
+    while ((j = cli_queue_pop(&b->finishing)) != NULL) {
         b->cmd->finish(b->o, &j->e, &j->r);
         record(b, &j->e, &j->r);
         free(j);
     }
-}
-
-/* Hands |j| to the finishers; waits while the queue is full. */
-static void finish_later(batch *b, job *j)
-{
-    j->next = NULL;
-    pthread_mutex_lock(&b->tail_lock);
-    while (b->tail_count >= FINISH_QUEUE)
-        pthread_cond_wait(&b->tail_room, &b->tail_lock);
-    if (b->tail_last != NULL)
-        b->tail_last->next = j;
-    else
-        b->tail_head = j;
-    b->tail_last = j;
-    b->tail_count++;
-    pthread_cond_signal(&b->tail_ready);
-    pthread_mutex_unlock(&b->tail_lock);
+    return NULL;
 }
 
 static int work(const cli_entry *e, void *worker)
@@ -379,7 +346,7 @@ static int work(const cli_entry *e, void *worker)
     dcmseal_error_clear(&j->r.err);
     b->cmd->one(w, &j->e, &j->r);
     if (j->r.pending) {
-        finish_later(b, j);
+        cli_queue_push(&b->finishing, j); /* waits while the queue is full */
         return EX_OK;
     }
     record(b, &j->e, &j->r);
@@ -519,11 +486,14 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     }
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.finished_cond, NULL);
-    pthread_mutex_init(&b.tail_lock, NULL);
-    pthread_cond_init(&b.tail_ready, NULL);
-    pthread_cond_init(&b.tail_room, NULL);
     pthread_t finishers[FINISHERS];
     int nfinishers = 0;
+    if (cli_queue_init(&b.finishing, FINISH_QUEUE) != EX_OK) {
+        if (b.report != NULL)
+            fclose(b.report);
+        rc = EX_OSERR;
+        goto out_lock;
+    }
     /* Without finishers a pending file would wait forever: one at least. */
     if (cmd->finish != NULL) {
         while (nfinishers < FINISHERS &&
@@ -552,10 +522,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     int walk_rc = cli_pool_walk((const char *const *)o->args, o->nargs, &b.wo, jobs, &ops, ctxs);
     /* The workers are done; what they left pending is finished before the
      * summary, also after a signal: those are files in hand. */
-    pthread_mutex_lock(&b.tail_lock);
-    b.tail_closed = 1;
-    pthread_cond_broadcast(&b.tail_ready);
-    pthread_mutex_unlock(&b.tail_lock);
+    cli_queue_close(&b.finishing);
     for (int i = 0; i < nfinishers; i++)
         pthread_join(finishers[i], NULL);
 
@@ -579,9 +546,8 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     }
     armed = 1;
 out_threads:
-    pthread_cond_destroy(&b.tail_room);
-    pthread_cond_destroy(&b.tail_ready);
-    pthread_mutex_destroy(&b.tail_lock);
+    cli_queue_destroy(&b.finishing);
+out_lock:
     pthread_cond_destroy(&b.finished_cond);
     pthread_mutex_destroy(&b.lock);
 out:

@@ -3,6 +3,7 @@
 #define DCMSEAL_CLI_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -122,6 +123,28 @@ int cli_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,
              int (*fn)(const cli_entry *e, void *ctx), void *ctx);
 
 #define CLI_JOBS_MAX 64
+
+/* A bounded first-in first-out queue of pointers between threads (pool.c):
+ * what feeds the pool's workers and the batch's finishers. */
+typedef struct cli_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t not_empty, not_full;
+    void **items;
+    size_t cap, head, count;
+    int closed;
+} cli_queue;
+
+/* An empty open queue for at most |cap| items; EX_OK or EX_OSERR. */
+int cli_queue_init(cli_queue *q, size_t cap);
+/* Appends |item|, waiting while the queue is full. */
+void cli_queue_push(cli_queue *q, void *item);
+/* The oldest item, waiting while the queue is empty and open; NULL once it
+ * is closed and empty. */
+void *cli_queue_pop(cli_queue *q);
+/* No more pushes: cli_queue_pop returns what is left, then NULL. */
+void cli_queue_close(cli_queue *q);
+/* Frees an empty queue. */
+void cli_queue_destroy(cli_queue *q);
 
 /* The number of online cores, at least 1, at most CLI_JOBS_MAX. */
 int cli_default_jobs(void);
