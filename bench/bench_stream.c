@@ -1,6 +1,6 @@
 /* In-memory throughput of dcmseal's streaming encryption and decryption
- * against a raw OpenSSL EVP AES-256-GCM loop over the same segment size (the
- * limit), on one thread and on --threads threads at once (each thread its own
+ * against raw OpenSSL EVP AES-256-GCM loops over the same segment size, one a
+ * direction (the limit), on one thread and on --threads threads at once (each thread its own
  * stream over its own buffers, as `encrypt -r --jobs N` runs N objects).
  * Within one run every figure is measured back to back, so ratios compare
  * like with like; a timing goal belongs here, not in unit tests.
@@ -12,7 +12,9 @@
  * --runs to 5. The text output gives the median of the runs and the median
  * of the per-run ratios; --json gives every run's figures, in MiB/s:
  *   {"segment":S,"mib_per_thread":N,"threads":T,"runs":[{"1":{"raw":..,
- *    "encrypt":..,"decrypt":..},"T":{...}}, ...]}                          */
+ *    "raw_decrypt":..,"encrypt":..,"decrypt":..},"T":{...}}, ...]}
+ * "raw" is the raw encryption loop, the limit for "encrypt"; "raw_decrypt"
+ * the raw decryption loop, the limit for "decrypt".                        */
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,13 +32,23 @@
 #define MAX_THREADS 64
 #define MAX_RUNS 101
 
-typedef enum { PHASE_RAW, PHASE_ENCRYPT, PHASE_DECRYPT, PHASE_COUNT } phase;
-static const char *const phase_name[PHASE_COUNT] = {"raw", "encrypt", "decrypt"};
+/* Each of dcmseal's directions against a raw loop in the same direction:
+ * AES-GCM decrypts faster than it encrypts. The raw loops come first, since
+ * the raw decryption reads what the raw encryption wrote. */
+typedef enum {
+    PHASE_RAW, PHASE_RAW_DECRYPT, PHASE_ENCRYPT, PHASE_DECRYPT, PHASE_COUNT
+} phase;
+static const char *const phase_name[PHASE_COUNT] = {"raw", "raw_decrypt", "encrypt",
+                                                    "decrypt"};
+/* The limit each phase is compared with. */
+static const phase phase_ref[PHASE_COUNT] = {PHASE_RAW, PHASE_RAW_DECRYPT, PHASE_RAW,
+                                             PHASE_RAW_DECRYPT};
 
 /* One thread's stream: its own key ring and buffers. */
 typedef struct lane {
     soft_ring ring;
     uint8_t *pt, *ct, *back;
+    uint8_t (*tags)[16]; /* the raw loop's, one a segment */
     size_t ct_len;
     dcmseal_encryptor_t *enc;
     dcmseal_decryptor_t *dec;
@@ -65,20 +77,28 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The limit: one EVP context, a fresh nonce and tag per segment, nothing else. */
-static int raw_gcm(lane *l, size_t n, size_t seg)
+/* The limit: one EVP context, a fresh nonce and tag per segment, nothing
+ * else. Encrypts |pt| to |back|, or decrypts |back| to |ct| and checks each
+ * tag. */
+static int raw_gcm(lane *l, size_t n, size_t seg, int enc)
 {
-    uint8_t key[32] = {1}, iv[12] = {0}, tag[16];
+    uint8_t key[32] = {1}, iv[12] = {0};
     int len, ok = 1;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    ok = c != NULL && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, NULL) == 1;
-    for (size_t off = 0; ok && off < n; off += seg) {
+    ok = c != NULL && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, NULL, enc) == 1;
+    for (size_t off = 0, i = 0; ok && off < n; off += seg, i++) {
         size_t take = n - off < seg ? n - off : seg;
         iv[11]++;
-        ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) == 1 &&
-             EVP_EncryptUpdate(c, l->back + off, &len, l->pt + off, (int)take) == 1 &&
-             EVP_EncryptFinal_ex(c, l->back + off, &len) == 1 &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+        if (enc)
+            ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) == 1 &&
+                 EVP_EncryptUpdate(c, l->back + off, &len, l->pt + off, (int)take) == 1 &&
+                 EVP_EncryptFinal_ex(c, l->back + off, &len) == 1 &&
+                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, l->tags[i]) == 1;
+        else
+            ok = EVP_DecryptInit_ex(c, NULL, NULL, NULL, iv) == 1 &&
+                 EVP_DecryptUpdate(c, l->ct + off, &len, l->back + off, (int)take) == 1 &&
+                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, l->tags[i]) == 1 &&
+                 EVP_DecryptFinal_ex(c, l->ct + off, &len) == 1;
     }
     EVP_CIPHER_CTX_free(c);
     return ok;
@@ -156,7 +176,8 @@ static void *lane_main(void *arg)
     }
     j->l->t0 = now();
     switch (b->ph) {
-    case PHASE_RAW: j->l->ok = raw_gcm(j->l, b->n, b->seg); break;
+    case PHASE_RAW: j->l->ok = raw_gcm(j->l, b->n, b->seg, 1); break;
+    case PHASE_RAW_DECRYPT: j->l->ok = raw_gcm(j->l, b->n, b->seg, 0); break;
     case PHASE_ENCRYPT: j->l->ok = stream_encrypt(j->l, b->n, b->seg); break;
     case PHASE_DECRYPT: j->l->ok = stream_decrypt(j->l, b->n, b->seg); break;
     case PHASE_COUNT: break;
@@ -196,7 +217,8 @@ static double run_phase(bench *b, phase ph, int t)
             return -1;
         first = b->lanes[i].t0 < first ? b->lanes[i].t0 : first;
         last = b->lanes[i].t1 > last ? b->lanes[i].t1 : last;
-        if (ph == PHASE_DECRYPT && memcmp(b->lanes[i].back, b->lanes[i].pt, b->n) != 0)
+        if ((ph == PHASE_DECRYPT && memcmp(b->lanes[i].back, b->lanes[i].pt, b->n) != 0) ||
+            (ph == PHASE_RAW_DECRYPT && memcmp(b->lanes[i].ct, b->lanes[i].pt, b->n) != 0))
             return -1;
     }
     return (double)t * (double)b->n / (1024.0 * 1024.0) / (last - first);
@@ -261,7 +283,8 @@ int main(int argc, char **argv)
         l->pt = malloc(b.n);
         l->ct = malloc(b.n + (b.n / b.seg + 1) * DCMSEAL_TAG_LEN + DCMSEAL_PREAMBLE_LEN);
         l->back = malloc(b.n + b.seg + DCMSEAL_TAG_LEN);
-        if (l->pt == NULL || l->ct == NULL || l->back == NULL ||
+        l->tags = malloc((b.n / b.seg + 1) * sizeof *l->tags);
+        if (l->pt == NULL || l->ct == NULL || l->back == NULL || l->tags == NULL ||
             RAND_bytes(l->pt, (int)b.n) != 1)
             return 1;
         /* Touch every page once, so no run pays for first faults. */
@@ -286,26 +309,28 @@ int main(int argc, char **argv)
                b.nthreads);
         for (unsigned long r = 0; r < runs; r++) {
             printf("%s{", r ? "," : "");
-            for (int k = 0; k < 2; k++)
-                printf("%s\"%d\":{\"raw\":%.1f,\"encrypt\":%.1f,\"decrypt\":%.1f}",
-                       k ? "," : "", counts[k], rate[r][k][PHASE_RAW],
-                       rate[r][k][PHASE_ENCRYPT], rate[r][k][PHASE_DECRYPT]);
+            for (int k = 0; k < 2; k++) {
+                printf("%s\"%d\":{", k ? "," : "", counts[k]);
+                for (int ph = 0; ph < PHASE_COUNT; ph++)
+                    printf("%s\"%s\":%.1f", ph ? "," : "", phase_name[ph], rate[r][k][ph]);
+                putchar('}');
+            }
             putchar('}');
         }
         puts("]}");
     } else {
         printf("segment %u, %lu MiB per thread, median of %lu runs; ratios are the median of "
                "each run's own ratio\n", b.seg, mib, runs);
-        printf("%-8s %-9s %10s %12s %12s\n", "threads", "", "MiB/s", "vs raw", "vs 1 thread");
+        printf("%-8s %-11s %10s %12s %12s\n", "threads", "", "MiB/s", "vs raw", "vs 1 thread");
         for (int k = 0; k < 2; k++) {
             for (int ph = 0; ph < PHASE_COUNT; ph++) {
                 double v[MAX_RUNS], to_raw[MAX_RUNS], to_one[MAX_RUNS];
                 for (unsigned long r = 0; r < runs; r++) {
                     v[r] = rate[r][k][ph];
-                    to_raw[r] = rate[r][k][ph] / rate[r][k][PHASE_RAW];
+                    to_raw[r] = rate[r][k][ph] / rate[r][k][phase_ref[ph]];
                     to_one[r] = rate[r][k][ph] / rate[r][0][ph];
                 }
-                printf("%-8d %-9s %10.0f %12.2f %12.2f\n", counts[k], phase_name[ph],
+                printf("%-8d %-11s %10.0f %12.2f %12.2f\n", counts[k], phase_name[ph],
                        median(v, (int)runs), median(to_raw, (int)runs),
                        median(to_one, (int)runs));
             }
@@ -316,6 +341,7 @@ int main(int argc, char **argv)
         free(b.lanes[i].pt);
         free(b.lanes[i].ct);
         free(b.lanes[i].back);
+        free(b.lanes[i].tags);
     }
     return 0;
 }
