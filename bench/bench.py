@@ -485,6 +485,8 @@ class Bench:
                                    self.large_age], outs["agedec"]),
         ]
         for key, cmd, out in cmds:
+            if self.a.no_peers and key.count(".") == 2:
+                continue
             self.timed(key, cmd, out=out)
             if first and key.endswith("decrypt"):
                 self.run(["cmp", L, out], "check")
@@ -515,11 +517,12 @@ class Bench:
         # The peer: one openssl process per file, <cores> at a time. Its
         # output folders are made beforehand, untimed.
         cms = os.path.join(O, "cms")
-        for d, _, _ in os.walk(A):
+        for d, _, _ in () if self.a.no_peers else os.walk(A):
             os.makedirs(os.path.join(cms, os.path.relpath(d, A)), exist_ok=True)
         script = ('cd "$1" && find . -type f -print0 | xargs -0 -P "$2" -I{} '
                   + " ".join(self.cms_encrypt("{}", '"$3"/{}')))
-        self.timed("archive.cms.encrypt", ["sh", "-c", script, "sh", A, N, cms], tree=O)
+        if not self.a.no_peers:
+            self.timed("archive.cms.encrypt", ["sh", "-c", script, "sh", A, N, cms], tree=O)
         rm(cms)
         # RSA-2048: decrypt -r and rewrap -r of the archive encrypted in
         # prepare(), which goes back and forth between v2 and v1.
@@ -631,7 +634,8 @@ class Bench:
             k = f"large.{verb}"
             r = self.ratio(k, "large.cp")
             row("2", f"dcmseal {verb}", self.med(k), "s", "cp", r, "<= 1.15 x", r <= 1.15)
-        for peer, title in (("cms", "openssl cms -stream, RSA-OAEP"), ("age", "age, X25519")):
+        for peer, title in () if self.a.no_peers else (
+                ("cms", "openssl cms -stream, RSA-OAEP"), ("age", "age, X25519")):
             for verb in ("encrypt", "decrypt"):
                 k = f"large.{peer}.{verb}"
                 r = self.ratio(k, f"large.{verb}")
@@ -649,6 +653,8 @@ class Bench:
                     r <= 1.50)
             else:
                 row("3", f"dcmseal {verb} -r", self.med(k), "s", "cp -r", r)
+        if self.a.no_peers:
+            return
         r = self.ratio("archive.cms.encrypt", "archive.encrypt")
         row("3", f"peer: openssl cms per file, xargs -P {N}", self.med("archive.cms.encrypt"),
             "s", "dcmseal encrypt -r", r, ">= 10 x", r >= 10)
@@ -782,6 +788,8 @@ def main():
     ap.add_argument("--work", help="inputs, token and outputs (default build/bench/MODE)")
     ap.add_argument("--rows", default="1,2,3,4,5",
                     help="which rows to run, e.g. 3,4 (default: all)")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="leave out openssl cms and age (to compare builds of dcmseal)")
     ap.add_argument("--command", default="bench/bench.py", help=argparse.SUPPRESS)
     a = ap.parse_args()
     mode = MODES["quick" if a.quick else "full"]
