@@ -55,8 +55,11 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 
 int cli_cmd_rewrap(int argc, char **argv)
 {
-    static const cli_batch_cmd cmd = {"rewrap", "rewrapped", "already under the target version",
-                                      0, 0, rewrap_one};
+    static const cli_batch_cmd cmd = {.name = "rewrap",
+                                      .done = "rewrapped",
+                                      .skipped = "already under the target version",
+                                      .in_place = 1,
+                                      .one = rewrap_one};
     cli_opts o;
     int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_KEY | OPT_TO_VERSION);
     if (rc != EX_OK)
