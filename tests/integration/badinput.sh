@@ -8,7 +8,8 @@
 #    file, the input unchanged;
 #  - DICOM that DCMTK cannot parse (a corrupt element length, a data set cut
 #    short) is still encrypted, as an opaque object, and decrypts to the
-#    same bytes.
+#    same bytes;
+#  - a bad option is one line on stderr, exit 64.
 #   badinput.sh DCMSEAL CORPUS_DIR
 DCMSEAL=$1
 CORPUS=$2
@@ -222,6 +223,14 @@ for f in "$tmp/corrupt-length.dcm" "$tmp/cut-dataset.dcm" "$tmp/noise-meta.dcm";
     check "$what: input unchanged" [ "$(sha256sum < "$f")" = "$sum" ]
     expect 65 "$what: --strict refuses it" timeout 20 "$DCMSEAL" encrypt --strict "$f" -o "$f.strict"
     check "$what: --strict: no output" [ ! -e "$f.strict" ]
+done
+
+# ---- bad options: one line, and it is ours ---------------------------------
+for args in "decrypt --bogus $good -o $tmp/x" "decrypt --segment-size 4096 $good -o $tmp/x" \
+    "rewrap --jobs" "inspect -z $good" "verify --token"; do
+    expect 64 "usage: $args" timeout 20 "$DCMSEAL" $args
+    check "usage: $args: one line" [ "$(wc -l < "$tmp/err")" -eq 1 ]
+    check "usage: $args: it names the option" grep -qE -- '(--bogus|--segment-size|--jobs|-z|--token)' "$tmp/err"
 done
 
 finish
