@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <new>
 
@@ -344,6 +345,14 @@ extern "C" dcmseal_status dcmseal_dicom_probe(dcmseal_dicom_info *info, const ui
     } catch (const std::bad_alloc &) {
         set_class(info, DCMSEAL_DICOM_UNREADABLE, "out of memory");
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "dicom probe: out of memory");
+    } catch (const std::exception &) {
+        /* DCMTK throws on some malformed values (std::logic_error from
+         * DcmByteString::verify in a directory record, found by
+         * fuzz_probe): that is the input refused, not a failure of ours,
+         * and the object is sealed as opaque like any unreadable one. */
+        set_class(info, DCMSEAL_DICOM_UNREADABLE, "DCMTK cannot parse the data set: "
+                                                  "it failed on a malformed value");
+        return DCMSEAL_OK;
     } catch (...) {
         set_class(info, DCMSEAL_DICOM_UNREADABLE, "internal error");
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "dicom probe: unexpected exception");

@@ -7,7 +7,7 @@
 #    cause, no crash (exit >= 128, sanitizer report), no hang, no output
 #    file, the input unchanged;
 #  - DICOM that DCMTK cannot parse (a corrupt element length, a data set cut
-#    short) is still encrypted, as an opaque object, and decrypts to the
+#    short, a value DCMTK throws on) is still encrypted, as an opaque object, and decrypts to the
 #    same bytes;
 #  - a bad option is one line on stderr, exit 64.
 #   badinput.sh DCMSEAL CORPUS_DIR
@@ -206,7 +206,10 @@ put "$tmp/corrupt-length.dcm" $((at + 4)) "f0 ff ff ff"
 head -c $((at + 40)) "$tmp/implicit.dcm" > "$tmp/cut-dataset.dcm"
 # The magic, then a meta header that is noise.
 { head -c 128 /dev/zero; printf 'DICM'; head -c 500 /dev/urandom; } > "$tmp/noise-meta.dcm"
-for f in "$tmp/corrupt-length.dcm" "$tmp/cut-dataset.dcm" "$tmp/noise-meta.dcm"; do
+# A directory record DCMTK throws an exception on (found by fuzz_probe).
+cp "$here/../fuzz/regressions/probe/directory-record-dcmtk-throws" "$tmp/dcmtk-throws.dcm"
+for f in "$tmp/corrupt-length.dcm" "$tmp/cut-dataset.dcm" "$tmp/noise-meta.dcm" \
+    "$tmp/dcmtk-throws.dcm"; do
     what=$(basename "$f")
     sum=$(sha256sum < "$f")
     timeout 20 "$DCMSEAL" encrypt "$f" -o "$f.dcms" >"$tmp/out" 2>"$tmp/err"
