@@ -54,6 +54,9 @@ for t in "${targets[@]}"; do
 done
 if ((${#failed[@]})); then
     echo "fuzz: findings in ${failed[*]}" >&2
-    exit 1
+else
+    echo "fuzz: ${#targets[@]} targets ran ${seconds}s each, nothing found" >&2
 fi
-echo "fuzz: ${#targets[@]} targets ran ${seconds}s each, nothing found" >&2
+# The closing line CI reads.
+echo "fuzz: $((${#targets[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
+((${#failed[@]} == 0))
