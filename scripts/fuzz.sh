@@ -28,6 +28,8 @@ tests/fuzz/seeds.sh build-fuzz/tests/fuzz/make_seeds build-fuzz/seeds
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# DCMTK's own leak when it throws on malformed data (tests/fuzz/lsan.supp).
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0}
 failed=()
 for t in "${targets[@]}"; do
     corpus=build-fuzz/corpus/$t findings=build-fuzz/findings/$t
