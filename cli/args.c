@@ -1,4 +1,5 @@
 /* Option parsing and output helpers shared by the commands. */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,6 +8,16 @@
 #include <sysexits.h>
 
 #include "cli.h"
+
+/* The option getopt refused, for the message: the argument of a long
+ * option, or the letter of a short one (which may sit in a cluster). */
+static const char *refused_option(char *buf, size_t cap, int argc, char **argv)
+{
+    if (optind >= 1 && optind - 1 < argc && strncmp(argv[optind - 1], "--", 2) == 0)
+        return argv[optind - 1];
+    snprintf(buf, cap, "-%c", isgraph(optopt) ? optopt : '?');
+    return buf;
+}
 
 int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
 {
@@ -42,14 +53,17 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
 
     memset(o, 0, sizeof *o);
     int c;
-    char *end;
-    char shorts[8] = "", *sp = shorts;
+    char *end, opt[4];
+    /* A leading ":" and opterr = 0: the one line about a bad option is
+     * ours, not getopt's and then ours. */
+    char shorts[8] = ":", *sp = shorts + 1;
     if (allowed & OPT_OUT)
         sp = stpcpy(sp, "o:");
     if (allowed & OPT_RECURSIVE)
         sp = stpcpy(sp, "r");
     if (allowed & OPT_QUIET)
         stpcpy(sp, "q");
+    opterr = 0;
     while ((c = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
         switch (c) {
         case 't': o->token = optarg; break;
@@ -109,8 +123,12 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
             else
                 return cli_usage_error("--oaep %s: use auto, sha1 or sha256", optarg);
             break;
+        case ':':
+            return cli_usage_error("%s: %s needs a value", argv[0],
+                                   refused_option(opt, sizeof opt, argc, argv));
         default:
-            return cli_usage_error("%s: bad option", argv[0]);
+            return cli_usage_error("%s: bad option %s", argv[0],
+                                   refused_option(opt, sizeof opt, argc, argv));
         }
     }
     o->args = argv + optind;

@@ -300,7 +300,7 @@ static int visit(const cli_entry *e, void *ctx)
         r.culprit = r.output;
         dcmseal_fail(&r.err, DCMSEAL_E_IO, "cannot create directory: %s",
                      n < (int)sizeof out ? strerror(errno) : "path too long");
-    } else if (e->stale && (b->o->in_place || strcmp(b->cmd->name, "rewrap") == 0)) {
+    } else if (e->stale && (b->o->in_place || b->cmd->in_place)) {
         /* Work in place is what leaves these (see engine/outfile.c): the
          * target was never replaced, so the file is surplus. */
         r.reason = unlink(e->path) == 0 ? "removed: temporary file left by an interrupted "
@@ -445,7 +445,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
 
     if (o->out != NULL && o->in_place)
         return cli_usage_error("%s: -o and --in-place exclude each other", cmd->name);
-    if (o->follow && (o->in_place || strcmp(cmd->name, "rewrap") == 0))
+    if (o->follow && (o->in_place || cmd->in_place))
         return cli_usage_error("%s: --follow-symlinks would write through links; "
                                "not with work in place", cmd->name);
     if (o->out != NULL && (rc = check_output_root(o)) != EX_OK)

@@ -207,6 +207,7 @@ typedef struct cli_batch_cmd {
     const char *skipped;   /* what CLI_SKIPPED usually means: "already done" */
     int wrap;              /* workers wrap new objects: needs a key name */
     int counts_bytes;      /* progress in bytes as well as files */
+    int in_place;          /* always works in place, as rewrap does */
     void (*one)(cli_worker *w, const cli_entry *e, cli_result *res);
     /* For a result |one| left pending: completes it, on a finisher thread,
      * and closes |res->fd|. NULL when |one| never leaves one. */

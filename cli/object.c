@@ -405,8 +405,13 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
 
 int cli_cmd_encrypt(int argc, char **argv)
 {
-    static const cli_batch_cmd cmd = {"encrypt", "encrypted", "already done", 1, 1,
-                                      encrypt_one, encrypt_finish};
+    static const cli_batch_cmd cmd = {.name = "encrypt",
+                                      .done = "encrypted",
+                                      .skipped = "already done",
+                                      .wrap = 1,
+                                      .counts_bytes = 1,
+                                      .one = encrypt_one,
+                                      .finish = encrypt_finish};
     cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
@@ -441,8 +446,12 @@ int cli_cmd_encrypt(int argc, char **argv)
 
 int cli_cmd_decrypt(int argc, char **argv)
 {
-    static const cli_batch_cmd cmd = {"decrypt", "decrypted", "already done", 0, 1,
-                                      decrypt_one, decrypt_finish};
+    static const cli_batch_cmd cmd = {.name = "decrypt",
+                                      .done = "decrypted",
+                                      .skipped = "already done",
+                                      .counts_bytes = 1,
+                                      .one = decrypt_one,
+                                      .finish = decrypt_finish};
     cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
@@ -466,7 +475,11 @@ int cli_cmd_decrypt(int argc, char **argv)
 
 int cli_cmd_verify(int argc, char **argv)
 {
-    static const cli_batch_cmd cmd = {"verify", "verified", "", 0, 1, verify_one, NULL};
+    static const cli_batch_cmd cmd = {.name = "verify",
+                                      .done = "verified",
+                                      .skipped = "",
+                                      .counts_bytes = 1,
+                                      .one = verify_one};
     cli_opts o;
     int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_FOLLOW);
     if (rc != EX_OK)

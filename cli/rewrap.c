@@ -70,8 +70,12 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
 
 int cli_cmd_rewrap(int argc, char **argv)
 {
-    static const cli_batch_cmd cmd = {"rewrap", "rewrapped", "already under the target version",
-                                      0, 0, rewrap_one, rewrap_finish};
+    static const cli_batch_cmd cmd = {.name = "rewrap",
+                                      .done = "rewrapped",
+                                      .skipped = "already under the target version",
+                                      .in_place = 1,
+                                      .one = rewrap_one,
+                                      .finish = rewrap_finish};
     cli_opts o;
     int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_KEY | OPT_TO_VERSION);
     if (rc != EX_OK)

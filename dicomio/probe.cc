@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <new>
 
@@ -65,6 +66,34 @@ bool starts_like_dataset(const uint8_t *buf, size_t len)
     return le == 0x0002 || le == 0x0008 || be == 0x0008;
 }
 
+/* DCMTK allocates an element's value by its length field before reading it,
+ * so a corrupt length would reserve up to 4 GiB per probe. Reading a file,
+ * DCMTK skips a value longer than the maxReadLength it is given and loads it
+ * on demand through a factory; a plain buffer stream has no factory, so every
+ * value is loaded. This stream gives DCMTK a factory, so that long values are
+ * skipped here too, and the factory's streams are empty: the probe needs only
+ * UIDs, which are short, and loads nothing long. Memory then stays bounded
+ * by the buffer, also when a deflated data set inflates to much more. */
+class EmptyStreamFactory : public DcmInputStreamFactory
+{
+public:
+    DcmInputStream *create() const override
+    {
+        DcmInputBufferStream *empty = new DcmInputBufferStream();
+        empty->setEos();
+        return empty;
+    }
+    DcmInputStreamFactory *clone() const override { return new EmptyStreamFactory(); }
+    /* DCMTK has no type for this; nothing in it asks. */
+    DcmInputStreamFactoryType ident() const override { return DFT_DcmInputFileStreamFactory; }
+};
+
+class ProbeStream : public DcmInputBufferStream
+{
+public:
+    DcmInputStreamFactory *newFactory() const override { return new EmptyStreamFactory(); }
+};
+
 /* Whether a UID can be handed on: UIDs are digits and dots by PS3.5 9.1, but
  * sloppy writers are common, so only what could mislead a reader of the field
  * (control bytes, spaces, non-ASCII, a value separator) is refused. */
@@ -86,9 +115,13 @@ bool copy_uid(dcmseal_dicom_info *info, char (&dst)[DCMSEAL_UID_MAX], DcmItem *i
     DcmElement *elem = NULL;
     OFString value;
     if (item == NULL || item->findAndGetElement(key, elem).bad() || elem == NULL ||
-        elem->transferState() != ERW_ready || elem->getOFStringArray(value).bad())
+        elem->transferState() != ERW_ready)
         return true;
-    const char *bad = value.length() >= sizeof dst ? "is longer than 64 characters"
+    /* A value longer than DCM_MaxReadLength was skipped, not read (ProbeStream). */
+    const bool skipped = elem->getLengthField() > DCM_MaxReadLength;
+    if (!skipped && elem->getOFStringArray(value).bad())
+        return true;
+    const char *bad = skipped || value.length() >= sizeof dst ? "is longer than 64 characters"
                       : !plausible_uid(value)       ? "is not a valid UID"
                                                     : NULL;
     if (bad != NULL) {
@@ -179,7 +212,7 @@ bool rest_is_complete(const uint8_t *buf, size_t len, size_t pos, E_TransferSynt
     }
     if (end == len)
         return true;
-    DcmInputBufferStream in;
+    ProbeStream in;
     in.setBuffer(buf + end, offile_off_t(len - end));
     in.setEos();
     DcmDataset tail;
@@ -192,7 +225,7 @@ bool rest_is_complete(const uint8_t *buf, size_t len, size_t pos, E_TransferSynt
 /* Reads |ff| from |buf| up to, not including, Pixel Data. Without
  * |complete|, running out of bytes ends the read (EC_StreamNotifyClient)
  * rather than failing it. */
-OFCondition read_until_pixels(DcmFileFormat &ff, DcmInputBufferStream &in, const uint8_t *buf,
+OFCondition read_until_pixels(DcmFileFormat &ff, ProbeStream &in, const uint8_t *buf,
                               size_t len, bool complete)
 {
     in.setBuffer(buf, offile_off_t(len));
@@ -213,7 +246,7 @@ void probe_raw(dcmseal_dicom_info *info, const uint8_t *buf, size_t len, bool co
     /* DcmFileFormat rather than DcmDataset: it also takes a meta header
      * without preamble, whose transfer syntax may differ from the data set's. */
     DcmFileFormat ff;
-    DcmInputBufferStream in;
+    ProbeStream in;
     const OFCondition cond = read_until_pixels(ff, in, buf, len, complete);
     DcmDataset *ds = ff.getDataset();
     if (ds == NULL || (cond.bad() && !(cond == EC_StreamNotifyClient && !complete))) {
@@ -229,7 +262,7 @@ void probe_raw(dcmseal_dicom_info *info, const uint8_t *buf, size_t len, bool co
 void probe_part10(dcmseal_dicom_info *info, const uint8_t *buf, size_t len, bool complete)
 {
     DcmFileFormat ff;
-    DcmInputBufferStream in;
+    ProbeStream in;
     const OFCondition cond = read_until_pixels(ff, in, buf, len, complete);
     DcmMetaInfo *meta = ff.getMetaInfo();
     DcmDataset *ds = ff.getDataset();
@@ -240,9 +273,8 @@ void probe_part10(dcmseal_dicom_info *info, const uint8_t *buf, size_t len, bool
     if (!fill_uids(info, meta, in_meta ? NULL : ds, cond.good()))
         return;
     if (cond == EC_MemoryExhausted) {
-        /* DCMTK allocates an element's value by its length field, so this
-         * is most likely a corrupt length, not a shortage of ours. */
-        set_class(info, DCMSEAL_DICOM_UNREADABLE, "an element is too large to hold in memory");
+        /* Not a corrupt length: ProbeStream never allocates by one. */
+        set_class(info, DCMSEAL_DICOM_UNREADABLE, "out of memory while parsing");
         return;
     }
     if (in_meta) {
@@ -313,6 +345,14 @@ extern "C" dcmseal_status dcmseal_dicom_probe(dcmseal_dicom_info *info, const ui
     } catch (const std::bad_alloc &) {
         set_class(info, DCMSEAL_DICOM_UNREADABLE, "out of memory");
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "dicom probe: out of memory");
+    } catch (const std::exception &) {
+        /* DCMTK throws on some malformed values (std::logic_error from
+         * DcmByteString::verify in a directory record, found by
+         * fuzz_probe): that is the input refused, not a failure of ours,
+         * and the object is sealed as opaque like any unreadable one. */
+        set_class(info, DCMSEAL_DICOM_UNREADABLE, "DCMTK cannot parse the data set: "
+                                                  "it failed on a malformed value");
+        return DCMSEAL_OK;
     } catch (...) {
         set_class(info, DCMSEAL_DICOM_UNREADABLE, "internal error");
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "dicom probe: unexpected exception");

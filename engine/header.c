@@ -197,7 +197,9 @@ dcmseal_status dcmseal_plaintext_size(uint64_t *out, uint64_t object_size,
         return dcmseal_fail(err, DCMSEAL_E_FORMAT, "truncated object (%llu bytes)",
                             (unsigned long long)object_size);
     uint64_t payload = object_size - DCMSEAL_PREAMBLE_LEN;
-    uint64_t nseg = (payload + full - 1) / full;
+    /* Rounded up without payload + full - 1, which wraps for sizes near
+     * UINT64_MAX. */
+    uint64_t nseg = payload / full + (payload % full != 0);
     uint64_t last = payload - (nseg - 1) * full;
     /* The last segment carries at least one byte unless it is the only one. */
     if (last < DCMSEAL_TAG_LEN || (last == DCMSEAL_TAG_LEN && nseg > 1))

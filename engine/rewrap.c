@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -40,6 +41,8 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     dcmseal_wrap_meta target;
     int locked = 0;
     ssize_t n;
+    struct stat sb;
+    uint64_t plain;
     memset(&to, 0, sizeof to);
 
     DCMSEAL_ENSURE(rep != NULL && ring != NULL && ring->current != NULL, err,
@@ -55,10 +58,19 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     while (n < 0 && errno == EINTR);
     DCMSEAL_ENSURE(n >= 0, err, DCMSEAL_E_IO, "read failed: %s", strerror(errno));
     DCMSEAL_GUARD(dcmseal_preamble_decode(&h, &from, &info, pre, (size_t)n, err));
+    /* Refuse what inspect and decrypt refuse by size alone (no payload, a
+     * last segment shorter than its tag): rewrap reads no further. */
+    DCMSEAL_ENSURE(fstat(fd, &sb) == 0, err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
+    DCMSEAL_GUARD(dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, h.segment_size, err));
     rep->from = rep->to = from.meta;
     rep->generation = from.generation;
     if (same_kek(&from.meta, &target))
         goto out;
+    /* The new slot needs a higher generation; a wrapped-around 0 would be a
+     * damaged slot, and the object would silently stay where it is. */
+    DCMSEAL_ENSURE(from.generation < UINT64_MAX, err, DCMSEAL_E_FORMAT,
+                   "key slot generation %llu cannot be raised",
+                   (unsigned long long)from.generation);
 
     if (ring->rewrap != NULL)
         DCMSEAL_GUARD(ring->rewrap(ring->self, &to.meta, to.wrapped, sizeof to.wrapped,

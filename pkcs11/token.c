@@ -264,6 +264,15 @@ static int token_find_slot(dcmseal_token_t *tok)
     return found;
 }
 
+/* Finalizes and initializes the module again: SoftHSM, for one, reads its
+ * token files only at C_Initialize. */
+static CK_RV module_reload(dcmseal_token_t *tok)
+{
+    p11_kit_module_finalize(tok->mod);
+    CK_RV rv = p11_kit_module_initialize(tok->mod);
+    return rv == CKR_OK && !token_find_slot(tok) ? CKR_TOKEN_NOT_PRESENT : rv;
+}
+
 /* Called holding |gate| shared; returns holding it shared. Restarts the
  * module unless another thread did since |seen|. */
 static CK_RV token_restart(dcmseal_token_t *tok, unsigned seen)
@@ -274,10 +283,7 @@ static CK_RV token_restart(dcmseal_token_t *tok, unsigned seen)
     if (tok->gen == seen && !token_alive(tok)) {
         tok->gen++;
         tok->login_session = CK_INVALID_HANDLE;
-        p11_kit_module_finalize(tok->mod);
-        rv = p11_kit_module_initialize(tok->mod);
-        if (rv == CKR_OK && !token_find_slot(tok))
-            rv = CKR_TOKEN_NOT_PRESENT;
+        rv = module_reload(tok);
         if (rv == CKR_OK)
             rv = session_start(tok, &tok->login_session);
     }
@@ -471,8 +477,20 @@ dcmseal_status dcmseal_token_open(dcmseal_token_t **out, const char *uri,
         DCMSEAL_ENSURE(tok->object != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     }
     DCMSEAL_GUARD(token_read_pin(tok, u, err));
-    /* Logging in here reports a wrong PIN at open rather than mid-batch. */
-    rv = session_start(tok, &tok->login_session);
+    /* Logging in here reports a wrong PIN at open rather than mid-batch.
+     * SoftHSM 2.6.1 answers CKR_USER_PIN_NOT_INITIALIZED or
+     * CKR_GENERAL_ERROR when it read its token file while another process
+     * rewrote it (every login does): those are retried, after a reload, like
+     * the transient failures. A wrong PIN never is, to spare the retry
+     * counter of a real token. */
+    for (unsigned i = 0;; i++) {
+        rv = session_start(tok, &tok->login_session);
+        if (rv == CKR_OK || i >= tok->retry_max ||
+            !(transient(rv) || rv == CKR_USER_PIN_NOT_INITIALIZED || rv == CKR_GENERAL_ERROR))
+            break;
+        backoff(i);
+        module_reload(tok);
+    }
     if (rv != CKR_OK) {
         st = p11_fail(err, DCMSEAL_E_TOKEN, tok, rv, "login%s",
                       rv == CKR_PIN_INCORRECT ? " (wrong PIN)" : "");

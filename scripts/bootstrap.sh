@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian 12 packages), then configures and builds
 # dcmseal in build/. Used by demo.sh and test.sh; safe to run again.
+#   --packages-only   install, but do not build (scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # bench/run.sh: age is a peer it compares dcmseal with (so is openssl), and
 # time (GNU time) reports each command's peak memory.
 PACKAGES=(build-essential cmake pkg-config libssl-dev openssl p11-kit libp11-kit-dev
-          softhsm2 libdcmtk-dev dcmtk python3 valgrind age time)
+          softhsm2 libdcmtk-dev dcmtk python3 valgrind age time
+          clang libclang-rt-14-dev llvm) # the fuzz targets (scripts/fuzz.sh)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -20,6 +22,8 @@ if ((${#missing[@]})); then
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+[ "${1:-}" = --packages-only ] && exit 0
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE="${DCMSEAL_BUILD_TYPE:-RelWithDebInfo}" \
     ${DCMSEAL_CMAKE_ARGS:-} >/dev/null

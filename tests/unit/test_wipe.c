@@ -1,13 +1,15 @@
 #define _GNU_SOURCE /* memmem */
 /* Secrets are wiped before their memory is released: every block OpenSSL's
  * allocator (which dcmseal uses for all key-bearing state) hands back is
- * scanned for the DEK and the keys derived from it. */
+ * scanned for the DEK and the keys derived from it, and for the token PIN. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+
+#include <dcmseal/pkcs11.h>
 
 #include "../../engine/internal.h"
 #include "../support/check.h"
@@ -70,6 +72,45 @@ static void arm(const uint8_t dek[32], const uint8_t salt[32])
     nsecrets = 3;
     armed = 1;
     OPENSSL_cleanse(&k, sizeof k);
+}
+
+/* A PIN long enough to scan for, on a SoftHSM token in a temporary
+ * directory: opening the token reads it from a pin-source file and logs in;
+ * freeing the token must leave it nowhere in freed memory. */
+#define PIN "wipe-check-pin-7c1e9a0d"
+
+static void test_pin(void)
+{
+    char dir[] = "/tmp/test_wipe.XXXXXX", cmd[1024], uri[512];
+    if (mkdtemp(dir) == NULL)
+        return;
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/tokens && printf 'directories.tokendir = %s/tokens\n"
+             "objectstore.backend = file\n' > %s/softhsm2.conf && printf '%s\n' > %s/pin && "
+             "SOFTHSM2_CONF=%s/softhsm2.conf softhsm2-util --init-token --free --label wipe "
+             "--so-pin 1234 --pin %s >/dev/null",
+             dir, dir, dir, PIN, dir, dir, PIN);
+    CHECK(system(cmd) == 0, "make a SoftHSM token");
+    snprintf(cmd, sizeof cmd, "%s/softhsm2.conf", dir);
+    setenv("SOFTHSM2_CONF", cmd, 1);
+    snprintf(uri, sizeof uri,
+             "pkcs11:token=wipe?module-path=/usr/lib/softhsm/libsofthsm2.so"
+             "&pin-source=file:%s/pin", dir);
+    memcpy(secrets[0], PIN, 16);
+    nsecrets = 1;
+    found = 0;
+    armed = 1;
+    dcmseal_token_t *tok = NULL;
+    dcmseal_session_t *s = NULL;
+    CHECK(dcmseal_token_open(&tok, uri, NULL) == DCMSEAL_OK &&
+              dcmseal_session_open(&s, tok, NULL) == DCMSEAL_OK, "open the token, log in");
+    dcmseal_session_free(s);
+    dcmseal_token_free(tok);
+    armed = 0;
+    CHECK(found == 0, "the PIN was left in %d freed block(s)", found);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        printf("note: %s not removed\n", dir);
 }
 
 int main(void)
@@ -162,5 +203,6 @@ int main(void)
     fclose(fenc);
     fclose(fdec);
     soft_ring_free(&ring);
+    test_pin();
     return check_done("test_wipe");
 }
