@@ -16,6 +16,23 @@
 
 #include "cli.h"
 
+/* Finishers: threads that run the blocking end of each file's work (the
+ * fsyncs of an output and its directory, the flush of a rewritten key
+ * slot) while the workers, whose token sessions bound a run, go on to the
+ * next file. Many at once, because the file system commits concurrent
+ * fsyncs together: on ext4 16 threads flushed 1,000 files of 256 KiB
+ * in 0.7 ms a file, one thread in 5 ms. The queue bounds how many files
+ * (each an open input and output) wait at once. */
+#define FINISHERS 16
+#define FINISH_QUEUE 32
+
+/* A file on its way through a worker and perhaps a finisher. */
+typedef struct job {
+    cli_entry e; /* path and rel point into |path| */
+    cli_result r;
+    char path[];
+} job;
+
 typedef struct batch {
     const cli_batch_cmd *cmd;
     const cli_opts *o;
@@ -35,6 +52,8 @@ typedef struct batch {
     unsigned long total_files;
     uint64_t total_bytes;
     int total_known;
+
+    cli_queue finishing; /* files waiting for a finisher */
 } batch;
 
 static double seconds_since(const struct timespec *t0)
@@ -296,16 +315,42 @@ static int visit(const cli_entry *e, void *ctx)
     return EX_OK;
 }
 
+static void *finisher_main(void *arg)
+{
+    batch *b = arg;
+    job *j;
+    while ((j = cli_queue_pop(&b->finishing)) != NULL) {
+        b->cmd->finish(b->o, &j->e, &j->r);
+        record(b, &j->e, &j->r);
+        free(j);
+    }
+    return NULL;
+}
+
 static int work(const cli_entry *e, void *worker)
 {
     cli_worker *w = worker;
     batch *b = w->batch;
     if (!may_start(b))
         return EX_OK;
-    cli_result r = {.outcome = CLI_FAILED, .kind = -1};
-    dcmseal_error_clear(&r.err);
-    b->cmd->one(w, e, &r);
-    record(b, e, &r);
+    /* On the heap, with its own copy of the path: a finisher may outlive
+     * the walk's entry, and the result points into itself (culprit). */
+    size_t len = strlen(e->path);
+    job *j = malloc(sizeof *j + len + 1);
+    if (j == NULL)
+        return EX_OSERR;
+    memcpy(j->path, e->path, len + 1);
+    j->e = (cli_entry){.path = j->path, .rel = j->path + (e->rel - e->path),
+                       .kind = CLI_ENTRY_FILE};
+    j->r = (cli_result){.outcome = CLI_FAILED, .kind = -1, .fd = -1};
+    dcmseal_error_clear(&j->r.err);
+    b->cmd->one(w, &j->e, &j->r);
+    if (j->r.pending) {
+        cli_queue_push(&b->finishing, j); /* waits while the queue is full */
+        return EX_OK;
+    }
+    record(b, &j->e, &j->r);
+    free(j);
     return EX_OK;
 }
 
@@ -441,6 +486,27 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     }
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.finished_cond, NULL);
+    pthread_t finishers[FINISHERS];
+    int nfinishers = 0;
+    if (cli_queue_init(&b.finishing, FINISH_QUEUE) != EX_OK) {
+        if (b.report != NULL)
+            fclose(b.report);
+        rc = EX_OSERR;
+        goto out_lock;
+    }
+    /* Without finishers a pending file would wait forever: one at least. */
+    if (cmd->finish != NULL) {
+        while (nfinishers < FINISHERS &&
+               pthread_create(&finishers[nfinishers], NULL, finisher_main, &b) == 0)
+            nfinishers++;
+        if (nfinishers == 0) {
+            fprintf(stderr, "dcmseal: %s: cannot start a thread\n", cmd->name);
+            if (b.report != NULL)
+                fclose(b.report);
+            rc = EX_OSERR;
+            goto out_threads;
+        }
+    }
     clock_gettime(CLOCK_MONOTONIC, &b.start);
     int counting = 0;
     /* One file is not a batch: its error line alone says what happened. */
@@ -454,6 +520,11 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     cli_interrupt_arm("finishing the files in hand");
     const cli_pool_ops ops = {.visit = visit, .file = work, .ctx = &b};
     int walk_rc = cli_pool_walk((const char *const *)o->args, o->nargs, &b.wo, jobs, &ops, ctxs);
+    /* The workers are done; what they left pending is finished before the
+     * summary, also after a signal: those are files in hand. */
+    cli_queue_close(&b.finishing);
+    for (int i = 0; i < nfinishers; i++)
+        pthread_join(finishers[i], NULL);
 
     pthread_mutex_lock(&b.lock);
     b.finished = 1;
@@ -473,9 +544,12 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
                 strerror(errno));
         rc = rc == EX_OK ? EX_IOERR : rc;
     }
+    armed = 1;
+out_threads:
+    cli_queue_destroy(&b.finishing);
+out_lock:
     pthread_cond_destroy(&b.finished_cond);
     pthread_mutex_destroy(&b.lock);
-    armed = 1;
 out:
     for (int i = 0; i < jobs; i++) {
         dcmseal_token_ring_free(workers[i].ring);

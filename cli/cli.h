@@ -3,6 +3,7 @@
 #define DCMSEAL_CLI_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -123,6 +124,28 @@ int cli_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,
 
 #define CLI_JOBS_MAX 64
 
+/* A bounded first-in first-out queue of pointers between threads (pool.c):
+ * what feeds the pool's workers and the batch's finishers. */
+typedef struct cli_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t not_empty, not_full;
+    void **items;
+    size_t cap, head, count;
+    int closed;
+} cli_queue;
+
+/* An empty open queue for at most |cap| items; EX_OK or EX_OSERR. */
+int cli_queue_init(cli_queue *q, size_t cap);
+/* Appends |item|, waiting while the queue is full. */
+void cli_queue_push(cli_queue *q, void *item);
+/* The oldest item, waiting while the queue is empty and open; NULL once it
+ * is closed and empty. */
+void *cli_queue_pop(cli_queue *q);
+/* No more pushes: cli_queue_pop returns what is left, then NULL. */
+void cli_queue_close(cli_queue *q);
+/* Frees an empty queue. */
+void cli_queue_destroy(cli_queue *q);
+
 /* The number of online cores, at least 1, at most CLI_JOBS_MAX. */
 int cli_default_jobs(void);
 
@@ -163,6 +186,17 @@ typedef struct cli_result {
     const char *culprit;       /* FAILED: the file |err| is about (NULL: path) */
     cli_say say;
     char line[320];
+    /* Set by a command's |one| that leaves the blocking end of its work (a
+     * flush, a link into place, an unlock) to the batch's finisher threads,
+     * so that its worker's token session goes on to the next file instead
+     * of waiting for the disk: its |finish| then completes this result,
+     * which is recorded only after that, so that a file counts as done only
+     * once it is durable. */
+    int pending;
+    dcmseal_outfile_t *out_file; /* encrypt, decrypt: the output to commit */
+    int fd;                      /* the file worked on, kept open for |finish| */
+    struct stat sb;              /* what it was when read */
+    dcmseal_rewrap_report rewrap;
 } cli_result;
 
 typedef struct cli_worker cli_worker;
@@ -175,6 +209,9 @@ typedef struct cli_batch_cmd {
     int counts_bytes;      /* progress in bytes as well as files */
     int in_place;          /* always works in place, as rewrap does */
     void (*one)(cli_worker *w, const cli_entry *e, cli_result *res);
+    /* For a result |one| left pending: completes it, on a finisher thread,
+     * and closes |res->fd|. NULL when |one| never leaves one. */
+    void (*finish)(const cli_opts *o, const cli_entry *e, cli_result *res);
 } cli_batch_cmd;
 
 /* One worker thread's own token session and key ring. */

@@ -2,6 +2,7 @@
  * every byte of crypto happens in libdcmseal. */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,14 @@ int main(int argc, char **argv)
     /* A file-size limit (ulimit -f) should fail a write with EFBIG, which
      * is reported and cleaned up, not kill the process mid-file. */
     signal(SIGXFSZ, SIG_IGN);
+    /* Each object's buffers (a few MiB, wiped and freed when it is done)
+     * would otherwise go back to the kernel and be faulted in again for the
+     * next one: in tree runs of small objects those page faults cost a
+     * third of decrypt -r's time (bench/RESULTS.md). Keeping freed memory
+     * in the process bounds it by the largest object in hand per thread,
+     * which is bounded already. */
+    mallopt(M_MMAP_THRESHOLD, 2 * DCMSEAL_SEGMENT_MAX);
+    mallopt(M_TRIM_THRESHOLD, 4 * DCMSEAL_SEGMENT_MAX);
     /* "+": stop at the command word; each command parses its own options. */
     while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
         switch (c) {

@@ -36,11 +36,13 @@ static int same_time(struct timespec a, struct timespec b)
  * time (|in_sb| NULL: a pipe; 0600 and now), and when it replaces the input
  * itself (|in_place|) its owner too, where we may. If the input changes
  * while it is read, nothing is written: the output would match neither
- * version. On failure |*culprit| is the output when that is what failed. */
+ * version. With |keep|, the complete output is handed over there instead of
+ * committed (dcmseal_outfile_commit is then the caller's). On failure
+ * |*culprit| is the output when that is what failed. */
 static dcmseal_status transform(const char *out_path, int replace, int in_place, int in_fd,
                                 const struct stat *in_sb, object_fn fn, void *ctx,
                                 dcmseal_object_report *rep, const char **culprit,
-                                dcmseal_error *err)
+                                dcmseal_outfile_t **keep, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_outfile_t *of = NULL;
@@ -64,6 +66,10 @@ static dcmseal_status transform(const char *out_path, int replace, int in_place,
             st = dcmseal_fail(err, DCMSEAL_E_IO, "cannot set the owner of %s: %s", out_path,
                               strerror(errno));
         DCMSEAL_GUARD(st);
+    }
+    if (keep != NULL) {
+        *keep = of;
+        return DCMSEAL_OK;
     }
     st = dcmseal_outfile_commit(of, err);
     of = NULL;
@@ -102,7 +108,7 @@ static int run_single(const char *in_path, const char *out_path, int force, obje
         }
     }
     if (strcmp(out_path, "-") != 0) {
-        if (transform(out_path, force, 0, in_fd, in_sbp, fn, ctx, rep, &culprit, &err) !=
+        if (transform(out_path, force, 0, in_fd, in_sbp, fn, ctx, rep, &culprit, NULL, &err) !=
             DCMSEAL_OK)
             rc = cli_report(culprit, &err);
     } else if (fn(ctx, rep, STDOUT_FILENO, in_fd, &err) != DCMSEAL_OK) {
@@ -242,9 +248,8 @@ static int already_done(const char *out, int out_sealed, int in_fd, const struct
     return -1;
 }
 
-/* transform for a file of a tree; fills |res| when done. Another process
- * working on the same tree may put the output in place first: when what it
- * made is what this one would have, the file counts as done (skipped). */
+/* transform for a file of a tree. The output is left pending, complete but
+ * not yet durable, for tree_finish; |res| then owns |in_fd|. */
 static void tree_transform(const cli_worker *w, const char *out, int out_sealed, int in_fd,
                           const struct stat *in_sb, object_fn fn, void *ctx,
                           cli_result *res)
@@ -252,8 +257,10 @@ static void tree_transform(const cli_worker *w, const char *out, int out_sealed,
     const cli_opts *o = w->o;
     dcmseal_object_report rep;
     if (transform(out, o->force || o->in_place, o->in_place, in_fd, in_sb, fn, ctx, &rep,
-                  &res->culprit, &res->err) == DCMSEAL_OK) {
-        res->outcome = CLI_DONE;
+                  &res->culprit, &res->out_file, &res->err) == DCMSEAL_OK) {
+        res->pending = 1;
+        res->fd = in_fd;
+        res->sb = *in_sb;
         res->kind = rep.is_dicom;
         res->bytes = rep.plain_bytes;
         res->wrap = rep.wrap;
@@ -267,6 +274,41 @@ static void tree_transform(const cli_worker *w, const char *out, int out_sealed,
     } else if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place) {
         already_done(out, out_sealed, in_fd, in_sb, res);
     }
+}
+
+/* cli_batch_cmd.finish of encrypt and decrypt: commits what tree_transform
+ * left pending (fsync, link into place, fsync of the directory). Another
+ * process working on the same tree may have put the output in place first:
+ * when what it made is what this one would have, the file counts as done
+ * (skipped). */
+static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
+                        int out_sealed)
+{
+    const char *out = o->in_place ? e->path : res->output;
+    dcmseal_outfile_t *of = res->out_file;
+    res->out_file = NULL;
+    if (dcmseal_outfile_commit(of, &res->err) == DCMSEAL_OK) {
+        res->outcome = CLI_DONE;
+    } else {
+        res->culprit = out;
+        res->kind = -1;
+        memset(&res->wrap, 0, sizeof res->wrap);
+        res->say = CLI_SAY_NONE;
+        if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
+            already_done(out, out_sealed, res->fd, &res->sb, res);
+    }
+    close(res->fd);
+    res->fd = -1;
+}
+
+static void encrypt_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
+{
+    tree_finish(o, e, res, 1);
+}
+
+static void decrypt_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
+{
+    tree_finish(o, e, res, 0);
 }
 
 /* What encrypt_one and decrypt_one start with: where the output goes, the
@@ -312,7 +354,8 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
         };
         tree_transform(w, out, 1, fd, &sb, seal_fn, (void *)&so, res);
     }
-    close(fd);
+    if (!res->pending)
+        close(fd);
 }
 
 static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
@@ -333,7 +376,8 @@ static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
         tree_transform(w, out, 0, fd, &sb, open_fn,
                        (void *)dcmseal_token_ring_get0_keyring(w->ring), res);
     }
-    close(fd);
+    if (!res->pending)
+        close(fd);
 }
 
 static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
@@ -366,7 +410,8 @@ int cli_cmd_encrypt(int argc, char **argv)
                                       .skipped = "already done",
                                       .wrap = 1,
                                       .counts_bytes = 1,
-                                      .one = encrypt_one};
+                                      .one = encrypt_one,
+                                      .finish = encrypt_finish};
     cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
@@ -405,7 +450,8 @@ int cli_cmd_decrypt(int argc, char **argv)
                                       .done = "decrypted",
                                       .skipped = "already done",
                                       .counts_bytes = 1,
-                                      .one = decrypt_one};
+                                      .one = decrypt_one,
+                                      .finish = decrypt_finish};
     cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;

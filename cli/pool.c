@@ -13,18 +13,16 @@
 
 #define QUEUE_LEN 256
 
-/* A queued file: its path, and where the relative part starts. */
+/* A queued file: where the relative part of its path starts, and the path. */
 typedef struct item {
-    char *path;
     size_t rel;
+    char path[];
 } item;
 
 typedef struct pool {
-    pthread_mutex_t lock;
-    pthread_cond_t not_empty, not_full;
-    item queue[QUEUE_LEN];
-    size_t head, count;
-    int done, rc;
+    cli_queue q;
+    pthread_mutex_t lock; /* guards rc */
+    int rc;
     const cli_pool_ops *ops;
 } pool;
 
@@ -32,6 +30,59 @@ typedef struct worker_arg {
     pool *p;
     void *ctx;
 } worker_arg;
+
+int cli_queue_init(cli_queue *q, size_t cap)
+{
+    *q = (cli_queue){.cap = cap};
+    if ((q->items = calloc(cap, sizeof *q->items)) == NULL)
+        return EX_OSERR;
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->not_empty, NULL);
+    pthread_cond_init(&q->not_full, NULL);
+    return EX_OK;
+}
+
+void cli_queue_push(cli_queue *q, void *it)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->count == q->cap)
+        pthread_cond_wait(&q->not_full, &q->lock);
+    q->items[(q->head + q->count++) % q->cap] = it;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void *cli_queue_pop(cli_queue *q)
+{
+    void *it = NULL;
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0 && !q->closed)
+        pthread_cond_wait(&q->not_empty, &q->lock);
+    if (q->count > 0) {
+        it = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        pthread_cond_signal(&q->not_full);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return it;
+}
+
+void cli_queue_close(cli_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->closed = 1;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void cli_queue_destroy(cli_queue *q)
+{
+    pthread_cond_destroy(&q->not_full);
+    pthread_cond_destroy(&q->not_empty);
+    pthread_mutex_destroy(&q->lock);
+    free(q->items);
+}
 
 static int enqueue(const cli_entry *e, void *ctx)
 {
@@ -41,15 +92,13 @@ static int enqueue(const cli_entry *e, void *ctx)
         return EX_OK;
     if (e->kind != CLI_ENTRY_FILE || rc != EX_OK)
         return rc;
-    char *copy = strdup(e->path);
-    if (copy == NULL)
+    size_t len = strlen(e->path);
+    item *it = malloc(sizeof *it + len + 1);
+    if (it == NULL)
         return EX_OSERR;
-    pthread_mutex_lock(&p->lock);
-    while (p->count == QUEUE_LEN)
-        pthread_cond_wait(&p->not_full, &p->lock);
-    p->queue[(p->head + p->count++) % QUEUE_LEN] = (item){copy, (size_t)(e->rel - e->path)};
-    pthread_cond_signal(&p->not_empty);
-    pthread_mutex_unlock(&p->lock);
+    it->rel = (size_t)(e->rel - e->path);
+    memcpy(it->path, e->path, len + 1);
+    cli_queue_push(&p->q, it);
     return EX_OK;
 }
 
@@ -57,29 +106,19 @@ static void *work(void *arg)
 {
     worker_arg *w = arg;
     pool *p = w->p;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        while (p->count == 0 && !p->done)
-            pthread_cond_wait(&p->not_empty, &p->lock);
-        if (p->count == 0) {
-            pthread_mutex_unlock(&p->lock);
-            return NULL;
-        }
-        item it = p->queue[p->head];
-        p->head = (p->head + 1) % QUEUE_LEN;
-        p->count--;
-        pthread_cond_signal(&p->not_full);
-        pthread_mutex_unlock(&p->lock);
-
-        const cli_entry e = {.path = it.path, .rel = it.path + it.rel, .kind = CLI_ENTRY_FILE};
+    item *it;
+    while ((it = cli_queue_pop(&p->q)) != NULL) {
+        const cli_entry e = {.path = it->path, .rel = it->path + it->rel,
+                             .kind = CLI_ENTRY_FILE};
         int rc = p->ops->file(&e, w->ctx);
-        free(it.path);
+        free(it);
         if (rc != EX_OK) {
             pthread_mutex_lock(&p->lock);
             p->rc = rc;
             pthread_mutex_unlock(&p->lock);
         }
     }
+    return NULL;
 }
 
 int cli_default_jobs(void)
@@ -95,23 +134,19 @@ int cli_pool_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,
     pthread_t tid[CLI_JOBS_MAX];
     worker_arg args[CLI_JOBS_MAX];
     int started = 0;
+    if (cli_queue_init(&p.q, QUEUE_LEN) != EX_OK)
+        return EX_OSERR;
     pthread_mutex_init(&p.lock, NULL);
-    pthread_cond_init(&p.not_empty, NULL);
-    pthread_cond_init(&p.not_full, NULL);
     for (; started < jobs; started++) {
         args[started] = (worker_arg){&p, workers[started]};
         if (pthread_create(&tid[started], NULL, work, &args[started]) != 0)
             break;
     }
     int rc = started > 0 ? cli_walk(paths, npaths, wo, enqueue, &p) : EX_OSERR;
-    pthread_mutex_lock(&p.lock);
-    p.done = 1;
-    pthread_cond_broadcast(&p.not_empty);
-    pthread_mutex_unlock(&p.lock);
+    cli_queue_close(&p.q);
     for (int i = 0; i < started; i++)
         pthread_join(tid[i], NULL);
-    pthread_cond_destroy(&p.not_full);
-    pthread_cond_destroy(&p.not_empty);
+    cli_queue_destroy(&p.q);
     pthread_mutex_destroy(&p.lock);
     return rc == CLI_WALK_STOP || p.rc == EX_OK ? rc : p.rc;
 }

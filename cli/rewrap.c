@@ -13,7 +13,6 @@
 static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     const cli_opts *o = w->o;
-    dcmseal_rewrap_report rep;
     dcmseal_header_info info;
     int fd = open(e->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
@@ -33,24 +32,40 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
         w->current[0] = '\0';
     } else {
         snprintf(w->current, sizeof w->current, "%s", name);
-        if (dcmseal_rewrap_fd(&rep, fd, dcmseal_token_ring_get0_keyring(w->ring),
-                              &res->err) == DCMSEAL_OK) {
-            res->outcome = rep.changed ? CLI_DONE : CLI_SKIPPED;
-            res->reason = rep.changed ? NULL : "already under the target version";
-            res->wrap = rep.to;
-            res->host_path = rep.changed && !rep.in_token;
-            if (rep.changed) {
-                res->say = CLI_SAY_VERBOSE;
-                snprintf(res->line, sizeof res->line, "'%s' v%u -> v%u, RSA-OAEP %s, %s",
-                         rep.from.kek_name, rep.from.kek_version, rep.to.kek_version,
-                         dcmseal_oaep_name(rep.to.oaep),
-                         rep.in_token ? "in the token (C_UnwrapKey + C_WrapKey)"
-                                      : "through host memory (the token refused in-token "
-                                        "rewrap)");
+        if (dcmseal_rewrap_fd_start(&res->rewrap, fd, dcmseal_token_ring_get0_keyring(w->ring),
+                                    &res->err) == DCMSEAL_OK) {
+            if (res->rewrap.changed) {
+                /* Written and locked: rewrap_finish flushes it, while this
+                 * worker's session unwraps the next object. */
+                res->pending = 1;
+                res->fd = fd;
+                return;
             }
+            res->outcome = CLI_SKIPPED;
+            res->reason = "already under the target version";
+            res->wrap = res->rewrap.to;
         }
     }
     close(fd);
+}
+
+static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
+{
+    const dcmseal_rewrap_report *rep = &res->rewrap;
+    (void)o, (void)e;
+    if (dcmseal_rewrap_fd_finish(rep, res->fd, &res->err) == DCMSEAL_OK) {
+        res->outcome = CLI_DONE;
+        res->wrap = rep->to;
+        res->host_path = !rep->in_token;
+        res->say = CLI_SAY_VERBOSE;
+        snprintf(res->line, sizeof res->line, "'%s' v%u -> v%u, RSA-OAEP %s, %s",
+                 rep->from.kek_name, rep->from.kek_version, rep->to.kek_version,
+                 dcmseal_oaep_name(rep->to.oaep),
+                 rep->in_token ? "in the token (C_UnwrapKey + C_WrapKey)"
+                               : "through host memory (the token refused in-token rewrap)");
+    }
+    close(res->fd);
+    res->fd = -1;
 }
 
 int cli_cmd_rewrap(int argc, char **argv)
@@ -59,7 +74,8 @@ int cli_cmd_rewrap(int argc, char **argv)
                                       .done = "rewrapped",
                                       .skipped = "already under the target version",
                                       .in_place = 1,
-                                      .one = rewrap_one};
+                                      .one = rewrap_one,
+                                      .finish = rewrap_finish};
     cli_opts o;
     int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_KEY | OPT_TO_VERSION);
     if (rc != EX_OK)

@@ -30,8 +30,8 @@ static dcmseal_status host_rewrap(const dcmseal_keyring *ring, dcmseal_slot *to,
     return st;
 }
 
-dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
-                                 const dcmseal_keyring *ring, dcmseal_error *err)
+dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
+                                       const dcmseal_keyring *ring, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
     uint8_t pre[DCMSEAL_PREAMBLE_LEN], raw[DCMSEAL_SLOT_LEN];
@@ -87,14 +87,38 @@ dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
     while (n < 0 && errno == EINTR);
     DCMSEAL_ENSURE(n == (ssize_t)sizeof raw, err, DCMSEAL_E_IO, "write failed: %s",
                    n < 0 ? strerror(errno) : "short write");
-    /* Only once this returns is the object considered moved. */
-    DCMSEAL_ENSURE(fdatasync(fd) == 0, err, DCMSEAL_E_IO, "fsync failed: %s", strerror(errno));
+    /* Written, not yet durable: the lock stays until _finish has flushed,
+     * so that a concurrent rewrap never sees a slot a crash could undo. */
     rep->changed = 1;
     rep->to = to.meta;
     rep->generation = to.generation;
+    locked = 0;
 out:
     if (locked)
         flock(fd, LOCK_UN);
     OPENSSL_cleanse(&from, sizeof from);
+    return st;
+}
+
+dcmseal_status dcmseal_rewrap_fd_finish(const dcmseal_rewrap_report *rep, int fd,
+                                        dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    if (rep == NULL || !rep->changed) /* then _start holds no lock */
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap: nothing to finish");
+    /* Only once this returns is the object considered moved. */
+    if (fdatasync(fd) != 0)
+        st = dcmseal_fail(err, DCMSEAL_E_IO, "fsync failed: %s", strerror(errno));
+    flock(fd, LOCK_UN);
+    return st;
+}
+
+dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
+                                 const dcmseal_keyring *ring, dcmseal_error *err)
+{
+    dcmseal_status st = dcmseal_rewrap_fd_start(rep, fd, ring, err);
+    if (st == DCMSEAL_OK && rep->changed && (st = dcmseal_rewrap_fd_finish(rep, fd, err)) !=
+                                                 DCMSEAL_OK)
+        rep->changed = 0;
     return st;
 }

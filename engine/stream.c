@@ -17,6 +17,7 @@ struct dcmseal_encryptor {
     uint64_t index;
     uint8_t *buf; /* plain text of the segment not yet known to be non-last */
     size_t buffered;
+    size_t buf_used; /* the most |buf| ever held: what free wipes */
     dcmseal_status failed;
     int finished;
 };
@@ -32,6 +33,7 @@ struct dcmseal_decryptor {
     EVP_CIPHER_CTX *gcm;
     uint8_t *buf; /* cipher text of the segment not yet known to be non-last */
     size_t buffered;
+    size_t buf_used; /* the most |buf| ever held: what free wipes */
     uint64_t index;
     dcmseal_status failed;
     int finished;
@@ -179,6 +181,7 @@ dcmseal_status dcmseal_encrypt_update(dcmseal_encryptor_t *enc, uint8_t *out,
         size_t take = enc->seg - enc->buffered < in_len ? enc->seg - enc->buffered : in_len;
         memcpy(enc->buf + enc->buffered, in, take);
         enc->buffered += take;
+        enc->buf_used = enc->buffered > enc->buf_used ? enc->buffered : enc->buf_used;
         in += take;
         in_len -= take;
     }
@@ -213,7 +216,10 @@ void dcmseal_encryptor_free(dcmseal_encryptor_t *enc)
     if (enc == NULL)
         return;
     EVP_CIPHER_CTX_free(enc->gcm);
-    OPENSSL_clear_free(enc->buf, enc->seg);
+    /* Not the whole segment: small objects never fill it (see buf_used). */
+    if (enc->buf != NULL)
+        OPENSSL_cleanse(enc->buf, enc->buf_used);
+    OPENSSL_free(enc->buf);
     OPENSSL_clear_free(enc, sizeof *enc);
 }
 
@@ -321,6 +327,7 @@ dcmseal_status dcmseal_decrypt_update(dcmseal_decryptor_t *dec, uint8_t *out,
         size_t take = full - dec->buffered < in_len ? full - dec->buffered : in_len;
         memcpy(dec->buf + dec->buffered, in, take);
         dec->buffered += take;
+        dec->buf_used = dec->buffered > dec->buf_used ? dec->buffered : dec->buf_used;
         in += take;
         in_len -= take;
     }
@@ -394,6 +401,7 @@ void dcmseal_decryptor_free(dcmseal_decryptor_t *dec)
         return;
     EVP_CIPHER_CTX_free(dec->gcm);
     if (dec->buf != NULL)
-        OPENSSL_clear_free(dec->buf, SEGMENT_CT(dec->h.segment_size));
+        OPENSSL_cleanse(dec->buf, dec->buf_used);
+    OPENSSL_free(dec->buf);
     OPENSSL_clear_free(dec, sizeof *dec);
 }

@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# bench/run.sh: age is a peer it compares dcmseal with (so is openssl), and
+# time (GNU time) reports each command's peak memory.
 PACKAGES=(build-essential cmake pkg-config libssl-dev openssl p11-kit libp11-kit-dev
-          softhsm2 libdcmtk-dev dcmtk python3 valgrind
+          softhsm2 libdcmtk-dev dcmtk python3 valgrind age time
           clang libclang-rt-14-dev llvm) # the fuzz targets (scripts/fuzz.sh)
 missing=()
 for p in "${PACKAGES[@]}"; do

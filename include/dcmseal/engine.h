@@ -299,6 +299,23 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
                   const dcmseal_keyring *keyring, dcmseal_error *err);
 
+/* dcmseal_rewrap_fd in two halves, so that a caller with many objects can
+ * flush some while its token works on the next ones. _start does all but the
+ * flush: when it returns DCMSEAL_OK with |rep->changed| set, the new slot is
+ * written but not yet durable, and |fd| is still locked. The caller must
+ * then call dcmseal_rewrap_fd_finish (from any thread), and may count the
+ * object as moved only when that succeeds. Otherwise (an error, or nothing
+ * to change) the lock is already released and _finish must not be called.
+ * Errors as dcmseal_rewrap_fd. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
+                        const dcmseal_keyring *keyring, dcmseal_error *err);
+/* Flushes what dcmseal_rewrap_fd_start wrote to |fd| (fdatasync), then
+ * releases the lock, whatever the outcome. Errors: DCMSEAL_E_IO (the object
+ * then opens under the old or the new KEK; a re-run settles which). */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_rewrap_fd_finish(const dcmseal_rewrap_report *rep, int fd, dcmseal_error *err);
+
 /* An output file that appears under its name only once complete: written to
  * a temporary file in the same directory, flushed, then linked into place. */
 typedef struct dcmseal_outfile dcmseal_outfile_t;

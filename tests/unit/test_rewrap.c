@@ -1,8 +1,11 @@
 /* Rotation by rewrap over host key rings: one slot changes, the payload and
  * the immutable header never do, and an interrupted slot write is harmless. */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "../../engine/internal.h"
@@ -110,6 +113,30 @@ int main(void)
               rep.generation == 3 && rep.to.kek_version == 1, "back to v1: %s", err.message);
     CHECK(opens_with(fd, &v1.ring, n), "opens under v1 again");
     v1.previous = NULL;
+
+    /* In two halves: _start leaves the object written and locked, so that a
+     * concurrent rewrap waits until _finish has flushed it. The lock is per
+     * open file, hence a second open of the same file. */
+    char again_path[64];
+    snprintf(again_path, sizeof again_path, "/proc/self/fd/%d", fd);
+    int other = open(again_path, O_RDWR);
+    CHECK(other >= 0, "second open");
+    CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && rep.changed &&
+              rep.generation == 4 && rep.to.kek_version == 2, "start: %s", err.message);
+    CHECK(flock(other, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK,
+          "start released the lock before the flush");
+    CHECK(opens_with(fd, &v2.ring, n), "the new slot is written before the flush");
+    CHECK(dcmseal_rewrap_fd_finish(&rep, fd, &err) == DCMSEAL_OK, "finish: %s", err.message);
+    CHECK(flock(other, LOCK_EX | LOCK_NB) == 0, "finish kept the lock");
+    flock(other, LOCK_UN);
+    /* Nothing to move: no lock is kept, and there is nothing to finish. */
+    CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed,
+          "start of an object already there");
+    CHECK(flock(other, LOCK_EX | LOCK_NB) == 0, "an unchanged object stayed locked");
+    flock(other, LOCK_UN);
+    CHECK(dcmseal_rewrap_fd_finish(&rep, fd, &err) == DCMSEAL_E_USAGE,
+          "finish without a change");
+    close(other);
 
     /* Not ours, and tampered wrapped keys, are refused without writing. */
     uint8_t zero[DCMSEAL_PREAMBLE_LEN] = {0};

@@ -172,6 +172,36 @@ int main(void)
     dcmseal_decryptor_free(dec);
     CHECK(found == 0, "a failed decryption left %d unwiped secret(s)", found);
     armed = 0;
+
+    /* Whole objects through file descriptors: the plain text that passed
+     * through dcmseal_seal_fd's and dcmseal_open_fd's buffers is wiped as
+     * well. They wipe as much as they held, not their capacity, so this
+     * object is smaller than a segment and than a read chunk. */
+    static uint8_t small[5000];
+    for (size_t i = 0; i < sizeof small; i++)
+        small[i] = (uint8_t)(i * 13 + 1);
+    FILE *fin = tmpfile(), *fenc = tmpfile(), *fdec = tmpfile();
+    CHECK(fin != NULL && fenc != NULL && fdec != NULL &&
+              fwrite(small, 1, sizeof small, fin) == sizeof small && fflush(fin) == 0 &&
+              lseek(fileno(fin), 0, SEEK_SET) == 0,
+          "temporary files");
+    memcpy(secrets[0], small + 4000, 32);
+    nsecrets = 1;
+    armed = 1;
+    dcmseal_object_report rep;
+    const dcmseal_seal_opts so = {.keyring = &ring.ring};
+    CHECK(dcmseal_seal_fd(&rep, fileno(fenc), fileno(fin), &so, NULL) == DCMSEAL_OK,
+          "seal_fd");
+    CHECK(found == 0, "dcmseal_seal_fd left plain text in freed memory (%d)", found);
+    CHECK(lseek(fileno(fenc), 0, SEEK_SET) == 0 &&
+              dcmseal_open_fd(&rep, fileno(fdec), fileno(fenc), &ring.ring, 1, NULL) ==
+                  DCMSEAL_OK && rep.plain_bytes == sizeof small,
+          "open_fd");
+    CHECK(found == 0, "dcmseal_open_fd left plain text in freed memory (%d)", found);
+    armed = 0;
+    fclose(fin);
+    fclose(fenc);
+    fclose(fdec);
     soft_ring_free(&ring);
     test_pin();
     return check_done("test_wipe");
