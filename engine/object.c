@@ -16,12 +16,6 @@
  * probe's window. */
 #define IO_CHUNK DCMSEAL_DICOM_PROBE_MAX
 
-/* Plain-text buffers are wiped up to the most that was ever in them, not
- * their whole capacity: most objects are far smaller than a chunk, and
- * wiping (and first touching) megabytes per object cost more CPU than its
- * RSA unwrap in tree runs. */
-#define HIGH_WATER(hw, n) ((hw) = (n) > (hw) ? (n) : (hw))
-
 /* Outputs are flushed before they appear (engine/outfile.c), and the kernel
  * starts writing a large output back only when far more is dirty than one
  * object. Asking for write-back every WRITEBACK_STEP bytes lets the disk
@@ -128,7 +122,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     DCMSEAL_ENSURE(in != NULL && out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
 
     DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
-    HIGH_WATER(in_used, n);
+    dcmseal_high_water(&in_used, n);
     DCMSEAL_GUARD(probe_identity(&id, &rep->is_dicom, rep->not_dicom_reason,
                                  sizeof rep->not_dicom_reason, in, n, n < IO_CHUNK, err));
     DCMSEAL_ENSURE(rep->is_dicom || !opts->strict, err, DCMSEAL_E_NOT_DICOM,
@@ -149,7 +143,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
         rep->sealed_bytes += w;
         writeback_ask(&wb, out_fd, rep->sealed_bytes);
         DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
-        HIGH_WATER(in_used, n);
+        dcmseal_high_water(&in_used, n);
     }
     DCMSEAL_GUARD(dcmseal_encrypt_final(enc, out, out_cap, &w, err));
     DCMSEAL_GUARD(write_all(out_fd, out, w, err));
@@ -201,7 +195,7 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
         DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
         rep->sealed_bytes += n;
         /* The most either call may write (final: what is buffered). */
-        HIGH_WATER(out_used, dcmseal_decrypt_update_max(dec, n));
+        dcmseal_high_water(&out_used, dcmseal_decrypt_update_max(dec, n));
         if (n > 0) {
             DCMSEAL_GUARD(dcmseal_decrypt_update(dec, out, out_cap, &w, in, n, err));
         } else {

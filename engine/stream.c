@@ -181,7 +181,7 @@ dcmseal_status dcmseal_encrypt_update(dcmseal_encryptor_t *enc, uint8_t *out,
         size_t take = enc->seg - enc->buffered < in_len ? enc->seg - enc->buffered : in_len;
         memcpy(enc->buf + enc->buffered, in, take);
         enc->buffered += take;
-        enc->buf_used = enc->buffered > enc->buf_used ? enc->buffered : enc->buf_used;
+        dcmseal_high_water(&enc->buf_used, enc->buffered);
         in += take;
         in_len -= take;
     }
@@ -327,7 +327,7 @@ dcmseal_status dcmseal_decrypt_update(dcmseal_decryptor_t *dec, uint8_t *out,
         size_t take = full - dec->buffered < in_len ? full - dec->buffered : in_len;
         memcpy(dec->buf + dec->buffered, in, take);
         dec->buffered += take;
-        dec->buf_used = dec->buffered > dec->buf_used ? dec->buffered : dec->buf_used;
+        dcmseal_high_water(&dec->buf_used, dec->buffered);
         in += take;
         in_len -= take;
     }
