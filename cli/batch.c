@@ -489,8 +489,6 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     pthread_t finishers[FINISHERS];
     int nfinishers = 0;
     if (cli_queue_init(&b.finishing, FINISH_QUEUE) != EX_OK) {
-        if (b.report != NULL)
-            fclose(b.report);
         rc = EX_OSERR;
         goto out_lock;
     }
@@ -501,8 +499,6 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
             nfinishers++;
         if (nfinishers == 0) {
             fprintf(stderr, "dcmseal: %s: cannot start a thread\n", cmd->name);
-            if (b.report != NULL)
-                fclose(b.report);
             rc = EX_OSERR;
             goto out_threads;
         }
@@ -538,16 +534,27 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     int stopped_by = sig ? sig : b.token_lost ? -1 : 0;
     rc = sig ? 128 + sig : walk_rc == EX_OSERR ? EX_OSERR : b.rc;
     summary(&b, rc, stopped_by, many);
-    if (b.report != NULL && (fflush(b.report) != 0 || fsync(fileno(b.report)) != 0 ||
-                             fclose(b.report) != 0)) {
-        fprintf(stderr, "dcmseal: %s: writing the report failed: %s\n", o->report,
-                strerror(errno));
-        rc = rc == EX_OK ? EX_IOERR : rc;
+    if (b.report != NULL) {
+        /* Closed whatever the flush says; the first error is the one told. */
+        int bad = fflush(b.report) != 0 || fsync(fileno(b.report)) != 0;
+        int why = errno;
+        if (fclose(b.report) != 0 && !bad) {
+            bad = 1;
+            why = errno;
+        }
+        b.report = NULL;
+        if (bad) {
+            fprintf(stderr, "dcmseal: %s: writing the report failed: %s\n", o->report,
+                    strerror(why));
+            rc = rc == EX_OK ? EX_IOERR : rc;
+        }
     }
     armed = 1;
 out_threads:
     cli_queue_destroy(&b.finishing);
 out_lock:
+    if (b.report != NULL) /* a run that never started: nothing to flush */
+        fclose(b.report);
     pthread_cond_destroy(&b.finished_cond);
     pthread_mutex_destroy(&b.lock);
 out:
