@@ -11,9 +11,7 @@ FAULTY=$3
 NAME=crash
 . "$(dirname "$0")/lib.sh"
 
-softhsm_token "$tmp/hsm" crash-test
-"$DCMSEAL" key create k --bits 2048 >/dev/null || fail "key create"
-export DCMSEAL_KEY=k
+token_with_key "$tmp/hsm" crash-test k
 trials=${DCMSEAL_CRASH_TRIALS:-5}
 
 # ---- the tree: a few hundred small objects and some of several segments ----

@@ -26,6 +26,14 @@ one_line_naming() {
     [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -qF -- "$1" "$tmp/err"
 }
 
+# token_with_key DIR LABEL KEY: a fresh token in DIR with an RSA-2048 key
+# KEY, which the commands that follow use by default (DCMSEAL_KEY).
+token_with_key() {
+    softhsm_token "$1" "$2"
+    "$DCMSEAL" key create "$3" --bits 2048 >/dev/null || fail "key create"
+    export DCMSEAL_KEY=$3
+}
+
 # The closing line that CI reads; the exit status says whether all passed.
 finish() {
     echo "$NAME: $passed passed, $failed failed"

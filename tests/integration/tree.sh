@@ -7,9 +7,7 @@ CORPUS=$2
 NAME=tree
 . "$(dirname "$0")/lib.sh"
 
-softhsm_token "$tmp/hsm" tree-test
-"$DCMSEAL" key create arch --bits 2048 >/dev/null || fail "key create"
-export DCMSEAL_KEY=arch
+token_with_key "$tmp/hsm" tree-test arch
 
 # Root may read anything; without these two capabilities it obeys the mode
 # bits like everyone else, which the unreadable file needs.

@@ -6,9 +6,7 @@ CORPUS=$2
 NAME=valgrind
 . "$(dirname "$0")/lib.sh"
 
-softhsm_token "$tmp/hsm" vg-test
-"$DCMSEAL" key create k --bits 2048 >/dev/null || fail "key create"
-export DCMSEAL_KEY=k
+token_with_key "$tmp/hsm" vg-test k
 mkdir -p "$tmp/src/sub"
 dcm=$(find "$CORPUS" -name '*.dcm' 2>/dev/null | head -2)
 [ -n "$dcm" ] || { "$here/../../scripts/make-samples.sh" "$tmp/samples" >/dev/null; dcm=$(find "$tmp/samples" -name '*.dcm' | head -2); }
