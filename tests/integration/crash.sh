@@ -32,15 +32,21 @@ nfiles=$(find "$orig" -type f | wc -l)
 
 temps() { find "$1" -name '.*.dcmseal-*' | wc -l; }
 
-# Starts "$@" in the background and SIGKILLs it at a random moment once it
-# has finished its first file. (SoftHSM 2.6.1 rewrites its token file at
-# login; a kill there loses the token itself, see docs/KEYS.md.)
+# Starts "$@" in the background and SIGKILLs it once it has finished a
+# random number of files, at least one (SoftHSM 2.6.1 rewrites its token
+# file at login; a kill there loses the token itself, see docs/KEYS.md) and
+# at most three quarters of them. Counting files rather than waiting a
+# random time keeps the kills mid-run however fast a run has become.
 kill_during() {
     : > "$tmp/kill.jsonl"
+    local after=$((1 + RANDOM % (nfiles * 3 / 4)))
     "$@" -q --report "$tmp/kill.jsonl" 2>/dev/null &
     local pid=$!
-    for _ in $(seq 500); do [ -s "$tmp/kill.jsonl" ] && break; sleep 0.01; done
-    sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
+    for _ in $(seq 1000); do
+        [ "$(wc -l < "$tmp/kill.jsonl")" -ge "$after" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.01
+    done
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     # Whether it died mid-run: no summary line yet.
