@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 # time (GNU time) reports each command's peak memory.
 PACKAGES=(build-essential cmake pkg-config libssl-dev openssl p11-kit libp11-kit-dev
           softhsm2 libdcmtk-dev dcmtk python3 valgrind age time
+          opensc                         # pkcs11-tool: tests look at tokens independently
+          orthanc orthanc-dev orthanc-dicomweb  # orthanc/: the storage plugin and its tests
+          opencryptoki                   # a second PKCS#11 implementation for the tests
+          strace                         # tests that check the order of flushes and names
           clang libclang-rt-14-dev llvm) # the fuzz targets (scripts/fuzz.sh)
 missing=()
 for p in "${PACKAGES[@]}"; do
