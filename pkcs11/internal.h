@@ -16,6 +16,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include <dcmseal/pkcs11.h>
+#include <private/guard.h>
 
 #define DCMSEAL_PIN_MAX 256
 
