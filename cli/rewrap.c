@@ -32,7 +32,7 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
         w->current[0] = '\0';
     } else {
         snprintf(w->current, sizeof w->current, "%s", name);
-        if (dcmseal_rewrap_fd_start(&res->rewrap, fd, dcmseal_token_ring_get0_keyring(w->ring),
+        if (dcmseal_rewrap_fd_start(&res->rewrap, fd, dcmseal_token_ring_get0_keyring(w->ring), 0,
                                     &res->err) == DCMSEAL_OK) {
             if (res->rewrap.changed) {
                 /* Written and locked: rewrap_finish flushes it, while this

@@ -52,6 +52,8 @@ dcmseal_status dcmseal_hkdf_sha256(uint8_t *out, size_t out_len,
 static const char LABEL_PAYLOAD[] = "dcmseal v1 payload";
 static const char LABEL_COMMIT[] = "dcmseal v1 commitment";
 static const char LABEL_IDENTITY[] = "dcmseal v1 identity";
+/* Format v2 keeps the three above and adds one key of its own. */
+static const char LABEL_META[] = "dcmseal v2 metadata";
 
 dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
                                    const uint8_t dek[DCMSEAL_DEK_LEN],
@@ -67,6 +69,7 @@ dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
     DERIVE(payload, LABEL_PAYLOAD);
     DERIVE(commitment, LABEL_COMMIT);
     DERIVE(identity, LABEL_IDENTITY);
+    DERIVE(meta, LABEL_META);
 #undef DERIVE
 out:
     if (st != DCMSEAL_OK)

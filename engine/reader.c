@@ -13,6 +13,9 @@
 struct dcmseal_reader {
     int fd;
     dcmseal_header h;
+    dcmseal_header_info info;
+    dcmseal_meta meta;
+    uint64_t payload;  /* offset of the first segment */
     uint8_t aad[DCMSEAL_HEADER_LEN];
     EVP_CIPHER_CTX *gcm;
     uint64_t size;     /* plain text */
@@ -45,7 +48,7 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_reader_t *r = NULL;
-    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN], *meta = NULL;
     dcmseal_slot slot;
     dcmseal_keys keys;
     struct stat sb;
@@ -64,11 +67,18 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
     r->fd = fd;
     r->cached = UINT64_MAX;
     DCMSEAL_GUARD(pread_full(fd, pre, sizeof pre, 0, err));
-    DCMSEAL_GUARD(dcmseal_preamble_decode(&r->h, &slot, NULL, pre, sizeof pre, err));
-    DCMSEAL_GUARD(dcmseal_plaintext_size(&r->size, (uint64_t)sb.st_size,
-                                         r->h.segment_size, err));
+    DCMSEAL_GUARD(dcmseal_preamble_decode(&r->h, &slot, &r->info, pre, sizeof pre, err));
+    DCMSEAL_GUARD(dcmseal_object_plaintext_size(&r->size, &r->info, (uint64_t)sb.st_size, err));
     r->nseg = r->size == 0 ? 1 : (r->size + r->h.segment_size - 1) / r->h.segment_size;
-    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &r->h, &slot, keyring, err));
+    r->payload = DCMSEAL_PREAMBLE_LEN + (uint64_t)r->h.meta_len;
+    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &r->info.origin, pre, r->info.active_slot, &r->h,
+                                    &slot, keyring, err));
+    if (r->h.meta_len > 0) {
+        meta = OPENSSL_malloc(r->h.meta_len);
+        DCMSEAL_ENSURE(meta != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+        DCMSEAL_GUARD(pread_full(fd, meta, r->h.meta_len, DCMSEAL_PREAMBLE_LEN, err));
+        DCMSEAL_GUARD(dcmseal_meta_open(&r->meta, meta, r->h.meta_len, &keys, pre, err));
+    }
     DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys.payload, 0, err));
     memcpy(r->aad, pre, sizeof r->aad);
     r->ct = OPENSSL_malloc((size_t)r->h.segment_size + DCMSEAL_TAG_LEN);
@@ -80,11 +90,22 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
 out:
     OPENSSL_cleanse(&keys, sizeof keys);
     OPENSSL_cleanse(&slot, sizeof slot);
+    OPENSSL_free(meta); /* cipher text only */
     dcmseal_reader_free(r);
     return st;
 }
 
 uint64_t dcmseal_reader_size(const dcmseal_reader_t *r) { return r->size; }
+
+const dcmseal_header_info *dcmseal_reader_get0_header(const dcmseal_reader_t *r)
+{
+    return &r->info;
+}
+
+const dcmseal_meta *dcmseal_reader_get0_meta(const dcmseal_reader_t *r)
+{
+    return r->h.meta_len > 0 ? &r->meta : NULL;
+}
 
 /* Decrypts segment |i| into r->pt unless it is there already. */
 static dcmseal_status load_segment(dcmseal_reader_t *r, uint64_t i, dcmseal_error *err)
@@ -97,7 +118,7 @@ static dcmseal_status load_segment(dcmseal_reader_t *r, uint64_t i, dcmseal_erro
     r->cached = UINT64_MAX;
     size_t n = (size_t)(i + 1 < r->nseg ? seg : r->size - i * seg);
     if ((st = pread_full(r->fd, r->ct, n + DCMSEAL_TAG_LEN,
-                         DCMSEAL_PREAMBLE_LEN + i * (seg + DCMSEAL_TAG_LEN), err)) != DCMSEAL_OK)
+                         r->payload + i * (seg + DCMSEAL_TAG_LEN), err)) != DCMSEAL_OK)
         return st;
     dcmseal_segment_nonce(nonce, i, i + 1 == r->nseg);
     if (dcmseal_gcm_open(r->gcm, r->pt, nonce, r->aad, sizeof r->aad, r->ct, n,
@@ -161,8 +182,7 @@ dcmseal_status dcmseal_inspect_fd(dcmseal_header_info *info, uint64_t *plain_byt
     size_t n = (uint64_t)sb.st_size < sizeof pre ? (size_t)sb.st_size : sizeof pre;
     DCMSEAL_GUARD(pread_full(fd, pre, n, 0, err));
     DCMSEAL_GUARD(dcmseal_header_inspect(info, pre, n, err));
-    DCMSEAL_GUARD(dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, info->segment_size,
-                                         err));
+    DCMSEAL_GUARD(dcmseal_object_plaintext_size(&plain, info, (uint64_t)sb.st_size, err));
     if (plain_bytes != NULL)
         *plain_bytes = plain;
 out:

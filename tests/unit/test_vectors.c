@@ -204,8 +204,8 @@ static size_t kat_seal(size_t k, soft_ring *ring, uint8_t *out)
     size_t w, n = DCMSEAL_PREAMBLE_LEN;
     kat_inputs(k, dek, salt, &pt);
     dcmseal_encryptor_t *enc = NULL;
-    dcmseal_encrypt_params p = {&ring->ring, KATS[k].segment_size,
-                                KATS[k].dicom ? &KAT_ID : NULL};
+    dcmseal_encrypt_params p = {.keyring = &ring->ring, .segment_size = KATS[k].segment_size,
+                                .identity = KATS[k].dicom ? &KAT_ID : NULL};
     if (dcmseal_encrypt_init_fixed(&enc, out, &p, dek, salt, NULL) != DCMSEAL_OK ||
         dcmseal_encrypt_update(enc, out + n, 1 << 16, &w, pt, KATS[k].plain_len, NULL) !=
             DCMSEAL_OK)

@@ -142,7 +142,7 @@ int main(void)
     uint8_t *hdr = ct;
     size_t n = DCMSEAL_PREAMBLE_LEN, w;
     dcmseal_encryptor_t *enc = NULL;
-    dcmseal_encrypt_params p = {&ring.ring, 4096, &id};
+    dcmseal_encrypt_params p = {.keyring = &ring.ring, .segment_size = 4096, .identity = &id};
     CHECK(dcmseal_encrypt_init(&enc, hdr, &p, NULL) == DCMSEAL_OK, "init");
     arm(ring.last_dek, hdr + 24); /* FORMAT.md: the salt is at offset 24 */
     CHECK(dcmseal_encrypt_update(enc, ct + n, sizeof ct - n, &w, pt, sizeof pt, NULL) ==
