@@ -303,8 +303,8 @@ typedef struct dcmseal_check_result {
      * "mechanisms", "keygen-rsa2048", "keygen-rsa3072", "oaep-sha1",
      * "oaep-sha256", "oaep-sha256-mgf1-sha1", "oaep", "rewrap-in-token",
      * "disabled-refused", "private-not-readable", "private-not-wrappable",
-     * "private-attributes-locked", "sessions", "cleanup". docs/HSM.md says
-     * what each one means. */
+     * "private-attributes-locked", "origin-hmac", "origin-mechanisms",
+     * "sessions", "cleanup". docs/HSM.md says what each one means. */
     const char *id;
     dcmseal_check_verdict verdict;
     /* dcmseal cannot work on the token unless this check passes. */
@@ -321,7 +321,8 @@ typedef struct dcmseal_check_result {
 /* Probes the token of |s|, on |s| and on up to |max_sessions| (1..1024)
  * further sessions it opens and closes. It generates a scratch KEK with
  * dcmseal's own template (version 1 RSA-2048, version 2 RSA-3072, named by
- * dcmseal_kek_scratch_name with prefix "dcmseal-check"), encrypts and
+ * dcmseal_kek_scratch_name with prefix "dcmseal-check") and an origin key
+ * for it (proofs made and checked), encrypts and
  * decrypts with it, disables and enables it as `dcmseal key disable`
  * does, and tries to read and to wrap its private half. Before returning,
  * on every path, it destroys the scratch KEK and every session object it

@@ -30,7 +30,9 @@ line() { grep -Eq "^($1) +($2) +(${3:-CKR_[A-Z0-9_]+|-}) " "$tmp/out"; }
 expect 0 "key create" "$DCMSEAL" key create kek --bits 2048
 "$DCMSEAL" key list --json > "$tmp/keys.before"
 before=$(objects)
-check "the token holds the user's key ($before objects)" [ "$before" -eq 2 ]
+# Its two halves, its origin key, the name's concealment key and its
+# require-origin policy object.
+check "the token holds the user's key ($before objects)" [ "$before" -eq 5 ]
 
 # untouched WHAT: the user's key is as it was and nothing else is left.
 untouched() {
@@ -47,7 +49,8 @@ hsm_check() {
     cp "$tmp/out" "$tmp/check.txt"
     check "$where: names the token" grep -q "^dcmseal hsm-check: token 'hsm-test'" "$tmp/out"
     for id in keygen-rsa2048 keygen-rsa3072 oaep-sha1 oaep disabled-refused private-not-readable \
-        private-not-wrappable private-attributes-locked sessions cleanup; do
+        private-not-wrappable private-attributes-locked origin-hmac origin-mechanisms sessions \
+        cleanup; do
         check "$where: $id passes" line pass "$id"
     done
     check "$where: SHA-1 works" line pass oaep-sha1 CKR_OK
@@ -56,6 +59,9 @@ hsm_check() {
     check "$where: rewrap line present" line 'pass|fail' rewrap-in-token
     check "$where: the disabled key is refused by the token" line pass disabled-refused CKR_KEY_FUNCTION_NOT_PERMITTED
     check "$where: the private exponent is sensitive" line pass private-not-readable CKR_ATTRIBUTE_SENSITIVE
+    check "$where: origin proofs in the token, a wrong one refused" \
+        grep -q "^pass  origin-hmac .*a wrong one refused (CKR_SIGNATURE_INVALID), its value unreadable (CKR_ATTRIBUTE_SENSITIVE)" "$tmp/out"
+    check "$where: the origin key does HMAC-SHA256 only" line pass origin-mechanisms CKR_MECHANISM_INVALID
     check "$where: says the fallback" grep -q "falls back to RSA-OAEP SHA-1" "$tmp/out"
     check "$where: usable" grep -q '^usable: yes' "$tmp/out"
     check "$where: every check line has a verdict and a code" \
@@ -115,26 +121,28 @@ rm -f "$tmp/plan"
 rows_ok() { # the table has every row: objects/s and ratio > 0, p99 >= p50 >= 0
     local n=0 s op
     for s in 1 2; do
-        for op in 'unwrap (C_Decrypt)' 'rewrap in token' 'rewrap via host' 'wrap new DEK'; do
+        for op in 'unwrap (C_Decrypt)' 'rewrap in token' 'rewrap via host' 'wrap new DEK' \
+            'origin proof (Sign)' 'proof check (Verify)' 'unwrap + check'; do
             awk -v s="$s" -v op="$op" '
                 index($0, sprintf("%8d  %-20s ", s, op)) == 1 { n = split($0, f, / +/);
                     if (f[n-3] > 0 && f[n-2] >= 0 && f[n-1] >= f[n-2] && f[n] > 0) ok = 1 }
                 END { exit !ok }' "$tmp/out" && n=$((n + 1))
         done
     done
-    [ "$n" -eq 8 ]
+    [ "$n" -eq 14 ]
 }
 expect 0 "bench" "$DCMSEAL" bench --objects 20 --sessions 1,2 --bits 2048
 check "bench: header names the scratch key" grep -q "scratch key 'dcmseal-bench-[0-9a-f]*' v1 -> v2, RSA-2048" "$tmp/out"
-check "bench: 8 rows, numbers > 0" rows_ok
+check "bench: 14 rows, numbers > 0" rows_ok
 untouched "after bench"
 expect 0 "bench --json" "$DCMSEAL" bench --objects 20 --sessions 1,2 --bits 2048 --json
-check "bench json: 8 results > 0" py 'len(d["results"]) == 8 and all(r["objects_per_s"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["ratio_to_unwrap"] > 0 for r in d["results"])'
-check "bench json: both session counts, every operation" py 'sorted((r["sessions"], r["operation"]) for r in d["results"]) == sorted((s, o) for s in (1, 2) for o in ("unwrap", "rewrap-in-token", "rewrap-host", "wrap"))'
+check "bench json: 14 results > 0" py 'len(d["results"]) == 14 and all(r["objects_per_s"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["ratio_to_unwrap"] > 0 for r in d["results"])'
+check "bench json: both session counts, every operation" py 'sorted((r["sessions"], r["operation"]) for r in d["results"]) == sorted((s, o) for s in (1, 2) for o in ("unwrap", "rewrap-in-token", "rewrap-host", "wrap", "prove", "check", "unwrap+check"))'
+check "bench json: the origin proof is measured" py 'all(r["objects_per_s"] > 0 for r in d["results"] if r["operation"] in ("prove", "check", "unwrap+check"))'
 check "bench json: the DEK stayed in the token" py 'd["in_token_rewrap"] is True and d["scratch"] is True and d["kept"] is False'
 untouched "after bench --json"
 expect 0 "bench --key (an existing key, read only)" "$DCMSEAL" bench --key kek --objects 5 --sessions 1 --json
-check "bench --key: uses it" py 'd["key"] == "kek" and d["scratch"] is False and len(d["results"]) == 4'
+check "bench --key: uses it" py 'd["key"] == "kek" and d["scratch"] is False and len(d["results"]) == 7'
 untouched "after bench --key"
 expect 0 "bench --keep" "$DCMSEAL" bench --objects 5 --sessions 1 --bits 2048 --keep
 kept=$(sed -n "s/.*kept scratch key '\([^']*\)'.*/\1/p" "$tmp/err")
