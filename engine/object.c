@@ -115,8 +115,9 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     DCMSEAL_ENSURE(seg >= DCMSEAL_SEGMENT_MIN && seg <= DCMSEAL_SEGMENT_MAX, err,
                    DCMSEAL_E_USAGE, "segment size %u outside %u..%u", seg,
                    DCMSEAL_SEGMENT_MIN, DCMSEAL_SEGMENT_MAX);
-    /* Room for every segment one chunk can complete, plus the last one. */
-    out_cap = ((size_t)IO_CHUNK / seg + 2) * ((size_t)seg + DCMSEAL_TAG_LEN);
+    /* Room for every segment one chunk can complete, plus the last one,
+     * and the metadata block that goes out first. */
+    out_cap = ((size_t)IO_CHUNK / seg + 2) * ((size_t)seg + DCMSEAL_TAG_LEN) + DCMSEAL_META_MAX;
     in = OPENSSL_malloc(IO_CHUNK);
     out = OPENSSL_malloc(out_cap);
     DCMSEAL_ENSURE(in != NULL && out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");

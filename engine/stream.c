@@ -15,7 +15,7 @@ struct dcmseal_encryptor {
     uint8_t aad[DCMSEAL_HEADER_LEN];
     /* The sealed metadata block, written ahead of the first segment. */
     uint8_t *meta;
-    size_t meta_len, meta_pending;
+    size_t meta_pending;
     uint32_t seg;
     uint64_t index;
     uint8_t *buf; /* plain text of the segment not yet known to be non-last */
@@ -162,7 +162,7 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
         enc->meta = OPENSSL_malloc(h.meta_len);
         DCMSEAL_ENSURE(enc->meta != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
         DCMSEAL_GUARD(dcmseal_meta_seal(enc->meta, p->meta, &keys, enc->aad, err));
-        enc->meta_len = enc->meta_pending = h.meta_len;
+        enc->meta_pending = h.meta_len;
     }
     *out = enc;
     enc = NULL;
