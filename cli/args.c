@@ -43,6 +43,10 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         {{"quiet", no_argument, NULL, 'q'}, OPT_QUIET},
         {{"shard", required_argument, NULL, 'H'}, OPT_SHARD},
         {{"follow-symlinks", no_argument, NULL, 'L'}, OPT_FOLLOW},
+        {{"conceal-names", no_argument, NULL, 'C'}, OPT_CONCEAL},
+        {{"upgrade", no_argument, NULL, 'U'}, OPT_UPGRADE},
+        {{"require-origin", no_argument, NULL, 'G'}, OPT_REQUIRE_ORIGIN},
+        {{"no-require-origin", no_argument, NULL, 'g'}, OPT_REQUIRE_ORIGIN},
     };
     struct option longopts[sizeof table / sizeof table[0] + 1];
     size_t n = 0;
@@ -52,6 +56,7 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
     memset(&longopts[n], 0, sizeof longopts[n]);
 
     memset(o, 0, sizeof *o);
+    o->require_origin = -1;
     int c;
     char *end, opt[4];
     /* A leading ":" and opterr = 0: the one line about a bad option is
@@ -78,6 +83,10 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         case 'R': o->report = optarg; break;
         case 'q': o->quiet = 1; break;
         case 'L': o->follow = 1; break;
+        case 'C': o->conceal = 1; break;
+        case 'U': o->upgrade = 1; break;
+        case 'G': o->require_origin = 1; break;
+        case 'g': o->require_origin = 0; break;
         case 'H': {
             const char *slash = strchr(optarg, '/');
             char k[16];
@@ -166,6 +175,13 @@ void cli_json_string(FILE *f, const char *s)
             fputc(*p, f);
     }
     fputc('"', f);
+}
+
+const char *cli_origin_name(dcmseal_origin o)
+{
+    return o == DCMSEAL_ORIGIN_VERIFIED ? "verified"
+           : o == DCMSEAL_ORIGIN_PRESENT ? "present"
+                                         : "none";
 }
 
 void cli_hex(FILE *f, const uint8_t *p, size_t n)

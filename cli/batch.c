@@ -47,6 +47,7 @@ typedef struct batch {
     int token_lost;
     int rc; /* the highest exit code of a failed file */
     unsigned long done, opaque, skipped, ignored, failed, host_path, not_started;
+    unsigned long unproven, upgraded; /* done without an origin proof; given one */
     uint64_t bytes, skipped_bytes;
     /* From the counting walk, for the progress line. */
     unsigned long total_files;
@@ -217,6 +218,9 @@ static void report_line(batch *b, const cli_entry *e, const cli_result *r)
         cli_json_string(f, r->wrap.kek_name);
         fprintf(f, ",\"version\":%u", r->wrap.kek_version);
     }
+    if (r->format_version != 0)
+        fprintf(f, ",\"format_version\":%d,\"origin\":\"%s\"%s", r->format_version,
+                cli_origin_name(r->origin), r->upgraded ? ",\"upgraded\":true" : "");
     if (r->outcome == CLI_FAILED) {
         fputs(",\"error\":", f);
         cli_json_string(f, r->err.message);
@@ -235,6 +239,8 @@ static void record(batch *b, const cli_entry *e, cli_result *r)
     case CLI_DONE:
         b->done++;
         b->opaque += r->kind == 0;
+        b->unproven += r->format_version != 0 && r->origin == DCMSEAL_ORIGIN_NONE;
+        b->upgraded += (unsigned long)r->upgraded;
         b->bytes += r->bytes;
         b->host_path += (unsigned long)r->host_path;
         break;
@@ -398,6 +404,21 @@ static void summary(batch *b, int rc, int stopped_by, int shown)
     double t = seconds_since(&b->start);
     unsigned long files = b->done + b->skipped + b->ignored + b->failed + b->not_started;
     human_bytes(bytes, sizeof bytes, (double)b->bytes);
+    /* Once per run, even for one file: per file it would drown a legacy
+     * archive's run in notices. */
+    if (b->unproven && !b->o->quiet) {
+        const char *s = b->unproven == 1 ? "" : "s";
+        if (b->cmd->wrap)
+            fprintf(stderr, "dcmseal: %s: notice: %lu object%s written in format v1, without "
+                            "an origin proof: the key has no origin key (`dcmseal key upgrade "
+                            "NAME`, docs/KEYS.md)\n",
+                    b->cmd->name, b->unproven, s);
+        else
+            fprintf(stderr, "dcmseal: %s: notice: %lu object%s without an origin proof (format "
+                            "v1): anyone with the KEK's public half could have made %s "
+                            "(docs/KEYS.md)\n",
+                    b->cmd->name, b->unproven, s, b->unproven == 1 ? "it" : "them");
+    }
     if (!shown)
         goto report;
     fprintf(stderr, "dcmseal: %s: %lu files: %lu %s", b->cmd->name, files, b->done,
@@ -406,6 +427,8 @@ static void summary(batch *b, int rc, int stopped_by, int shown)
         fprintf(stderr, " (%lu opaque)", b->opaque);
     if (b->skipped)
         fprintf(stderr, ", %lu skipped (%s)", b->skipped, b->cmd->skipped);
+    if (b->upgraded)
+        fprintf(stderr, " (%lu given an origin proof)", b->upgraded);
     if (b->ignored)
         fprintf(stderr, ", %lu ignored", b->ignored);
     fprintf(stderr, ", %lu failed", b->failed);
@@ -424,10 +447,12 @@ report:
     if (b->report != NULL) {
         fprintf(b->report, "{\"summary\":{\"command\":\"%s\",\"files\":%lu,\"%s\":%lu,"
                            "\"opaque\":%lu,\"skipped\":%lu,\"ignored\":%lu,\"failed\":%lu,"
-                           "\"not_started\":%lu,\"bytes\":%llu,\"seconds\":%.3f,\"complete\":%s,"
+                           "\"not_started\":%lu,\"no_origin_proof\":%lu,\"upgraded\":%lu,"
+                           "\"bytes\":%llu,\"seconds\":%.3f,\"complete\":%s,"
                            "\"exit\":%d}}\n",
                 b->cmd->name, files, b->cmd->done, b->done, b->opaque, b->skipped, b->ignored,
-                b->failed, b->not_started, (unsigned long long)b->bytes, t,
+                b->failed, b->not_started, b->unproven, b->upgraded,
+                (unsigned long long)b->bytes, t,
                 stopped_by ? "false" : "true", rc);
     }
 }

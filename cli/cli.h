@@ -39,13 +39,17 @@ enum {
     OPT_QUIET = 1 << 15,
     OPT_SHARD = 1 << 16,
     OPT_FOLLOW = 1 << 17,
+    OPT_CONCEAL = 1 << 18,        /* encrypt --conceal-names */
+    OPT_UPGRADE = 1 << 19,        /* rewrap --upgrade */
+    OPT_REQUIRE_ORIGIN = 1 << 20, /* key policy --require-origin, --no-require-origin */
     /* What every command over many files takes. */
     OPT_BATCH = OPT_TOKEN | OPT_RECURSIVE | OPT_JOBS | OPT_REPORT | OPT_QUIET | OPT_SHARD,
 };
 
 typedef struct cli_opts {
     const char *token, *key, *out, *archive, *report;
-    int force, strict, json, recursive, in_place, quiet, follow;
+    int force, strict, json, recursive, in_place, quiet, follow, conceal, upgrade;
+    int require_origin; /* -1: not given, else 0 or 1 */
     uint32_t shard_k, shard_n; /* --shard K/N; shard_n 0: not given */
     uint32_t to_version;
     int jobs; /* 0: not given */
@@ -71,6 +75,8 @@ int cli_token_open(cli_token *t, const char *uri, const char *what);
 void cli_token_close(cli_token *t);
 
 void cli_json_string(FILE *f, const char *s);
+/* "none", "present", "verified": the words of reports and --json. */
+const char *cli_origin_name(dcmseal_origin o);
 void cli_hex(FILE *f, const uint8_t *p, size_t n);
 
 int cli_cmd_encrypt(int argc, char **argv);
@@ -181,6 +187,9 @@ typedef struct cli_result {
     int kind;                  /* 1 DICOM, 0 opaque, -1 unknown */
     uint64_t bytes;            /* plain-text bytes handled */
     dcmseal_wrap_meta wrap;    /* the key, when kek_name[0] */
+    int format_version;        /* of the object, 0 when unknown */
+    dcmseal_origin origin;     /* with format_version: its proof (docs/FORMAT.md) */
+    int upgraded;              /* rewrap --upgrade gave it a proof */
     int host_path;             /* rewrap: the DEK passed through host memory */
     char output[PATH_MAX];     /* the file written, if not the input ("") */
     dcmseal_error err;         /* FAILED */

@@ -91,12 +91,15 @@ static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int
                "\"fingerprint\":\"", k->version, k->bits, k->enabled ? "enabled" : "disabled",
                k->primary ? "true" : "false", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf("\",\"min_decryption_version\":%u}", k->min_version);
+        printf("\",\"min_decryption_version\":%u,\"origin_key\":%s,\"require_origin\":%s}",
+               k->min_version, k->has_origin ? "true" : "false",
+               k->require_origin ? "true" : "false");
     } else {
         printf("%-20s v%-3u RSA-%u  %-8s %-7s oaep:%-6s sha256:", k->name, k->version, k->bits,
                k->enabled ? "enabled" : "disabled", k->primary ? "primary" : "", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf(" min:%u\n", k->min_version);
+        printf(" min:%u origin:%s%s\n", k->min_version, k->has_origin ? "yes" : "NO",
+               k->require_origin ? " require-origin" : "");
     }
 }
 
@@ -271,11 +274,79 @@ static int key_min_version(int argc, char **argv)
     return rc;
 }
 
+/* key upgrade NAME: origin keys for a name made before dcmseal had them */
+static int key_upgrade(int argc, char **argv)
+{
+    cli_opts o;
+    cli_token t;
+    dcmseal_error err;
+    unsigned added = 0;
+    int rc = cli_parse(&o, argc, argv, OPT_TOKEN);
+    if (rc != EX_OK)
+        return rc;
+    if (o.nargs != 1)
+        return cli_usage_error("key upgrade takes one NAME");
+    const char *name = o.args[0];
+    if ((rc = cli_token_open(&t, o.token, name)) != EX_OK)
+        return rc;
+    if (dcmseal_kek_upgrade(t.session, name, &added, &err) != DCMSEAL_OK) {
+        rc = cli_report(name, &err);
+    } else if (added == 0) {
+        printf("key '%s' on token '%s': nothing to add, every version has its origin key\n",
+               name, dcmseal_token_get0_label(t.token));
+    } else {
+        printf("key '%s' on token '%s': %u keys added; new objects are format v2, with "
+               "origin proofs\n",
+               name, dcmseal_token_get0_label(t.token), added);
+        printf("next: `dcmseal rewrap --upgrade -r ARCHIVE` for the objects made before, then "
+               "`dcmseal key policy %s --require-origin` (docs/KEYS.md)\n",
+               name);
+    }
+    cli_token_close(&t);
+    return rc;
+}
+
+/* key policy NAME [--require-origin | --no-require-origin] */
+static int key_policy(int argc, char **argv)
+{
+    cli_opts o;
+    cli_token t;
+    dcmseal_error err;
+    int required = 0;
+    int rc = cli_parse(&o, argc, argv, OPT_TOKEN | OPT_REQUIRE_ORIGIN);
+    if (rc != EX_OK)
+        return rc;
+    if (o.nargs != 1)
+        return cli_usage_error("key policy takes one NAME");
+    const char *name = o.args[0];
+    if ((rc = cli_token_open(&t, o.token, name)) != EX_OK)
+        return rc;
+    size_t n = 0;
+    dcmseal_status st = dcmseal_kek_list(t.session, NULL, 0, &n, name, &err);
+    if (st == DCMSEAL_OK && n == 0)
+        st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' not found on token '%s'", name,
+                          dcmseal_token_get0_label(t.token));
+    if (st == DCMSEAL_OK && o.require_origin >= 0)
+        st = dcmseal_kek_set_require_origin(t.session, name, o.require_origin, &err);
+    /* What the token holds now, whatever was asked. */
+    if (st == DCMSEAL_OK)
+        st = dcmseal_kek_get_require_origin(t.session, name, &required, &err);
+    if (st != DCMSEAL_OK)
+        rc = cli_report(name, &err);
+    else
+        printf("key '%s' on token '%s': origin proofs %s\n", name,
+               dcmseal_token_get0_label(t.token),
+               required ? "required (objects without one are refused)"
+                        : "not required (format v1 objects without one open, with a notice)");
+    cli_token_close(&t);
+    return rc;
+}
+
 int cli_cmd_key(int argc, char **argv)
 {
     if (argc < 2)
         return cli_usage_error("key needs a subcommand: create, rotate, list, enable, "
-                               "disable, destroy or min-version");
+                               "disable, destroy, min-version, upgrade or policy");
     const char *sub = argv[1];
     if (strcmp(sub, "create") == 0 || strcmp(sub, "rotate") == 0)
         return key_make(argc - 1, argv + 1, sub[0] == 'r');
@@ -285,6 +356,10 @@ int cli_cmd_key(int argc, char **argv)
         return key_state(argc - 1, argv + 1, sub);
     if (strcmp(sub, "min-version") == 0)
         return key_min_version(argc - 1, argv + 1);
+    if (strcmp(sub, "upgrade") == 0)
+        return key_upgrade(argc - 1, argv + 1);
+    if (strcmp(sub, "policy") == 0)
+        return key_policy(argc - 1, argv + 1);
     return cli_usage_error("unknown key subcommand '%s'", sub);
 }
 

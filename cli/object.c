@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -166,6 +167,23 @@ static void describe(char *buf, size_t cap, const dcmseal_object_report *rep,
              dcmseal_oaep_name(rep->wrap.oaep), note);
 }
 
+/* What a one-file command says about an object without an origin proof:
+ * that it wrote one (encrypt) or opened one (decrypt). */
+static void say_unproven(const char *path, const dcmseal_object_report *rep, int wrote)
+{
+    if (rep->format_version == 0 || rep->origin != DCMSEAL_ORIGIN_NONE)
+        return;
+    if (wrote)
+        fprintf(stderr, "dcmseal: %s: notice: key '%s' v%u has no origin key: written in "
+                        "format v1, without an origin proof (run `dcmseal key upgrade %s`)\n",
+                path, rep->wrap.kek_name, rep->wrap.kek_version, rep->wrap.kek_name);
+    else
+        fprintf(stderr, "dcmseal: %s: notice: no origin proof (format v1): anyone with the "
+                        "public half of key '%s' could have made it; `dcmseal key policy %s "
+                        "--require-origin` refuses such objects\n",
+                path, rep->wrap.kek_name, rep->wrap.kek_name);
+}
+
 static void say_single(const char *path, const dcmseal_object_report *rep, const char *note)
 {
     char line[320];
@@ -264,6 +282,8 @@ static void tree_transform(const cli_worker *w, const char *out, int out_sealed,
         res->kind = rep.is_dicom;
         res->bytes = rep.plain_bytes;
         res->wrap = rep.wrap;
+        res->format_version = rep.format_version;
+        res->origin = rep.origin;
         describe(res->line, sizeof res->line, &rep, "");
         res->say = CLI_SAY_VERBOSE;
         if (out_sealed && !rep.is_dicom) {
@@ -393,10 +413,13 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
         res->kind = rep.is_dicom;
         res->bytes = rep.plain_bytes;
         res->wrap = rep.wrap;
+        res->format_version = rep.format_version;
+        res->origin = rep.origin;
         res->say = CLI_SAY_STDOUT;
-        snprintf(res->line, sizeof res->line, "OK (%s, key '%s' v%u)",
-                 rep.is_dicom ? "DICOM identity matches" : "opaque", rep.wrap.kek_name,
-                 rep.wrap.kek_version);
+        snprintf(res->line, sizeof res->line, "OK (%s, %s, key '%s' v%u)",
+                 rep.is_dicom ? "DICOM identity matches" : "opaque",
+                 rep.origin == DCMSEAL_ORIGIN_VERIFIED ? "origin verified" : "no origin proof",
+                 rep.wrap.kek_name, rep.wrap.kek_version);
     }
     close(fd);
 }
@@ -436,6 +459,7 @@ int cli_cmd_encrypt(int argc, char **argv)
         if (!rep.is_dicom)
             fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o.args[0],
                     rep.not_dicom_reason);
+        say_unproven(o.args[0], &rep, 1);
         say_single(o.args[0], &rep,
                    o.oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
                        ? " (fallback: the token refused SHA-256)" : "");
@@ -467,8 +491,10 @@ int cli_cmd_decrypt(int argc, char **argv)
         return rc;
     rc = run_single(o.args[0], o.out, o.force, open_fn,
                     (void *)dcmseal_token_ring_get0_keyring(r.ring), &rep);
-    if (rc == EX_OK)
+    if (rc == EX_OK) {
+        say_unproven(o.args[0], &rep, 0);
         say_single(o.args[0], &rep, "");
+    }
     ring_close(&r);
     return rc;
 }
@@ -491,15 +517,64 @@ int cli_cmd_verify(int argc, char **argv)
 
 static const char *slot_state(int s) { return s == 1 ? "valid" : s == 0 ? "empty" : "damaged"; }
 
+/* "2024-01-31T12:00:00.123456789Z" */
+static void iso_time(char *buf, size_t cap, int64_t sec, uint32_t nsec)
+{
+    struct tm tm;
+    time_t t = (time_t)sec;
+    char day[32] = "?";
+    if (gmtime_r(&t, &tm) != NULL)
+        strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%09uZ", day, (unsigned)nsec);
+}
+
+/* With --token, the object is opened (origin proof checked, DEK unwrapped,
+ * metadata block opened) without decrypting the payload: |info| then says
+ * VERIFIED or NONE, and |meta| holds the original name of a concealed
+ * object. */
+static int inspect_open(const cli_opts *o, const char *path, dcmseal_header_info *info,
+                        dcmseal_meta *meta, int *has_meta, char label[33])
+{
+    dcmseal_error err;
+    cli_ring r;
+    dcmseal_reader_t *rd = NULL;
+    int rc = ring_open(&r, o, 0, path);
+    if (rc != EX_OK)
+        return rc;
+    snprintf(label, 33, "%s", dcmseal_token_get0_label(r.tok.token));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "dcmseal: %s: cannot open: %s\n", path, strerror(errno));
+        rc = EX_IOERR;
+    } else if (dcmseal_reader_open(&rd, fd, dcmseal_token_ring_get0_keyring(r.ring), &err) !=
+               DCMSEAL_OK) {
+        rc = cli_report(path, &err);
+    } else {
+        *info = *dcmseal_reader_get0_header(rd);
+        const dcmseal_meta *m = dcmseal_reader_get0_meta(rd);
+        *has_meta = m != NULL;
+        if (m != NULL)
+            *meta = *m;
+    }
+    dcmseal_reader_free(rd);
+    if (fd >= 0)
+        close(fd);
+    ring_close(&r);
+    return rc;
+}
+
 int cli_cmd_inspect(int argc, char **argv)
 {
     cli_opts o;
     dcmseal_error err;
     dcmseal_header_info h;
+    dcmseal_meta meta;
     uint8_t pre[DCMSEAL_PREAMBLE_LEN];
     uint64_t plain = 0;
     struct stat sb;
-    int rc = cli_parse(&o, argc, argv, OPT_JSON);
+    char when[64] = "", label[33] = "";
+    int opened = 0, has_meta = 0;
+    int rc = cli_parse(&o, argc, argv, OPT_JSON | OPT_TOKEN);
     if (rc != EX_OK)
         return rc;
     if (o.nargs != 1)
@@ -518,15 +593,27 @@ int cli_cmd_inspect(int argc, char **argv)
         return EX_IOERR;
     }
     if (dcmseal_header_inspect(&h, pre, (size_t)n, &err) != DCMSEAL_OK ||
-        dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, h.segment_size, &err) !=
-            DCMSEAL_OK)
+        dcmseal_object_plaintext_size(&plain, &h, (uint64_t)sb.st_size, &err) != DCMSEAL_OK)
         return cli_report(path, &err);
+    if (o.token != NULL) {
+        if ((rc = inspect_open(&o, path, &h, &meta, &has_meta, label)) != EX_OK)
+            return rc;
+        opened = 1;
+        if (has_meta)
+            iso_time(when, sizeof when, meta.mtime_sec, meta.mtime_nsec);
+    }
     FILE *f = stdout;
     if (o.json) {
         fputs("{\"file\":", f);
         cli_json_string(f, path);
-        fprintf(f, ",\"format_version\":%u,\"kind\":\"%s\",\"key\":{\"name\":", h.version,
-                h.is_dicom ? "dicom" : "opaque");
+        fprintf(f, ",\"format_version\":%u,\"origin\":\"%s\",\"concealed\":%s", h.version,
+                cli_origin_name(h.origin), h.has_meta ? "true" : "false");
+        if (has_meta) {
+            fputs(",\"original\":{\"path\":", f);
+            cli_json_string(f, meta.path);
+            fprintf(f, ",\"mode\":\"%04o\",\"mtime\":\"%s\"}", (unsigned)meta.mode, when);
+        }
+        fprintf(f, ",\"kind\":\"%s\",\"key\":{\"name\":", h.is_dicom ? "dicom" : "opaque");
         cli_json_string(f, h.wrap.kek_name);
         fprintf(f, ",\"version\":%u,\"oaep\":\"%s\",\"fingerprint\":\"", h.wrap.kek_version,
                 dcmseal_oaep_name(h.wrap.oaep));
@@ -539,6 +626,19 @@ int cli_cmd_inspect(int argc, char **argv)
     } else {
         fprintf(f, "file:            %s\n", path);
         fprintf(f, "format:          dcmseal v%u\n", h.version);
+        if (h.origin == DCMSEAL_ORIGIN_VERIFIED)
+            fprintf(f, "origin proof:    verified in token '%s'\n", label);
+        else if (h.origin == DCMSEAL_ORIGIN_PRESENT)
+            fputs("origin proof:    present, not checked (--token checks it)\n", f);
+        else
+            fprintf(f, "origin proof:    none (format v1%s)\n",
+                    opened ? "; accepted: the key does not require one" : "");
+        if (has_meta)
+            fprintf(f, "original name:   %s (mode %04o, modified %s)\n", meta.path,
+                    (unsigned)meta.mode, when);
+        else if (h.has_meta)
+            fputs("name:            concealed; the original is in the encrypted metadata "
+                  "(--token shows it)\n", f);
         fprintf(f, "object:          %s\n",
                 h.is_dicom ? "DICOM (identity bound)" : "opaque (no DICOM identity)");
         fprintf(f, "key:             %s v%u\n", h.wrap.kek_name, h.wrap.kek_version);

@@ -32,7 +32,8 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
         w->current[0] = '\0';
     } else {
         snprintf(w->current, sizeof w->current, "%s", name);
-        if (dcmseal_rewrap_fd_start(&res->rewrap, fd, dcmseal_token_ring_get0_keyring(w->ring), 0,
+        if (dcmseal_rewrap_fd_start(&res->rewrap, fd, dcmseal_token_ring_get0_keyring(w->ring),
+                                    o->upgrade ? DCMSEAL_REWRAP_UPGRADE : 0,
                                     &res->err) == DCMSEAL_OK) {
             if (res->rewrap.changed) {
                 /* Written and locked: rewrap_finish flushes it, while this
@@ -44,6 +45,8 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
             res->outcome = CLI_SKIPPED;
             res->reason = "already under the target version";
             res->wrap = res->rewrap.to;
+            res->format_version = res->rewrap.format_version;
+            res->origin = res->rewrap.origin;
         }
     }
     close(fd);
@@ -56,13 +59,20 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
     if (dcmseal_rewrap_fd_finish(rep, res->fd, &res->err) == DCMSEAL_OK) {
         res->outcome = CLI_DONE;
         res->wrap = rep->to;
-        res->host_path = !rep->in_token;
+        res->format_version = rep->format_version;
+        res->origin = rep->origin;
+        res->upgraded = rep->upgraded;
+        /* An upgrade authenticates the object, which unwraps on the host:
+         * that is not the token refusing anything. */
+        res->host_path = !rep->in_token && !rep->upgraded;
         res->say = CLI_SAY_VERBOSE;
-        snprintf(res->line, sizeof res->line, "'%s' v%u -> v%u, RSA-OAEP %s, %s",
+        snprintf(res->line, sizeof res->line, "'%s' v%u -> v%u, RSA-OAEP %s, %s%s",
                  rep->from.kek_name, rep->from.kek_version, rep->to.kek_version,
                  dcmseal_oaep_name(rep->to.oaep),
-                 rep->in_token ? "in the token (C_UnwrapKey + C_WrapKey)"
-                               : "through host memory (the token refused in-token rewrap)");
+                 rep->upgraded   ? "authenticated whole"
+                 : rep->in_token ? "in the token (C_UnwrapKey + C_WrapKey)"
+                                 : "through host memory (the token refused in-token rewrap)",
+                 rep->upgraded ? "; origin proof added" : "");
     }
     close(res->fd);
     res->fd = -1;
@@ -77,7 +87,7 @@ int cli_cmd_rewrap(int argc, char **argv)
                                       .one = rewrap_one,
                                       .finish = rewrap_finish};
     cli_opts o;
-    int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_KEY | OPT_TO_VERSION);
+    int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_KEY | OPT_TO_VERSION | OPT_UPGRADE);
     if (rc != EX_OK)
         return rc;
     if (o.nargs < 1)

@@ -68,6 +68,7 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     rep->from = rep->to = from.meta;
     rep->generation = from.generation;
     rep->origin = info.origin;
+    rep->format_version = info.version;
     /* Nothing gets a proof that did not earn one: the proof there is
      * checked (or its absence allowed, as decrypt would) before anything. */
     DCMSEAL_GUARD(dcmseal_origin_check(&have, pre, &h, &from,

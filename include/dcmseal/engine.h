@@ -414,6 +414,7 @@ dcmseal_conceal_name(char out[DCMSEAL_CONCEALED_NAME_LEN], const dcmseal_keyring
 typedef struct dcmseal_rewrap_report {
     int changed;            /* 0: already under the target KEK */
     int in_token;           /* the DEK never left the token */
+    uint16_t format_version; /* of the object's header, which rewrap never changes */
     dcmseal_origin origin;  /* of the slot now active: PRESENT or NONE */
     int upgraded;           /* DCMSEAL_REWRAP_UPGRADE gave it its proof */
     dcmseal_wrap_meta from; /* the slot that was active */

@@ -140,7 +140,7 @@ check "old: format v1, no proof" grep -q '^format: *dcmseal v1' "$tmp/out" && gr
 expect 0 "decrypt old" "$DCMSEAL" decrypt "$tmp/archive/old.dcms" -o "$tmp/old.out"
 check "old: a notice" grep -q "notice: no origin proof" "$tmp/err"
 check "old: the same bytes" cmp -s "$src" "$tmp/old.out"
-expect 65 "concealed names need an origin key" "$DCMSEAL" encrypt --key legacy -r "$CORPUS" -o "$tmp/nope" --conceal-names
+expect 69 "concealed names need an origin key" "$DCMSEAL" encrypt --key legacy -r "$CORPUS" -o "$tmp/nope" --conceal-names
 expect 0 "key upgrade legacy" "$DCMSEAL" key upgrade legacy
 check "upgrade: two keys added" grep -q "2 keys added" "$tmp/out"
 expect 0 "key upgrade again" "$DCMSEAL" key upgrade legacy
