@@ -204,6 +204,10 @@ static void report_line(batch *b, const cli_entry *e, const cli_result *r)
         fputs(",\"output\":", f);
         cli_json_string(f, r->output);
     }
+    if (r->original[0] != '\0') {
+        fputs(",\"original\":", f);
+        cli_json_string(f, r->original);
+    }
     fprintf(f, ",\"outcome\":\"%s\"", outcome_name(b, r->outcome));
     if (r->reason != NULL) {
         fputs(",\"reason\":", f);
@@ -292,6 +296,11 @@ static int visit(const cli_entry *e, void *ctx)
         return cli_interrupted() ? CLI_WALK_STOP : may_start(b) ? EX_OK : CLI_POOL_SKIP;
     if (e->kind == CLI_ENTRY_DIR) {
         if (b->o->out == NULL || b->o->in_place)
+            return EX_OK;
+        /* A concealed tree mirrors no folder: their names are what it
+         * hides. Restoring one makes no fan-out folder: each output makes
+         * the folders it goes into (cli_mkdir_parents). */
+        if (e->rel[0] != '\0' && (b->o->conceal || (!b->cmd->wrap && cli_fanout_dir(e->rel))))
             return EX_OK;
         char out[PATH_MAX];
         int n = snprintf(out, sizeof out, "%s%s%s", b->o->out, e->rel[0] ? "/" : "", e->rel);
@@ -483,10 +492,26 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         return cli_usage_error("no key: give --key NAME, DCMSEAL_KEY or object= in the "
                                "token URI");
     }
+    /* Fail at once, not per file: concealed names need format v2. */
+    if (o->conceal) {
+        dcmseal_kek_info k;
+        if (dcmseal_kek_find(t.session, &k, key, 0, &err) != DCMSEAL_OK) {
+            rc = cli_report(key, &err);
+            cli_token_close(&t);
+            return rc;
+        }
+        if (!k.has_origin) {
+            fprintf(stderr, "dcmseal: %s: key '%s' v%u has no origin key, and concealed names "
+                            "need format v2: run `dcmseal key upgrade %s`\n",
+                    o->args[0], key, k.version, key);
+            cli_token_close(&t);
+            return EX_UNAVAILABLE;
+        }
+    }
     const int want = o->jobs ? o->jobs : cli_default_jobs();
     for (; jobs < want; jobs++) {
         cli_worker *w = &workers[jobs];
-        *w = (cli_worker){.o = o, .batch = &b};
+        *w = (cli_worker){.o = o, .batch = &b, .wrap_key = key};
         ctxs[jobs] = w;
         /* The first worker reuses the session cli_token_open made. */
         if (jobs == 0)

@@ -192,6 +192,9 @@ typedef struct cli_result {
     int upgraded;              /* rewrap --upgrade gave it a proof */
     int host_path;             /* rewrap: the DEK passed through host memory */
     char output[PATH_MAX];     /* the file written, if not the input ("") */
+    /* The original relative path a concealed object holds, when it was
+     * opened (decrypt, verify): --report lists it beside both names. */
+    char original[DCMSEAL_META_PATH_MAX + 1];
     dcmseal_error err;         /* FAILED */
     const char *culprit;       /* FAILED: the file |err| is about (NULL: path) */
     cli_say say;
@@ -230,6 +233,7 @@ struct cli_worker {
     void *batch; /* the run it belongs to (batch.c's) */
     dcmseal_session_t *session;
     dcmseal_token_ring_t *ring;
+    const char *wrap_key; /* encrypt: the KEK name (--conceal-names names by it) */
     char current[DCMSEAL_KEK_NAME_MAX + 1]; /* rewrap: the name |ring| targets */
 };
 
@@ -241,6 +245,16 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o);
 /* The key new objects are wrapped under: --key, $DCMSEAL_KEY or the token
  * URI's object= attribute; NULL when none is given. */
 const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token);
+
+/* Creates the directories of |path| below its last '/' that do not exist
+ * yet (mode 0777 less the umask), as `mkdir -p` of its parent; 0 or an
+ * errno value. */
+int cli_mkdir_parents(const char *path);
+
+/* Whether |rel| looks like a fan-out folder of a concealed tree ("ab" or
+ * "ab/cd", lower-case hex): decrypt -r makes those only when something goes
+ * into them, so that restoring a concealed tree makes none. */
+int cli_fanout_dir(const char *rel);
 
 /* "2" -> 2; 0 when |s| is not a version number. */
 uint32_t cli_version(const char *s);

@@ -10,10 +10,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cli.h"
 
 typedef dcmseal_status (*object_fn)(void *ctx, dcmseal_object_report *rep, int out_fd,
                                     int in_fd, dcmseal_error *err);
+
+/* decrypt of an object opened with dcmseal_open_fd_begin: |ctx| points to
+ * it, and is cleared once _finish has freed it. */
+static dcmseal_status finish_fn(void *ctx, dcmseal_object_report *rep, int out_fd, int in_fd,
+                                dcmseal_error *err)
+{
+    dcmseal_opening_t **op = ctx;
+    dcmseal_opening_t *mine = *op;
+    (void)in_fd;
+    *op = NULL;
+    return dcmseal_open_fd_finish(mine, rep, out_fd, 0, err);
+}
 
 static dcmseal_status seal_fn(void *ctx, dcmseal_object_report *rep, int out_fd,
                               int in_fd, dcmseal_error *err)
@@ -34,22 +48,24 @@ static int same_time(struct timespec a, struct timespec b)
 
 /* Writes what |fn| makes of |in_fd| to |out_path|, which appears only when
  * complete. The output gets the input's permission bits and modification
- * time (|in_sb| NULL: a pipe; 0600 and now), and when it replaces the input
+ * time (|in_sb| NULL: a pipe; 0600 and now), or those of |restore| (the
+ * original file a concealed object names), and when it replaces the input
  * itself (|in_place|) its owner too, where we may. If the input changes
  * while it is read, nothing is written: the output would match neither
  * version. With |keep|, the complete output is handed over there instead of
  * committed (dcmseal_outfile_commit is then the caller's). On failure
  * |*culprit| is the output when that is what failed. */
 static dcmseal_status transform(const char *out_path, int replace, int in_place, int in_fd,
-                                const struct stat *in_sb, object_fn fn, void *ctx,
-                                dcmseal_object_report *rep, const char **culprit,
-                                dcmseal_outfile_t **keep, dcmseal_error *err)
+                                const struct stat *in_sb, const dcmseal_meta *restore,
+                                object_fn fn, void *ctx, dcmseal_object_report *rep,
+                                const char **culprit, dcmseal_outfile_t **keep,
+                                dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_outfile_t *of = NULL;
     struct stat now;
-    if (dcmseal_outfile_open(&of, out_path, in_sb ? in_sb->st_mode & 0777 : 0600, replace,
-                             err) != DCMSEAL_OK) {
+    const unsigned mode = restore ? restore->mode : in_sb ? in_sb->st_mode & 0777 : 0600;
+    if (dcmseal_outfile_open(&of, out_path, mode, replace, err) != DCMSEAL_OK) {
         *culprit = out_path;
         return err->status;
     }
@@ -60,7 +76,10 @@ static dcmseal_status transform(const char *out_path, int replace, int in_place,
                            same_time(now.st_mtim, in_sb->st_mtim),
                        err, DCMSEAL_E_IO, "changed while being read; %s",
                        in_place ? "left as it is" : "no output written");
-        const struct timespec times[2] = {in_sb->st_atim, in_sb->st_mtim};
+        struct timespec times[2] = {in_sb->st_atim, in_sb->st_mtim};
+        if (restore != NULL)
+            times[0] = times[1] = (struct timespec){(time_t)restore->mtime_sec,
+                                                    (long)restore->mtime_nsec};
         DCMSEAL_ENSURE(futimens(out_fd, times) == 0, err, DCMSEAL_E_IO,
                        "cannot set the time of %s: %s", out_path, strerror(errno));
         if (in_place && fchown(out_fd, in_sb->st_uid, in_sb->st_gid) != 0 && errno != EPERM)
@@ -109,8 +128,8 @@ static int run_single(const char *in_path, const char *out_path, int force, obje
         }
     }
     if (strcmp(out_path, "-") != 0) {
-        if (transform(out_path, force, 0, in_fd, in_sbp, fn, ctx, rep, &culprit, NULL, &err) !=
-            DCMSEAL_OK)
+        if (transform(out_path, force, 0, in_fd, in_sbp, NULL, fn, ctx, rep, &culprit, NULL,
+                      &err) != DCMSEAL_OK)
             rc = cli_report(culprit, &err);
     } else if (fn(ctx, rep, STDOUT_FILENO, in_fd, &err) != DCMSEAL_OK) {
         rc = cli_report(in_path, &err);
@@ -214,17 +233,62 @@ static int open_input(const cli_worker *w, const cli_entry *e, int flags, struct
 }
 
 /* Where a walked file's output goes: itself in place, else the same relative
- * path below -o. NULL (and |res| failed) when the path is too long. */
+ * path below -o, or with --conceal-names the name dcmseal_conceal_name
+ * gives it there, whose fan-out folders are made. NULL (and |res| failed)
+ * when the path is too long or the name cannot be had. */
 static const char *output_path(const cli_worker *w, const cli_entry *e, cli_result *res)
 {
+    char hidden[DCMSEAL_CONCEALED_NAME_LEN];
+    const char *rel = e->rel;
+    int err;
     if (w->o->in_place)
         return e->path;
-    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", w->o->out, e->rel) >=
+    if (w->o->conceal) {
+        if (dcmseal_conceal_name(hidden, dcmseal_token_ring_get0_keyring(w->ring), w->wrap_key,
+                                 e->rel, &res->err) != DCMSEAL_OK)
+            return NULL;
+        rel = hidden;
+    }
+    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", w->o->out, rel) >=
         sizeof res->output) {
         dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
         return NULL;
     }
+    if (w->o->conceal && (err = cli_mkdir_parents(res->output)) != 0) {
+        res->culprit = res->output;
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot create its folder: %s", strerror(err));
+        return NULL;
+    }
     return res->output;
+}
+
+int cli_mkdir_parents(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof buf)
+        return ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    /* From the deepest folder up to one that exists, then back down. */
+    char *slash = strrchr(buf, '/');
+    if (slash == NULL || slash == buf)
+        return 0;
+    *slash = '\0';
+    struct stat sb;
+    if (stat(buf, &sb) == 0)
+        return S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
+    int err = cli_mkdir_parents(buf);
+    if (err == 0 && mkdir(buf, 0777) != 0 && errno != EEXIST)
+        err = errno;
+    return err;
+}
+
+int cli_fanout_dir(const char *rel)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(rel);
+    return (n == 2 || (n == 5 && rel[2] == '/' && strspn(rel + 3, hex) == 2)) &&
+           strspn(rel, hex) == 2;
 }
 
 /* Whether |out| is what an earlier run made of the input |in|: the only
@@ -267,18 +331,23 @@ static int already_done(const char *out, int out_sealed, int in_fd, const struct
 }
 
 /* transform for a file of a tree. The output is left pending, complete but
- * not yet durable, for tree_finish; |res| then owns |in_fd|. */
+ * not yet durable, for tree_finish; |res| then owns |in_fd|. A restored
+ * concealed file (|restore|) counts as done by |restore|'s time, not the
+ * object's. */
 static void tree_transform(const cli_worker *w, const char *out, int out_sealed, int in_fd,
-                          const struct stat *in_sb, object_fn fn, void *ctx,
-                          cli_result *res)
+                           const struct stat *in_sb, const dcmseal_meta *restore, object_fn fn,
+                           void *ctx, cli_result *res)
 {
     const cli_opts *o = w->o;
     dcmseal_object_report rep;
-    if (transform(out, o->force || o->in_place, o->in_place, in_fd, in_sb, fn, ctx, &rep,
-                  &res->culprit, &res->out_file, &res->err) == DCMSEAL_OK) {
+    if (transform(out, o->force || o->in_place, o->in_place, in_fd, in_sb, restore, fn, ctx,
+                  &rep, &res->culprit, &res->out_file, &res->err) == DCMSEAL_OK) {
         res->pending = 1;
         res->fd = in_fd;
         res->sb = *in_sb;
+        if (restore != NULL)
+            res->sb.st_mtim = (struct timespec){(time_t)restore->mtime_sec,
+                                                (long)restore->mtime_nsec};
         res->kind = rep.is_dicom;
         res->bytes = rep.plain_bytes;
         res->wrap = rep.wrap;
@@ -367,15 +436,53 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
                          err.message);
         }
     } else if (o->force || o->in_place || already_done(out, 1, fd, &sb, res) == 0) {
+        /* A concealed name hides the path: the object keeps it, with the
+         * mode and time, for decrypt -r to restore (FORMAT.md). */
+        dcmseal_meta meta = {.mode = (uint32_t)(sb.st_mode & 0777),
+                             .mtime_sec = (int64_t)sb.st_mtim.tv_sec,
+                             .mtime_nsec = (uint32_t)sb.st_mtim.tv_nsec};
+        snprintf(meta.path, sizeof meta.path, "%s", e->rel);
         const dcmseal_seal_opts so = {
             .keyring = dcmseal_token_ring_get0_keyring(w->ring),
             .segment_size = o->segment_size,
             .strict = o->strict,
+            .meta = o->conceal ? &meta : NULL,
         };
-        tree_transform(w, out, 1, fd, &sb, seal_fn, (void *)&so, res);
+        tree_transform(w, out, 1, fd, &sb, NULL, seal_fn, (void *)&so, res);
     }
     if (!res->pending)
         close(fd);
+}
+
+/* An object that names its original file (a concealed tree): it goes back
+ * to that path below -o, with that mode and time. Only the opened object
+ * knows the path, so even a re-run that finds it done unwraps it. */
+static void decrypt_concealed(cli_worker *w, const cli_entry *e, int fd, const struct stat *sb,
+                              cli_result *res)
+{
+    const cli_opts *o = w->o;
+    dcmseal_opening_t *op = NULL;
+    int err;
+    (void)e;
+    if (dcmseal_open_fd_begin(&op, fd, dcmseal_token_ring_get0_keyring(w->ring), &res->err) !=
+        DCMSEAL_OK)
+        return;
+    const dcmseal_meta *m = dcmseal_opening_get0_meta(op);
+    dcmseal_meta meta = *m;
+    snprintf(res->original, sizeof res->original, "%s", meta.path);
+    struct stat want = *sb;
+    want.st_mtim = (struct timespec){(time_t)meta.mtime_sec, (long)meta.mtime_nsec};
+    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", o->out, meta.path) >=
+        sizeof res->output) {
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
+    } else if ((err = cli_mkdir_parents(res->output)) != 0) {
+        res->culprit = res->output;
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot create its folder: %s", strerror(err));
+    } else if (o->force || already_done(res->output, 0, fd, &want, res) == 0) {
+        tree_transform(w, res->output, 0, fd, sb, &meta, finish_fn, &op, res);
+    }
+    dcmseal_opening_abort(op);
+    OPENSSL_cleanse(&meta, sizeof meta);
 }
 
 static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
@@ -391,9 +498,12 @@ static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
         res->outcome = CLI_SKIPPED;
         res->reason = "not encrypted";
         res->bytes = (uint64_t)sb.st_size;
-    } else if (dcmseal_inspect_fd(&info, NULL, fd, &res->err) == DCMSEAL_OK &&
-               (o->force || o->in_place || already_done(out, 0, fd, &sb, res) == 0)) {
-        tree_transform(w, out, 0, fd, &sb, open_fn,
+    } else if (dcmseal_inspect_fd(&info, NULL, fd, &res->err) != DCMSEAL_OK) {
+        /* not an object: |res| says why */
+    } else if (info.has_meta && !o->in_place) {
+        decrypt_concealed(w, e, fd, &sb, res);
+    } else if (o->force || o->in_place || already_done(out, 0, fd, &sb, res) == 0) {
+        tree_transform(w, out, 0, fd, &sb, NULL, open_fn,
                        (void *)dcmseal_token_ring_get0_keyring(w->ring), res);
     }
     if (!res->pending)
@@ -407,8 +517,17 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
     int fd = open_input(w, e, O_RDONLY, &sb, res);
     if (fd < 0)
         return;
-    if (dcmseal_open_fd(&rep, -1, fd, dcmseal_token_ring_get0_keyring(w->ring), 1,
-                        &res->err) == DCMSEAL_OK) {
+    dcmseal_opening_t *op = NULL;
+    dcmseal_status st = dcmseal_open_fd_begin(&op, fd, dcmseal_token_ring_get0_keyring(w->ring),
+                                              &res->err);
+    if (st == DCMSEAL_OK) {
+        /* For --report: the name a concealed object stands for. */
+        const dcmseal_meta *m = dcmseal_opening_get0_meta(op);
+        if (m != NULL)
+            snprintf(res->original, sizeof res->original, "%s", m->path);
+        st = dcmseal_open_fd_finish(op, &rep, -1, 1, &res->err);
+    }
+    if (st == DCMSEAL_OK) {
         res->outcome = CLI_DONE;
         res->kind = rep.is_dicom;
         res->bytes = rep.plain_bytes;
@@ -440,9 +559,11 @@ int cli_cmd_encrypt(int argc, char **argv)
     dcmseal_object_report rep;
     int rc = cli_parse(&o, argc, argv,
                        OPT_BATCH | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT | OPT_SEGMENT |
-                           OPT_OAEP | OPT_IN_PLACE | OPT_FOLLOW);
+                           OPT_OAEP | OPT_IN_PLACE | OPT_FOLLOW | OPT_CONCEAL);
     if (rc != EX_OK)
         return rc;
+    if (o.conceal && (!o.recursive || o.out == NULL || o.in_place))
+        return cli_usage_error("encrypt: --conceal-names takes -r SRC -o DST");
     if (o.recursive || o.in_place)
         return o.nargs < 1 ? cli_usage_error("encrypt: no input") : cli_batch_run(&cmd, &o);
     if (o.nargs != 1 || o.out == NULL)
