@@ -61,8 +61,9 @@ static dcmseal_kek_info *list_keys(const cli_token *t, const char *name, size_t 
     return keys;
 }
 
-/* Wraps and unwraps a random key under |k|: the token really serves it.
- * Returns the OAEP variant that worked through |oaep|. */
+/* Wraps and unwraps a random key under |k|, and makes and checks an origin
+ * proof with its origin key: the token really serves it. Returns the OAEP
+ * variant that worked through |oaep|. */
 static dcmseal_status probe(const cli_token *t, const dcmseal_kek_info *k, dcmseal_oaep *oaep,
                             dcmseal_error *err)
 {
@@ -77,6 +78,12 @@ static dcmseal_status probe(const cli_token *t, const dcmseal_kek_info *k, dcmse
     if (st == DCMSEAL_OK && (blen != sizeof key || memcmp(back, key, sizeof key) != 0))
         st = dcmseal_fail(err, DCMSEAL_E_KEY, "key '%s' v%u: unwrap returned another key",
                           k->name, k->version);
+    /* Its origin key too: without it, none of the version's objects opens. */
+    uint8_t proof[DCMSEAL_HMAC_LEN];
+    if (st == DCMSEAL_OK && k->has_origin &&
+        (st = dcmseal_origin_sign(t->session, proof, k->name, k->version, key, sizeof key,
+                                  err)) == DCMSEAL_OK)
+        st = dcmseal_origin_verify(t->session, k->name, k->version, key, sizeof key, proof, err);
     OPENSSL_cleanse(key, sizeof key);
     OPENSSL_cleanse(back, sizeof back);
     return st;
