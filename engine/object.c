@@ -42,12 +42,15 @@ static void writeback_ask(writeback *wb, int fd, uint64_t written)
     wb->refused = sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0;
 }
 
-static dcmseal_status read_full(int fd, uint8_t *buf, size_t cap, size_t *n,
+/* Reads |cap| bytes, or up to the end of the input, at the file offset or,
+ * when |at| is not negative, at offset |at| (pread); |*n| says how many. */
+static dcmseal_status read_full(int fd, uint8_t *buf, size_t cap, off_t at, size_t *n,
                                 dcmseal_error *err)
 {
     *n = 0;
     while (*n < cap) {
-        ssize_t r = read(fd, buf + *n, cap - *n);
+        ssize_t r = at < 0 ? read(fd, buf + *n, cap - *n)
+                           : pread(fd, buf + *n, cap - *n, at + (off_t)*n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -113,20 +116,11 @@ static dcmseal_status probe_fd_read(void *self, uint8_t *out, size_t len, uint64
                                     dcmseal_error *err)
 {
     const probe_fd *p = self;
-    while (len > 0) {
-        ssize_t r = pread(p->fd, out, len, (off_t)(p->base + offset));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return dcmseal_fail(err, DCMSEAL_E_IO, "cannot read the input: %s",
-                                strerror(errno));
-        if (r == 0)
-            return dcmseal_fail(err, DCMSEAL_E_IO, "the input shrank while being read");
-        out += r;
-        len -= (size_t)r;
-        offset += (uint64_t)r;
-    }
-    return DCMSEAL_OK;
+    size_t n = 0;
+    dcmseal_status st = read_full(p->fd, out, len, (off_t)(p->base + offset), &n, err);
+    if (st == DCMSEAL_OK && n < len)
+        st = dcmseal_fail(err, DCMSEAL_E_IO, "the input shrank while being read");
+    return st;
 }
 
 /* The probe's reads past the plain text that verify kept: through a reader
@@ -238,7 +232,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     out = OPENSSL_malloc(out_cap);
     DCMSEAL_ENSURE(in != NULL && out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
 
-    DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+    DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
     dcmseal_high_water(&in_used, n);
     /* A short first chunk is the whole input. After a full one, the probe
      * reads on in place in a regular file, and has only this chunk of any
@@ -271,7 +265,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
         DCMSEAL_GUARD(write_all(out_fd, out, w, err));
         rep->sealed_bytes += w;
         writeback_ask(&wb, out_fd, rep->sealed_bytes);
-        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
         dcmseal_high_water(&in_used, n);
     }
     DCMSEAL_GUARD(dcmseal_encrypt_final(enc, out, out_cap, &w, err));
@@ -310,7 +304,7 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
                    DCMSEAL_E_INTERNAL, "out of memory");
     /* The header alone first: it tells the segment size, and so how much
      * output room one chunk needs. */
-    DCMSEAL_GUARD(read_full(in_fd, in, DCMSEAL_PREAMBLE_LEN, &n, err));
+    DCMSEAL_GUARD(read_full(in_fd, in, DCMSEAL_PREAMBLE_LEN, -1, &n, err));
     rep->sealed_bytes = n;
     DCMSEAL_GUARD(dcmseal_decrypt_update(dec, NULL, 0, &w, in, n, err));
     if (dcmseal_decrypt_get0_header(dec) == NULL) {
@@ -321,7 +315,7 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     out = OPENSSL_malloc(out_cap);
     DCMSEAL_ENSURE(out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     for (int last = 0; !last;) {
-        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
         rep->sealed_bytes += n;
         /* The most either call may write (final: what is buffered). */
         dcmseal_high_water(&out_used, dcmseal_decrypt_update_max(dec, n));
