@@ -11,8 +11,8 @@
  * top-level elements, read up to the point where all three are known, or to
  * the end of the data set. A first pass stops at the first top-level element
  * at or after (0020,000E), which settles it for every data set in tag order;
- * only when that pass ended without all three does a second one read the
- * whole data set. Everything here is per call except the one-time silencing
+ * only when that pass stopped there without all three does a second one read
+ * the whole data set. Everything here is per call except the one-time silencing
  * of DCMTK's logger.
  */
 #include <dcmseal/dicomio.h>
@@ -65,9 +65,8 @@ void set_class(dcmseal_dicom_info *info, dcmseal_dicom_class klass, const char *
     snprintf(info->reason, sizeof info->reason, "%s", reason);
 }
 
-/* The start of the object is read only when nothing else can be done with it:
- * checking that a data set without preamble starts with group 0002 or 0008
- * (as they do in practice) keeps arbitrary files away from the parser. */
+/* A data set without preamble starts with group 0002 or 0008 in practice;
+ * checking that first keeps arbitrary files away from the parser. */
 bool starts_like_dataset(const uint8_t *p, size_t len)
 {
     if (len < 8)
@@ -473,16 +472,19 @@ dcmseal_status probe(dcmseal_dicom_info *info, const dcmseal_dicom_source &src,
     uint8_t start[kMagicEnd];
     size_t have = 0;
     const dcmseal_status st = peek(src, start, sizeof start, &have, err);
+    const bool part10 = st == DCMSEAL_OK && have == kMagicEnd &&
+                        std::memcmp(start + kPreambleLen, "DICM", 4) == 0;
+    const bool dataset_like = st == DCMSEAL_OK && starts_like_dataset(start, have);
+    explicit_bzero(start, sizeof start); /* a bare data set's first elements */
     if (st != DCMSEAL_OK) {
         set_class(info, DCMSEAL_DICOM_UNREADABLE, "the input could not be read");
         return st;
     }
-    const bool part10 = have == kMagicEnd && std::memcmp(start + kPreambleLen, "DICM", 4) == 0;
     if (src.size == 0) {
         set_class(info, DCMSEAL_DICOM_NOT_DICOM, "empty input");
         return DCMSEAL_OK;
     }
-    if (!part10 && !starts_like_dataset(start, have)) {
+    if (!part10 && !dataset_like) {
         set_class(info, DCMSEAL_DICOM_NOT_DICOM, "no DICM magic at offset 128");
         return DCMSEAL_OK;
     }
