@@ -307,22 +307,11 @@ struct dcmseal_opening {
 static dcmseal_status opening_read(dcmseal_opening_t *op, size_t want, size_t *n,
                                    dcmseal_error *err)
 {
-    *n = 0;
-    while (*n < want) {
-        ssize_t r = op->positioned ? pread(op->fd, op->in + *n, want - *n, (off_t)op->off)
-                                   : read(op->fd, op->in + *n, want - *n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return dcmseal_fail(err, DCMSEAL_E_IO, "cannot read the input: %s",
-                                strerror(errno));
-        if (r == 0)
-            break;
-        *n += (size_t)r;
-        op->off += (uint64_t)r;
-    }
+    dcmseal_status st =
+        read_full(op->fd, op->in, want, op->positioned ? (off_t)op->off : -1, n, err);
+    op->off += *n;
     op->sealed_bytes += *n;
-    return DCMSEAL_OK;
+    return st;
 }
 
 /* Feeds |n| bytes of what precedes the segments; the decryptor writes no
