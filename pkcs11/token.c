@@ -16,43 +16,6 @@
 
 #include "internal.h"
 
-const char *ckr_name(CK_RV rv)
-{
-#define R(x) {x, #x}
-    static const struct {
-        CK_RV rv;
-        const char *name;
-    } names[] = {
-        R(CKR_OK), R(CKR_CANCEL), R(CKR_HOST_MEMORY), R(CKR_SLOT_ID_INVALID),
-        R(CKR_GENERAL_ERROR), R(CKR_FUNCTION_FAILED), R(CKR_ARGUMENTS_BAD),
-        R(CKR_ATTRIBUTE_READ_ONLY), R(CKR_ATTRIBUTE_SENSITIVE), R(CKR_ATTRIBUTE_TYPE_INVALID),
-        R(CKR_ATTRIBUTE_VALUE_INVALID), R(CKR_ACTION_PROHIBITED), R(CKR_DATA_INVALID),
-        R(CKR_DATA_LEN_RANGE), R(CKR_DEVICE_ERROR), R(CKR_DEVICE_MEMORY), R(CKR_DEVICE_REMOVED),
-        R(CKR_ENCRYPTED_DATA_INVALID), R(CKR_ENCRYPTED_DATA_LEN_RANGE),
-        R(CKR_FUNCTION_CANCELED), R(CKR_FUNCTION_NOT_SUPPORTED), R(CKR_KEY_HANDLE_INVALID),
-        R(CKR_KEY_SIZE_RANGE), R(CKR_KEY_TYPE_INCONSISTENT), R(CKR_KEY_FUNCTION_NOT_PERMITTED),
-        R(CKR_MECHANISM_INVALID), R(CKR_MECHANISM_PARAM_INVALID), R(CKR_OBJECT_HANDLE_INVALID),
-        R(CKR_OPERATION_ACTIVE), R(CKR_OPERATION_NOT_INITIALIZED), R(CKR_PIN_INCORRECT),
-        R(CKR_PIN_INVALID), R(CKR_PIN_LEN_RANGE), R(CKR_PIN_EXPIRED), R(CKR_PIN_LOCKED),
-        R(CKR_SESSION_CLOSED), R(CKR_SESSION_COUNT), R(CKR_SESSION_HANDLE_INVALID),
-        R(CKR_SESSION_READ_ONLY), R(CKR_TEMPLATE_INCOMPLETE), R(CKR_TEMPLATE_INCONSISTENT),
-        R(CKR_TOKEN_NOT_PRESENT), R(CKR_TOKEN_NOT_RECOGNIZED), R(CKR_TOKEN_WRITE_PROTECTED),
-        R(CKR_USER_ALREADY_LOGGED_IN), R(CKR_USER_NOT_LOGGED_IN),
-        R(CKR_USER_PIN_NOT_INITIALIZED), R(CKR_USER_TYPE_INVALID),
-        R(CKR_USER_ANOTHER_ALREADY_LOGGED_IN), R(CKR_WRAPPED_KEY_INVALID),
-        R(CKR_BUFFER_TOO_SMALL), R(CKR_CRYPTOKI_NOT_INITIALIZED),
-        R(CKR_CRYPTOKI_ALREADY_INITIALIZED), R(CKR_FUNCTION_REJECTED),
-        R(CKR_KEY_NOT_WRAPPABLE), R(CKR_KEY_UNEXTRACTABLE), R(CKR_WRAPPED_KEY_LEN_RANGE),
-        R(CKR_UNWRAPPING_KEY_HANDLE_INVALID), R(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT),
-        R(CKR_WRAPPING_KEY_HANDLE_INVALID), R(CKR_WRAPPING_KEY_TYPE_INCONSISTENT),
-    };
-#undef R
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (names[i].rv == rv)
-            return names[i].name;
-    return rv >= CKR_VENDOR_DEFINED ? "CKR_VENDOR_DEFINED" : "CKR_(unknown)";
-}
-
 dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_token_t *tok,
                         CK_RV rv, const char *fmt, ...)
 {
@@ -168,11 +131,10 @@ static int session_lost(CK_RV rv)
 }
 
 /* Failures that a token recovers from on its own: a busy or briefly absent
- * device, a dropped session or login. */
+ * device, a dropped session or login (session_lost is a part of them). */
 static int transient(CK_RV rv)
 {
-    return session_lost(rv) || rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_MEMORY ||
-           rv == CKR_FUNCTION_FAILED || rv == CKR_TOKEN_NOT_PRESENT;
+    return ckr_class(rv) == P11_TRANSIENT;
 }
 
 /* Transient failures are retried up to DCMSEAL_RETRY_MAX times (0 to 20,
