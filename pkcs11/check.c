@@ -114,10 +114,13 @@ static void probe_token(struct probe *p)
         ti.ulMaxRwSessionCount != CK_UNAVAILABLE_INFORMATION)
         snprintf(max, sizeof max, "%lu", (unsigned long)ti.ulMaxRwSessionCount);
     add(p, "token", 0, DCMSEAL_CHECK_INFO, ckr_name(rv),
-        "'%s': %.*s %.*s, firmware %u.%u, serial %.*s; read-write sessions claimed: %s",
+        "'%s': %.*s %.*s, firmware %u.%u, serial %.*s; read-write sessions claimed: %s%s",
         p->s->tok->label, trimmed(ti.manufacturerID, 32), ti.manufacturerID,
         trimmed(ti.model, 16), ti.model, ti.firmwareVersion.major, ti.firmwareVersion.minor,
-        trimmed(ti.serialNumber, 16), ti.serialNumber, max);
+        trimmed(ti.serialNumber, 16), ti.serialNumber, max,
+        p->s->tok->serialized ? "; one call at a time (openCryptoki before 3.14 has no object "
+                                "locks: docs/HSM.md)"
+                              : "");
 }
 
 /* "encrypt decrypt wrap unwrap, 512..16384 bits" */

@@ -69,8 +69,9 @@ static const struct {
     R(CKR_TOKEN_NOT_PRESENT, P11_TRANSIENT),
 
     /* Everything else, and any code not listed: the token cannot serve
-     * dcmseal now. CKR_GENERAL_ERROR is also SoftHSM's answer to a
-     * ciphertext whose OAEP decoding fails; ckr_class_decrypt says so. */
+     * dcmseal now. CKR_GENERAL_ERROR and CKR_FUNCTION_FAILED are also
+     * tokens' answers to a ciphertext whose OAEP decoding fails
+     * (ckr_class_decrypt). */
     R(CKR_GENERAL_ERROR, P11_UNAVAILABLE),
     R(CKR_CANCEL, P11_UNAVAILABLE),
     R(CKR_HOST_MEMORY, P11_UNAVAILABLE),
@@ -119,13 +120,19 @@ p11_class ckr_class(CK_RV rv)
     return i < sizeof codes / sizeof codes[0] ? codes[i].cls : P11_UNAVAILABLE;
 }
 
-/* SoftHSM 2.6.1 answers C_Decrypt of a tampered OAEP ciphertext with
- * CKR_GENERAL_ERROR. Read so only where the token had accepted key and
- * mechanism and then failed on the bytes: device and session trouble have
- * codes of their own. */
+int ckr_catch_all(CK_RV rv)
+{
+    return rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED;
+}
+
+/* C_Decrypt of an OAEP ciphertext that does not decode: SoftHSM 2.6.1 says
+ * CKR_GENERAL_ERROR, openCryptoki 3.8.1 CKR_FUNCTION_FAILED. Read so only
+ * where the token had accepted key and mechanism and then failed on the
+ * bytes, and (CKR_FUNCTION_FAILED being transient) only after the retries
+ * got the same answer on a fresh session. */
 p11_class ckr_class_decrypt(CK_RV rv)
 {
-    return rv == CKR_GENERAL_ERROR ? P11_BAD_DATA : ckr_class(rv);
+    return ckr_catch_all(rv) ? P11_BAD_DATA : ckr_class(rv);
 }
 
 int ckr_mechanism_refused(CK_RV rv)

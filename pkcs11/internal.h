@@ -30,6 +30,11 @@ struct dcmseal_token {
     /* Serializes C_Login (the login state is token-wide) and the writing of
      * |rewrap_refusal|. */
     pthread_mutex_t lock;
+    /* Set for a module that is unsafe to call from several threads at once
+     * (module_serialized in token.c): then every call from a session goes
+     * through |one_caller|, one at a time. */
+    int serialized;
+    pthread_mutex_t one_caller;
     /* Held shared by every call into the module, exclusively while the
      * module is finalized and initialized again: some tokens (SoftHSM whose
      * directory went away and came back) recover no other way. |gen| counts
@@ -105,6 +110,9 @@ p11_class ckr_class(CK_RV rv);
 /* The class of |rv| from a call that consumed a ciphertext after the token
  * had accepted key and mechanism (C_Decrypt after C_DecryptInit). */
 p11_class ckr_class_decrypt(CK_RV rv);
+/* CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED: what tokens answer when they say
+ * no more, bad bytes included. */
+int ckr_catch_all(CK_RV rv);
 /* The refusals that mean "not this mechanism or these parameters": where
  * dcmseal's AUTO preference tries RSA-OAEP SHA-1 after SHA-256. */
 int ckr_mechanism_refused(CK_RV rv);

@@ -276,10 +276,10 @@ rewrap_fallback kek_rewrap_fallback(CK_RV rv, dcmseal_oaep used)
         return REWRAP_FALLBACK_OBJECT;
     if (ckr_class(rv) == P11_REFUSED)
         return REWRAP_FALLBACK_TOKEN;
-    /* SoftHSM's answer to tampered bytes as well as to internal trouble:
-     * the host path, whose C_DecryptInit separates key and mechanism
-     * trouble from the bytes, tells them apart. */
-    return rv == CKR_GENERAL_ERROR ? REWRAP_FALLBACK_OBJECT : REWRAP_FALLBACK_NONE;
+    /* Tokens' answer to tampered bytes as well as to internal trouble: the
+     * host path, whose C_DecryptInit separates key and mechanism trouble
+     * from the bytes, tells them apart. */
+    return ckr_catch_all(rv) ? REWRAP_FALLBACK_OBJECT : REWRAP_FALLBACK_NONE;
 }
 
 /* Every later rewrap on |tok| takes the host path; the first reason
