@@ -18,7 +18,8 @@
 #                           software token slot, initialises token LABEL
 #                           (new SO PIN, user PIN in DIR/pin, 0600) and
 #                           exports DCMSEAL_TOKEN
-#   ock_stop                stops the daemon
+#   ock_stop, ock_start     stop the daemon, and start it again: new
+#                           processes cannot open the token meanwhile
 #   OCK_MODULE              the PKCS#11 module
 
 OCK_MODULE=${OCK_MODULE:-/usr/lib/x86_64-linux-gnu/opencryptoki/libopencryptoki.so.0}
@@ -70,8 +71,7 @@ CONF
         return 1
     }
     OCK_PIDFILE=/run/pkcsslotd.pid
-    /usr/sbin/pkcsslotd && [ -S /run/pkcsslotd.socket ] ||
-        { echo "opencryptoki: pkcsslotd did not start" >&2; return 1; }
+    ock_start || { echo "opencryptoki: pkcsslotd did not start" >&2; return 1; }
     # The software token takes PINs of 4 to 8 characters.
     (umask 077; od -An -N4 -tx1 /dev/urandom | tr -d ' \n' > "$dir/pin")
     so_pin=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
@@ -87,6 +87,10 @@ CONF
         return 1
     }
     export DCMSEAL_TOKEN="pkcs11:token=$label?module-path=$OCK_MODULE&pin-source=file:$dir/pin"
+}
+
+ock_start() {
+    /usr/sbin/pkcsslotd && [ -S /run/pkcsslotd.socket ]
 }
 
 ock_stop() {

@@ -157,13 +157,15 @@ expect 0 "disable the only version" "$DCMSEAL" key disable kek 2
 expect 69 "health without a primary" "$DCMSEAL" health
 expect 0 "enable it back" "$DCMSEAL" key enable kek 2
 # A key that another process changed, then used by parallel workers:
-# openCryptoki 3.8.1 reloads it at every use from then on and crashed a few
-# times in a hundred such runs until dcmseal called it one thread at a time.
-runs=0
-for _ in $(seq 30); do
-    "$DCMSEAL" verify -q --jobs 2 $(find "$tmp/enc" -name '*.dcms') 2>/dev/null && runs=$((runs + 1))
-done
-check "30 two-worker runs after a key changed elsewhere ($runs)" [ "$runs" -eq 30 ]
+# openCryptoki 3.8.1 reloads it at every use from then on, and crashed in
+# 6 of 40 such runs until dcmseal called it one thread at a time.
+if [ "$TOKEN_IMPL" = opencryptoki ]; then
+    runs=0
+    for _ in $(seq 30); do
+        "$DCMSEAL" verify -q --jobs 2 $(find "$tmp/enc" -name '*.dcms') 2>/dev/null && runs=$((runs + 1))
+    done
+    check "30 two-worker runs after a key changed elsewhere ($runs)" [ "$runs" -eq 30 ]
+fi
 
 # ---- SIGKILL during rewrap: every object opens under the old or new KEK ----
 expect 0 "rotate to v3" "$DCMSEAL" key rotate kek
@@ -229,6 +231,17 @@ rm "$tmp/plan"
 expect 0 "the same command, token back" "$DCMSEAL" rewrap -r --to-version 3 "$tmp/enc"
 check "the re-run moves everything" grep -q "rewrap: $nfiles files: $nfiles rewrapped" "$tmp/err"
 export DCMSEAL_TOKEN=$good_token
+
+# ---- the token really gone (as far as the implementation allows), then back --
+token_outage "$tmp/hsm" || fail "taking the token away"
+expect 69 "decrypt with the token gone" "$DCMSEAL" decrypt "$one" -o "$tmp/gone.out"
+check "token gone: one line naming the file" one_line_naming "$one"
+check "token gone: no output" [ ! -e "$tmp/gone.out" ]
+cp -r "$tmp/enc" "$tmp/gone"
+expect 69 "rewrap -r with the token gone" "$DCMSEAL" rewrap -r --to-version 2 "$tmp/enc"
+check "token gone: nothing rewritten" diff -r -q "$tmp/gone" "$tmp/enc"
+token_back "$tmp/hsm" || fail "bringing the token back"
+expect 0 "decrypt, the token back" "$DCMSEAL" decrypt "$one" -o "$tmp/gone.out"
 
 # ---- minimum decryption version: refuse old versions without destroying ----
 check "new.dcms is still under v2" [ "$(version_of "$tmp/new.dcms")" = 2 ]

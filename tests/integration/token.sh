@@ -12,6 +12,11 @@
 #   test_token DIR LABEL   a new token LABEL, its user PIN in DIR/pin; exports
 #                          DCMSEAL_TOKEN and TOKEN_MODULE (the module's path)
 #   token_stop             stops what test_token started (call it at exit)
+#   token_outage DIR       the token of test_token DIR goes away as far as the
+#   token_back DIR         implementation lets a test do it, and comes back:
+#                          SoftHSM's token directory is moved away;
+#                          openCryptoki's slot daemon stops (no new process
+#                          opens the token) and starts again
 #   TOKEN_IMPL             softhsm or opencryptoki
 #
 # What each one is known to answer, for the suites to expect (docs/HSM.md
@@ -48,4 +53,18 @@ test_token() {
 
 token_stop() {
     if [ "$TOKEN_IMPL" = opencryptoki ]; then ock_stop; fi
+}
+
+token_outage() {
+    case $TOKEN_IMPL in
+    softhsm) mv "$1/tokens" "$1/tokens.away" && mkdir "$1/tokens" ;;
+    opencryptoki) ock_stop ;;
+    esac
+}
+
+token_back() {
+    case $TOKEN_IMPL in
+    softhsm) rmdir "$1/tokens" && mv "$1/tokens.away" "$1/tokens" ;;
+    opencryptoki) ock_start ;;
+    esac
 }
