@@ -110,8 +110,9 @@ static void probe_token(struct probe *p)
         add(p, "token", 0, DCMSEAL_CHECK_INFO, ckr_name(rv), "C_GetTokenInfo failed");
         return;
     }
+    /* openCryptoki 3.8.1 claims 2^64 - 2: no limit either. */
     if (ti.ulMaxRwSessionCount != CK_EFFECTIVELY_INFINITE &&
-        ti.ulMaxRwSessionCount != CK_UNAVAILABLE_INFORMATION)
+        ti.ulMaxRwSessionCount < CK_UNAVAILABLE_INFORMATION - 1)
         snprintf(max, sizeof max, "%lu", (unsigned long)ti.ulMaxRwSessionCount);
     add(p, "token", 0, DCMSEAL_CHECK_INFO, ckr_name(rv),
         "'%s': %.*s %.*s, firmware %u.%u, serial %.*s; read-write sessions claimed: %s%s",

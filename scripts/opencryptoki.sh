@@ -100,3 +100,21 @@ ock_stop() {
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
     kill -9 "$pid" 2>/dev/null
 }
+
+# Run, not sourced: scripts/opencryptoki.sh DIR LABEL [COMMAND...] runs
+# COMMAND (a shell by default) with a fresh token LABEL in DIR and
+# DCMSEAL_TOKEN set; the token goes when it ends.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -eu
+    if [ $# -lt 2 ]; then
+        echo "usage: $0 DIR LABEL [COMMAND...]" >&2
+        exit 64
+    fi
+    ock_enter "$@"
+    dir=$1 label=$2
+    shift 2
+    mkdir -p "$dir"
+    trap ock_stop EXIT
+    ock_token "$dir" "$label"
+    "${@:-${SHELL:-bash}}"
+fi
