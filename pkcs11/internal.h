@@ -110,8 +110,8 @@ p11_class ckr_class(CK_RV rv);
 /* The class of |rv| from a call that consumed a ciphertext after the token
  * had accepted key and mechanism (C_Decrypt after C_DecryptInit). */
 p11_class ckr_class_decrypt(CK_RV rv);
-/* CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED: what tokens answer when they say
- * no more, bad bytes included. */
+/* CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED: the catch-all answers, which
+ * tokens also give for bytes that do not decode. */
 int ckr_catch_all(CK_RV rv);
 /* The refusals that mean "not this mechanism or these parameters": where
  * dcmseal's AUTO preference tries RSA-OAEP SHA-1 after SHA-256. */

@@ -301,8 +301,9 @@ const char *dcmseal_session_get0_rewrap_refusal(const dcmseal_session_t *s)
                : NULL;
 }
 
-/* The in-token path: *|done| when it rewrapped; a failure it returns is
- * final. Neither means the host path is not to be tried. */
+/* Tries the in-token path: *|done| when it rewrapped, an error when the
+ * token's answer is final, and otherwise (DCMSEAL_OK, not done) the host
+ * path is to run. */
 static dcmseal_status rewrap_in_token(dcmseal_session_t *s, struct rewrap_ctx *r, int *done,
                                       dcmseal_error *err)
 {

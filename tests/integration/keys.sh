@@ -108,7 +108,8 @@ for i in 1 2 3 4; do
     "$DCMSEAL" encrypt --key kek "$tmp/plain/f$i" -o "$tmp/forged/f$i.dcms" 2>/dev/null || fail "encrypt forged/f$i"
 done
 bad=$tmp/forged/f2.dcms
-printf '\xff' | dd of="$bad" bs=1 seek=$((128 + 120 + 7)) conv=notrunc status=none
+flip=$(( $(od -An -tu1 -j $((128 + 120 + 7)) -N1 "$bad") ^ 1 ))
+printf "\\x$(printf %02x "$flip")" | dd of="$bad" bs=1 seek=$((128 + 120 + 7)) conv=notrunc status=none
 dd if="$bad" bs=1 skip=128 count=992 status=none | openssl dgst -sha256 -binary |
     dd of="$bad" bs=1 seek=$((128 + 992)) conv=notrunc status=none
 expect 65 "decrypt of a forged wrapped key" "$DCMSEAL" decrypt "$bad" -o "$tmp/forged.out"
@@ -169,7 +170,9 @@ fi
 
 # ---- SIGKILL during rewrap: every object opens under the old or new KEK ----
 expect 0 "rotate to v3" "$DCMSEAL" key rotate kek
-trials=${DCMSEAL_KILL_TRIALS:-12}
+# What a kill may leave is dcmseal's to get right, whatever the token: the
+# second token gets a few kills, SoftHSM the dozen.
+trials=${DCMSEAL_KILL_TRIALS:-$([ "$TOKEN_IMPL" = softhsm ] && echo 12 || echo 4)}
 survived=0 interrupted=0
 for t in $(seq 1 "$trials"); do
     target=$((t % 2 == 0 ? 2 : 3))

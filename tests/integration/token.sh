@@ -32,7 +32,14 @@ _token_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOKEN_IMPL=${DCMSEAL_TEST_TOKEN:-softhsm}
 case $TOKEN_IMPL in
 softhsm) TOKEN_MODULE=$SOFTHSM_MODULE TOKEN_OAEP=sha1 TOKEN_REWRAP=in-token ;;
-opencryptoki) TOKEN_MODULE=$OCK_MODULE TOKEN_OAEP=sha256 TOKEN_REWRAP=host ;;
+opencryptoki)
+    TOKEN_MODULE=$OCK_MODULE TOKEN_OAEP=sha256 TOKEN_REWRAP=host
+    # Under -DDCMSEAL_ASAN=ON: openCryptoki 3.8.1 leaks in C_Decrypt and
+    # C_Finalize, and its libraries are unloaded by then, so LeakSanitizer
+    # sees "<unknown module>" frames no suppression can name. dcmseal's own
+    # memory is leak-checked by the same suites on SoftHSM.
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+    ;;
 *)
     echo "DCMSEAL_TEST_TOKEN=$TOKEN_IMPL: softhsm or opencryptoki" >&2
     exit 1
