@@ -1,6 +1,7 @@
-# Sourced, not run. A project-local openCryptoki software token (Debian's
-# opencryptoki 3.8.1: libopencryptoki.so.0, the slot daemon pkcsslotd and
-# the software token libpkcs11_sw.so).
+# A project-local openCryptoki software token (Debian's opencryptoki 3.8.1:
+# libopencryptoki.so.0, the slot daemon pkcsslotd and the software token
+# libpkcs11_sw.so). Sourced by the tests (tests/integration/token.sh); run,
+# it gives a command a token (see the end).
 #
 # openCryptoki has its paths built in: /etc/opencryptoki (slot config),
 # /var/lib/opencryptoki (token data), /var/lock/opencryptoki (lock files),
