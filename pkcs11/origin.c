@@ -381,14 +381,17 @@ static dcmseal_status mac_run(dcmseal_session_t *s, struct mac_ctx *c, dcmseal_e
     if ((rv == CKR_OK && c->disabled) || rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
         return dcmseal_fail(err, DCMSEAL_E_KEY, "key '%s'%s on token '%s' is disabled (%s key)",
                             c->name, ver, s->tok->label, what);
-    if (c->verify && c->in_final &&
-        (rv == CKR_SIGNATURE_INVALID || rv == CKR_SIGNATURE_LEN_RANGE))
+    /* ckr.c gives each code its meaning: proof bytes that do not verify
+     * are bad data; a key that is gone, switched off or of no use for
+     * HMAC is the key's problem; the rest is the token's. */
+    const p11_class cls = ckr_class(rv);
+    if (c->verify && c->in_final && cls == P11_BAD_DATA)
         return dcmseal_fail(err, DCMSEAL_E_AUTH,
                             "not made with this archive's keys: the origin proof does not "
                             "verify under key '%s'%s",
                             c->name, ver);
     if (rv != CKR_OK)
-        return p11_fail(err, rv == CKR_KEY_HANDLE_INVALID ? DCMSEAL_E_KEY : DCMSEAL_E_TOKEN,
+        return p11_fail(err, cls == P11_KEY || cls == P11_REFUSED ? DCMSEAL_E_KEY : DCMSEAL_E_TOKEN,
                         s->tok, rv, "%s with the %s key of '%s'%s",
                         c->verify ? "checking a proof" : "computing a MAC", what, c->name, ver);
     return DCMSEAL_OK;
