@@ -26,7 +26,7 @@ export DCMSEAL_RETRY_MAX=1
 token_with_key "$tmp/hsm" origin-test kek
 label=origin-test
 pin=$tmp/hsm/pin
-p11() { pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$label" "$@" 2>/dev/null; }
+p11() { pkcs11-tool --module "$TOKEN_MODULE" --token-label "$label" "$@" 2>/dev/null; }
 sha() { sha256sum < "$1"; }
 
 # A DICOM file with all three UIDs, and a copy with another patient name.
@@ -71,7 +71,7 @@ check "it is the KEK's (fingerprint $fp)" grep -q "\"fingerprint\":\"$fp\"" "$tm
 # forge OUT FORMAT PROOF: the altered file, the real UIDs, the public key.
 forge() {
     python3 "$FORGE" --pubkey "$tmp/pub.der" --name kek --kek-version 1 --format "$2" \
-        --proof "$3" --uids "$uids" "$tmp/altered.dcm" "$1"
+        --proof "$3" --oaep "$TOKEN_OAEP" --uids "$uids" "$tmp/altered.dcm" "$1"
 }
 forge "$tmp/forged-v2.dcms" 2 random
 forge "$tmp/forged-v2-bare.dcms" 2 none
@@ -167,7 +167,7 @@ expect 0 "the upgraded object opens under the policy" "$DCMSEAL" decrypt "$tmp/a
 check "without a notice" not grep -q notice "$tmp/err"
 p11 --read-object --type pubkey --label legacy -o "$tmp/pub-legacy.der"
 python3 "$FORGE" --pubkey "$tmp/pub-legacy.der" --name legacy --kek-version 1 --format 1 \
-    --proof none --uids "$uids" "$tmp/altered.dcm" "$tmp/forged-legacy.dcms"
+    --proof none --oaep "$TOKEN_OAEP" --uids "$uids" "$tmp/altered.dcm" "$tmp/forged-legacy.dcms"
 expect 65 "a new v1 forgery under legacy is refused" "$DCMSEAL" decrypt "$tmp/forged-legacy.dcms" -o "$tmp/fl.out"
 check "no output" [ ! -e "$tmp/fl.out" ]
 
