@@ -242,10 +242,11 @@ class Bench:
         hsm = os.path.join(self.work, "hsm")
         rm(hsm)
         script = (f'. "{ROOT}/tests/integration/token.sh" && test_token "$1" bench && '
-                  'printf "%s\\n%s\\n" "$DCMSEAL_TOKEN" "${SOFTHSM2_CONF:-}"')
+                  'printf "%s\\n%s\\n%s\\n" "$DCMSEAL_TOKEN" "$TOKEN_MODULE" '
+                  '"${SOFTHSM2_CONF:-}"')
         p = subprocess.run(["bash", "-c", script, "bash", hsm], capture_output=True,
                            text=True, check=True)
-        uri, conf = (p.stdout.splitlines() + [""])[:2]
+        uri, module, conf = (p.stdout.splitlines() + ["", ""])[:3]
         if conf:
             self.env["SOFTHSM2_CONF"] = conf
         self.env["DCMSEAL_TOKEN"] = uri
@@ -254,6 +255,17 @@ class Bench:
             name = f"kek{bits}"
             self.run(self.dcmseal("key", "create", name, "--bits", str(bits)), "setup")
             self.run(self.dcmseal("key", "rotate", name, "--bits", str(bits)), "setup")
+        # Row 4's "before": a key as an earlier dcmseal made it, a key pair
+        # and nothing else (no origin key), whose objects are format v1.
+        self.run(self.dcmseal("key", "create", "kek2048v1", "--bits", "2048"), "setup")
+        with open(os.path.join(hsm, "pin")) as f:
+            pin = f.read().strip()
+        for typ, extra in (("secrkey", ["--id", b"dcmseal-origin:kek2048v1:v1".hex()]),
+                           ("secrkey", ["--id", b"dcmseal-names:kek2048v1".hex()]),
+                           ("data", ["--application-label", "dcmseal-origin-policy"])):
+            self.run(["pkcs11-tool", "--module", module, "--token-label", "bench", "--login",
+                      "--pin", pin, "--delete-object", "--type", typ, "--label", "kek2048v1"]
+                     + extra, "setup")
 
     # ---- inputs -------------------------------------------------------------
 
@@ -469,13 +481,18 @@ class Bench:
         rm(self.enc2048)
         self.run(self.dcmseal("encrypt", "-r", "-q", "--key", "kek2048", "--jobs",
                               str(self.cores), self.arch, "-o", self.enc2048), "setup")
-        # Row 4's small files, under each KEK.
+        # Row 4's small files, under each KEK, and as format v1 (no origin
+        # proof) under a key made before origin keys.
         self.small_enc = {}
         for bits in (2048, 3072):
             enc = self.small_enc[bits] = os.path.join(self.inputs, f"small.enc{bits}")
             rm(enc)
             self.run(self.dcmseal("encrypt", "-r", "-q", "--key", f"kek{bits}", "--jobs",
                                   str(self.cores), self.smalls, "-o", enc), "setup")
+        self.small_v1 = os.path.join(self.inputs, "small.enc2048v1")
+        rm(self.small_v1)
+        self.run(self.dcmseal("encrypt", "-r", "-q", "--key", "kek2048v1", "--jobs",
+                              str(self.cores), self.smalls, "-o", self.small_v1), "setup")
         # Memory whatever the size: the same commands on one small object.
         small = next(os.path.join(d, f) for d, _, fs in sorted(os.walk(self.arch))
                      for f in sorted(fs))
@@ -577,12 +594,31 @@ class Bench:
             self.timed(f"small{bits}.decrypt", self.dcmseal(
                 "decrypt", "-r", "-q", "--jobs", N, enc_small, "-o", out), tree=O)
             rm(out)
+        # What origin proofs cost a tree run of small files, in the same run:
+        # decrypt of format v1 objects (no proof) beside v2 above, and
+        # encrypt with and without concealed names.
+        out = os.path.join(O, "small-v1")
+        rm(out)
+        warm(self.small_v1)
+        self.timed("small2048v1.decrypt", self.dcmseal(
+            "decrypt", "-r", "-q", "--jobs", N, self.small_v1, "-o", out), tree=O)
+        rm(out)
+        self.unwrap_loop("kek2048v1")
+        for key, extra in (("small2048.encrypt", []),
+                           ("small2048conceal.encrypt", ["--conceal-names"])):
+            out = os.path.join(O, "small-enc")
+            rm(out)
+            warm(self.smalls)
+            self.timed(key, self.dcmseal("encrypt", "-r", "-q", "--key", "kek2048", "--jobs", N,
+                                         self.smalls, "-o", out, *extra), tree=O)
+            rm(out)
         if run == 0:
             for key in ("archive.encrypt", "archive.decrypt", "archive.verify",
                         "archive.rewrap", "archive2048.decrypt", "archive2048.rewrap"):
                 self.check_summary(key, self.a.files)
-            for bits in self.small_enc:
-                self.check_summary(f"small{bits}.decrypt", self.a.small_files)
+            for key in [f"small{bits}.decrypt" for bits in self.small_enc] + [
+                    "small2048v1.decrypt", "small2048.encrypt", "small2048conceal.encrypt"]:
+                self.check_summary(key, self.a.small_files)
         rm(enc)
 
     def check_summary(self, key, n):
@@ -650,6 +686,7 @@ class Bench:
             self.rows_archive(row, files)
         if 4 in want:
             self.rows_token(row)
+            self.rows_origin(row)
         if 5 in want:
             self.rows_memory(row, size, files)
         return rows
@@ -738,6 +775,26 @@ class Bench:
                 row("4", f"RSA-{bits}: {what}", self.med(rate), "obj/s", ref_name, r,
                     "" if target is None else f">= {target:.2f}",
                     None if target is None else r >= target)
+
+    def rows_origin(self, row):
+        """Row 4, continued: format v2's origin proof against format v1, and
+        concealed names, on the small files, all in the same run."""
+        N = self.cores
+        for key in ("small2048v1.decrypt", "small2048.encrypt", "small2048conceal.encrypt"):
+            self.samples[f"{key}.rate"] = [self.a.small_files / t for t in self.samples[key]]
+        loop = "loop.kek2048v1.unwrap"
+        row("4", f"RSA-2048: C_Decrypt loop, key without origin", self.med(loop), "obj/s", "",
+            None, "(limit of v1)")
+        r = self.ratio("small2048v1.decrypt.rate", loop)
+        row("4", f"RSA-2048: decrypt -r, {N} jobs, small files, v1", self.med(
+            "small2048v1.decrypt.rate"), "obj/s", "C_Decrypt loop", r, "(before)")
+        r = self.ratio("small2048.decrypt.rate", "small2048v1.decrypt.rate")
+        row("4", f"RSA-2048: decrypt -r, small files, v2 (proof)", self.med(
+            "small2048.decrypt.rate"), "obj/s", "the same, v1", r, "(after/before)")
+        r = self.ratio("small2048conceal.encrypt.rate", "small2048.encrypt.rate")
+        row("4", f"RSA-2048: encrypt -r --conceal-names, small", self.med(
+            "small2048conceal.encrypt.rate"), "obj/s", "encrypt -r, small files", r,
+            "(names cost)")
 
     def rows_memory(self, row, size, files):
         """The largest of all runs."""
