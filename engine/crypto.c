@@ -57,7 +57,7 @@ static const char LABEL_META[] = "dcmseal v2 metadata";
 
 dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
                                    const uint8_t dek[DCMSEAL_DEK_LEN],
-                                   const uint8_t salt[DCMSEAL_SALT_LEN],
+                                   const uint8_t salt[DCMSEAL_SALT_LEN], int with_meta,
                                    dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
@@ -69,7 +69,10 @@ dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
     DERIVE(payload, LABEL_PAYLOAD);
     DERIVE(commitment, LABEL_COMMIT);
     DERIVE(identity, LABEL_IDENTITY);
-    DERIVE(meta, LABEL_META);
+    /* Only objects with a metadata block need it: one HKDF less for the
+     * others, which are most. */
+    if (with_meta)
+        DERIVE(meta, LABEL_META);
 #undef DERIVE
 out:
     if (st != DCMSEAL_OK)

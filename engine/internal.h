@@ -86,9 +86,11 @@ dcmseal_status dcmseal_hkdf_sha256(uint8_t *out, size_t out_len,
                                    const uint8_t *info, size_t info_len,
                                    dcmseal_error *err);
 
+/* K_payload, C and K_id; K_meta too with |with_meta| (else it is left as
+ * it was). */
 dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
                                    const uint8_t dek[DCMSEAL_DEK_LEN],
-                                   const uint8_t salt[DCMSEAL_SALT_LEN],
+                                   const uint8_t salt[DCMSEAL_SALT_LEN], int with_meta,
                                    dcmseal_error *err);
 
 /* HMAC-SHA256 over the canonical identity context; |id| NULL means empty. */

@@ -21,7 +21,7 @@ dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, dcmseal_origin *origin,
                                        ring, err));
     DCMSEAL_GUARD(ring->unwrap(ring->self, dek, &slot->meta, slot->wrapped,
                                slot->wrapped_len, err));
-    DCMSEAL_GUARD(dcmseal_keys_derive(keys, dek, h->salt, err));
+    DCMSEAL_GUARD(dcmseal_keys_derive(keys, dek, h->salt, h->meta_len != 0, err));
     /* Key commitment (FORMAT.md): without it a crafted slot could make one
      * ciphertext decrypt validly under two different DEKs. */
     DCMSEAL_ENSURE(CRYPTO_memcmp(keys->commitment, h->commitment,

@@ -146,7 +146,7 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
         h.meta_len = dcmseal_meta_len(p->meta);
     }
     memcpy(h.salt, salt, DCMSEAL_SALT_LEN);
-    DCMSEAL_GUARD(dcmseal_keys_derive(&keys, dek, salt, err));
+    DCMSEAL_GUARD(dcmseal_keys_derive(&keys, dek, salt, p->meta != NULL, err));
     DCMSEAL_GUARD(dcmseal_identity_tag(h.identity_tag, &keys, p->identity, err));
     memcpy(h.commitment, keys.commitment, DCMSEAL_COMMIT_LEN);
     DCMSEAL_GUARD(dcmseal_gcm_init(&enc->gcm, keys.payload, 1, err));

@@ -284,7 +284,7 @@ static int kat_generate(const char *dir, soft_ring *v1, soft_ring *v2)
         kat_inputs(k, dek, salt, &pt);
         free(pt);
         size_t n = kat_seal(k, kat_ring(k, v1, v2), obj);
-        if (n == 0 || dcmseal_keys_derive(&keys, dek, salt, NULL) != DCMSEAL_OK ||
+        if (n == 0 || dcmseal_keys_derive(&keys, dek, salt, 1, NULL) != DCMSEAL_OK ||
             dcmseal_identity_tag(tag, &keys, KATS[k].dicom ? &KAT_ID : NULL, NULL) != DCMSEAL_OK)
             return 1;
         fprintf(txt, "\nname = %s\nversion = %d\nsegment_size = %u\nplain_len = %zu\n",
@@ -410,7 +410,7 @@ static void test_kats(const char *dir, soft_ring *v1, soft_ring *v2)
         kat_inputs(k, dek, salt, &pt);
         CHECK(kat_str(txt, name, "version", str, sizeof str) == 1 &&
                   atoi(str) == KATS[k].version, "%s version", name);
-        CHECK(dcmseal_keys_derive(&keys, dek, salt, NULL) == DCMSEAL_OK, "derive");
+        CHECK(dcmseal_keys_derive(&keys, dek, salt, 1, NULL) == DCMSEAL_OK, "derive");
         CHECK(kat_hex(txt, name, "payload_key", want, 32) == 32 &&
                   memcmp(want, keys.payload, 32) == 0, "%s payload key", name);
         CHECK(kat_hex(txt, name, "commitment", want, 32) == 32 &&

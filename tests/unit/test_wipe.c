@@ -64,7 +64,7 @@ static void *t_realloc(void *p, size_t n, const char *file, int line)
 static void arm(const uint8_t dek[32], const uint8_t salt[32])
 {
     dcmseal_keys k;
-    if (dcmseal_keys_derive(&k, dek, salt, NULL) != DCMSEAL_OK)
+    if (dcmseal_keys_derive(&k, dek, salt, 1, NULL) != DCMSEAL_OK)
         return;
     memcpy(secrets[0], dek, 32);
     memcpy(secrets[1], k.payload, 32);
