@@ -10,12 +10,15 @@
                                   rendered frame, DICOMweb WADO-RS; the same
                                   status and the same bytes
   files URL UPLOADS.json          /instances/ID/file of each equals its file
-  load URL UPLOADS.json SECONDS THREADS
-                                  uploads (which overwrite: the server must
-                                  have OverwriteInstances) and reads of
-                                  every file, byte-compared, until SECONDS
-                                  pass; prints the counts, exits 1 on any
-                                  failed request
+  load URL UPLOADS.json SECONDS THREADS [FRESH_DIR OUT.json]
+                                  reads of every instance, byte-compared,
+                                  and uploads, until SECONDS pass: of the
+                                  files of FRESH_DIR (new instances, each
+                                  once, recorded in OUT.json) or else of
+                                  UPLOADS' files again (which overwrites:
+                                  OverwriteInstances); prints the counts,
+                                  exits 1 on any failed request
+  index URL                       every instance the index lists reads back
   expect URL METHOD PATH CODE [FILE]
                                   one request must answer CODE
 
@@ -23,6 +26,7 @@ Exit status 0 when everything matched; the mismatches are printed.
 """
 
 import json
+import os
 import sys
 import threading
 import time
@@ -160,13 +164,19 @@ def files(base, uploads):
     return 0 if bad == 0 else 1
 
 
-def load(base, uploads, seconds, threads):
+def load(base, uploads, seconds, threads, fresh=None, out=None):
+    """Reads of every instance of UPLOADS (byte-compared) and uploads, from
+    |threads| threads until |seconds| pass: uploads of the files of |fresh|
+    (new instances, each once; recorded in |out|), or else of UPLOADS' own
+    files again (which overwrites them: OverwriteInstances)."""
     with open(uploads) as fh:
-        up = [(f, i) for i, f in sorted(json.load(fh).items())]
+        known = [(i, f) for i, f in sorted(json.load(fh).items())]
     data = {}
-    for f, _ in up:
+    for _, f in known:
         with open(f, "rb") as fh:
             data[f] = fh.read()
+    todo = sorted(os.path.join(fresh, f) for f in os.listdir(fresh)) if fresh else []
+    made = {}
     counts = {"uploads": 0, "reads": 0, "failed": 0}
     errors = []
     lock = threading.Lock()
@@ -175,12 +185,24 @@ def load(base, uploads, seconds, threads):
     def work(k):
         i = k
         while time.monotonic() < end:
-            f, iid = up[i % len(up)]
-            if i % 3 == 0:
+            f = None
+            with lock:
+                if i % 3 == 0 and fresh is not None and todo:
+                    f = todo.pop()
+                elif i % 3 == 0 and fresh is None:
+                    f = known[i % len(known)][1]
+            if f is not None:
+                if f not in data:
+                    with open(f, "rb") as fh:
+                        data[f] = fh.read()
                 code, body, _ = request(base + "/instances", "POST", data[f])
                 ok = code == 200
                 what = "upload"
+                if ok and fresh is not None:
+                    with lock:
+                        made[json.loads(body)["ID"]] = f
             else:
+                iid, f = known[i % len(known)]
                 code, body, _ = request(f"{base}/instances/{iid}/file")
                 ok = code == 200 and body == data[f]
                 what = "read"
@@ -196,10 +218,32 @@ def load(base, uploads, seconds, threads):
         t.start()
     for t in ts:
         t.join()
+    if out is not None:
+        with open(out, "w") as fh:
+            json.dump(made, fh, indent=1)
     for e in errors[:10]:
         print(e)
     print(f"load: {json.dumps(counts)}")
     return 0 if counts["failed"] == 0 and counts["uploads"] > 0 and counts["reads"] > 0 else 1
+
+
+def index_reads(base):
+    """Every instance the index lists reads back whole (200, and Orthanc
+    parses it: its tags come back)."""
+    code, body, _ = request(base + "/instances")
+    if code != 200:
+        print(f"index: {code}")
+        return 1
+    ids = json.loads(body)
+    bad = 0
+    for iid in ids:
+        c1, _, _ = request(f"{base}/instances/{iid}/file")
+        c2, _, _ = request(f"{base}/instances/{iid}/tags")
+        if c1 != 200 or c2 != 200:
+            bad += 1
+            print(f"MISMATCH {iid}: file {c1}, tags {c2}")
+    print(f"index: {len(ids)} instances, {bad} unreadable")
+    return 0 if bad == 0 else 1
 
 
 def expect(base, method, path, want, body_file=None):
@@ -219,8 +263,10 @@ def main(argv):
         return compare(argv[2], argv[3], argv[4], len(argv) == 5)
     if cmd == "files" and len(argv) == 4:
         return files(argv[2], argv[3])
-    if cmd == "load" and len(argv) == 6:
-        return load(argv[2], argv[3], float(argv[4]), int(argv[5]))
+    if cmd == "load" and len(argv) in (6, 8):
+        return load(argv[2], argv[3], float(argv[4]), int(argv[5]), *argv[6:])
+    if cmd == "index" and len(argv) == 3:
+        return index_reads(argv[2])
     if cmd == "expect" and len(argv) in (6, 7):
         return expect(*argv[2:])
     print(__doc__, file=sys.stderr)

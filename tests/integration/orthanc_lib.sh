@@ -167,3 +167,38 @@ status() {
     curl -sf "$(url "$1")/dcmseal/status" | python3 -c \
         "import json,sys; d=json.load(sys.stdin); sys.exit(0 if ($2) else 1)"
 }
+
+# fresh_copies DIR N: N DICOM files in DIR, copies of the corpus's small
+# dwv files that Orthanc takes (those with study, series and SOP instance
+# UIDs), each with a new SOP Instance UID (dcmodify -gin): instances Orthanc
+# has not seen.
+fresh_sources=()
+fresh_copies() {
+    local dir=$1 n=$2 i=0 f
+    if [ "${#fresh_sources[@]}" -eq 0 ]; then
+        for f in $(find "$CORPUS/dwv" -name '*.dcm' -size -600k | sort); do
+            [ "$(dcmdump -q -s +P 0020,000d +P 0020,000e +P 0008,0018 "$f" 2>/dev/null |
+                grep -c '\[[0-9.]*\]')" -eq 3 ] && fresh_sources+=("$f")
+        done
+    fi
+    mkdir -p "$dir"
+    while [ "$i" -lt "$n" ]; do
+        cp "${fresh_sources[$((i % ${#fresh_sources[@]}))]}" "$dir/$(printf 'f%05d.dcm' "$i")"
+        i=$((i + 1))
+    done
+    dcmodify -q -gin -nb "$dir"/*.dcm
+}
+
+# kek_versions DIR: "vN count" lines for the objects under DIR, from
+# verify -r (which authenticates each one on the way).
+kek_versions() {
+    "$DCMSEAL" verify -r "$1" 2>/dev/null | sed -n "s/.*key '[^']*' \(v[0-9]*\)).*/\1/p" | sort | uniq -c | awk '{print $2, $1}'
+}
+
+# file_of NAME INSTANCE: the storage path of an instance's DICOM file.
+file_of() {
+    local uuid
+    uuid=$(curl -sf "$(url "$1")/instances/$2/attachments/dicom/info" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["Uuid"])')
+    echo "$tmp/$1/storage/${uuid:0:2}/${uuid:2:2}/$uuid"
+}
