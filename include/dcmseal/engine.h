@@ -114,8 +114,10 @@ dcmseal_token_ring_get0_keyring(const dcmseal_token_ring_t *ring);
  * decryption version in the token, or after the token became unreachable.
  * dcmseal_dek_cache_clear forgets everything at once.
  *
- * Thread-safe: one cache serves any number of cached rings, each used by one
- * thread at a time like the ring it wraps. */
+ * Thread-safe: one cache serves any number of cached rings. A cached ring
+ * keeps no state of its own beyond the (locked) cache, so it is exactly as
+ * thread-safe as the ring it wraps: a token ring is one thread's at a time,
+ * a ring over a pool of sessions may serve many. */
 typedef struct dcmseal_dek_cache dcmseal_dek_cache_t;
 
 /* Makes a cache of at most |max_entries| DEKs (at most

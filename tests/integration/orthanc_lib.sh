@@ -32,6 +32,10 @@ orthanc_cleanup() {
 }
 trap orthanc_cleanup EXIT
 
+# phase WHAT: a line in the log with the seconds since the suite started,
+# so that a slow CI run shows where its time went.
+phase() { echo "--- $* (+${SECONDS}s)"; }
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -195,10 +199,13 @@ kek_versions() {
     "$DCMSEAL" verify -r "$1" 2>/dev/null | sed -n "s/.*key '[^']*' \(v[0-9]*\)).*/\1/p" | sort | uniq -c | awk '{print $2, $1}'
 }
 
-# file_of NAME INSTANCE: the storage path of an instance's DICOM file.
-file_of() {
+# file_of_attachment NAME INSTANCE ATTACHMENT: its path in the storage.
+file_of_attachment() {
     local uuid
-    uuid=$(curl -sf "$(url "$1")/instances/$2/attachments/dicom/info" |
+    uuid=$(curl -sf "$(url "$1")/instances/$2/attachments/$3/info" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["Uuid"])')
     echo "$tmp/$1/storage/${uuid:0:2}/${uuid:2:2}/$uuid"
 }
+
+# file_of NAME INSTANCE: the storage path of an instance's DICOM file.
+file_of() { file_of_attachment "$1" "$2" dicom; }

@@ -24,7 +24,8 @@ fresh_copies "$tmp/fresh2" 100
 for round in 1 2 3; do fresh_copies "$tmp/fresh3/$round" 60; done
 count() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$1"; }
 
-# ---- rotation: new files move to the new version --------------------------------------
+# ---- rotation: new files move to the new version -----------------------------
+phase "rotation: new files move to the new version"
 check "Orthanc with the plugin starts" orthanc_start live "$(section '"KeyRefresh": 1')"
 $CLIENT upload "$(url live)" "$tmp/seed.json" "$tmp"/seed/*.dcm > "$tmp/out"
 check "seeded ($(count "$tmp/seed.json") instances)" [ "$(count "$tmp/seed.json")" -eq 40 ]
@@ -39,7 +40,8 @@ check "a file stored after KeyRefresh is under v2" \
 check "the log says so" grep -q "new files are now wrapped under key 'kek' v2 (was v1)" "$tmp/live/log"
 orthanc_stop live
 
-# ---- rewrap -r under load ------------------------------------------------------------------
+# ---- rewrap -r under load ----------------------------------------------------
+phase "rewrap -r under load"
 # Uploads of new instances and reads of the seeded ones, while rewrap -r
 # moves every object between v1 and v2 and back, as fast as it can.
 check "Orthanc restarts" orthanc_start live "$(section '"KeyRefresh": 1, "DekCacheMaxAge": 1')"
@@ -68,7 +70,8 @@ check "those uploaded under load too" $CLIENT files "$(url live)" "$tmp/made1.js
 check "nothing plain in the storage" all_sealed "$tmp/live/storage"
 orthanc_stop live
 
-# ---- migration: a plain Orthanc's storage, encrypted while served ----------------------------
+# ---- migration: a plain Orthanc's storage, encrypted while served ------------
+phase "migration: a plain Orthanc's storage, encrypted while served"
 check "a plain Orthanc starts" orthanc_start mig
 $CLIENT upload "$(url mig)" "$tmp/mig.json" "$tmp"/seed/*.dcm > "$tmp/out"
 orthanc_stop mig
@@ -98,7 +101,8 @@ check "everything old is served" $CLIENT files "$(url mig)" "$tmp/mig.json"
 check "and everything new" $CLIENT files "$(url mig)" "$tmp/made2.json"
 orthanc_stop mig
 
-# ---- SIGKILL during uploads --------------------------------------------------------------------
+# ---- SIGKILL during uploads --------------------------------------------------
+phase "SIGKILL during uploads"
 # Each kill leaves objects that are whole or absent, never torn or
 # half-named; a restarted Orthanc reads every instance its index lists.
 for round in 1 2 3; do

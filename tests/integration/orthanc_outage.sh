@@ -37,7 +37,8 @@ check "no DEK is cached any more" status o 'd["dek_cache"]["entries"] == 0'
 files_before=$(count_files "$tmp/o/storage")
 instances_before=$(curl -sf "$(url o)/instances" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 
-# ---- the outage --------------------------------------------------------------------
+# ---- the outage --------------------------------------------------------------
+phase "the outage"
 hsm_stop
 check "REST upload during the outage: 500" $CLIENT expect "$(url o)" POST /instances 500 "$during_rest"
 storescu -v -aet DCMSEALSCU -aec ORTHANC 127.0.0.1 "$(dicom_port o)" "$during_cstore" > "$tmp/storescu.log" 2>&1
@@ -64,7 +65,8 @@ check "the log says it once, not per request" \
 check "the log names the cause" grep -q "is unavailable (.*CKR_" "$tmp/o/log"
 check "no per-request token error in the log" not grep -q "cannot store attachment\|cannot read attachment" "$tmp/o/log"
 
-# ---- recovery: the same process, no operator action ----------------------------------
+# ---- recovery: the same process, no operator action --------------------------
+phase "recovery: the same process, no operator action"
 hsm_start
 check "REST upload after the outage" $CLIENT expect "$(url o)" POST /instances 200 "$during_rest"
 storescu -v -aet DCMSEALSCU -aec ORTHANC 127.0.0.1 "$(dicom_port o)" "$during_cstore" > "$tmp/storescu2.log" 2>&1
@@ -77,7 +79,8 @@ check "the Orthanc process is the same one" kill -0 "$(cat "$tmp/o/pid")"
 check "nothing plain in the storage" all_sealed "$tmp/o/storage"
 expect 0 "verify -r accepts the storage directory" "$DCMSEAL" verify -r -q "$tmp/o/storage"
 
-# ---- a second outage is logged again ----------------------------------------------------
+# ---- a second outage is logged again -----------------------------------------
+phase "a second outage is logged again"
 hsm_stop
 check "a read in the second outage fails" $CLIENT expect "$(url o)" GET "/instances/$(head -1 "$tmp/ids")/file" 500
 hsm_start

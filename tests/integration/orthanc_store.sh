@@ -19,7 +19,8 @@ net_token "$tmp/hsm" orthanc-store
 expect 0 "key create" "$DCMSEAL" key create kek --bits 2048
 mapfile -t files < <(find "$CORPUS" -type f | sort)
 
-# ---- the corpus through REST ---------------------------------------------------
+# ---- the corpus through REST -------------------------------------------------
+phase "the corpus through REST"
 # Several corpus files are one instance in other transfer syntaxes: both
 # servers keep the last one.
 check "plain Orthanc starts" orthanc_start plain "" '"OverwriteInstances": true'
@@ -36,7 +37,8 @@ check "nothing under the storage directory is plain" all_sealed "$tmp/sealed/sto
 expect 0 "verify -r accepts the storage directory" "$DCMSEAL" verify -r -q "$tmp/sealed/storage"
 stored=$(count_files "$tmp/sealed/storage")
 
-# ---- the same corpus through C-STORE, which overwrites each instance -------------
+# ---- the same corpus through C-STORE, which overwrites each instance ---------
+phase "the same corpus through C-STORE, which overwrites each instance"
 n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$tmp/sealed.json")
 stored_before=$(stat_of sealed '["attachments"]["stored"]')
 # storescu cannot send some corpus files (transfer syntaxes it does not
@@ -56,7 +58,8 @@ check "C-STORE: every read matches plain Orthanc" \
     $CLIENT compare "$(url sealed)" "$(url plain)" "$tmp/sealed.json" any
 check "C-STORE: still nothing plain" all_sealed "$tmp/sealed/storage"
 
-# ---- C-GET ---------------------------------------------------------------------
+# ---- C-GET -------------------------------------------------------------------
+phase "C-GET"
 # Each study, retrieved from both servers, arrives as the same files.
 cget() {
     local name=$1 out=$tmp/cget-$1
@@ -77,7 +80,8 @@ cget plain
 check "C-GET retrieved instances" [ "$(count_files "$tmp/cget-sealed")" -gt 0 ]
 check "C-GET: the same files as from plain Orthanc" diff -r -q "$tmp/cget-sealed" "$tmp/cget-plain"
 
-# ---- the DEK cache ---------------------------------------------------------------
+# ---- the DEK cache -----------------------------------------------------------
+phase "the DEK cache"
 # Reading one instance three times costs the token at most one unwrap.
 first=$(python3 -c 'import json,sys; print(sorted(json.load(open(sys.argv[1])))[0])' "$tmp/sealed.json")
 curl -sf "$(url sealed)/dcmseal/status" > "$tmp/before.json"
@@ -90,17 +94,62 @@ hits = b["dek_cache"]["hits"] - a["dek_cache"]["hits"]
 calls = b["sessions"]["token_calls"] - a["sessions"]["token_calls"]
 sys.exit(0 if hits >= 2 and calls <= 1 else 1)' "$tmp/before.json" "$tmp/after.json"
 
-# ---- deleting -------------------------------------------------------------------
+# ---- attachments that are not DICOM ------------------------------------------
+phase "attachments that are not DICOM"
+# A user's attachment (here a JSON report) is sealed too, as an opaque
+# object, and comes back as it went in.
+printf '{"report": "no acute findings", "patient": "Doe^Jane"}' > "$tmp/report.json"
+curl -sf -X PUT --data-binary @"$tmp/report.json" "$(url sealed)/instances/$first/attachments/1025" > /dev/null
+check "a custom attachment is stored" $CLIENT expect "$(url sealed)" GET "/instances/$first/attachments/1025/data" 200
+curl -sf "$(url sealed)/instances/$first/attachments/1025/data" -o "$tmp/report.back"
+check "... and reads back as it went in" cmp -s "$tmp/report.json" "$tmp/report.back"
+check "no patient name in clear anywhere in the storage" not grep -rq "Doe^Jane" "$tmp/sealed/storage"
+report=$(file_of_attachment sealed "$first" 1025)
+check "it is an opaque object" bash -c "'$DCMSEAL' inspect '$report' | grep -qi opaque"
+
+# ---- a tampered object, and two swapped ones ---------------------------------
+phase "a tampered object, and two swapped ones"
+victim=$(python3 -c 'import json,sys; print(sorted(json.load(open(sys.argv[1])))[2])' "$tmp/sealed.json")
+other=$(python3 -c 'import json,sys; print(sorted(json.load(open(sys.argv[1])))[3])' "$tmp/sealed.json")
+vfile=$(file_of sealed "$victim")
+ofile=$(file_of sealed "$other")
+cp "$vfile" "$tmp/victim.keep"
+python3 - "$vfile" <<'PY'
+import os, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(os.path.getsize(sys.argv[1]) - 100)
+    b = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([b[0] ^ 1]))
+PY
+check "a tampered object: 500" $CLIENT expect "$(url sealed)" GET "/instances/$victim/file" 500
+check "... logged with its attachment and the cause" \
+    grep -q "cannot read attachment $(basename "$vfile"): authentication failed" "$tmp/sealed/log"
+cp "$tmp/victim.keep" "$vfile"
+check "restored, it reads again" $CLIENT expect "$(url sealed)" GET "/instances/$victim/file" 200
+# Swapped: each decrypts (same key), under the other's uuid. Orthanc's MD5
+# of each attachment catches it (docs/ORTHANC.md).
+mv "$vfile" "$tmp/swap" && mv "$ofile" "$vfile" && mv "$tmp/swap" "$ofile"
+check "verify-md5 catches two swapped objects" \
+    not curl -sf -X POST "$(url sealed)/instances/$victim/attachments/dicom/verify-md5" -o /dev/null
+mv "$vfile" "$tmp/swap" && mv "$ofile" "$vfile" && mv "$tmp/swap" "$ofile"
+check "swapped back, verify-md5 passes" \
+    curl -sf -X POST "$(url sealed)/instances/$victim/attachments/dicom/verify-md5" -o /dev/null
+
+# ---- deleting ----------------------------------------------------------------
+phase "deleting"
 before=$(count_files "$tmp/sealed/storage")
 expect 0 "delete one instance" curl -sf -X DELETE "$(url sealed)/instances/$first"
-check "its file is gone" [ "$(count_files "$tmp/sealed/storage")" -eq $((before - 1)) ]
+check "its files are gone (the DICOM file and the report)" \
+    [ "$(count_files "$tmp/sealed/storage")" -eq $((before - 2)) ]
 check "it is gone from the index" $CLIENT expect "$(url sealed)" GET "/instances/$first" 404
 
-# ---- a plain file in the storage directory ----------------------------------------
+# ---- a plain file in the storage directory -----------------------------------
+phase "a plain file in the storage directory"
 # What someone with write access to the folder could plant: refused.
 victim=$(python3 -c 'import json,sys; print(sorted(json.load(open(sys.argv[1])))[1])' "$tmp/sealed.json")
-attachment=$(curl -sf "$(url sealed)/instances/$victim/attachments/dicom/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Uuid"])')
-planted=$tmp/sealed/storage/${attachment:0:2}/${attachment:2:2}/$attachment
+planted=$(file_of sealed "$victim")
+attachment=$(basename "$planted")
 original=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$tmp/sealed.json" "$victim")
 cp "$original" "$planted"
 check "a planted plain file is refused (500)" $CLIENT expect "$(url sealed)" GET "/instances/$victim/file" 500
@@ -108,7 +157,8 @@ check "the refusal is logged with the attachment" grep -q "cannot read attachmen
 check "status counts it" status sealed 'd["attachments"]["plain_refused"] >= 1'
 orthanc_stop sealed
 
-# ---- configuration errors stop Orthanc --------------------------------------------------
+# ---- configuration errors stop Orthanc ---------------------------------------
+phase "configuration errors stop Orthanc"
 bad_config() {
     local what=$1 sec=$2 extra=${3:-} log=$4
     rm -rf "$tmp/bad"
