@@ -270,7 +270,7 @@ class Bench:
             json.dump(value, f)
 
     def large_object(self):
-        self.large = self.multiframe("large", self.a.large_mib)
+        return self.multiframe("large", self.a.large_mib)
 
     def multiframe(self, name, mib):
         """A multi-frame 16-bit image of |mib| MiB (512x512 frames of noise)
@@ -423,10 +423,12 @@ class Bench:
         self.arch_bytes = total
         small_bytes = sum(os.path.getsize(os.path.join(d, f))
                           for d, _, fs in os.walk(self.smalls) for f in fs)
-        self.large_bytes = os.path.getsize(self.large)
-        return (f"one multi-frame DICOM object of {self.large_bytes / MIB:.0f} MiB "
-                f"({self.a.large_mib * 2} frames of 512x512x16 bit, dump2dcm); "
-                f"an archive of {self.a.files} DICOM files, {total / MIB:.0f} MiB "
+        large = ""
+        if self.large is not None:
+            self.large_bytes = os.path.getsize(self.large)
+            large = (f"one multi-frame DICOM object of {self.large_bytes / MIB:.0f} MiB "
+                     f"({self.a.large_mib * 2} frames of 512x512x16 bit, dump2dcm); ")
+        return (large + f"an archive of {self.a.files} DICOM files, {total / MIB:.0f} MiB "
                 f"(PATIENT/STUDY/SERIES folders, a third without extension), copies of "
                 f"corpus files with new SOP Instance UIDs (dcmodify -gin); for row 4, "
                 f"{self.a.small_files} small files made the same way from the corpus files "
@@ -725,7 +727,7 @@ class Bench:
             rows.append((sec, what, value, unit, ref, ratio, target, ok))
 
         want = self.a.rows
-        size = f"{self.large_bytes / MIB:.0f} MiB"
+        size = f"{self.large_bytes / MIB:.0f} MiB" if self.large is not None else ""
         files = f"{self.a.files} files"
         if 1 in want:
             self.rows_stream(row)
@@ -909,7 +911,8 @@ class Bench:
         load_start = self.load()
         say(f"work directory {self.work}; {a.runs} run(s)")
         self.token()
-        self.large_object()
+        # What only some rows use is made only for them.
+        self.large = self.large_object() if a.rows & {2, 3, 4, 5} else None
         self.arch = self.archive("archive", a.files)
         self.smalls = self.archive("small", a.small_files, SMALL_MAX)
         if 6 in a.rows:
@@ -920,9 +923,10 @@ class Bench:
             self.orthanc_smalls = first(self.smalls, a.orthanc_files)
             self.orthanc_large = self.multiframe("orthanc-large", a.orthanc_mib)
         described = self.inputs_describe()
-        self.peers_setup()
-        say("preparing encrypted inputs")
-        self.prepare()
+        if a.rows & {2, 3, 4, 5}:
+            self.peers_setup()
+            say("preparing encrypted inputs")
+            self.prepare()
         if 1 in a.rows:
             self.row_stream()
         for run in range(a.runs):
