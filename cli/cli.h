@@ -10,6 +10,7 @@
 
 #include <dcmseal/engine.h>
 #include <dcmseal/pkcs11.h>
+#include <private/guard.h>
 
 extern int cli_verbose;
 

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 
 #include <dcmseal/engine.h>
+#include <private/guard.h>
 
 #define DCMSEAL_SALT_LEN 32
 #define DCMSEAL_COMMIT_LEN 32

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <dcmseal/engine.h>
+#include <private/guard.h>
 
 /* ---- plugin.c: Orthanc's log ---------------------------------------------- */
 

@@ -1,4 +1,11 @@
-/* What token.c, kek.c and check.c share. Not installed, not exported. */
+/* What the files of the pkcs11 module share. Not installed, not exported.
+ *   token.c   modules, tokens, PINs, sessions, retries
+ *   keyobj.c  KEK objects: names and versions, attributes, fingerprints, handle cache
+ *   policy.c  what makes a KEK acceptable; the minimum decryption version
+ *   lookup.c  finding a version or a primary; listing
+ *   keygen.c  generation, enable/disable, destroy
+ *   wrap.c    wrap, unwrap, rewrap (RSA-OAEP in the token)
+ *   check.c   what a token can do for dcmseal (hsm-check) */
 #ifndef DCMSEAL_PKCS11_INTERNAL_H
 #define DCMSEAL_PKCS11_INTERNAL_H
 
@@ -9,6 +16,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include <dcmseal/pkcs11.h>
+#include <private/guard.h>
 
 #define DCMSEAL_PIN_MAX 256
 
@@ -77,6 +85,91 @@ const char *ckr_name(CK_RV rv);
 /* Fails with "<what> on token '<label>' failed: <CKR name>". */
 dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_token_t *tok,
                         CK_RV rv, const char *fmt, ...) DCMSEAL_PRINTF(5, 6);
+
+/* ---- KEK objects (keyobj.c) ----------------------------------------------- */
+
+#define KEK_ID_MAX 32
+#define MODULUS_MAX 1024 /* RSA-8192: larger keys fail the policy anyway */
+#define BOOL_UNSET ((CK_BBOOL)0xff)
+
+/* Everything the policy and the fingerprint need about one KEK version. */
+struct kek_obj {
+    CK_OBJECT_HANDLE pub, priv;
+    CK_KEY_TYPE type;
+    CK_BBOOL sensitive, extractable, decrypt, unwrap, encrypt, wrap;
+    unsigned char modulus[MODULUS_MAX], pub_modulus[MODULUS_MAX], exponent[16];
+    CK_ULONG modulus_len, pub_modulus_len, exponent_len;
+};
+
+/* 1..64 bytes of A-Z a-z 0-9 . _ - */
+int kek_name_ok(const char *name);
+/* Writes the CKA_ID of |version| to |id|; returns its length. */
+size_t kek_id(char id[KEK_ID_MAX], uint32_t version);
+/* The size in bits of a big-endian modulus; 0 when unavailable. */
+unsigned kek_modulus_bits(const unsigned char *m, CK_ULONG len);
+/* All handles matching |t| into a growing array (free() it). */
+CK_RV p11_find_all(dcmseal_session_t *s, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE **out,
+                   size_t *count);
+/* The first object of |cls| labelled |name| with the ID of |version|, or
+ * CK_INVALID_HANDLE. */
+CK_RV kek_find_one(dcmseal_session_t *s, CK_OBJECT_CLASS cls, const char *name,
+                   uint32_t version, CK_OBJECT_HANDLE *h);
+/* C_GetAttributeValue that leaves missing, sensitive or oversized attributes
+ * marked unavailable instead of failing. */
+CK_RV p11_read_attrs(dcmseal_session_t *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE *t, CK_ULONG n);
+/* Both halves of version |version| of |name|; o->priv is CK_INVALID_HANDLE
+ * when there is none. */
+CK_RV kek_read(dcmseal_session_t *s, const char *name, uint32_t version, struct kek_obj *o);
+/* Every use switched off, as dcmseal_kek_set_enabled(..., 0) leaves it. */
+int kek_disabled(const struct kek_obj *o);
+/* Fills |info| (name, version, bits, fingerprint, enabled) from |o|. */
+void kek_describe(dcmseal_kek_info *info, const struct kek_obj *o, const char *name,
+                  uint32_t version);
+/* Remembers the handles of |o| as those of |name| v|version| on |s|. */
+void kek_cache_put(dcmseal_session_t *s, const char *name, uint32_t version,
+                   const struct kek_obj *o);
+/* The handles of |kek|, from the cache or the token; |*gone| when the key is
+ * absent or no longer has the fingerprint it was found with. */
+CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek, CK_OBJECT_HANDLE *pub,
+                  CK_OBJECT_HANDLE *priv, int *gone);
+/* Private keys labelled |name| (any when NULL). */
+CK_RV kek_versions(dcmseal_session_t *s, const char *name, CK_OBJECT_HANDLE **hs, size_t *n);
+/* CKA_LABEL and the version in CKA_ID of |h|; version 0 when it is not a
+ * dcmseal KEK. */
+CK_RV kek_identity(dcmseal_session_t *s, CK_OBJECT_HANDLE h,
+                   char label[DCMSEAL_KEK_NAME_MAX + 1], uint32_t *version);
+/* The versions of |name| that have a private key, highest first (free()). */
+CK_RV kek_name_versions(dcmseal_session_t *s, const char *name, uint32_t **out, size_t *n);
+
+/* ---- Policy (policy.c) ---------------------------------------------------- */
+
+/* The key policy; on success fills |info|. */
+dcmseal_status kek_judge(dcmseal_session_t *s, dcmseal_kek_info *info, const struct kek_obj *o,
+                         const char *name, uint32_t version, dcmseal_error *err);
+/* The minimum decryption version of |name| and, unless |hs| is NULL, the
+ * policy objects that hold it (free() them). */
+CK_RV kek_min_read(dcmseal_session_t *s, const char *name, uint32_t *min, CK_OBJECT_HANDLE **hs,
+                   size_t *n);
+
+/* ---- Lookup (lookup.c) ---------------------------------------------------- */
+
+struct find_ctx {
+    const char *name;
+    uint32_t version;  /* asked for; 0 = the primary */
+    uint32_t found;    /* resolved, 0 when absent */
+    uint32_t primary;  /* the highest enabled version, 0 when unknown or none */
+    size_t n_versions; /* how many versions |name| has */
+    uint32_t min;      /* the minimum decryption version, 0 when none */
+    struct kek_obj obj;
+};
+
+/* A session_op over a struct find_ctx. */
+CK_RV kek_find_op(dcmseal_session_t *s, void *arg);
+/* dcmseal_kek_find without the argument checks. */
+dcmseal_status kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, const char *name,
+                        uint32_t version, dcmseal_error *err);
+
+/* ---- Generation and state (keygen.c), unwrap (wrap.c) ---------------------- */
 
 /* Generates version |version| of KEK |name| (RSA |bits|) on |s|'s token
  * with dcmseal's template: token objects, private half sensitive, never

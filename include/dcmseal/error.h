@@ -20,15 +20,17 @@
 extern "C" {
 #endif
 
+/* GCC and clang; other compilers build and use dcmseal without the checks
+ * (and, for the library, without symbol visibility). */
 #if defined(__GNUC__)
 #define DCMSEAL_MUST_CHECK __attribute__((warn_unused_result))
 #define DCMSEAL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define DCMSEAL_API __attribute__((visibility("default")))
 #else
 #define DCMSEAL_MUST_CHECK
 #define DCMSEAL_PRINTF(f, a)
+#define DCMSEAL_API
 #endif
-
-#define DCMSEAL_API __attribute__((visibility("default")))
 
 typedef enum {
     DCMSEAL_OK = 0,
@@ -86,21 +88,6 @@ static inline void dcmseal_error_clear(dcmseal_error *err)
         err->message[0] = '\0';
     }
 }
-
-/* Guard macros used inside dcmseal; each function has one `out:` label. */
-#define DCMSEAL_GUARD(expr)                                                    \
-    do {                                                                       \
-        if ((st = (expr)) != DCMSEAL_OK)                                       \
-            goto out;                                                          \
-    } while (0)
-
-#define DCMSEAL_ENSURE(cond, err, status, ...)                                 \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            st = dcmseal_fail((err), (status), __VA_ARGS__);                   \
-            goto out;                                                          \
-        }                                                                      \
-    } while (0)
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,228 @@
+/* The life of a KEK version: generated (create, rotate), disabled and enabled
+ * again, destroyed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+
+/* ---- create and rotate -------------------------------------------------- */
+
+struct gen_ctx {
+    const char *name;
+    int rotate;
+    unsigned want;    /* bits asked for; 0 = as the highest version (rotate) */
+    CK_ULONG bits;    /* resolved */
+    uint32_t highest; /* the highest version present, whatever its state */
+    uint32_t version; /* generated, 0 when nothing was */
+    int exists;       /* some key object carries the name */
+};
+
+CK_RV kek_generate_pair(dcmseal_session_t *s, const char *name, uint32_t version,
+                        CK_ULONG bits, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+    static const unsigned char e65537[] = {0x01, 0x00, 0x01};
+    CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+    char id[KEK_ID_MAX];
+    CK_ULONG id_len = kek_id(id, version);
+    CK_ATTRIBUTE pub_t[] = {
+        {CKA_TOKEN, (void *)&yes, 1},
+        {CKA_ENCRYPT, (void *)&yes, 1},
+        {CKA_WRAP, (void *)&yes, 1},
+        {CKA_VERIFY, (void *)&no, 1},
+        {CKA_LABEL, (void *)name, strlen(name)},
+        {CKA_ID, id, id_len},
+        {CKA_MODULUS_BITS, &bits, sizeof bits},
+        {CKA_PUBLIC_EXPONENT, (void *)e65537, sizeof e65537},
+    };
+    CK_ATTRIBUTE priv_t[] = {
+        {CKA_TOKEN, (void *)&yes, 1},
+        {CKA_PRIVATE, (void *)&yes, 1},
+        {CKA_SENSITIVE, (void *)&yes, 1},
+        {CKA_EXTRACTABLE, (void *)&no, 1},
+        {CKA_DECRYPT, (void *)&yes, 1},
+        {CKA_UNWRAP, (void *)&yes, 1},
+        {CKA_SIGN, (void *)&no, 1},
+        {CKA_LABEL, (void *)name, strlen(name)},
+        {CKA_ID, id, id_len},
+    };
+    return s->tok->mod->C_GenerateKeyPair(s->h, &mech, pub_t, sizeof pub_t / sizeof pub_t[0],
+                                          priv_t, sizeof priv_t / sizeof priv_t[0], pub, priv);
+}
+
+/* Looks at every object labelled |name|, public halves and strays included,
+ * so that a new version never collides with a leftover. */
+static CK_RV gen_op(dcmseal_session_t *s, void *arg)
+{
+    struct gen_ctx *c = arg;
+    CK_OBJECT_HANDLE *hs = NULL, top = CK_INVALID_HANDLE, pub, priv;
+    CK_ATTRIBUTE any[] = {{CKA_LABEL, (void *)c->name, strlen(c->name)}};
+    unsigned char modulus[MODULUS_MAX];
+    CK_ATTRIBUTE mod_t[] = {{CKA_MODULUS, modulus, sizeof modulus}};
+    size_t n = 0;
+    CK_RV rv = p11_find_all(s, any, 1, &hs, &n);
+    c->exists = 0;
+    c->highest = c->version = 0;
+    c->bits = c->want;
+    for (size_t i = 0; rv == CKR_OK && i < n; i++) {
+        char label[DCMSEAL_KEK_NAME_MAX + 1];
+        uint32_t v;
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_ATTRIBUTE ct[] = {{CKA_CLASS, &cls, sizeof cls}};
+        /* The min-version policy object shares the label; it does not make
+         * the name taken, so that destroying every version frees it. */
+        if ((rv = p11_read_attrs(s, hs[i], ct, 1)) == CKR_OK && cls != CKO_DATA)
+            c->exists = 1;
+        if (rv == CKR_OK && (rv = kek_identity(s, hs[i], label, &v)) == CKR_OK &&
+            v > c->highest && strcmp(label, c->name) == 0) {
+            c->highest = v;
+            top = hs[i];
+        }
+    }
+    if (rv != CKR_OK || (c->rotate ? c->highest == 0 || c->highest == UINT32_MAX : c->exists))
+        goto out;
+    if (c->bits == 0) {
+        if ((rv = p11_read_attrs(s, top, mod_t, 1)) != CKR_OK)
+            goto out;
+        c->bits = kek_modulus_bits(modulus, mod_t[0].ulValueLen);
+    }
+    if (c->bits != 2048 && c->bits != 3072)
+        goto out;
+    rv = kek_generate_pair(s, c->name, c->highest + 1, c->bits, &pub, &priv);
+    if (rv == CKR_OK)
+        c->version = c->highest + 1;
+out:
+    free(hs);
+    return rv;
+}
+
+static dcmseal_status kek_generate(dcmseal_session_t *s, dcmseal_kek_info *out,
+                                   const char *name, unsigned bits, int rotate,
+                                   dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct gen_ctx c = {.name = name, .rotate = rotate, .want = bits};
+    const char *what = rotate ? "rotate" : "create";
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && out != NULL && name != NULL, err, DCMSEAL_E_USAGE,
+                   "key %s: missing argument", what);
+    DCMSEAL_ENSURE(kek_name_ok(name), err, DCMSEAL_E_USAGE,
+                   "key name '%.64s%s' must be 1 to %d characters of A-Z a-z 0-9 . _ -", name,
+                   strlen(name) > 64 ? "..." : "", DCMSEAL_KEK_NAME_MAX);
+    DCMSEAL_ENSURE(bits == 2048 || bits == 3072 || (rotate && bits == 0), err, DCMSEAL_E_USAGE,
+                   "key '%s': RSA %u bits refused, only RSA 2048 or 3072 KEKs are allowed",
+                   name, bits);
+    rv = session_run(s, gen_op, &c);
+    if (rv != CKR_OK) {
+        st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "generating key '%s' v%u (RSA %lu)",
+                      name, (unsigned)c.highest + 1, (unsigned long)c.bits);
+        goto out;
+    }
+    DCMSEAL_ENSURE(rotate || !c.exists, err, DCMSEAL_E_USAGE,
+                   "key %s already exists on token '%s'", name, s->tok->label);
+    DCMSEAL_ENSURE(!rotate || c.highest != 0, err, DCMSEAL_E_KEY,
+                   "key '%s' not found on token '%s'", name, s->tok->label);
+    DCMSEAL_ENSURE(c.version != 0, err, DCMSEAL_E_USAGE,
+                   "key '%s' v%u on token '%s': cannot rotate to RSA %lu bits, give 2048 or "
+                   "3072",
+                   name, (unsigned)c.highest, s->tok->label, (unsigned long)c.bits);
+    /* A new name starts without a minimum: a policy left behind by versions
+     * that were all destroyed speaks of keys that no longer exist. */
+    if (!rotate)
+        DCMSEAL_GUARD(dcmseal_kek_set_min_version(s, name, 0, err));
+    st = kek_find(s, out, name, c.version, err);
+out:
+    return st;
+}
+
+dcmseal_status dcmseal_kek_create(dcmseal_session_t *s, dcmseal_kek_info *out,
+                                  const char *name, unsigned bits, dcmseal_error *err)
+{
+    return kek_generate(s, out, name, bits, 0, err);
+}
+
+dcmseal_status dcmseal_kek_rotate(dcmseal_session_t *s, dcmseal_kek_info *out,
+                                  const char *name, unsigned bits, dcmseal_error *err)
+{
+    return kek_generate(s, out, name, bits, 1, err);
+}
+
+/* ---- enable, disable, destroy ------------------------------------------- */
+
+struct state_ctx {
+    const char *name;
+    uint32_t version;
+    int destroy;
+    CK_BBOOL enabled;
+    int gone;
+};
+
+CK_RV kek_set_uses(dcmseal_session_t *s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
+                   CK_BBOOL enabled)
+{
+    CK_ATTRIBUTE priv_t[] = {{CKA_DECRYPT, &enabled, 1}, {CKA_UNWRAP, &enabled, 1}};
+    CK_ATTRIBUTE pub_t[] = {{CKA_ENCRYPT, &enabled, 1}, {CKA_WRAP, &enabled, 1}};
+    CK_RV rv = s->tok->mod->C_SetAttributeValue(s->h, priv, priv_t, 2);
+    return rv == CKR_OK ? s->tok->mod->C_SetAttributeValue(s->h, pub, pub_t, 2) : rv;
+}
+
+/* Both halves at once: a half-disabled key is a policy violation. On a retry
+ * after a partial destroy, the half that is left is destroyed. */
+static CK_RV state_op(dcmseal_session_t *s, void *arg)
+{
+    struct state_ctx *c = arg;
+    CK_FUNCTION_LIST *m = s->tok->mod;
+    CK_OBJECT_HANDLE h[2];
+    CK_RV rv;
+    if ((rv = kek_find_one(s, CKO_PRIVATE_KEY, c->name, c->version, &h[0])) != CKR_OK ||
+        (rv = kek_find_one(s, CKO_PUBLIC_KEY, c->name, c->version, &h[1])) != CKR_OK)
+        return rv;
+    c->gone = c->destroy ? h[0] == CK_INVALID_HANDLE && h[1] == CK_INVALID_HANDLE
+                         : h[0] == CK_INVALID_HANDLE || h[1] == CK_INVALID_HANDLE;
+    if (c->gone)
+        return rv;
+    if (!c->destroy)
+        return kek_set_uses(s, h[0], h[1], c->enabled);
+    for (int i = 0; i < 2 && rv == CKR_OK; i++)
+        rv = h[i] == CK_INVALID_HANDLE ? CKR_OK : m->C_DestroyObject(s->h, h[i]);
+    return rv;
+}
+
+static dcmseal_status kek_state(dcmseal_session_t *s, struct state_ctx *c, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    const char *what = c->destroy ? "destroying" : c->enabled ? "enabling" : "disabling";
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && c->name != NULL && c->version != 0, err, DCMSEAL_E_USAGE,
+                   "key: missing argument");
+    DCMSEAL_ENSURE(kek_name_ok(c->name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
+                   c->name, s->tok->label);
+    rv = session_run(s, state_op, c);
+    /* Other handles of this session may point at what changed. */
+    cache_clear(s);
+    if (rv != CKR_OK) {
+        st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "%s key '%s' v%u", what, c->name,
+                      (unsigned)c->version);
+        goto out;
+    }
+    DCMSEAL_ENSURE(!c->gone, err, DCMSEAL_E_KEY, "key '%s' (v%u) not found on token '%s'",
+                   c->name, (unsigned)c->version, s->tok->label);
+out:
+    return st;
+}
+
+dcmseal_status dcmseal_kek_set_enabled(dcmseal_session_t *s, const char *name,
+                                       uint32_t version, int enabled, dcmseal_error *err)
+{
+    struct state_ctx c = {name, version, 0, enabled ? CK_TRUE : CK_FALSE, 0};
+    return kek_state(s, &c, err);
+}
+
+dcmseal_status dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint32_t version,
+                                   dcmseal_error *err)
+{
+    struct state_ctx c = {name, version, 1, CK_FALSE, 0};
+    return kek_state(s, &c, err);
+}

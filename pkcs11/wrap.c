@@ -1,0 +1,337 @@
+/* Wrapping and unwrapping data keys with RSA-OAEP inside the token, and
+ * rewrapping them from one KEK version to another. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+static const CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+
+/* ---- wrap and unwrap ---------------------------------------------------- */
+
+static void oaep_params(CK_RSA_PKCS_OAEP_PARAMS *p, dcmseal_oaep oaep)
+{
+    memset(p, 0, sizeof *p);
+    p->hashAlg = oaep == DCMSEAL_OAEP_SHA256 ? CKM_SHA256 : CKM_SHA_1;
+    p->mgf = oaep == DCMSEAL_OAEP_SHA256 ? CKG_MGF1_SHA256 : CKG_MGF1_SHA1;
+    p->source = CKZ_DATA_SPECIFIED;
+}
+
+/* SoftHSM 2.6.1 answers C_EncryptInit/C_DecryptInit with OAEP-SHA256 by
+ * CKR_ARGUMENTS_BAD (it accepts only SHA-1 and MGF1-SHA1); other tokens use the
+ * codes PKCS#11 meant for it. */
+static int oaep_refused(CK_RV rv)
+{
+    return rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID ||
+           rv == CKR_ARGUMENTS_BAD;
+}
+
+struct crypt_ctx {
+    const dcmseal_kek_info *kek;
+    int decrypt;
+    dcmseal_oaep prefer, used;
+    const uint8_t *in;
+    size_t in_len;
+    CK_OBJECT_HANDLE key;
+    unsigned char buf[DCMSEAL_WRAPPED_MAX];
+    CK_ULONG buf_len;
+    int gone, in_final; /* in_final: the token accepted key and mechanism */
+};
+
+/* One OAEP step with |mech|: an operation's init, C_UnwrapKey, C_WrapKey. */
+typedef CK_RV (*oaep_step)(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg);
+
+/* Runs |step| with the variant asked for; with AUTO, falls back to SHA-1
+ * when the token refuses SHA-256 and remembers that it did. */
+static CK_RV oaep_run(dcmseal_session_t *s, dcmseal_oaep prefer, dcmseal_oaep *used,
+                      oaep_step step, void *arg)
+{
+    dcmseal_token_t *tok = s->tok;
+    CK_RSA_PKCS_OAEP_PARAMS p;
+    CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &p, sizeof p};
+    CK_RV rv;
+    *used = prefer;
+    if (prefer == DCMSEAL_OAEP_AUTO)
+        *used = atomic_load(&tok->no_oaep_sha256) ? DCMSEAL_OAEP_SHA1 : DCMSEAL_OAEP_SHA256;
+    for (;;) {
+        oaep_params(&p, *used);
+        rv = step(s, &mech, arg);
+        if (!(oaep_refused(rv) && prefer == DCMSEAL_OAEP_AUTO && *used == DCMSEAL_OAEP_SHA256))
+            return rv;
+        atomic_store(&tok->no_oaep_sha256, 1);
+        *used = DCMSEAL_OAEP_SHA1;
+    }
+}
+
+static CK_RV crypt_init(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
+{
+    struct crypt_ctx *c = arg;
+    return c->decrypt ? s->tok->mod->C_DecryptInit(s->h, mech, c->key)
+                      : s->tok->mod->C_EncryptInit(s->h, mech, c->key);
+}
+
+/* The handle of |c->kek| that |c| needs. */
+static CK_RV crypt_key(dcmseal_session_t *s, struct crypt_ctx *c)
+{
+    CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+    CK_RV rv = kek_handles(s, c->kek, &pub, &priv, &c->gone);
+    c->key = c->decrypt ? priv : pub;
+    c->in_final = 0;
+    return rv;
+}
+
+static CK_RV crypt_op(dcmseal_session_t *s, void *arg)
+{
+    struct crypt_ctx *c = arg;
+    CK_RV rv = crypt_key(s, c);
+    if (rv != CKR_OK || c->gone || (rv = oaep_run(s, c->prefer, &c->used, crypt_init, c)) != CKR_OK)
+        return rv;
+    c->in_final = 1;
+    c->buf_len = sizeof c->buf;
+    return c->decrypt ? s->tok->mod->C_Decrypt(s->h, (CK_BYTE *)c->in, c->in_len, c->buf,
+                                               &c->buf_len)
+                      : s->tok->mod->C_Encrypt(s->h, (CK_BYTE *)c->in, c->in_len, c->buf,
+                                               &c->buf_len);
+}
+
+/* How the token's answer to a wrap or unwrap reads to the caller. */
+static dcmseal_status crypt_status(const struct crypt_ctx *c, CK_RV rv)
+{
+    if (c->gone || rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID ||
+        rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT ||
+        (!c->in_final && oaep_refused(rv)))
+        return DCMSEAL_E_KEY;
+    /* SoftHSM 2.6.1's C_Decrypt returns CKR_ENCRYPTED_DATA_LEN_RANGE for a
+     * ciphertext that is not exactly the modulus size, and CKR_GENERAL_ERROR
+     * when the OAEP decoding of a tampered one fails. CKR_GENERAL_ERROR is read
+     * as "bad ciphertext" only after C_DecryptInit succeeded on a live session;
+     * device and session trouble have codes of their own. */
+    if (c->decrypt && c->in_final &&
+        (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+         rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE || rv == CKR_WRAPPED_KEY_INVALID ||
+         rv == CKR_WRAPPED_KEY_LEN_RANGE || rv == CKR_GENERAL_ERROR))
+        return DCMSEAL_E_AUTH;
+    if (!c->decrypt && c->in_final && rv == CKR_DATA_LEN_RANGE)
+        return DCMSEAL_E_USAGE;
+    return DCMSEAL_E_TOKEN;
+}
+
+static dcmseal_status crypt_fail(dcmseal_session_t *s, const struct crypt_ctx *c, CK_RV rv,
+                                 dcmseal_error *err)
+{
+    const dcmseal_kek_info *kek = c->kek;
+    dcmseal_status st = crypt_status(c, rv);
+    if (c->gone)
+        return dcmseal_fail(err, st, "key '%s' (v%u) not found on token '%s'", kek->name,
+                            (unsigned)kek->version, s->tok->label);
+    if (!c->in_final && oaep_refused(rv))
+        return dcmseal_fail(err, st,
+                            "key '%s' v%u: token '%s' does not support RSA-OAEP-%s (%s)",
+                            kek->name, (unsigned)kek->version, s->tok->label,
+                            c->used == DCMSEAL_OAEP_SHA256 ? "SHA256" : "SHA1", ckr_name(rv));
+    /* dcmseal generates every KEK allowed to do both; the token refusing one
+     * is what dcmseal_kek_set_enabled(..., 0) does. */
+    if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
+        return dcmseal_fail(err, st, "key '%s' v%u on token '%s' is disabled (%s)", kek->name,
+                            (unsigned)kek->version, s->tok->label, ckr_name(rv));
+    if (st == DCMSEAL_E_AUTH)
+        return dcmseal_fail(err, st,
+                            "authentication failed: key '%s' v%u on token '%s' rejected the "
+                            "wrapped key (%s)",
+                            kek->name, (unsigned)kek->version, s->tok->label, ckr_name(rv));
+    return p11_fail(err, st, s->tok, rv, "%s with key '%s' v%u",
+                    c->decrypt ? "unwrapping" : "wrapping", kek->name, (unsigned)kek->version);
+}
+
+static dcmseal_status kek_crypt(dcmseal_session_t *s, struct crypt_ctx *c, dcmseal_error *err)
+{
+    CK_RV rv = session_run(s, crypt_op, c);
+    return rv == CKR_OK && !c->gone ? DCMSEAL_OK : crypt_fail(s, c, rv, err);
+}
+
+static int oaep_valid(dcmseal_oaep o, int allow_auto)
+{
+    return o == DCMSEAL_OAEP_SHA1 || o == DCMSEAL_OAEP_SHA256 ||
+           (allow_auto && o == DCMSEAL_OAEP_AUTO);
+}
+
+dcmseal_status dcmseal_kek_wrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                                size_t *out_len, dcmseal_oaep *used,
+                                const dcmseal_kek_info *kek, dcmseal_oaep prefer,
+                                const uint8_t *key, size_t key_len, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct crypt_ctx c = {.kek = kek, .prefer = prefer, .in = key, .in_len = key_len};
+    DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && used != NULL &&
+                       kek != NULL && key != NULL && oaep_valid(prefer, 1),
+                   err, DCMSEAL_E_USAGE, "key wrap: missing or bad argument");
+    /* OAEP carries at most k - 2*hLen - 2 bytes; SoftHSM would only say
+     * CKR_GENERAL_ERROR. SHA-256's bound also covers AUTO's SHA-1 fallback. */
+    DCMSEAL_ENSURE(key_len + 2 * (prefer == DCMSEAL_OAEP_SHA1 ? 20 : 32) + 2 <= kek->bits / 8,
+                   err, DCMSEAL_E_USAGE, "key wrap: %zu bytes do not fit RSA-%u OAEP", key_len,
+                   kek->bits);
+    DCMSEAL_GUARD(kek_crypt(s, &c, err));
+    DCMSEAL_ENSURE(c.buf_len <= out_cap, err, DCMSEAL_E_USAGE,
+                   "key wrap: %lu bytes of output do not fit in %zu", (unsigned long)c.buf_len,
+                   out_cap);
+    memcpy(out, c.buf, c.buf_len);
+    *out_len = c.buf_len;
+    *used = c.used;
+out:
+    return st;
+}
+
+dcmseal_status dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                                  size_t *out_len, const dcmseal_kek_info *kek,
+                                  dcmseal_oaep oaep, const uint8_t *wrapped, size_t wrapped_len,
+                                  dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct crypt_ctx c = {
+        .kek = kek, .decrypt = 1, .prefer = oaep, .in = wrapped, .in_len = wrapped_len};
+    DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && kek != NULL &&
+                       wrapped != NULL && oaep_valid(oaep, 0),
+                   err, DCMSEAL_E_USAGE, "key unwrap: missing or bad argument");
+    DCMSEAL_GUARD(kek_crypt(s, &c, err));
+    /* A longer plaintext than the caller's key cannot be a dcmseal DEK. */
+    DCMSEAL_ENSURE(c.buf_len <= out_cap, err, DCMSEAL_E_AUTH,
+                   "authentication failed: key '%s' v%u on token '%s' unwrapped %lu bytes, "
+                   "expected at most %zu",
+                   kek->name, (unsigned)kek->version, s->tok->label, (unsigned long)c.buf_len,
+                   out_cap);
+    memcpy(out, c.buf, c.buf_len);
+    *out_len = c.buf_len;
+out:
+    OPENSSL_cleanse(c.buf, sizeof c.buf);
+    return st;
+}
+
+/* ---- rewrap ------------------------------------------------------------- */
+
+struct rewrap_ctx {
+    struct crypt_ctx u, w; /* unwrapping under |from|, wrapping under |to| */
+    struct crypt_ctx *failed;
+    CK_OBJECT_HANDLE dek; /* the session object between the two steps */
+};
+
+CK_RV kek_unwrap_dek(dcmseal_session_t *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+                     const uint8_t *in, size_t in_len, CK_OBJECT_HANDLE *dek)
+{
+    static const CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    static const CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+    /* Sensitive: never readable; extractable: C_WrapKey needs it. */
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, (void *)&cls, sizeof cls},   {CKA_KEY_TYPE, (void *)&type, sizeof type},
+        {CKA_TOKEN, (void *)&no, 1},             {CKA_PRIVATE, (void *)&yes, 1},
+        {CKA_SENSITIVE, (void *)&yes, 1},        {CKA_EXTRACTABLE, (void *)&yes, 1},
+    };
+    return s->tok->mod->C_UnwrapKey(s->h, mech, key, (CK_BYTE *)in, in_len, t,
+                                    sizeof t / sizeof t[0], dek);
+}
+
+static CK_RV unwrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
+{
+    struct rewrap_ctx *r = arg;
+    return kek_unwrap_dek(s, mech, r->u.key, r->u.in, r->u.in_len, &r->dek);
+}
+
+static CK_RV wrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
+{
+    struct rewrap_ctx *r = arg;
+    r->w.buf_len = sizeof r->w.buf;
+    return s->tok->mod->C_WrapKey(s->h, mech, r->w.key, r->dek, r->w.buf, &r->w.buf_len);
+}
+
+static CK_RV rewrap_op(dcmseal_session_t *s, void *arg)
+{
+    struct rewrap_ctx *r = arg;
+    CK_RV rv;
+    r->failed = &r->u;
+    if ((rv = crypt_key(s, &r->u)) != CKR_OK || r->u.gone)
+        return rv;
+    r->failed = &r->w;
+    if ((rv = crypt_key(s, &r->w)) != CKR_OK || r->w.gone)
+        return rv;
+    /* Neither step has a separate init: a refused mechanism and refused
+     * bytes come from the same call. */
+    r->failed = &r->u;
+    r->u.in_final = r->w.in_final = 1;
+    r->dek = CK_INVALID_HANDLE;
+    if ((rv = oaep_run(s, r->u.prefer, &r->u.used, unwrap_key, r)) != CKR_OK)
+        return rv;
+    r->failed = &r->w;
+    rv = oaep_run(s, r->w.prefer, &r->w.used, wrap_key, r);
+    s->tok->mod->C_DestroyObject(s->h, r->dek);
+    return rv;
+}
+
+/* Answers meaning "not this way": the host path may still work.
+ * CKR_GENERAL_ERROR is SoftHSM's answer to tampered bytes as well as to
+ * internal trouble; the host path, whose C_DecryptInit separates key and
+ * mechanism trouble from the bytes, tells them apart. */
+static int rewrap_refused(CK_RV rv)
+{
+    return oaep_refused(rv) || rv == CKR_FUNCTION_NOT_SUPPORTED ||
+           rv == CKR_TEMPLATE_INCOMPLETE || rv == CKR_TEMPLATE_INCONSISTENT ||
+           rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
+           rv == CKR_KEY_UNEXTRACTABLE || rv == CKR_KEY_NOT_WRAPPABLE ||
+           rv == CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT ||
+           rv == CKR_WRAPPING_KEY_TYPE_INCONSISTENT || rv == CKR_GENERAL_ERROR;
+}
+
+dcmseal_status dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
+                                  size_t *out_len, dcmseal_oaep *used, int *in_token,
+                                  const dcmseal_kek_info *from, dcmseal_oaep from_oaep,
+                                  const uint8_t *wrapped, size_t wrapped_len,
+                                  const dcmseal_kek_info *to, dcmseal_oaep prefer,
+                                  dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    struct rewrap_ctx *r = NULL;
+    uint8_t dek[DCMSEAL_WRAPPED_MAX];
+    size_t dek_len = 0;
+    CK_RV rv;
+    DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && used != NULL &&
+                       in_token != NULL && from != NULL && to != NULL && wrapped != NULL &&
+                       oaep_valid(from_oaep, 0) && oaep_valid(prefer, 1),
+                   err, DCMSEAL_E_USAGE, "key rewrap: missing or bad argument");
+    *in_token = 0;
+    if (!atomic_load(&s->tok->no_token_rewrap)) {
+        r = OPENSSL_zalloc(sizeof *r);
+        DCMSEAL_ENSURE(r != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+        r->u = (struct crypt_ctx){
+            .kek = from, .decrypt = 1, .prefer = from_oaep, .in = wrapped, .in_len = wrapped_len};
+        r->w = (struct crypt_ctx){.kek = to, .prefer = prefer};
+        rv = session_run(s, rewrap_op, r);
+        if (rv == CKR_OK && !r->u.gone && !r->w.gone) {
+            DCMSEAL_ENSURE(r->w.buf_len <= out_cap, err, DCMSEAL_E_USAGE,
+                           "key rewrap: %lu bytes of output do not fit in %zu",
+                           (unsigned long)r->w.buf_len, out_cap);
+            memcpy(out, r->w.buf, r->w.buf_len);
+            *out_len = r->w.buf_len;
+            *used = r->w.used;
+            *in_token = 1;
+            goto out;
+        }
+        if (r->u.gone || r->w.gone || !rewrap_refused(rv)) {
+            st = crypt_fail(s, r->failed, rv, err);
+            goto out;
+        }
+        /* A refusal that holds for every object, not one that the variant
+         * asked for or these bytes caused, makes the batch skip this path. */
+        if (rv != CKR_GENERAL_ERROR &&
+            !(oaep_refused(rv) && r->failed->used == DCMSEAL_OAEP_SHA256))
+            atomic_store(&s->tok->no_token_rewrap, 1);
+    }
+    DCMSEAL_GUARD(dcmseal_kek_unwrap(s, dek, sizeof dek, &dek_len, from, from_oaep, wrapped,
+                                     wrapped_len, err));
+    DCMSEAL_GUARD(dcmseal_kek_wrap(s, out, out_cap, out_len, used, to, prefer, dek, dek_len,
+                                   err));
+out:
+    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_free(r);
+    return st;
+}
