@@ -218,48 +218,27 @@ static dcmseal_status attachment_pread(attachment *a, uint8_t *out, size_t len, 
     return DCMSEAL_OK;
 }
 
-static OrthancPluginErrorCode storage_read_whole(OrthancPluginMemoryBuffer64 *target,
-                                                 const char *uuid, OrthancPluginContentType type)
+/* Reads the attachment |uuid| into |target|: all of it (|whole|: the buffer
+ * is made here, Orthanc frees it) or, as Orthanc asks for the start of a
+ * DICOM file to parse its tags, the target->size bytes at |start|, of which
+ * only the segments under the range are decrypted. */
+static OrthancPluginErrorCode read_into(OrthancPluginMemoryBuffer64 *target, const char *uuid,
+                                        int whole, uint64_t start)
 {
     attachment a;
     dcmseal_error err;
-    dcmseal_status st;
+    dcmseal_status st = DCMSEAL_OK;
     OrthancPluginErrorCode rc = attachment_open(&a, uuid);
-    (void)type;
     if (rc != OrthancPluginErrorCode_Success)
         return rc;
     dcmseal_error_clear(&err);
-    if (OrthancPluginCreateMemoryBuffer64(ctx, target, a.size) != OrthancPluginErrorCode_Success) {
+    if (whole && OrthancPluginCreateMemoryBuffer64(ctx, target, a.size) !=
+                     OrthancPluginErrorCode_Success) {
         attachment_close(&a);
         st = dcmseal_fail(&err, DCMSEAL_E_INTERNAL, "no memory for %llu bytes",
                           (unsigned long long)a.size);
         return fail("read", uuid, st, &err);
     }
-    st = attachment_pread(&a, target->data, (size_t)a.size, 0, &err);
-    attachment_close(&a);
-    if (st != DCMSEAL_OK) {
-        /* Orthanc frees the buffer; nothing unauthenticated stays in it. */
-        OPENSSL_cleanse(target->data, (size_t)target->size);
-        return fail("read", uuid, st, &err);
-    }
-    atomic_fetch_add(&count.read_whole, 1);
-    return OrthancPluginErrorCode_Success;
-}
-
-/* Orthanc reads the start of a DICOM file to parse its tags: only the
- * segments under the range are decrypted. */
-static OrthancPluginErrorCode storage_read_range(OrthancPluginMemoryBuffer64 *target,
-                                                 const char *uuid, OrthancPluginContentType type,
-                                                 uint64_t start)
-{
-    attachment a;
-    dcmseal_error err;
-    dcmseal_status st;
-    OrthancPluginErrorCode rc = attachment_open(&a, uuid);
-    (void)type;
-    if (rc != OrthancPluginErrorCode_Success)
-        return rc;
-    dcmseal_error_clear(&err);
     st = attachment_pread(&a, target->data, (size_t)target->size, start, &err);
     attachment_close(&a);
     if (st == DCMSEAL_E_USAGE) {
@@ -268,11 +247,27 @@ static OrthancPluginErrorCode storage_read_range(OrthancPluginMemoryBuffer64 *ta
         return OrthancPluginErrorCode_BadRange;
     }
     if (st != DCMSEAL_OK) {
+        /* Nothing unauthenticated stays in Orthanc's buffer. */
         OPENSSL_cleanse(target->data, (size_t)target->size);
         return fail("read", uuid, st, &err);
     }
-    atomic_fetch_add(&count.read_range, 1);
+    atomic_fetch_add(whole ? &count.read_whole : &count.read_range, 1);
     return OrthancPluginErrorCode_Success;
+}
+
+static OrthancPluginErrorCode storage_read_whole(OrthancPluginMemoryBuffer64 *target,
+                                                 const char *uuid, OrthancPluginContentType type)
+{
+    (void)type;
+    return read_into(target, uuid, 1, 0);
+}
+
+static OrthancPluginErrorCode storage_read_range(OrthancPluginMemoryBuffer64 *target,
+                                                 const char *uuid, OrthancPluginContentType type,
+                                                 uint64_t start)
+{
+    (void)type;
+    return read_into(target, uuid, 0, start);
 }
 
 static OrthancPluginErrorCode storage_remove(const char *uuid, OrthancPluginContentType type)

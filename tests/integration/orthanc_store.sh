@@ -136,6 +136,42 @@ mv "$vfile" "$tmp/swap" && mv "$ofile" "$vfile" && mv "$tmp/swap" "$ofile"
 check "swapped back, verify-md5 passes" \
     curl -sf -X POST "$(url sealed)/instances/$victim/attachments/dicom/verify-md5" -o /dev/null
 
+# ---- durable before acknowledged ------------------------------------------------------
+# One upload traced: the object is flushed, linked under its name and its
+# folder flushed, all before Orthanc writes its HTTP answer (the same
+# thread, so the order of the lines is the order of the calls).
+one=$(python3 -c 'import json,sys; print(sorted(json.load(open(sys.argv[1])).values())[0])' "$tmp/sealed.json")
+strace -f -qq -e trace=fsync,fdatasync,linkat,renameat,write,writev,sendto,sendmsg \
+    -e signal=none -s 40 -o "$tmp/strace.txt" -p "$(cat "$tmp/sealed/pid")" &
+tracer=$!
+sleep 1
+curl -sf -X POST --data-binary @"$one" "$(url sealed)/instances" -o "$tmp/one.json"
+sleep 0.3
+kill "$tracer"
+wait "$tracer" 2>/dev/null
+id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ID"])' "$tmp/one.json")
+uuid=$(basename "$(file_of sealed "$id")")
+check "flushed, linked, folder flushed, then answered" python3 - "$tmp/strace.txt" "$uuid" <<'PY'
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+uuid = sys.argv[2]
+link = [i for i, l in enumerate(lines) if "linkat(" in l and uuid in l]
+if len(link) != 1:
+    sys.exit(f"linkat of {uuid}: {len(link)} lines")
+i = link[0]
+tid = lines[i].split()[0]
+fd = re.search(r'"/proc/self/fd/(\d+)"', lines[i]).group(1)
+dirfd = re.search(r'"/proc/self/fd/\d+", (\d+),', lines[i]).group(1)
+mine = [(j, l) for j, l in enumerate(lines) if l.split()[0] == tid]
+before = [l for j, l in mine if j < i]
+after = [l for j, l in mine if j > i]
+ok_file = any(re.search(rf"\bf(data)?sync\({fd}\)\s+= 0", l) for l in before)
+dir_at = next((k for k, l in enumerate(after) if re.search(rf"\bfsync\({dirfd}\)\s+= 0", l)), None)
+answer_at = next((k for k, l in enumerate(after) if "HTTP/1.1 200" in l), None)
+print(f"file fsync before link: {ok_file}; folder fsync at {dir_at}, answer at {answer_at}")
+sys.exit(0 if ok_file and dir_at is not None and answer_at is not None and dir_at < answer_at else 1)
+PY
+
 # ---- deleting ----------------------------------------------------------------
 phase "deleting"
 before=$(count_files "$tmp/sealed/storage")
