@@ -640,8 +640,11 @@ class Bench:
             return dict({"Token": self.env["DCMSEAL_TOKEN"], "Key": key, "Sessions": N,
                          "DekCacheMaxAge": 3600}, **kw)
 
+        servers = []
+
         def server(name, sec):
             srv = O.Orthanc(work, name, plugin, sec, self.env)
+            servers.append(srv)
             srv.reset()
             return srv.start()
 
@@ -709,6 +712,9 @@ class Bench:
                     srv.kill()
         except RuntimeError as e:
             raise Failure(f"row 6: {e}")
+        finally:
+            for srv in servers:  # whatever failed, no server outlives the run
+                srv.kill()
 
     def row_memory_small(self):
         rm(self.one_small_enc)
