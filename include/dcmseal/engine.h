@@ -140,9 +140,15 @@ dcmseal_token_ring_get0_keyring(const dcmseal_token_ring_t *ring);
  * evicted, expires, or the cache is cleared or freed. A secure heap that is
  * full leaves a DEK uncached, never an error.
  *
- * The cost of the speed: for up to |max_age_ms|, a cached DEK still opens
- * its object after its KEK version was disabled or put below the minimum
- * decryption version in the token, or after the token became unreachable.
+ * A cached ring keeps origin proofs that verified (FORMAT.md "Origin
+ * proof") in the same cache and under the same limits, found by a digest of
+ * the KEK, the message and the proof: a read that a cached DEK serves does
+ * not go to the token for its proof either.
+ *
+ * The cost of the speed: for up to |max_age_ms|, a cached DEK (and proof)
+ * still opens its object after its KEK version was disabled or put below the
+ * minimum decryption version in the token, or after the token became
+ * unreachable.
  * dcmseal_dek_cache_clear forgets everything at once.
  *
  * Thread-safe: one cache serves any number of cached rings. A cached ring
