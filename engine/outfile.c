@@ -2,16 +2,23 @@
  * target's directory (so that rename is atomic), fsync, then link or rename,
  * then fsync of the directory so that the new name survives a crash.
  *
+ * Everything happens relative to one descriptor of that directory, taken
+ * before the work starts: if a directory on the way to it is renamed or
+ * replaced by a symbolic link meanwhile, the output still lands in the
+ * directory that was opened, never where the path now leads.
+ *
  * The temporary file is unnamed (O_TMPFILE) where the file system allows it,
  * so a process killed mid-write leaves nothing behind; replacing a file
  * still needs a name for the two system calls between link and rename.
  * Elsewhere (NFS, old kernels) it is named from the start. Names read
  * ".NAME.dcmseal-HOST-PID-XXXXXX", so that a walk can tell a file left by a
- * process that is gone (dcmseal_temp_state) and remove it. */
+ * process that is gone (dcmseal_temp_state) and remove it. Either way the
+ * file is 0600 until commit: plain text being written is never readable by
+ * others under a temporary name. */
 #define _GNU_SOURCE /* O_TMPFILE */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,14 +33,21 @@
 
 struct dcmseal_outfile {
     int fd;
+    int dir_fd;
+    int own_dir;  /* dir_fd is ours to close (dcmseal_outfile_open) */
     int replace;
-    int unnamed; /* O_TMPFILE: no name until commit */
-    int named;   /* |tmp| exists and is ours to remove */
-    char *path;
-    char *tmp;
+    int unnamed;  /* O_TMPFILE: no name until commit */
+    int named;    /* |tmp| exists and is ours to remove */
+    unsigned mode; /* given at commit */
+    int target_set; /* replace |name| only while it is (dev, ino) */
+    uint64_t dev, ino;
+    char *name;
+    size_t prefix; /* length of |tmp| without its random suffix */
+    char tmp[NAME_MAX + 1];
 };
 
 #define TEMP_TAG ".dcmseal-"
+#define TEMP_RANDOM 6 /* hex digits */
 
 /* This machine, in temporary names: PIDs mean something only here. */
 static uint32_t host_tag(void)
@@ -59,95 +73,146 @@ int dcmseal_temp_state(const char *path)
     while (strstr(tag + 1, TEMP_TAG) != NULL) /* NAME may contain the tag */
         tag = strstr(tag + 1, TEMP_TAG);
     if (sscanf(tag + strlen(TEMP_TAG), "%8x-%ld-%n", &host, &pid, &used) != 2 || used == 0 ||
-        strlen(tag + strlen(TEMP_TAG) + used) != 6 || pid <= 0)
+        strlen(tag + strlen(TEMP_TAG) + used) != TEMP_RANDOM || pid <= 0)
         return DCMSEAL_TEMP_NONE;
     if (host == host_tag() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return DCMSEAL_TEMP_STALE;
     return DCMSEAL_TEMP_LIVE;
 }
 
-static char *dir_of(const char *path)
+/* Appends TEMP_RANDOM random hex digits to the temporary name's prefix. */
+static dcmseal_status random_suffix(dcmseal_outfile_t *f, dcmseal_error *err)
 {
-    char *copy = OPENSSL_strdup(path);
-    char *d = copy ? OPENSSL_strdup(dirname(copy)) : NULL;
-    OPENSSL_free(copy);
-    return d;
+    uint8_t r[TEMP_RANDOM / 2];
+    if (RAND_bytes(r, sizeof r) != 1)
+        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no randomness");
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(f->tmp + f->prefix + 2 * i, 3, "%02x", r[i]);
+    return DCMSEAL_OK;
+}
+
+/* Creates the named temporary file, as mkstemp would, but in |f->dir_fd|. */
+static dcmseal_status create_named(dcmseal_outfile_t *f, dcmseal_error *err)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        dcmseal_status st = random_suffix(f, err);
+        if (st != DCMSEAL_OK)
+            return st;
+        f->fd = openat(f->dir_fd, f->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       0600);
+        if (f->fd >= 0) {
+            f->named = 1;
+            return DCMSEAL_OK;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    return dcmseal_fail(err, DCMSEAL_E_IO, "cannot create a temporary file: %s",
+                        strerror(errno));
+}
+
+/* Whether |name| is one path component, so that it can only mean an entry
+ * of the directory given. */
+static int one_component(const char *name)
+{
+    return name != NULL && name[0] != '\0' && strchr(name, '/') == NULL &&
+           strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* Takes |dir_fd| over when |own_dir|, also on failure. */
+static dcmseal_status outfile_new(dcmseal_outfile_t **out, int dir_fd, int own_dir,
+                                  const char *name, unsigned mode, int replace,
+                                  dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_outfile_t *f = NULL;
+    struct stat sb;
+    DCMSEAL_ENSURE(out != NULL && one_component(name), err, DCMSEAL_E_USAGE,
+                   "output: not a file name");
+    /* A symbolic link counts as existing: it is never written through. */
+    DCMSEAL_ENSURE(replace || fstatat(dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0, err,
+                   DCMSEAL_E_USAGE, "output exists (use --force to replace it)");
+    f = OPENSSL_zalloc(sizeof *f);
+    DCMSEAL_ENSURE(f != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    f->fd = -1;
+    f->dir_fd = dir_fd;
+    f->own_dir = own_dir;
+    own_dir = 0;
+    f->replace = replace;
+    f->mode = mode & 07777;
+    f->name = OPENSSL_strdup(name);
+    DCMSEAL_ENSURE(f->name != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    /* A dot name so that directory listings and globbing pass it over; NAME
+     * shortened so that the whole stays within NAME_MAX. */
+    int room = NAME_MAX - (int)(sizeof "." TEMP_TAG "ffffffff--" - 1) - 10 - TEMP_RANDOM;
+    int n = snprintf(f->tmp, sizeof f->tmp, ".%.*s" TEMP_TAG "%08x-%ld-", room, name,
+                     host_tag(), (long)getpid());
+    DCMSEAL_ENSURE(n > 0 && (size_t)n + TEMP_RANDOM < sizeof f->tmp, err, DCMSEAL_E_INTERNAL,
+                   "temporary name too long");
+    f->prefix = (size_t)n;
+    /* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
+     * capability we do not assume). */
+    f->fd = access("/proc/self/fd", X_OK) == 0
+                ? openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+    f->unnamed = f->fd >= 0;
+    if (!f->unnamed)
+        DCMSEAL_GUARD(create_named(f, err));
+    *out = f;
+    f = NULL;
+out:
+    if (own_dir)
+        close(dir_fd);
+    dcmseal_outfile_abort(f);
+    return st;
+}
+
+dcmseal_status dcmseal_outfile_openat(dcmseal_outfile_t **out, int dir_fd, const char *name,
+                                      unsigned mode, int replace, dcmseal_error *err)
+{
+    return outfile_new(out, dir_fd, 0, name, mode, replace, err);
 }
 
 dcmseal_status dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path,
                                     unsigned mode, int replace, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    dcmseal_outfile_t *f = NULL;
-    char *dir = NULL, *base = NULL;
+    char *dir = NULL;
+    const char *base = path ? strrchr(path, '/') : NULL;
     DCMSEAL_ENSURE(out != NULL && path != NULL && path[0] != '\0', err,
                    DCMSEAL_E_USAGE, "no output path");
-    DCMSEAL_ENSURE(replace || access(path, F_OK) != 0, err, DCMSEAL_E_USAGE,
-                   "output exists (use --force to replace it)");
-    f = OPENSSL_zalloc(sizeof *f);
-    DCMSEAL_ENSURE(f != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-    f->fd = -1;
-    f->replace = replace;
-    f->path = OPENSSL_strdup(path);
-    dir = dir_of(path);
-    base = f->path ? OPENSSL_strdup(f->path) : NULL;
-    DCMSEAL_ENSURE(f->path != NULL && dir != NULL && base != NULL, err,
-                   DCMSEAL_E_INTERNAL, "out of memory");
-    size_t len = strlen(dir) + strlen(base) + 64;
-    f->tmp = OPENSSL_zalloc(len);
-    DCMSEAL_ENSURE(f->tmp != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-    /* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
-     * capability we do not assume). */
-    f->fd = access("/proc/self/fd", X_OK) == 0
-                ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
-    f->unnamed = f->fd >= 0;
-    /* A dot name so that directory listings and globbing pass it over. */
-    snprintf(f->tmp, len, "%s/.%s" TEMP_TAG "%08x-%ld-XXXXXX", dir, basename(base),
-             host_tag(), (long)getpid());
-    if (!f->unnamed)
-        f->named = (f->fd = mkstemp(f->tmp)) >= 0;
-    else
-        f->tmp[strlen(f->tmp) - 6] = '\0'; /* the prefix, for commit */
-    DCMSEAL_ENSURE(f->fd >= 0, err, DCMSEAL_E_IO, "cannot create a file in %s: %s",
-                   dir, strerror(errno));
-    DCMSEAL_ENSURE(fchmod(f->fd, mode & 07777) == 0, err, DCMSEAL_E_IO,
-                   "chmod failed: %s", strerror(errno));
-    *out = f;
-    f = NULL;
+    base = base ? base + 1 : path;
+    dir = base == path ? OPENSSL_strdup(".")
+          : base == path + 1 ? OPENSSL_strdup("/")
+                             : OPENSSL_strndup(path, (size_t)(base - path - 1));
+    DCMSEAL_ENSURE(dir != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DCMSEAL_ENSURE(dir_fd >= 0, err, DCMSEAL_E_IO, "cannot open the directory %s: %s", dir,
+                   strerror(errno));
+    st = outfile_new(out, dir_fd, 1, base, mode, replace, err);
 out:
     OPENSSL_free(dir);
-    OPENSSL_free(base);
-    dcmseal_outfile_abort(f);
     return st;
 }
 
 int dcmseal_outfile_fd(const dcmseal_outfile_t *f) { return f->fd; }
 
-static dcmseal_status sync_dir(const char *path, dcmseal_error *err)
+void dcmseal_outfile_set_target(dcmseal_outfile_t *f, uint64_t dev, uint64_t ino)
 {
-    char *dir = dir_of(path);
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
-    int ok = fd >= 0 && fsync(fd) == 0;
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    OPENSSL_free(dir);
-    return ok ? DCMSEAL_OK
-              : dcmseal_fail(err, DCMSEAL_E_IO, "fsync of directory failed: %s", strerror(e));
+    f->target_set = 1;
+    f->dev = dev;
+    f->ino = ino;
 }
 
-/* Gives the unnamed file |f| the name |f->tmp| + six random hex digits. */
+/* Gives the unnamed file |f| a temporary name. */
 static dcmseal_status name_unnamed(dcmseal_outfile_t *f, dcmseal_error *err)
 {
     char proc[64];
-    size_t prefix = strlen(f->tmp);
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
     for (int tries = 0; tries < 100; tries++) {
-        uint8_t r[3];
-        if (RAND_bytes(r, sizeof r) != 1)
-            return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no randomness");
-        snprintf(f->tmp + prefix, 7, "%02x%02x%02x", r[0], r[1], r[2]);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0) {
+        dcmseal_status st = random_suffix(f, err);
+        if (st != DCMSEAL_OK)
+            return st;
+        if (linkat(AT_FDCWD, proc, f->dir_fd, f->tmp, AT_SYMLINK_FOLLOW) == 0) {
             f->named = 1;
             return DCMSEAL_OK;
         }
@@ -158,9 +223,22 @@ static dcmseal_status name_unnamed(dcmseal_outfile_t *f, dcmseal_error *err)
     return dcmseal_fail(err, DCMSEAL_E_IO, "cannot create output: %s", strerror(e));
 }
 
+/* Whether |f->name| still is the file that was read: a name whose file was
+ * replaced meanwhile keeps the newcomer. */
+static int target_unchanged(const dcmseal_outfile_t *f)
+{
+    struct stat sb;
+    return !f->target_set ||
+           (fstatat(f->dir_fd, f->name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (uint64_t)sb.st_dev == f->dev && (uint64_t)sb.st_ino == f->ino);
+}
+
 dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
+    /* The content is complete: only now may it have its final mode. */
+    DCMSEAL_ENSURE(fchmod(f->fd, f->mode) == 0, err, DCMSEAL_E_IO, "chmod failed: %s",
+                   strerror(errno));
     DCMSEAL_ENSURE(fsync(f->fd) == 0, err, DCMSEAL_E_IO, "fsync failed: %s",
                    strerror(errno));
     if (f->unnamed && !f->replace) {
@@ -168,19 +246,24 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
          * worked is never overwritten. */
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
-        DCMSEAL_ENSURE(linkat(AT_FDCWD, proc, AT_FDCWD, f->path, AT_SYMLINK_FOLLOW) == 0,
+        DCMSEAL_ENSURE(linkat(AT_FDCWD, proc, f->dir_fd, f->name, AT_SYMLINK_FOLLOW) == 0,
                        err, errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
     } else if (f->replace) {
         /* rename is the only atomic replace, and it needs a name: the window
-         * in which a kill leaves that name behind is these two calls. */
+         * in which a kill leaves that name behind is these calls. */
         if (f->unnamed)
             DCMSEAL_GUARD(name_unnamed(f, err));
-        DCMSEAL_ENSURE(rename(f->tmp, f->path) == 0, err, DCMSEAL_E_IO,
-                       "rename failed: %s", strerror(errno));
+        /* Someone who may write this directory can still swap the name
+         * between this check and the rename; they could as well have
+         * removed it. No one else can: the directory is the one opened. */
+        DCMSEAL_ENSURE(target_unchanged(f), err, DCMSEAL_E_IO,
+                       "replaced or removed while being worked on; left as it is");
+        DCMSEAL_ENSURE(renameat(f->dir_fd, f->tmp, f->dir_fd, f->name) == 0, err,
+                       DCMSEAL_E_IO, "rename failed: %s", strerror(errno));
         f->named = 0;
     } else {
-        DCMSEAL_ENSURE(link(f->tmp, f->path) == 0, err,
+        DCMSEAL_ENSURE(linkat(f->dir_fd, f->tmp, f->dir_fd, f->name, 0) == 0, err,
                        errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
     }
@@ -189,7 +272,8 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
     /* The data was flushed before the name appeared, so a late close error
      * is the file system's to report, and ours to pass on. */
     DCMSEAL_ENSURE(rc == 0, err, DCMSEAL_E_IO, "close failed: %s", strerror(errno));
-    DCMSEAL_GUARD(sync_dir(f->path, err));
+    DCMSEAL_ENSURE(fsync(f->dir_fd) == 0, err, DCMSEAL_E_IO,
+                   "fsync of directory failed: %s", strerror(errno));
 out:
     dcmseal_outfile_abort(f);
     return st;
@@ -202,8 +286,9 @@ void dcmseal_outfile_abort(dcmseal_outfile_t *f)
     if (f->fd >= 0)
         close(f->fd);
     if (f->named)
-        unlink(f->tmp);
-    OPENSSL_free(f->tmp);
-    OPENSSL_free(f->path);
+        unlinkat(f->dir_fd, f->tmp, 0);
+    if (f->own_dir)
+        close(f->dir_fd);
+    OPENSSL_free(f->name);
     OPENSSL_free(f);
 }
