@@ -277,36 +277,47 @@ out:
     return st;
 }
 
+/* The cheap test of whether |fd| is what |in_fd| (whose fstat is |in|)
+ * makes: the plain-text size (of |fd| when |out_sealed|, else of |in_fd|'s
+ * object), |*plain|, and the modification time, which every output copies
+ * from its input. */
+static int same_size_and_time(int fd, int out_sealed, int in_fd, const struct stat *in,
+                              uint64_t *plain)
+{
+    dcmseal_header_info info;
+    dcmseal_error err;
+    struct stat sb;
+    *plain = 0;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !same_time(sb.st_mtim, in->st_mtim))
+        return 0;
+    if (out_sealed) /* encrypt: the output holds the plain-text size */
+        return dcmseal_inspect_fd(&info, plain, fd, &err) == DCMSEAL_OK &&
+               *plain == (uint64_t)in->st_size;
+    /* decrypt: the input does */
+    return dcmseal_inspect_fd(&info, plain, in_fd, &err) == DCMSEAL_OK &&
+           *plain == (uint64_t)sb.st_size;
+}
+
 /* Whether the entry |name| of |dir_fd| (res->output) is what an earlier run
  * made of the input |in|: the only kind of existing output that a run
  * without --force leaves alone. Outputs appear only when complete (they are
- * renamed into place), so the check is cheap: the plain-text size (of the
- * output when |out_sealed|, else of |in_fd|'s object) and the modification
- * time, which every output copies from its input. A file planted with those
- * two would pass, so --verify-existing also decrypts whichever of the two
- * is the object and compares it with the other, byte for byte (with |ring|;
- * NULL where there is no token session, and then such an output is left for
- * a re-run to check). Anything else there is refused: it is someone's data. */
+ * renamed into place), so size and time suffice for a resume. A file planted
+ * with those two would pass, so --verify-existing also decrypts whichever of
+ * the two is the object and compares it with the other, byte for byte (with
+ * |ring|; NULL where there is no token session, and then such an output is
+ * left for a re-run to check). Anything else there is refused: it is
+ * someone's data. */
 static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_fd,
                         const char *name, int out_sealed, int in_fd, const struct stat *in,
                         cli_result *res)
 {
-    dcmseal_header_info info;
     dcmseal_error err;
     uint64_t plain = 0;
-    struct stat sb;
     const char *why = "exists and is not an earlier run's output for this input";
     int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 && errno == ENOENT)
         return 0;
-    int same = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
-               same_time(sb.st_mtim, in->st_mtim);
-    if (same && out_sealed) /* encrypt: the output holds the plain-text size */
-        same = dcmseal_inspect_fd(&info, &plain, fd, &err) == DCMSEAL_OK &&
-               plain == (uint64_t)in->st_size;
-    else if (same) /* decrypt: the input does */
-        same = dcmseal_inspect_fd(&info, &plain, in_fd, &err) == DCMSEAL_OK &&
-               plain == (uint64_t)sb.st_size;
+    int same = fd >= 0 && same_size_and_time(fd, out_sealed, in_fd, in, &plain);
     if (same && o->verify_existing && ring == NULL) {
         same = 0;
         why = "appeared while this run was writing it (run again to check it with "
@@ -338,6 +349,28 @@ static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_
     res->culprit = res->output;
     dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "%s (use --force to replace it)", why);
     return -1;
+}
+
+/* Work in place, when the commit found the file replaced: whether another
+ * process put there what this one was making of it (two runs over one
+ * tree). The file then counts as done. Not with --verify-existing, which
+ * leaves that to a re-run that can check it. */
+static void done_meanwhile(const cli_opts *o, const cli_entry *e, int out_sealed,
+                           cli_result *res)
+{
+    struct stat now;
+    uint64_t plain;
+    int fd = openat(cli_dir_fd(e->dir), e->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    if (!o->verify_existing && fstat(fd, &now) == 0 &&
+        (now.st_dev != res->sb.st_dev || now.st_ino != res->sb.st_ino) &&
+        same_size_and_time(fd, out_sealed, res->fd, &res->sb, &plain)) {
+        res->outcome = CLI_SKIPPED;
+        res->reason = "done meanwhile by another run";
+        res->bytes = plain;
+    }
+    close(fd);
 }
 
 /* transform for a file of a tree, into the entry |name| of |dir_fd|. The
@@ -385,8 +418,9 @@ static void tree_transform(const cli_worker *w, int dir_fd, const char *name, in
 /* cli_batch_cmd.finish of encrypt and decrypt: commits what tree_transform
  * left pending (fsync, link into place, fsync of the directory, and of the
  * directories above it that this run made). Another process working on the
- * same tree may have put the output in place first: when what it made is
- * what this one would have, the file counts as done (skipped). */
+ * same tree may have put the output in place first (or, in place, replaced
+ * the file): when what it made is what this one would have, the file counts
+ * as done (skipped). */
 static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
                         int out_sealed)
 {
@@ -409,6 +443,8 @@ static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
         if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
             already_done(o, NULL, cli_dir_fd(out_dir), e->name, out_sealed, res->fd, &res->sb,
                          res);
+        else if (o->in_place)
+            done_meanwhile(o, e, out_sealed, res);
     }
     close(res->fd);
     res->fd = -1;

@@ -38,11 +38,14 @@ struct cli_dir {
     cli_dir *parent;
 };
 
+/* Takes |fd| over; NULL (errno set) when |fd| is -1 or memory is short. */
 static cli_dir *dir_new(int fd)
 {
-    cli_dir *d = calloc(1, sizeof *d);
+    cli_dir *d = fd >= 0 ? calloc(1, sizeof *d) : NULL;
     if (d == NULL) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
+        errno = fd >= 0 ? ENOMEM : errno;
         return NULL;
     }
     atomic_init(&d->refs, 1);
@@ -126,11 +129,14 @@ static int open_dir_at(int at, const char *name, int follow)
     return openat(at, name, flags | (follow ? 0 : O_NOFOLLOW));
 }
 
-/* The directory that holds |path| (the user's path, resolved once) and the
- * last part of |path|, which has no trailing slash. */
+/* The directory that holds |path| (the user's path, resolved once), and
+ * the last part of |path| (up to trailing slashes). */
 static cli_dir *open_parent(const char *path, const char **name)
 {
-    const char *slash = strrchr(path, '/');
+    size_t end = strlen(path);
+    while (end > 1 && path[end - 1] == '/')
+        end--;
+    const char *slash = memrchr(path, '/', end);
     *name = slash ? slash + 1 : path;
     if (slash == NULL)
         return dir_new(open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -141,7 +147,7 @@ static cli_dir *open_parent(const char *path, const char **name)
     int e = errno;
     free(dir);
     errno = e;
-    return fd < 0 ? NULL : dir_new(fd);
+    return dir_new(fd);
 }
 
 int cli_dir_make(cli_dir **out, cli_dir *at, const char *name, mode_t mode)
@@ -156,7 +162,7 @@ int cli_dir_make(cli_dir **out, cli_dir *at, const char *name, mode_t mode)
         if (!made && errno != EEXIST)
             return errno;
         if (made && (parent = open_parent(name, &base)) == NULL)
-            return errno ? errno : ENOMEM;
+            return errno;
         fd = open(name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     } else {
         made = mkdirat(at->fd, name, mode) == 0;
@@ -165,10 +171,9 @@ int cli_dir_make(cli_dir **out, cli_dir *at, const char *name, mode_t mode)
         parent = made ? cli_dir_ref(at) : NULL;
         fd = open_dir_at(at->fd, name, 0);
     }
-    int e = errno;
-    if (fd < 0 || (*out = dir_new(fd)) == NULL) {
+    if ((*out = dir_new(fd)) == NULL) {
+        int e = errno;
         cli_dir_unref(parent);
-        e = fd < 0 ? e : ENOMEM;
         return e == ELOOP ? ENOTDIR : e;
     }
     (*out)->parent = parent;
@@ -328,7 +333,7 @@ static int enter(walk_state *w, cli_entry *e, size_t len, const level *up)
         e->why = "symbolic link, not followed (see --follow-symlinks)";
         return deliver(w, e);
     }
-    if (fd < 0 || (self = dir_new(fd)) == NULL || fstat(self->fd, &sb) != 0) {
+    if ((self = dir_new(fd)) == NULL || fstat(self->fd, &sb) != 0) {
         fail_entry(e, why, sizeof why, EX_IOERR, "cannot read: %s", strerror(errno));
         cli_dir_unref(self);
         return deliver(w, e);
