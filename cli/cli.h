@@ -152,7 +152,9 @@ typedef struct cli_walk_opts {
     int follow;        /* follow symbolic links (the default is not to) */
     uint32_t shard_k;  /* with shard_n > 0: only files whose path hash is */
     uint32_t shard_n;  /* shard_k - 1 modulo shard_n; directories always */
-    int max_depth;     /* directories deeper than this are an ERROR; 0: none */
+    int max_depth;     /* levels held open at most (the named directory is
+                          one); deeper directories are an ERROR; 0: only the
+                          walk's own bound, 1024 levels */
 } cli_walk_opts;
 
 /* What a walk callback returns to end the walk early. */
@@ -167,9 +169,9 @@ typedef struct cli_walk_opts {
  * without following links. Symbolic links are IGNORED unless |follow|,
  * named ones too; so are special files and dcmseal's temporary files (see
  * dcmseal_temp_state). A directory without |recursive| is an ERROR
- * (EX_USAGE). The walk holds one descriptor per level of the directory it is
- * in; |e->dir| and |e->self| live only during the call unless |fn| takes a
- * reference. Returns CLI_WALK_STOP when |fn| ended the walk, else the last
+ * (EX_USAGE). The walk holds two descriptors per level of the directory it
+ * is in (the directory and its reader); |e->dir| and |e->self| live only
+ * during the call unless |fn| takes a reference. Returns CLI_WALK_STOP when |fn| ended the walk, else the last
  * non-zero code |fn| returned, or EX_OK. Thread-safe: each thread may run
  * its own walk. */
 int cli_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,

@@ -387,32 +387,30 @@ static void tree_transform(const cli_worker *w, int dir_fd, const char *name, in
     if (dcmseal_outfile_openat(&of, dir_fd, name, new_mode(in_sb, o->in_place),
                                o->force || o->in_place, &res->err) != DCMSEAL_OK) {
         res->culprit = out;
-    } else {
-        /* In place, the name is replaced only while it is still the file
-         * that was read. */
-        if (o->in_place)
-            dcmseal_outfile_set_target(of, (uint64_t)in_sb->st_dev, (uint64_t)in_sb->st_ino);
-        if (transform(of, out ? out : name, o->in_place, in_fd, in_sb, fn, ctx, &rep,
-                      &res->culprit, &res->out_file, &res->err) == DCMSEAL_OK) {
-            res->pending = 1;
-            res->fd = in_fd;
-            res->sb = *in_sb;
-            res->kind = rep.is_dicom;
-            res->bytes = rep.plain_bytes;
-            res->wrap = rep.wrap;
-            describe(res->line, sizeof res->line, &rep, "");
-            res->say = CLI_SAY_VERBOSE;
-            if (out_sealed && !rep.is_dicom) {
-                res->say = CLI_SAY_NOTICE;
-                snprintf(res->line, sizeof res->line, "encrypted as an opaque object (%s)",
-                         rep.not_dicom_reason);
-            }
-            return;
-        }
+        if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
+            already_done(o, dcmseal_token_ring_get0_keyring(w->ring), dir_fd, name,
+                         out_sealed, in_fd, in_sb, res);
+        return;
     }
-    if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
-        already_done(o, dcmseal_token_ring_get0_keyring(w->ring), dir_fd, name, out_sealed,
-                     in_fd, in_sb, res);
+    /* In place, the name is replaced only while it is still the file read. */
+    if (o->in_place)
+        dcmseal_outfile_set_target(of, (uint64_t)in_sb->st_dev, (uint64_t)in_sb->st_ino);
+    if (transform(of, out ? out : name, o->in_place, in_fd, in_sb, fn, ctx, &rep,
+                  &res->culprit, &res->out_file, &res->err) != DCMSEAL_OK)
+        return;
+    res->pending = 1;
+    res->fd = in_fd;
+    res->sb = *in_sb;
+    res->kind = rep.is_dicom;
+    res->bytes = rep.plain_bytes;
+    res->wrap = rep.wrap;
+    describe(res->line, sizeof res->line, &rep, "");
+    res->say = CLI_SAY_VERBOSE;
+    if (out_sealed && !rep.is_dicom) {
+        res->say = CLI_SAY_NOTICE;
+        snprintf(res->line, sizeof res->line, "encrypted as an opaque object (%s)",
+                 rep.not_dicom_reason);
+    }
 }
 
 /* cli_batch_cmd.finish of encrypt and decrypt: commits what tree_transform
@@ -489,17 +487,15 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
         /* Encrypting it again would bury the object under a second layer;
          * a damaged one needs a human. --verify-existing authenticates it
          * all, where without it the header has to do. */
-        dcmseal_status st = o->verify_existing
-                                ? dcmseal_open_fd(&rep, -1, fd, ring, 1, &err)
-                                : dcmseal_inspect_fd(&info, &res->bytes, fd, &err);
+        dcmseal_status st = dcmseal_inspect_fd(&info, &res->bytes, fd, &err);
+        if (st == DCMSEAL_OK && o->verify_existing)
+            st = dcmseal_open_fd(&rep, -1, fd, ring, 1, &err);
         if (st == DCMSEAL_OK) {
             res->outcome = CLI_SKIPPED;
             res->reason = o->verify_existing ? "already encrypted (verified)"
                                              : "already encrypted";
-            res->kind = o->verify_existing ? rep.is_dicom : info.is_dicom;
-            res->wrap = o->verify_existing ? rep.wrap : info.wrap;
-            if (o->verify_existing)
-                res->bytes = rep.plain_bytes;
+            res->kind = info.is_dicom;
+            res->wrap = info.wrap;
         } else {
             dcmseal_fail(&res->err, err.status, "an encrypted object, but %s; left as it is",
                          err.message);
@@ -582,6 +578,8 @@ int cli_cmd_encrypt(int argc, char **argv)
         return rc;
     if (o.recursive || o.in_place)
         return o.nargs < 1 ? cli_usage_error("encrypt: no input") : cli_batch_run(&cmd, &o);
+    if (o.verify_existing)
+        return cli_usage_error("encrypt: --verify-existing is for -r and --in-place");
     if (o.nargs != 1 || o.out == NULL)
         return cli_usage_error("encrypt takes one input and -o OUTPUT (or -r, --in-place)");
     if ((rc = ring_open(&r, &o, 1, o.args[0])) != EX_OK)
@@ -623,6 +621,8 @@ int cli_cmd_decrypt(int argc, char **argv)
         return rc;
     if (o.recursive || o.in_place)
         return o.nargs < 1 ? cli_usage_error("decrypt: no input") : cli_batch_run(&cmd, &o);
+    if (o.verify_existing)
+        return cli_usage_error("decrypt: --verify-existing is for -r and --in-place");
     if (o.nargs != 1 || o.out == NULL)
         return cli_usage_error("decrypt takes one input and -o OUTPUT (or -r, --in-place)");
     if ((rc = ring_open(&r, &o, 0, o.args[0])) != EX_OK)

@@ -219,7 +219,12 @@ typedef struct walk_state {
     char *buf; /* ROOT/REL of the entry at hand */
     size_t cap;
     size_t root_len;
+    char why[200]; /* the reason of the entry at hand, when made up */
 } walk_state;
+
+/* The walk recurses, a few hundred bytes of stack a level: a tree made
+ * deep on purpose must not exhaust a thread's stack. No archive comes near. */
+#define WALK_DEPTH_MAX 1024
 
 /* Internal: out of memory for a path; the walk ends with EX_OSERR. */
 #define WALK_NOMEM (-3)
@@ -259,16 +264,16 @@ static int deliver(walk_state *w, cli_entry *e)
     return rc;
 }
 
-__attribute__((format(printf, 5, 6))) static void
-fail_entry(cli_entry *e, char *why, size_t cap, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void
+fail_entry(walk_state *w, cli_entry *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(why, cap, fmt, ap);
+    vsnprintf(w->why, sizeof w->why, fmt, ap);
     va_end(ap);
     e->kind = CLI_ENTRY_ERROR;
-    e->why = why;
-    e->rc = rc;
+    e->why = w->why;
+    e->rc = EX_IOERR;
 }
 
 /* Sorts what is not a directory into the kinds, with a reason. */
@@ -291,7 +296,7 @@ static void classify(cli_entry *e)
 }
 
 /* fstatat of |e|; with |follow|, a link to nothing is told apart. */
-static void stat_entry(walk_state *w, cli_entry *e, struct stat *sb, char *why, size_t cap)
+static void stat_entry(walk_state *w, cli_entry *e, struct stat *sb)
 {
     const int follow = w->wo->follow;
     e->sb = sb;
@@ -303,7 +308,7 @@ static void stat_entry(walk_state *w, cli_entry *e, struct stat *sb, char *why, 
         e->why = "symbolic link to nothing";
         e->kind = CLI_ENTRY_IGNORED;
     } else {
-        fail_entry(e, why, cap, EX_IOERR, "cannot read: %s", strerror(err));
+        fail_entry(w, e, "cannot read: %s", strerror(err));
     }
     e->sb = NULL;
 }
@@ -314,14 +319,15 @@ static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here);
  * delivered, then walked. */
 static int enter(walk_state *w, cli_entry *e, size_t len, const level *up)
 {
-    char why[200];
     struct stat sb;
     cli_dir *self = NULL;
     const int depth = up ? up->depth + 1 : 0;
+    const int max = w->wo->max_depth > 0 && w->wo->max_depth < WALK_DEPTH_MAX
+                        ? w->wo->max_depth : WALK_DEPTH_MAX;
     int fd = -1, rc;
-    if (w->wo->max_depth > 0 && depth >= w->wo->max_depth) {
-        fail_entry(e, why, sizeof why, EX_IOERR, "more than %d directory levels deep: the "
-                   "limit of open files (ulimit -n) allows no more", w->wo->max_depth);
+    if (depth >= max) {
+        fail_entry(w, e, "more than %d directory levels deep: not entered%s", max,
+                   max < WALK_DEPTH_MAX ? " (see ulimit -n)" : "");
         return deliver(w, e);
     }
     if (e->dir != NULL)
@@ -334,7 +340,7 @@ static int enter(walk_state *w, cli_entry *e, size_t len, const level *up)
         return deliver(w, e);
     }
     if ((self = dir_new(fd)) == NULL || fstat(self->fd, &sb) != 0) {
-        fail_entry(e, why, sizeof why, EX_IOERR, "cannot read: %s", strerror(errno));
+        fail_entry(w, e, "cannot read: %s", strerror(errno));
         cli_dir_unref(self);
         return deliver(w, e);
     }
@@ -361,7 +367,6 @@ static int enter(walk_state *w, cli_entry *e, size_t len, const level *up)
 /* Everything in |d|, whose path is the first |len| bytes of w->buf. */
 static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here)
 {
-    char why[200];
     struct dirent *de;
     /* The walk's own reader, closed when the walk leaves the directory:
      * the shared descriptor may live on with files in flight. */
@@ -373,7 +378,7 @@ static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here)
         if (rfd >= 0)
             close(rfd);
         cli_entry e = {.path = w->buf, .rel = w->buf + w->root_len, .name = w->buf};
-        fail_entry(&e, why, sizeof why, EX_IOERR, "cannot read: %s", strerror(err));
+        fail_entry(w, &e, "cannot read: %s", strerror(err));
         return deliver(w, &e);
     }
     const size_t sep = len > 0 && w->buf[len - 1] == '/' ? 0 : 1;
@@ -386,7 +391,7 @@ static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here)
                 cli_entry e = {.path = w->buf, .rel = w->buf + w->root_len, .name = w->buf};
                 while (*e.rel == '/')
                     e.rel++;
-                fail_entry(&e, why, sizeof why, EX_IOERR, "reading the directory failed: %s",
+                fail_entry(w, &e, "reading the directory failed: %s",
                            strerror(err));
                 rc = deliver(w, &e);
             }
@@ -407,7 +412,7 @@ static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here)
                        .name = w->buf + len + sep, .kind = CLI_ENTRY_IGNORED};
         while (*e.rel == '/')
             e.rel++;
-        stat_entry(w, &e, &sb, why, sizeof why);
+        stat_entry(w, &e, &sb);
         if (e.sb != NULL && S_ISDIR(sb.st_mode))
             rc = enter(w, &e, end, here);
         else if (e.sb != NULL)
@@ -426,7 +431,6 @@ static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here)
 static int walk_one(walk_state *w, const char *path)
 {
     struct stat sb;
-    char why[200];
     size_t len = strlen(path);
     if (!grow(w, len + 1))
         return WALK_NOMEM;
@@ -434,7 +438,7 @@ static int walk_one(walk_state *w, const char *path)
     cli_entry e = {.path = w->buf, .rel = w->buf, .name = w->buf, .kind = CLI_ENTRY_IGNORED,
                    .sb = &sb};
     if ((w->wo->follow ? stat(path, &sb) : lstat(path, &sb)) != 0) {
-        fail_entry(&e, why, sizeof why, EX_IOERR, "%s", strerror(errno));
+        fail_entry(w, &e, "%s", strerror(errno));
         e.sb = NULL;
     } else if (S_ISDIR(sb.st_mode) && !w->wo->recursive) {
         e.kind = CLI_ENTRY_ERROR, e.why = "is a directory (use -r)", e.rc = EX_USAGE;
@@ -453,16 +457,16 @@ static int walk_one(walk_state *w, const char *path)
         int rc;
         cli_dir *parent = open_parent(w->buf, &e.name);
         if (parent == NULL) {
-            fail_entry(&e, why, sizeof why, EX_IOERR, "cannot open its directory: %s",
+            fail_entry(w, &e, "cannot open its directory: %s",
                        strerror(errno));
             return deliver(w, &e);
         }
         e.dir = parent;
-        stat_entry(w, &e, &sb, why, sizeof why);
+        stat_entry(w, &e, &sb);
         if (e.sb != NULL && !S_ISDIR(sb.st_mode))
             classify(&e);
         else if (e.sb != NULL)
-            fail_entry(&e, why, sizeof why, EX_IOERR, "%s", "changed while being looked at");
+            fail_entry(w, &e, "changed while being looked at");
         rc = deliver(w, &e);
         cli_dir_unref(parent);
         return rc;

@@ -229,6 +229,67 @@ if run_paused 'write:.IM1.dcmseal-*' env DCMSEAL_NO_TMPFILE=1 bash -c 'umask 022
     check "no temporary name left" [ "$(temps "$t/dec022")" -eq 0 ]
 fi
 
+# ---- directories made below DST are durable before their files are reported ---
+# strace -y names each descriptor's file: every mkdir of the run must be
+# followed by an fsync of its parent directory before the report line of the
+# file below it is written.
+t=$tmp/p
+mkdir -p "$t/src/a/b"
+cp "$dcm" "$t/src/a/b/IM1"
+if strace -f -y -s 300 -e trace=mkdir,mkdirat,fsync,write -o "$t/trace" \
+    "$DCMSEAL" encrypt -r -q --jobs 1 "$t/src" -o "$t/dst" --report "$t/r.jsonl" 2>"$tmp/err"; then
+    check "each directory made is flushed in its parent before the file below is reported" \
+        python3 - "$t/trace" "$t" <<'PY'
+import os, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+made = []  # (line, parent directory)
+for i, l in enumerate(lines):
+    m = re.search(r'mkdirat\(\d+<([^>]*)>, "([^"]+)", \d+\) = 0', l)
+    if m:
+        made.append((i, m.group(1)))
+    m = re.search(r'mkdir\("([^"]+)", \d+\) = 0', l)
+    if m:
+        made.append((i, os.path.dirname(m.group(1).rstrip('/'))))
+report = [i for i, l in enumerate(lines) if re.search(r'write\(\d+<[^>]*r\.jsonl>, .*IM1', l)]
+assert len(made) == 3 and len(report) == 1, (made, report)
+for i, parent in made:
+    synced = [j for j in range(i + 1, report[0])
+              if re.search(r'fsync\(\d+<%s>\) = 0' % re.escape(parent), lines[j])]
+    assert synced, 'no fsync of %s after line %d before the report' % (parent, i)
+PY
+else
+    fail "encrypt -r under strace: $(head -c 300 "$tmp/err")"
+fi
+
+# ---- deep trees: bounded by the open-files limit, reported beyond it --------
+# verify -r --jobs 1 under ulimit -n 1000 may hold (1000 - 403 - 64) / 4 =
+# 133 levels (see depth_limit in cli/batch.c).
+t=$tmp/deep
+mkdir -p "$t/ok" "$t/deep"
+p=$t/ok
+for _ in $(seq 100); do p=$p/d; done
+mkdir -p "$p"
+"$DCMSEAL" encrypt "$dcm" -o "$p/IM1" 2>/dev/null || fail "encrypt"
+p=$t/deep
+for _ in $(seq 150); do p=$p/d; done
+mkdir -p "$p"
+"$DCMSEAL" encrypt "$dcm" -o "$p/IM1" 2>/dev/null || fail "encrypt"
+expect 0 "100 levels under ulimit -n 1000" bash -c 'ulimit -n 1000 && exec "$@"' _ \
+    "$DCMSEAL" verify -r --jobs 1 "$t/ok"
+check "and the file at the bottom verified" grep -q "d/IM1: OK" "$tmp/out"
+expect 74 "150 levels under ulimit -n 1000" bash -c 'ulimit -n 1000 && exec "$@"' _ \
+    "$DCMSEAL" verify -r --jobs 1 "$t/deep"
+check "the deepest directory it may not enter is named, once" \
+    [ "$(grep -c "more than 133 directory levels deep: not entered (see ulimit -n)" "$tmp/err")" -eq 1 ]
+# Whatever the limit, a tree made deep on purpose ends the walk's descent at
+# 1024 levels, not its thread's stack.
+p=$t/deeper
+for _ in $(seq 1030); do p=$p/d; done
+mkdir -p "$p"
+cp "$dcm" "$p/IM1"
+expect 74 "1030 levels" "$DCMSEAL" verify -r --jobs 1 "$t/deeper"
+check "stop at 1024, said once" [ "$(grep -c "more than 1024 directory levels deep: not entered$" "$tmp/err")" -eq 1 ]
+
 # ---- rewrap -r: the object rewrapped is the one in the tree -------------------
 t=$tmp/d
 mkdir -p "$t/tree/sub" "$t/outside"
