@@ -232,11 +232,14 @@ fi
 # ---- directories made below DST are durable before their files are reported ---
 # strace -y names each descriptor's file: every mkdir of the run must be
 # followed by an fsync of its parent directory before the report line of the
-# file below it is written.
+# file below it is written. Only the start of each call is matched (another
+# thread's call may split a line); the exit status says that they worked.
 t=$tmp/p
 mkdir -p "$t/src/a/b"
 cp "$dcm" "$t/src/a/b/IM1"
-if strace -f -y -s 300 -e trace=mkdir,mkdirat,fsync,write -o "$t/trace" \
+# (LeakSanitizer cannot run under ptrace.)
+if ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" \
+    strace -f -y -s 300 -e trace=mkdir,mkdirat,fsync,write -o "$t/trace" \
     "$DCMSEAL" encrypt -r -q --jobs 1 "$t/src" -o "$t/dst" --report "$t/r.jsonl" 2>"$tmp/err"; then
     check "each directory made is flushed in its parent before the file below is reported" \
         python3 - "$t/trace" "$t" <<'PY'
@@ -244,17 +247,17 @@ import os, re, sys
 lines = open(sys.argv[1]).read().splitlines()
 made = []  # (line, parent directory)
 for i, l in enumerate(lines):
-    m = re.search(r'mkdirat\(\d+<([^>]*)>, "([^"]+)", \d+\) = 0', l)
+    m = re.search(r'mkdirat\(\d+<([^>]*)>, "([^"]+)", \d+', l)
     if m:
         made.append((i, m.group(1)))
-    m = re.search(r'mkdir\("([^"]+)", \d+\) = 0', l)
+    m = re.search(r'mkdir\("([^"]+)", \d+', l)
     if m:
         made.append((i, os.path.dirname(m.group(1).rstrip('/'))))
 report = [i for i, l in enumerate(lines) if re.search(r'write\(\d+<[^>]*r\.jsonl>, .*IM1', l)]
 assert len(made) == 3 and len(report) == 1, (made, report)
 for i, parent in made:
     synced = [j for j in range(i + 1, report[0])
-              if re.search(r'fsync\(\d+<%s>\) = 0' % re.escape(parent), lines[j])]
+              if re.search(r'fsync\(\d+<%s>' % re.escape(parent), lines[j])]
     assert synced, 'no fsync of %s after line %d before the report' % (parent, i)
 PY
 else
