@@ -163,13 +163,7 @@ if run_paused 'open:IM1' "$DCMSEAL" verify -r --jobs 1 "$t/tree"; then
 fi
 
 # ---- stale temporary files: removed from the tree, not through a link -------
-host=$(python3 -c 'import socket
-h = 0x811c9dc5
-for b in socket.gethostname().encode(): h = ((h ^ b) * 0x01000193) & 0xffffffff
-print("%08x" % h)')
-true & dead=$!
-wait "$dead"
-stale=".IM1.dcmseal-$host-$dead-abc123"
+stale=$(temp_name IM1 "$(dead_pid)")
 t=$tmp/f
 mkdir -p "$t/tree/sub" "$t/outside"
 cp "$dcm" "$t/tree/sub/IM1"

@@ -262,14 +262,8 @@ check "after each of $trials SIGKILLs: nothing broken, nothing left over, a re-r
 
 # A temporary name whose process on this machine is gone is removed by work
 # in place; one whose process lives is left alone.
-host=$(python3 -c 'import socket
-h = 0x811c9dc5
-for b in socket.gethostname().encode(): h = ((h ^ b) * 0x01000193) & 0xffffffff
-print("%08x" % h)')
-true & dead=$!
-wait "$dead"
-stale="$tmp/inplace/S1/.IM1.dcmseal-$host-$dead-abc123"
-live="$tmp/inplace/S1/.IM2.dcmseal-$host-$$-abc123"
+stale="$tmp/inplace/S1/$(temp_name IM1 "$(dead_pid)")"
+live="$tmp/inplace/S1/$(temp_name IM2 $$)"
 echo partial > "$stale"
 echo partial > "$live"
 expect 0 "in-place run over temporary names" "$DCMSEAL" encrypt --in-place -r "$tmp/inplace"

@@ -101,57 +101,25 @@ static mode_t mode_arg(int flags, va_list ap)
     return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
 }
 
-int open(const char *path, int flags, ...)
-{
-    NEXT(open);
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    if (refuse_tmpfile(flags))
-        return -1;
-    pause_if("open", path);
-    return next_open(path, flags, mode);
-}
+/* open, open64, openat, openat64: the same, with or without a directory. */
+#define OPEN_LIKE(fn, params, args)                                            \
+    int fn params                                                              \
+    {                                                                          \
+        NEXT(fn);                                                              \
+        va_list ap;                                                            \
+        va_start(ap, flags);                                                   \
+        mode_t mode = mode_arg(flags, ap);                                     \
+        va_end(ap);                                                            \
+        if (refuse_tmpfile(flags))                                             \
+            return -1;                                                         \
+        pause_if("open", path);                                                \
+        return next_##fn args;                                                 \
+    }
 
-int open64(const char *path, int flags, ...)
-{
-    NEXT(open64);
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    if (refuse_tmpfile(flags))
-        return -1;
-    pause_if("open", path);
-    return next_open64(path, flags, mode);
-}
-
-int openat(int dir, const char *path, int flags, ...)
-{
-    NEXT(openat);
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    if (refuse_tmpfile(flags))
-        return -1;
-    pause_if("open", path);
-    return next_openat(dir, path, flags, mode);
-}
-
-int openat64(int dir, const char *path, int flags, ...)
-{
-    NEXT(openat64);
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    if (refuse_tmpfile(flags))
-        return -1;
-    pause_if("open", path);
-    return next_openat64(dir, path, flags, mode);
-}
+OPEN_LIKE(open, (const char *path, int flags, ...), (path, flags, mode))
+OPEN_LIKE(open64, (const char *path, int flags, ...), (path, flags, mode))
+OPEN_LIKE(openat, (int dir, const char *path, int flags, ...), (dir, path, flags, mode))
+OPEN_LIKE(openat64, (int dir, const char *path, int flags, ...), (dir, path, flags, mode))
 
 /* What _FORTIFY_SOURCE makes of open without a mode. */
 int __open_2(const char *path, int flags);
