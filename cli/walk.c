@@ -315,6 +315,17 @@ static void stat_entry(walk_state *w, cli_entry *e, struct stat *sb)
 
 static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here);
 
+/* An ERROR for the directory whose path is the first |len| bytes of w->buf. */
+static int dir_failed(walk_state *w, size_t len, const char *what, int err)
+{
+    w->buf[len] = '\0';
+    cli_entry e = {.path = w->buf, .rel = w->buf + w->root_len, .name = w->buf};
+    while (*e.rel == '/')
+        e.rel++;
+    fail_entry(w, &e, "%s: %s", what, strerror(err));
+    return deliver(w, &e);
+}
+
 /* The directory |e| (|len| the length of its path): opened, checked,
  * delivered, then walked. */
 static int enter(walk_state *w, cli_entry *e, size_t len, const level *up)
@@ -377,24 +388,14 @@ static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here)
         int err = errno;
         if (rfd >= 0)
             close(rfd);
-        cli_entry e = {.path = w->buf, .rel = w->buf + w->root_len, .name = w->buf};
-        fail_entry(w, &e, "cannot read: %s", strerror(err));
-        return deliver(w, &e);
+        return dir_failed(w, len, "cannot read", err);
     }
     const size_t sep = len > 0 && w->buf[len - 1] == '/' ? 0 : 1;
     for (;;) {
         errno = 0;
         if ((de = readdir(ds)) == NULL) {
-            if (errno != 0) {
-                int err = errno;
-                w->buf[len] = '\0';
-                cli_entry e = {.path = w->buf, .rel = w->buf + w->root_len, .name = w->buf};
-                while (*e.rel == '/')
-                    e.rel++;
-                fail_entry(w, &e, "reading the directory failed: %s",
-                           strerror(err));
-                rc = deliver(w, &e);
-            }
+            if (errno != 0)
+                rc = dir_failed(w, len, "reading the directory failed", errno);
             break;
         }
         const char *name = de->d_name;
@@ -413,12 +414,13 @@ static int walk_dir(walk_state *w, cli_dir *d, size_t len, const level *here)
         while (*e.rel == '/')
             e.rel++;
         stat_entry(w, &e, &sb);
-        if (e.sb != NULL && S_ISDIR(sb.st_mode))
+        if (e.sb != NULL && S_ISDIR(sb.st_mode)) {
             rc = enter(w, &e, end, here);
-        else if (e.sb != NULL)
-            classify(&e), rc = deliver(w, &e);
-        else
+        } else {
+            if (e.sb != NULL)
+                classify(&e);
             rc = deliver(w, &e);
+        }
         if (rc == CLI_WALK_STOP || rc == WALK_NOMEM)
             break;
         rc = EX_OK;
