@@ -373,8 +373,8 @@ static int work(const cli_entry *e, void *worker)
  * below DST, and the same again for the counting walk. Files in flight hold
  * more: each queued file its directory (and with -o the copy), each file
  * in hand also its input and output. Deeper directories are reported, not
- * walked, instead of failing files with EMFILE. The soft limit is raised
- * to the hard one first, as it is there to be raised. */
+ * walked, instead of failing files with EMFILE; 16 levels at least. The
+ * soft limit is raised to the hard one first, as it is there to be raised. */
 static int depth_limit(const cli_opts *o, int jobs)
 {
     struct rlimit rl;
@@ -393,7 +393,11 @@ static int depth_limit(const cli_opts *o, int jobs)
     const long per_level = (dirs + 1) + 2;
     long limit = rl.rlim_cur > (rlim_t)(1L << 30) ? 1L << 30 : (long)rl.rlim_cur;
     long depth = (limit - in_flight - reserve) / per_level;
-    return depth < 1 ? 1 : depth > 1L << 20 ? 1 << 20 : (int)depth;
+    /* The worst case above (every queued file in a directory of its own)
+     * and a small limit with many workers could leave almost no depth; real
+     * trees are a few levels deep, and a descriptor that runs out fails a
+     * file with a reported error, never unsafely. */
+    return depth < 16 ? 16 : depth > 1L << 20 ? 1 << 20 : (int)depth;
 }
 
 const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token)
