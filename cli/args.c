@@ -43,6 +43,7 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         {{"quiet", no_argument, NULL, 'q'}, OPT_QUIET},
         {{"shard", required_argument, NULL, 'H'}, OPT_SHARD},
         {{"follow-symlinks", no_argument, NULL, 'L'}, OPT_FOLLOW},
+        {{"verify-existing", no_argument, NULL, 'E'}, OPT_VERIFY_EXISTING},
     };
     struct option longopts[sizeof table / sizeof table[0] + 1];
     size_t n = 0;
@@ -78,6 +79,7 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         case 'R': o->report = optarg; break;
         case 'q': o->quiet = 1; break;
         case 'L': o->follow = 1; break;
+        case 'E': o->verify_existing = 1; break;
         case 'H': {
             const char *slash = strchr(optarg, '/');
             char k[16];
