@@ -47,6 +47,7 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         {{"upgrade", no_argument, NULL, 'U'}, OPT_UPGRADE},
         {{"require-origin", no_argument, NULL, 'G'}, OPT_REQUIRE_ORIGIN},
         {{"no-require-origin", no_argument, NULL, 'g'}, OPT_REQUIRE_ORIGIN},
+        {{"verify-existing", no_argument, NULL, 'E'}, OPT_VERIFY_EXISTING},
     };
     struct option longopts[sizeof table / sizeof table[0] + 1];
     size_t n = 0;
@@ -87,6 +88,7 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         case 'U': o->upgrade = 1; break;
         case 'G': o->require_origin = 1; break;
         case 'g': o->require_origin = 0; break;
+        case 'E': o->verify_existing = 1; break;
         case 'H': {
             const char *slash = strchr(optarg, '/');
             char k[16];

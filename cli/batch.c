@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
@@ -55,7 +56,21 @@ typedef struct batch {
     int total_known;
 
     cli_queue finishing; /* files waiting for a finisher */
+
+    /* -o: DST's own directory, and the folders below it that outputs made
+     * for themselves (concealed names, restored original paths), shared so
+     * that each is made once and made durable by whoever commits into it
+     * first (cli_dir_durable). */
+    cli_dir *out_root;
+    pthread_mutex_t dirs_lock;
+    struct made_dir *dirs[1024];
 } batch;
+
+typedef struct made_dir {
+    struct made_dir *next;
+    cli_dir *dir;
+    char path[];
+} made_dir;
 
 static double seconds_since(const struct timespec *t0)
 {
@@ -298,29 +313,45 @@ static int visit(const cli_entry *e, void *ctx)
         if (b->o->out == NULL || b->o->in_place)
             return EX_OK;
         /* A concealed tree mirrors no folder: their names are what it
-         * hides. Restoring one makes no fan-out folder: each output makes
-         * the folders it goes into (cli_mkdir_parents). */
+         * hides. Restoring one makes no fan-out folder: an output whose
+         * input's folder was not mirrored makes the folders it goes into
+         * (cli_batch_out_dir). */
         if (e->rel[0] != '\0' && (b->o->conceal || (!b->cmd->wrap && cli_fanout_dir(e->rel))))
             return EX_OK;
-        char out[PATH_MAX];
-        int n = snprintf(out, sizeof out, "%s%s%s", b->o->out, e->rel[0] ? "/" : "", e->rel);
-        struct stat sb;
+        /* The copy below DST, made and opened relative to its parent's copy
+         * (DST itself by the path given): a symbolic link planted in DST is
+         * never followed. The files below are then created relative to it. */
+        cli_dir *at = e->dir ? cli_dir_get0_out(e->dir) : NULL, *out;
+        if (e->dir != NULL && at == NULL)
+            return EX_OK; /* its parent's copy failed, and said so */
         /* Writable by us while we fill it, whatever the source says. */
-        if (n < (int)sizeof out && (mkdir(out, (e->sb->st_mode & 0777) | 0700) == 0 ||
-                                    (errno == EEXIST && stat(out, &sb) == 0 &&
-                                     S_ISDIR(sb.st_mode))))
+        int err = cli_dir_make(&out, at, at ? e->name : b->o->out,
+                               (e->sb->st_mode & 0777) | 0700);
+        if (err == 0) {
+            /* Where outputs that mirror no input folder go. Several
+             * directories named with one -o share DST: the first one's. */
+            pthread_mutex_lock(&b->dirs_lock);
+            if (at == NULL && b->out_root == NULL)
+                b->out_root = cli_dir_ref(out);
+            pthread_mutex_unlock(&b->dirs_lock);
+            cli_dir_set_out(e->self, out);
             return EX_OK;
+        }
         r.outcome = CLI_FAILED;
-        snprintf(r.output, sizeof r.output, "%s", out);
+        snprintf(r.output, sizeof r.output, "%s%s%s", b->o->out, e->rel[0] ? "/" : "", e->rel);
         r.culprit = r.output;
-        dcmseal_fail(&r.err, DCMSEAL_E_IO, "cannot create directory: %s",
-                     n < (int)sizeof out ? strerror(errno) : "path too long");
+        if (err == ENOTDIR)
+            dcmseal_fail(&r.err, DCMSEAL_E_IO, "exists and is not a directory (a symbolic "
+                                               "link is not followed)");
+        else
+            dcmseal_fail(&r.err, DCMSEAL_E_IO, "cannot create directory: %s", strerror(err));
     } else if (e->stale && (b->o->in_place || b->cmd->in_place)) {
         /* Work in place is what leaves these (see engine/outfile.c): the
-         * target was never replaced, so the file is surplus. */
-        r.reason = unlink(e->path) == 0 ? "removed: temporary file left by an interrupted "
-                                          "dcmseal run"
-                                        : e->why;
+         * target was never replaced, so the file is surplus. Removed from
+         * the directory it was found in, whatever its path leads to now. */
+        r.reason = unlinkat(cli_dir_fd(e->dir), e->name, 0) == 0
+                       ? "removed: temporary file left by an interrupted dcmseal run"
+                       : e->why;
     } else if (e->kind == CLI_ENTRY_ERROR) {
         r.outcome = CLI_FAILED;
         r.reason = NULL;
@@ -337,6 +368,7 @@ static void *finisher_main(void *arg)
     while ((j = cli_queue_pop(&b->finishing)) != NULL) {
         b->cmd->finish(b->o, &j->e, &j->r);
         record(b, &j->e, &j->r);
+        cli_dir_unref(j->e.dir);
         free(j);
     }
     return NULL;
@@ -348,14 +380,16 @@ static int work(const cli_entry *e, void *worker)
     batch *b = w->batch;
     if (!may_start(b))
         return EX_OK;
-    /* On the heap, with its own copy of the path: a finisher may outlive
-     * the walk's entry, and the result points into itself (culprit). */
+    /* On the heap, with its own copy of the path and its own reference to
+     * the directory: a finisher may outlive the walk's entry, and the
+     * result points into itself (culprit). */
     size_t len = strlen(e->path);
     job *j = malloc(sizeof *j + len + 1);
     if (j == NULL)
         return EX_OSERR;
     memcpy(j->path, e->path, len + 1);
     j->e = (cli_entry){.path = j->path, .rel = j->path + (e->rel - e->path),
+                       .dir = cli_dir_ref(e->dir), .name = j->path + (e->name - e->path),
                        .kind = CLI_ENTRY_FILE};
     j->r = (cli_result){.outcome = CLI_FAILED, .kind = -1, .fd = -1};
     dcmseal_error_clear(&j->r.err);
@@ -365,8 +399,111 @@ static int work(const cli_entry *e, void *worker)
         return EX_OK;
     }
     record(b, &j->e, &j->r);
+    cli_dir_unref(j->e.dir);
     free(j);
     return EX_OK;
+}
+
+/* How many directory levels a walk may hold open. Each level holds
+ * descriptors: the directory, the walk's reader of it, with -o its copy
+ * below DST, and the same again for the counting walk. Files in flight hold
+ * more: each queued file its directory (and with -o the copy), each file
+ * in hand also its input and output. Deeper directories are reported, not
+ * walked, instead of failing files with EMFILE; 16 levels at least. The
+ * soft limit is raised to the hard one first, as it is there to be raised. */
+static int depth_limit(const cli_opts *o, int jobs)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t cur = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = cur;
+    }
+    const long dirs = o->out && !o->in_place ? 2 : 1;
+    const long in_hand = jobs + FINISH_QUEUE + FINISHERS;
+    const long in_flight = dirs * (CLI_QUEUE_LEN + in_hand) + 2 * in_hand;
+    const long reserve = 64; /* the token, the report, stdio, libraries */
+    const long per_level = (dirs + 1) + 2;
+    long limit = rl.rlim_cur > (rlim_t)(1L << 30) ? 1L << 30 : (long)rl.rlim_cur;
+    long depth = (limit - in_flight - reserve) / per_level;
+    /* The worst case above (every queued file in a directory of its own)
+     * and a small limit with many workers could leave almost no depth; real
+     * trees are a few levels deep, and a descriptor that runs out fails a
+     * file with a reported error, never unsafely. */
+    return depth < 16 ? 16 : depth > 1L << 20 ? 1 << 20 : (int)depth;
+}
+
+static size_t path_slot(const char *path)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *path; path++)
+        h = (h ^ (uint8_t)*path) * 16777619u;
+    return h % 1024;
+}
+
+int cli_batch_out_dir(cli_dir **out, const cli_worker *w, const char *dirs)
+{
+    batch *b = w->batch;
+    char prefix[PATH_MAX];
+    size_t len = strlen(dirs);
+    int err = 0;
+    *out = NULL;
+    if (len >= sizeof prefix)
+        return ENAMETOOLONG;
+    pthread_mutex_lock(&b->dirs_lock);
+    cli_dir *at = cli_dir_ref(b->out_root);
+    if (at == NULL)
+        err = ENOENT; /* DST could not be made: said when it was tried */
+    /* Level by level: each prefix of |dirs| is found in the table or made
+     * below the one before, relative to its descriptor. */
+    for (size_t i = 0; err == 0 && i < len;) {
+        size_t n = strcspn(dirs + i, "/");
+        memcpy(prefix, dirs, i + n);
+        prefix[i + n] = '\0';
+        made_dir **slot = &b->dirs[path_slot(prefix)], *d = *slot;
+        while (d != NULL && strcmp(d->path, prefix) != 0)
+            d = d->next;
+        if (d == NULL) {
+            if ((d = malloc(sizeof *d + i + n + 1)) == NULL) {
+                err = ENOMEM;
+                break;
+            }
+            if ((err = cli_dir_make(&d->dir, at, prefix + i, 0777)) != 0) {
+                free(d);
+                break;
+            }
+            memcpy(d->path, prefix, i + n + 1);
+            d->next = *slot;
+            *slot = d;
+        }
+        cli_dir_unref(at);
+        at = cli_dir_ref(d->dir);
+        i += n + (dirs[i + n] == '/');
+    }
+    pthread_mutex_unlock(&b->dirs_lock);
+    if (err != 0) {
+        cli_dir_unref(at);
+        return err;
+    }
+    *out = at;
+    return 0;
+}
+
+static void out_dirs_free(batch *b)
+{
+    for (size_t i = 0; i < sizeof b->dirs / sizeof b->dirs[0]; i++) {
+        for (made_dir *d = b->dirs[i], *next; d != NULL; d = next) {
+            next = d->next;
+            cli_dir_unref(d->dir);
+            free(d);
+        }
+        b->dirs[i] = NULL;
+    }
+    cli_dir_unref(b->out_root);
+    b->out_root = NULL;
 }
 
 const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token)
@@ -475,7 +612,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     void *ctxs[CLI_JOBS_MAX];
     pthread_t counter, drawer;
     int jobs = 0, rc, armed = 0;
-    b.wo = (cli_walk_opts){o->recursive, o->follow, o->shard_k, o->shard_n};
+    b.wo = (cli_walk_opts){o->recursive, o->follow, o->shard_k, o->shard_n, 0};
 
     if (o->out != NULL && o->in_place)
         return cli_usage_error("%s: -o and --in-place exclude each other", cmd->name);
@@ -528,6 +665,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         rc = cli_report(o->nargs == 1 ? o->args[0] : "token", &err);
         goto out;
     }
+    b.wo.max_depth = depth_limit(o, jobs);
     if (o->report != NULL && (b.report = fopen(o->report, "we")) == NULL) {
         fprintf(stderr, "dcmseal: %s: cannot write the report: %s\n", o->report,
                 strerror(errno));
@@ -535,6 +673,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         goto out;
     }
     pthread_mutex_init(&b.lock, NULL);
+    pthread_mutex_init(&b.dirs_lock, NULL);
     pthread_cond_init(&b.finished_cond, NULL);
     pthread_t finishers[FINISHERS];
     int nfinishers = 0;
@@ -606,6 +745,8 @@ out_lock:
     if (b.report != NULL) /* a run that never started: nothing to flush */
         fclose(b.report);
     pthread_cond_destroy(&b.finished_cond);
+    out_dirs_free(&b);
+    pthread_mutex_destroy(&b.dirs_lock);
     pthread_mutex_destroy(&b.lock);
 out:
     for (int i = 0; i < jobs; i++) {

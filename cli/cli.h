@@ -39,9 +39,10 @@ enum {
     OPT_QUIET = 1 << 15,
     OPT_SHARD = 1 << 16,
     OPT_FOLLOW = 1 << 17,
-    OPT_CONCEAL = 1 << 18,        /* encrypt --conceal-names */
-    OPT_UPGRADE = 1 << 19,        /* rewrap --upgrade */
-    OPT_REQUIRE_ORIGIN = 1 << 20, /* key policy --require-origin, --no-require-origin */
+    OPT_VERIFY_EXISTING = 1 << 18,
+    OPT_CONCEAL = 1 << 19,        /* encrypt --conceal-names */
+    OPT_UPGRADE = 1 << 20,        /* rewrap --upgrade */
+    OPT_REQUIRE_ORIGIN = 1 << 21, /* key policy --require-origin, --no-require-origin */
     /* What every command over many files takes. */
     OPT_BATCH = OPT_TOKEN | OPT_RECURSIVE | OPT_JOBS | OPT_REPORT | OPT_QUIET | OPT_SHARD,
 };
@@ -49,6 +50,7 @@ enum {
 typedef struct cli_opts {
     const char *token, *key, *out, *archive, *report;
     int force, strict, json, recursive, in_place, quiet, follow, conceal, upgrade;
+    int verify_existing; /* skip an existing output only once its content is checked */
     int require_origin; /* -1: not given, else 0 or 1 */
     uint32_t shard_k, shard_n; /* --shard K/N; shard_n 0: not given */
     uint32_t to_version;
@@ -89,6 +91,39 @@ int cli_cmd_health(int argc, char **argv);
 
 /* ---- Walking (walk.c) ----------------------------------------------------- */
 
+/* A directory held open by descriptor, shared by reference count between
+ * the walk, the queue, the workers and the finishers: every file in a tree
+ * is opened, created, linked, renamed and removed relative to the descriptor
+ * of its directory, never by path, so a directory on the way that is renamed
+ * or replaced by a symbolic link meanwhile changes nothing. Each holder keeps
+ * a reference while it may use |fd|; the descriptor closes with the last. */
+typedef struct cli_dir cli_dir;
+
+/* The descriptor, valid while a reference is held. */
+int cli_dir_fd(const cli_dir *d);
+/* -o: the matching directory below DST (borrowed), which the walk's
+ * callback sets for a directory's own entry, before anything in it is
+ * delivered; NULL when it could not be made. */
+cli_dir *cli_dir_get0_out(const cli_dir *d);
+/* Sets it, taking over the reference |out|. */
+void cli_dir_set_out(cli_dir *d, cli_dir *out);
+/* Another reference to |d| (which may be NULL); returns |d|. */
+cli_dir *cli_dir_ref(cli_dir *d);
+/* Drops a reference; the last one closes the directory. Accepts NULL. A
+ * directory made by cli_dir_make is first made durable in its parent, if
+ * nothing has done so yet. */
+void cli_dir_unref(cli_dir *d);
+/* Makes (unless it exists) and opens the directory |name| in |at| with mode
+ * bits |mode| (less the umask), never following a symbolic link. With |at|
+ * NULL, |name| is a path as the user gave it (the output root), resolved
+ * once. Returns 0 or an errno value (ENOTDIR: something else is there, a
+ * symbolic link too). */
+int cli_dir_make(cli_dir **out, cli_dir *at, const char *name, mode_t mode);
+/* Flushes the parents of every directory on the way to |d| that this run
+ * made, so that their names survive a crash: what is below a directory
+ * counts as done only after that. Returns 0 or an errno value. */
+int cli_dir_durable(cli_dir *d);
+
 typedef enum {
     CLI_ENTRY_FILE,    /* a regular file */
     CLI_ENTRY_DIR,     /* a directory, seen before anything it holds */
@@ -97,9 +132,13 @@ typedef enum {
 } cli_entry_kind;
 
 typedef struct cli_entry {
-    const char *path;  /* as found: ROOT/REL */
+    const char *path;  /* as found: ROOT/REL, for messages */
     const char *rel;   /* below the command-line path it was found under ("" for
                           that path itself); a named file's rel is its path */
+    cli_dir *dir;      /* the open directory that holds it (borrowed); NULL
+                          for a directory named on the command line */
+    const char *name;  /* its name in |dir|: the last part of |path| */
+    cli_dir *self;     /* DIR: the directory itself, open (borrowed) */
     cli_entry_kind kind;
     const char *why;   /* IGNORED, ERROR */
     int rc;            /* ERROR: its exit code */
@@ -107,11 +146,21 @@ typedef struct cli_entry {
     const struct stat *sb; /* FILE, DIR: as the walk saw it */
 } cli_entry;
 
+/* Opens the file |e| relative to its directory for reading (|flags| 0) or
+ * also writing (O_RDWR), without following a symbolic link unless |follow|,
+ * and without waiting on a FIFO put in its place. Returns the descriptor,
+ * with |*sb| its fstat; -1 with errno set when it cannot be opened; -2 when
+ * it is no longer a regular file. */
+int cli_entry_open(const cli_entry *e, int flags, int follow, struct stat *sb);
+
 typedef struct cli_walk_opts {
     int recursive;
     int follow;        /* follow symbolic links (the default is not to) */
     uint32_t shard_k;  /* with shard_n > 0: only files whose path hash is */
     uint32_t shard_n;  /* shard_k - 1 modulo shard_n; directories always */
+    int max_depth;     /* levels held open at most (the named directory is
+                          one); deeper directories are an ERROR; 0: only the
+                          walk's own bound, 1024 levels */
 } cli_walk_opts;
 
 /* What a walk callback returns to end the walk early. */
@@ -120,16 +169,23 @@ typedef struct cli_walk_opts {
 #define CLI_POOL_SKIP (-2)
 
 /* Calls |fn| for every path in |paths| and, with |recursive|, everything
- * below the directories among them, in directory order. Symbolic links are
- * IGNORED unless |follow|, named ones too; so are special files and
- * dcmseal's temporary files (see dcmseal_temp_state). A directory without
- * |recursive| is an ERROR (EX_USAGE). Returns CLI_WALK_STOP when |fn| ended
- * the walk, else the last non-zero code |fn| returned, or EX_OK. Thread-safe:
- * each thread may run its own walk. */
+ * below the directories among them, in directory order, each directory
+ * before what it holds. A directory named on the command line is opened by
+ * its path once; everything below it through directory descriptors opened
+ * without following links. Symbolic links are IGNORED unless |follow|,
+ * named ones too; so are special files and dcmseal's temporary files (see
+ * dcmseal_temp_state). A directory without |recursive| is an ERROR
+ * (EX_USAGE). The walk holds two descriptors per level of the directory it
+ * is in (the directory and its reader); |e->dir| and |e->self| live only
+ * during the call unless |fn| takes a reference. Returns CLI_WALK_STOP when |fn| ended the walk, else the last
+ * non-zero code |fn| returned, or EX_OK. Thread-safe: each thread may run
+ * its own walk. */
 int cli_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,
              int (*fn)(const cli_entry *e, void *ctx), void *ctx);
 
 #define CLI_JOBS_MAX 64
+/* Files the walk may queue ahead of the workers (pool.c). */
+#define CLI_QUEUE_LEN 256
 
 /* A bounded first-in first-out queue of pointers between threads (pool.c):
  * what feeds the pool's workers and the batch's finishers. */
@@ -162,7 +218,8 @@ typedef struct cli_pool_ops {
      * CLI_WALK_STOP ends the walk. */
     int (*visit)(const cli_entry *e, void *ctx);
     /* On a worker thread, with that worker's own context: one queued FILE
-     * (|e->sb| is NULL: the file may have changed since the walk). */
+     * (|e->sb| is NULL: the file may have changed since the walk; |e->dir|
+     * is held until this returns). */
     int (*file)(const cli_entry *e, void *worker);
     void *ctx;
 } cli_pool_ops;
@@ -195,6 +252,11 @@ typedef struct cli_result {
     /* The original relative path a concealed object holds, when it was
      * opened (decrypt, verify): --report lists it beside both names. */
     char original[DCMSEAL_META_PATH_MAX + 1];
+    /* An output that does not go to the copy of its input's folder (see
+     * cli_batch_out_dir): that folder (a reference, which tree_finish or the
+     * command drops) and the output's name in it. */
+    cli_dir *out_dir;
+    char out_name[NAME_MAX + 1];
     dcmseal_error err;         /* FAILED */
     const char *culprit;       /* FAILED: the file |err| is about (NULL: path) */
     cli_say say;
@@ -237,6 +299,12 @@ struct cli_worker {
     char current[DCMSEAL_KEK_NAME_MAX + 1]; /* rewrap: the name |ring| targets */
 };
 
+/* Opens a walked file (cli_entry_open) for a command's |one|: -1 with |res|
+ * failed when it cannot be opened, or ignored when it is no longer a regular
+ * file. */
+int cli_open_input(const cli_worker *w, const cli_entry *e, int flags, struct stat *sb,
+                   cli_result *res);
+
 /* Runs |cmd| over o->args (with -o: one source directory mirrored into
  * o->out) on o->jobs workers: progress line, --report, summary, stop on
  * SIGINT/SIGTERM or a lost token. Returns the exit status of the run. */
@@ -246,10 +314,14 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o);
  * URI's object= attribute; NULL when none is given. */
 const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token);
 
-/* Creates the directories of |path| below its last '/' that do not exist
- * yet (mode 0777 less the umask), as `mkdir -p` of its parent; 0 or an
- * errno value. */
-int cli_mkdir_parents(const char *path);
+/* The folder |dirs| ("ab/cd": relative, '/'-separated, no empty, "." or
+ * ".." part; "" for DST itself) below a run's -o DST, into |*out| (a
+ * reference, cli_dir_unref it). Made where it is missing (mode 0777 less the
+ * umask), relative to DST's descriptor, never through a symbolic link, once
+ * per run whatever the number of workers asking. For outputs that have no
+ * copy of their input's folder: concealed names, and the original paths
+ * that concealed objects restore. Returns 0 or an errno value. */
+int cli_batch_out_dir(cli_dir **out, const cli_worker *w, const char *dirs);
 
 /* Whether |rel| looks like a fan-out folder of a concealed tree ("ab" or
  * "ab/cd", lower-case hex): decrypt -r makes those only when something goes

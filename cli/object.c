@@ -17,18 +17,6 @@
 typedef dcmseal_status (*object_fn)(void *ctx, dcmseal_object_report *rep, int out_fd,
                                     int in_fd, dcmseal_error *err);
 
-/* decrypt of an object opened with dcmseal_open_fd_begin: |ctx| points to
- * it, and is cleared once _finish has freed it. */
-static dcmseal_status finish_fn(void *ctx, dcmseal_object_report *rep, int out_fd, int in_fd,
-                                dcmseal_error *err)
-{
-    dcmseal_opening_t **op = ctx;
-    dcmseal_opening_t *mine = *op;
-    (void)in_fd;
-    *op = NULL;
-    return dcmseal_open_fd_finish(mine, rep, out_fd, 0, err);
-}
-
 static dcmseal_status seal_fn(void *ctx, dcmseal_object_report *rep, int out_fd,
                               int in_fd, dcmseal_error *err)
 {
@@ -41,34 +29,62 @@ static dcmseal_status open_fn(void *ctx, dcmseal_object_report *rep, int out_fd,
     return dcmseal_open_fd(rep, out_fd, in_fd, ctx, 0, err);
 }
 
+/* decrypt of an object opened with dcmseal_open_fd_begin: |ctx| points to
+ * it, and is cleared once _finish has freed it. */
+static dcmseal_status finish_fn(void *ctx, dcmseal_object_report *rep, int out_fd, int in_fd,
+                                dcmseal_error *err)
+{
+    dcmseal_opening_t **op = ctx;
+    dcmseal_opening_t *mine = *op;
+    (void)in_fd;
+    *op = NULL;
+    return dcmseal_open_fd_finish(mine, rep, out_fd, 0, err);
+}
+
 static int same_time(struct timespec a, struct timespec b)
 {
     return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
 
-/* Writes what |fn| makes of |in_fd| to |out_path|, which appears only when
- * complete. The output gets the input's permission bits and modification
- * time (|in_sb| NULL: a pipe; 0600 and now), or those of |restore| (the
- * original file a concealed object names), and when it replaces the input
- * itself (|in_place|) its owner too, where we may. If the input changes
- * while it is read, nothing is written: the output would match neither
- * version. With |keep|, the complete output is handed over there instead of
- * committed (dcmseal_outfile_commit is then the caller's). On failure
- * |*culprit| is the output when that is what failed. */
-static dcmseal_status transform(const char *out_path, int replace, int in_place, int in_fd,
-                                const struct stat *in_sb, const dcmseal_meta *restore,
+/* The umask, read while the process has one thread: umask(2) reads it only
+ * by setting it. */
+static mode_t process_umask = 077;
+
+static void read_umask(void)
+{
+    process_umask = umask(077);
+    umask(process_umask);
+}
+
+/* Permission bits for a file made from one with |src| (NULL: a pipe): as cp
+ * gives them, the source's less the umask, so never more than the source's,
+ * and never set-id bits. Work in place keeps the file's own bits (and its
+ * owner): to its users it is the same file. */
+static unsigned new_mode(const struct stat *src, int in_place)
+{
+    if (src == NULL)
+        return 0600 & ~process_umask;
+    return src->st_mode & 0777 & (in_place ? 0777 : ~process_umask);
+}
+
+/* Writes what |fn| makes of |in_fd| to |of|, whose name (|out_name|, for
+ * messages) appears only when complete. The output gets the input's
+ * modification time (|in_sb| NULL: a pipe; now), or that of |restore| (the
+ * original file a concealed object names), and when it replaces the
+ * input itself (|in_place|) its owner too, where we may. If the input
+ * changes while it is read, nothing is written: the output would match
+ * neither version. With |keep|, the complete output is handed over there
+ * instead of committed (dcmseal_outfile_commit is then the caller's);
+ * otherwise |of| is committed or aborted. On failure |*culprit| is the
+ * output when that is what failed. */
+static dcmseal_status transform(dcmseal_outfile_t *of, const char *out_name, int in_place,
+                                int in_fd, const struct stat *in_sb, const dcmseal_meta *restore,
                                 object_fn fn, void *ctx, dcmseal_object_report *rep,
                                 const char **culprit, dcmseal_outfile_t **keep,
                                 dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    dcmseal_outfile_t *of = NULL;
     struct stat now;
-    const unsigned mode = restore ? restore->mode : in_sb ? in_sb->st_mode & 0777 : 0600;
-    if (dcmseal_outfile_open(&of, out_path, mode, replace, err) != DCMSEAL_OK) {
-        *culprit = out_path;
-        return err->status;
-    }
     int out_fd = dcmseal_outfile_fd(of);
     DCMSEAL_GUARD(fn(ctx, rep, out_fd, in_fd, err));
     if (in_sb != NULL) {
@@ -81,9 +97,9 @@ static dcmseal_status transform(const char *out_path, int replace, int in_place,
             times[0] = times[1] = (struct timespec){(time_t)restore->mtime_sec,
                                                     (long)restore->mtime_nsec};
         DCMSEAL_ENSURE(futimens(out_fd, times) == 0, err, DCMSEAL_E_IO,
-                       "cannot set the time of %s: %s", out_path, strerror(errno));
+                       "cannot set the time of %s: %s", out_name, strerror(errno));
         if (in_place && fchown(out_fd, in_sb->st_uid, in_sb->st_gid) != 0 && errno != EPERM)
-            st = dcmseal_fail(err, DCMSEAL_E_IO, "cannot set the owner of %s: %s", out_path,
+            st = dcmseal_fail(err, DCMSEAL_E_IO, "cannot set the owner of %s: %s", out_name,
                               strerror(errno));
         DCMSEAL_GUARD(st);
     }
@@ -94,7 +110,7 @@ static dcmseal_status transform(const char *out_path, int replace, int in_place,
     st = dcmseal_outfile_commit(of, err);
     of = NULL;
     if (st != DCMSEAL_OK)
-        *culprit = out_path;
+        *culprit = out_name;
 out:
     dcmseal_outfile_abort(of);
     return st;
@@ -128,8 +144,11 @@ static int run_single(const char *in_path, const char *out_path, int force, obje
         }
     }
     if (strcmp(out_path, "-") != 0) {
-        if (transform(out_path, force, 0, in_fd, in_sbp, NULL, fn, ctx, rep, &culprit, NULL,
-                      &err) != DCMSEAL_OK)
+        dcmseal_outfile_t *of;
+        if (dcmseal_outfile_open(&of, out_path, new_mode(in_sbp, 0), force, &err) != DCMSEAL_OK)
+            rc = cli_report(out_path, &err);
+        else if (transform(of, out_path, 0, in_fd, in_sbp, NULL, fn, ctx, rep, &culprit, NULL,
+                           &err) != DCMSEAL_OK)
             rc = cli_report(culprit, &err);
     } else if (fn(ctx, rep, STDOUT_FILENO, in_fd, &err) != DCMSEAL_OK) {
         rc = cli_report(in_path, &err);
@@ -213,74 +232,18 @@ static void say_single(const char *path, const dcmseal_object_report *rep, const
 
 /* ---- One file of a tree ------------------------------------------------------ */
 
-/* Opens a walked file for reading; NULL |res| outcome set on failure. */
-static int open_input(const cli_worker *w, const cli_entry *e, int flags, struct stat *sb,
-                      cli_result *res)
+int cli_open_input(const cli_worker *w, const cli_entry *e, int flags, struct stat *sb,
+                   cli_result *res)
 {
-    int fd = open(e->path, flags | O_CLOEXEC | (w->o->follow ? 0 : O_NOFOLLOW));
-    if (fd < 0 || fstat(fd, sb) != 0) {
-        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot open: %s", strerror(errno));
-    } else if (!S_ISREG(sb->st_mode)) {
+    int fd = cli_entry_open(e, flags, w->o->follow, sb);
+    if (fd == -2) {
         /* Replaced by something else since the walk saw it. */
         res->outcome = CLI_IGNORED;
         res->reason = "not a regular file";
-    } else {
-        return fd;
+    } else if (fd < 0) {
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot open: %s", strerror(errno));
     }
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-/* Where a walked file's output goes: itself in place, else the same relative
- * path below -o, or with --conceal-names the name dcmseal_conceal_name
- * gives it there, whose fan-out folders are made. NULL (and |res| failed)
- * when the path is too long or the name cannot be had. */
-static const char *output_path(const cli_worker *w, const cli_entry *e, cli_result *res)
-{
-    char hidden[DCMSEAL_CONCEALED_NAME_LEN];
-    const char *rel = e->rel;
-    int err;
-    if (w->o->in_place)
-        return e->path;
-    if (w->o->conceal) {
-        if (dcmseal_conceal_name(hidden, dcmseal_token_ring_get0_keyring(w->ring), w->wrap_key,
-                                 e->rel, &res->err) != DCMSEAL_OK)
-            return NULL;
-        rel = hidden;
-    }
-    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", w->o->out, rel) >=
-        sizeof res->output) {
-        dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
-        return NULL;
-    }
-    if (w->o->conceal && (err = cli_mkdir_parents(res->output)) != 0) {
-        res->culprit = res->output;
-        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot create its folder: %s", strerror(err));
-        return NULL;
-    }
-    return res->output;
-}
-
-int cli_mkdir_parents(const char *path)
-{
-    char buf[PATH_MAX];
-    size_t n = strlen(path);
-    if (n >= sizeof buf)
-        return ENAMETOOLONG;
-    memcpy(buf, path, n + 1);
-    /* From the deepest folder up to one that exists, then back down. */
-    char *slash = strrchr(buf, '/');
-    if (slash == NULL || slash == buf)
-        return 0;
-    *slash = '\0';
-    struct stat sb;
-    if (stat(buf, &sb) == 0)
-        return S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
-    int err = cli_mkdir_parents(buf);
-    if (err == 0 && mkdir(buf, 0777) != 0 && errno != EEXIST)
-        err = errno;
-    return err;
+    return fd;
 }
 
 int cli_fanout_dir(const char *rel)
@@ -291,106 +254,294 @@ int cli_fanout_dir(const char *rel)
            strspn(rel, hex) == 2;
 }
 
-/* Whether |out| is what an earlier run made of the input |in|: the only
- * kind of existing output that a run without --force leaves alone. Outputs
- * appear only when complete (they are renamed into place), so the check is
- * cheap: the plain-text size (of |out| when |out_sealed|, else of |in_fd|'s
- * object) and the modification time, which every output copies from its
- * input. Anything else there is refused: it is someone's data. */
-static int already_done(const char *out, int out_sealed, int in_fd, const struct stat *in,
-                        cli_result *res)
+/* An output that goes to the folder |rel|'s last '/' names below DST (""
+ * when none), under the name after it: made for it, and held in |res|
+ * (out_dir, out_name) for tree_finish. res->output is its path. -1 (and
+ * |res| failed) when it cannot be had. */
+static int output_below_root(const cli_worker *w, const char *rel, cli_result *res)
+{
+    char dirs[PATH_MAX];
+    const char *slash = strrchr(rel, '/');
+    const size_t n = slash != NULL ? (size_t)(slash - rel) : 0;
+    const char *name = slash != NULL ? slash + 1 : rel;
+    int err;
+    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", w->o->out, rel) >=
+            sizeof res->output ||
+        n >= sizeof dirs || strlen(name) >= sizeof res->out_name) {
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
+        return -1;
+    }
+    memcpy(dirs, rel, n);
+    dirs[n] = '\0';
+    snprintf(res->out_name, sizeof res->out_name, "%s", name);
+    if ((err = cli_batch_out_dir(&res->out_dir, w, dirs)) != 0) {
+        res->culprit = res->output;
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot create its folder: %s", strerror(err));
+        return -1;
+    }
+    return cli_dir_fd(res->out_dir);
+}
+
+/* The directory a walked file's output goes to: its own in place, else the
+ * copy of its directory below -o, where the output has the same name
+ * (res->output is then its path, for messages); with --conceal-names the
+ * fan-out folder of its concealed name (res->out_name). |lazy| (decrypt):
+ * a folder not mirrored ahead (cli_fanout_dir) is made now. -1 (and |res|
+ * failed) when there is none. */
+static int output_dir(const cli_worker *w, const cli_entry *e, int lazy, cli_result *res)
+{
+    char hidden[DCMSEAL_CONCEALED_NAME_LEN];
+    if (w->o->in_place)
+        return cli_dir_fd(e->dir);
+    if (w->o->conceal) {
+        if (dcmseal_conceal_name(hidden, dcmseal_token_ring_get0_keyring(w->ring), w->wrap_key,
+                                 e->rel, &res->err) != DCMSEAL_OK)
+            return -1;
+        return output_below_root(w, hidden, res);
+    }
+    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", w->o->out, e->rel) >=
+        sizeof res->output) {
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
+        return -1;
+    }
+    const cli_dir *out = cli_dir_get0_out(e->dir);
+    if (out == NULL && lazy)
+        return output_below_root(w, e->rel, res);
+    if (out == NULL) {
+        res->culprit = res->output;
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot create output: its directory could "
+                                              "not be made (see above)");
+        return -1;
+    }
+    return cli_dir_fd(out);
+}
+
+/* Whether the object in |sealed_fd| decrypts, every segment authenticated,
+ * to exactly the |size| bytes of |plain_fd|. Errors: those of opening the
+ * object; DCMSEAL_E_IO reading |plain_fd|. */
+static dcmseal_status same_plain_text(int *same, const dcmseal_keyring *ring, int sealed_fd,
+                                      int plain_fd, uint64_t size, dcmseal_error *err)
+{
+    enum { CHUNK = 256 * 1024 };
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_reader_t *r = NULL;
+    uint8_t *a = NULL, *b = NULL;
+    *same = 0;
+    if (size == 0) {
+        /* No segment to read: the reader would check no tag. */
+        dcmseal_object_report rep;
+        DCMSEAL_GUARD(dcmseal_open_fd(&rep, -1, sealed_fd, ring, 0, err));
+        *same = rep.plain_bytes == 0;
+        goto out;
+    }
+    DCMSEAL_GUARD(dcmseal_reader_open(&r, sealed_fd, ring, err));
+    if (dcmseal_reader_size(r) != size)
+        goto out;
+    a = OPENSSL_malloc(CHUNK);
+    b = OPENSSL_malloc(CHUNK);
+    DCMSEAL_ENSURE(a != NULL && b != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    for (uint64_t off = 0; off < size;) {
+        size_t n;
+        DCMSEAL_GUARD(dcmseal_reader_pread(r, a, CHUNK, off, &n, err));
+        ssize_t m = pread(plain_fd, b, n, (off_t)off);
+        DCMSEAL_ENSURE(m >= 0, err, DCMSEAL_E_IO, "read failed: %s", strerror(errno));
+        if ((size_t)m != n || memcmp(a, b, n) != 0)
+            goto out;
+        off += n;
+    }
+    *same = 1;
+out:
+    if (a != NULL)
+        OPENSSL_clear_free(a, CHUNK);
+    if (b != NULL)
+        OPENSSL_clear_free(b, CHUNK);
+    dcmseal_reader_free(r);
+    return st;
+}
+
+/* The cheap test of whether |fd| is what |in_fd| (whose fstat is |in|)
+ * makes: the plain-text size (of |fd| when |out_sealed|, else of |in_fd|'s
+ * object), |*plain|, and the modification time, which every output copies
+ * from its input. */
+static int same_size_and_time(int fd, int out_sealed, int in_fd, const struct stat *in,
+                              uint64_t *plain)
 {
     dcmseal_header_info info;
     dcmseal_error err;
-    uint64_t plain = 0;
     struct stat sb;
-    int fd = open(out, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    *plain = 0;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !same_time(sb.st_mtim, in->st_mtim))
+        return 0;
+    if (out_sealed) /* encrypt: the output holds the plain-text size */
+        return dcmseal_inspect_fd(&info, plain, fd, &err) == DCMSEAL_OK &&
+               *plain == (uint64_t)in->st_size;
+    /* decrypt: the input does */
+    return dcmseal_inspect_fd(&info, plain, in_fd, &err) == DCMSEAL_OK &&
+           *plain == (uint64_t)sb.st_size;
+}
+
+/* Whether the entry |name| of |dir_fd| (res->output) is what an earlier run
+ * made of the input |in|: the only kind of existing output that a run
+ * without --force leaves alone. Outputs appear only when complete (they are
+ * renamed into place), so size and time suffice for a resume. A file planted
+ * with those two would pass, so --verify-existing also decrypts whichever of
+ * the two is the object and compares it with the other, byte for byte (with
+ * |ring|; NULL where there is no token session, and then such an output is
+ * left for a re-run to check). Anything else there is refused: it is
+ * someone's data. */
+static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_fd,
+                        const char *name, int out_sealed, int in_fd, const struct stat *in,
+                        cli_result *res)
+{
+    dcmseal_error err;
+    uint64_t plain = 0;
+    const char *why = "exists and is not an earlier run's output for this input";
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 && errno == ENOENT)
         return 0;
-    int same = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
-               same_time(sb.st_mtim, in->st_mtim);
-    if (same && out_sealed) /* encrypt: the output holds the plain-text size */
-        same = dcmseal_inspect_fd(&info, &plain, fd, &err) == DCMSEAL_OK &&
-               plain == (uint64_t)in->st_size;
-    else if (same) /* decrypt: the input does */
-        same = dcmseal_inspect_fd(&info, &plain, in_fd, &err) == DCMSEAL_OK &&
-               plain == (uint64_t)sb.st_size;
+    int same = fd >= 0 && same_size_and_time(fd, out_sealed, in_fd, in, &plain);
+    if (same && o->verify_existing && ring == NULL) {
+        same = 0;
+        why = "appeared while this run was writing it (run again to check it with "
+              "--verify-existing)";
+    } else if (same && o->verify_existing) {
+        dcmseal_status st = same_plain_text(&same, ring, out_sealed ? fd : in_fd,
+                                            out_sealed ? in_fd : fd, plain, &err);
+        /* An output that does not open is not ours; an input that does not
+         * open, or a key that cannot be used, is an error of its own. */
+        if (st != DCMSEAL_OK &&
+            (!out_sealed || (st != DCMSEAL_E_AUTH && st != DCMSEAL_E_FORMAT))) {
+            close(fd);
+            res->err = err;
+            res->culprit = out_sealed ? res->output : NULL;
+            return -1;
+        }
+        if (!same)
+            why = "exists with this input's size and time, but not its content "
+                  "(--verify-existing)";
+    }
     if (fd >= 0)
         close(fd);
     if (same) {
         res->outcome = CLI_SKIPPED;
-        res->reason = "already done";
+        res->reason = o->verify_existing ? "already done (content verified)" : "already done";
         res->bytes = plain;
         return 1;
     }
-    res->culprit = out;
-    dcmseal_fail(&res->err, DCMSEAL_E_USAGE,
-                 "exists and is not an earlier run's output for %s (use --force to replace "
-                 "it)", res->output[0] ? "this input" : "it");
+    res->culprit = res->output;
+    dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "%s (use --force to replace it)", why);
     return -1;
 }
 
-/* transform for a file of a tree. The output is left pending, complete but
- * not yet durable, for tree_finish; |res| then owns |in_fd|. A restored
- * concealed file (|restore|) counts as done by |restore|'s time, not the
- * object's. */
-static void tree_transform(const cli_worker *w, const char *out, int out_sealed, int in_fd,
-                           const struct stat *in_sb, const dcmseal_meta *restore, object_fn fn,
-                           void *ctx, cli_result *res)
+/* Work in place, when the commit found the file replaced: whether another
+ * process put there what this one was making of it (two runs over one
+ * tree). The file then counts as done. Not with --verify-existing, which
+ * leaves that to a re-run that can check it. */
+static void done_meanwhile(const cli_opts *o, const cli_entry *e, int out_sealed,
+                           cli_result *res)
+{
+    struct stat now;
+    uint64_t plain;
+    int fd = openat(cli_dir_fd(e->dir), e->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    if (!o->verify_existing && fstat(fd, &now) == 0 &&
+        (now.st_dev != res->sb.st_dev || now.st_ino != res->sb.st_ino) &&
+        same_size_and_time(fd, out_sealed, res->fd, &res->sb, &plain)) {
+        res->outcome = CLI_SKIPPED;
+        res->reason = "done meanwhile by another run";
+        res->bytes = plain;
+    }
+    close(fd);
+}
+
+/* transform for a file of a tree, into the entry |name| of |dir_fd|. The
+ * output is left pending, complete but not yet durable, for tree_finish;
+ * |res| then owns |in_fd|. A restored concealed file gets the mode and time
+ * of |restore|, and counts as done by that time, not the object's. */
+static void tree_transform(const cli_worker *w, int dir_fd, const char *name, int out_sealed,
+                           int in_fd, const struct stat *in_sb, const dcmseal_meta *restore,
+                           object_fn fn, void *ctx, cli_result *res)
 {
     const cli_opts *o = w->o;
+    const char *out = o->in_place ? NULL : res->output;
     dcmseal_object_report rep;
-    if (transform(out, o->force || o->in_place, o->in_place, in_fd, in_sb, restore, fn, ctx,
-                  &rep, &res->culprit, &res->out_file, &res->err) == DCMSEAL_OK) {
-        res->pending = 1;
-        res->fd = in_fd;
-        res->sb = *in_sb;
-        if (restore != NULL)
-            res->sb.st_mtim = (struct timespec){(time_t)restore->mtime_sec,
-                                                (long)restore->mtime_nsec};
-        res->kind = rep.is_dicom;
-        res->bytes = rep.plain_bytes;
-        res->wrap = rep.wrap;
-        res->format_version = rep.format_version;
-        res->origin = rep.origin;
-        describe(res->line, sizeof res->line, &rep, "");
-        res->say = CLI_SAY_VERBOSE;
-        if (out_sealed && !rep.is_dicom) {
-            res->say = CLI_SAY_NOTICE;
-            snprintf(res->line, sizeof res->line, "encrypted as an opaque object (%s)",
-                     rep.not_dicom_reason);
-        } else if (out_sealed && rep.notice[0] != '\0') {
-            res->say = CLI_SAY_NOTICE;
-            snprintf(res->line, sizeof res->line, "encrypted (DICOM); note: %s", rep.notice);
-        }
-    } else if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place) {
-        already_done(out, out_sealed, in_fd, in_sb, res);
+    dcmseal_outfile_t *of;
+    struct stat want = *in_sb;
+    if (restore != NULL) {
+        want.st_mode = (want.st_mode & ~07777u) | restore->mode;
+        want.st_mtim = (struct timespec){(time_t)restore->mtime_sec, (long)restore->mtime_nsec};
+    }
+    if (dcmseal_outfile_openat(&of, dir_fd, name, new_mode(&want, o->in_place),
+                               o->force || o->in_place, &res->err) != DCMSEAL_OK) {
+        res->culprit = out;
+        if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
+            already_done(o, dcmseal_token_ring_get0_keyring(w->ring), dir_fd, name,
+                         out_sealed, in_fd, &want, res);
+        return;
+    }
+    /* In place, the name is replaced only while it is still the file read. */
+    if (o->in_place)
+        dcmseal_outfile_set_target(of, (uint64_t)in_sb->st_dev, (uint64_t)in_sb->st_ino);
+    if (transform(of, out ? out : name, o->in_place, in_fd, in_sb, restore, fn, ctx, &rep,
+                  &res->culprit, &res->out_file, &res->err) != DCMSEAL_OK)
+        return;
+    res->pending = 1;
+    res->fd = in_fd;
+    res->sb = want;
+    res->kind = rep.is_dicom;
+    res->bytes = rep.plain_bytes;
+    res->wrap = rep.wrap;
+    res->format_version = rep.format_version;
+    res->origin = rep.origin;
+    describe(res->line, sizeof res->line, &rep, "");
+    res->say = CLI_SAY_VERBOSE;
+    if (out_sealed && !rep.is_dicom) {
+        res->say = CLI_SAY_NOTICE;
+        snprintf(res->line, sizeof res->line, "encrypted as an opaque object (%s)",
+                 rep.not_dicom_reason);
+    } else if (out_sealed && rep.notice[0] != '\0') {
+        res->say = CLI_SAY_NOTICE;
+        snprintf(res->line, sizeof res->line, "encrypted (DICOM); note: %s", rep.notice);
     }
 }
 
 /* cli_batch_cmd.finish of encrypt and decrypt: commits what tree_transform
- * left pending (fsync, link into place, fsync of the directory). Another
- * process working on the same tree may have put the output in place first:
- * when what it made is what this one would have, the file counts as done
- * (skipped). */
+ * left pending (fsync, link into place, fsync of the directory, and of the
+ * directories above it that this run made). Another process working on the
+ * same tree may have put the output in place first (or, in place, replaced
+ * the file): when what it made is what this one would have, the file counts
+ * as done (skipped). */
 static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
                         int out_sealed)
 {
-    const char *out = o->in_place ? e->path : res->output;
     dcmseal_outfile_t *of = res->out_file;
+    cli_dir *out_dir = o->in_place ? NULL : res->out_dir ? res->out_dir : cli_dir_get0_out(e->dir);
+    const char *name = res->out_dir ? res->out_name : e->name;
+    int err;
     res->out_file = NULL;
     if (dcmseal_outfile_commit(of, &res->err) == DCMSEAL_OK) {
-        res->outcome = CLI_DONE;
-    } else {
-        res->culprit = out;
+        if (out_dir == NULL || (err = cli_dir_durable(out_dir)) == 0)
+            res->outcome = CLI_DONE;
+        else
+            dcmseal_fail(&res->err, DCMSEAL_E_IO, "fsync of a directory above it failed: %s",
+                         strerror(err));
+    }
+    if (res->outcome != CLI_DONE) {
+        res->culprit = o->in_place ? NULL : res->output;
         res->kind = -1;
         memset(&res->wrap, 0, sizeof res->wrap);
         res->say = CLI_SAY_NONE;
         if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
-            already_done(out, out_sealed, res->fd, &res->sb, res);
+            already_done(o, NULL, cli_dir_fd(out_dir), name, out_sealed, res->fd, &res->sb,
+                         res);
+        else if (o->in_place)
+            done_meanwhile(o, e, out_sealed, res);
     }
     close(res->fd);
     res->fd = -1;
+    cli_dir_unref(res->out_dir);
+    res->out_dir = NULL;
 }
 
 static void encrypt_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
@@ -403,42 +554,56 @@ static void decrypt_finish(const cli_opts *o, const cli_entry *e, cli_result *re
     tree_finish(o, e, res, 0);
 }
 
-/* What encrypt_one and decrypt_one start with: where the output goes, the
+/* What encrypt_one starts with: the directory the output goes to, the
  * input open for reading, and whether it starts like an encrypted object. */
-static int open_pair(const cli_worker *w, const cli_entry *e, struct stat *sb,
-                     const char **out, int *sealed, cli_result *res)
+static int open_pair(const cli_worker *w, const cli_entry *e, struct stat *sb, int *out_dir,
+                     int *sealed, cli_result *res)
 {
     uint8_t head[16]; /* enough for the magic */
-    *out = output_path(w, e, res);
-    int fd = *out ? open_input(w, e, O_RDONLY, sb, res) : -1;
+    *out_dir = output_dir(w, e, 0, res);
+    int fd = *out_dir >= 0 ? cli_open_input(w, e, 0, sb, res) : -1;
     ssize_t n = fd >= 0 ? pread(fd, head, sizeof head, 0) : -1;
     *sealed = n > 0 && dcmseal_is_sealed(head, (size_t)n);
     return fd;
 }
 
+/* The name of a walked file's output in the directory output_dir gave. */
+static const char *output_name(const cli_entry *e, const cli_result *res)
+{
+    return res->out_dir != NULL ? res->out_name : e->name;
+}
+
 static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     const cli_opts *o = w->o;
+    const dcmseal_keyring *ring = dcmseal_token_ring_get0_keyring(w->ring);
     dcmseal_header_info info;
+    dcmseal_object_report rep;
     dcmseal_error err;
     struct stat sb;
-    const char *out;
-    int sealed, fd = open_pair(w, e, &sb, &out, &sealed, res);
+    int out_dir, sealed, fd = open_pair(w, e, &sb, &out_dir, &sealed, res);
     if (fd < 0)
         return;
+    const char *name = output_name(e, res);
     if (o->in_place && sealed) {
         /* Encrypting it again would bury the object under a second layer;
-         * a damaged one needs a human. */
-        if (dcmseal_inspect_fd(&info, &res->bytes, fd, &err) == DCMSEAL_OK) {
+         * a damaged one needs a human. --verify-existing authenticates it
+         * all, where without it the header has to do. */
+        dcmseal_status st = dcmseal_inspect_fd(&info, &res->bytes, fd, &err);
+        if (st == DCMSEAL_OK && o->verify_existing)
+            st = dcmseal_open_fd(&rep, -1, fd, ring, 1, &err);
+        if (st == DCMSEAL_OK) {
             res->outcome = CLI_SKIPPED;
-            res->reason = "already encrypted";
+            res->reason = o->verify_existing ? "already encrypted (verified)"
+                                             : "already encrypted";
             res->kind = info.is_dicom;
             res->wrap = info.wrap;
         } else {
             dcmseal_fail(&res->err, err.status, "an encrypted object, but %s; left as it is",
                          err.message);
         }
-    } else if (o->force || o->in_place || already_done(out, 1, fd, &sb, res) == 0) {
+    } else if (o->force || o->in_place ||
+               already_done(o, ring, out_dir, name, 1, fd, &sb, res) == 0) {
         /* A concealed name hides the path: the object keeps it, with the
          * mode and time, for decrypt -r to restore (FORMAT.md). */
         dcmseal_meta meta = {.mode = (uint32_t)(sb.st_mode & 0777),
@@ -446,44 +611,37 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
                              .mtime_nsec = (uint32_t)sb.st_mtim.tv_nsec};
         snprintf(meta.path, sizeof meta.path, "%s", e->rel);
         const dcmseal_seal_opts so = {
-            .keyring = dcmseal_token_ring_get0_keyring(w->ring),
+            .keyring = ring,
             .segment_size = o->segment_size,
             .strict = o->strict,
             .meta = o->conceal ? &meta : NULL,
         };
-        tree_transform(w, out, 1, fd, &sb, NULL, seal_fn, (void *)&so, res);
+        tree_transform(w, out_dir, name, 1, fd, &sb, NULL, seal_fn, (void *)&so, res);
     }
     if (!res->pending)
         close(fd);
 }
 
 /* An object that names its original file (a concealed tree): it goes back
- * to that path below -o, with that mode and time. Only the opened object
- * knows the path, so even a re-run that finds it done unwraps it. */
-static void decrypt_concealed(cli_worker *w, const cli_entry *e, int fd, const struct stat *sb,
-                              cli_result *res)
+ * to that path below -o, with that mode and time, into folders made
+ * relative to DST's descriptor (cli_batch_out_dir), never by path. Only the
+ * opened object knows the path, so even a re-run that finds it done
+ * unwraps it. */
+static void decrypt_concealed(cli_worker *w, int fd, const struct stat *sb, cli_result *res)
 {
     const cli_opts *o = w->o;
+    const dcmseal_keyring *ring = dcmseal_token_ring_get0_keyring(w->ring);
     dcmseal_opening_t *op = NULL;
-    int err;
-    (void)e;
-    if (dcmseal_open_fd_begin(&op, fd, dcmseal_token_ring_get0_keyring(w->ring), &res->err) !=
-        DCMSEAL_OK)
+    if (dcmseal_open_fd_begin(&op, fd, ring, &res->err) != DCMSEAL_OK)
         return;
-    const dcmseal_meta *m = dcmseal_opening_get0_meta(op);
-    dcmseal_meta meta = *m;
+    dcmseal_meta meta = *dcmseal_opening_get0_meta(op);
     snprintf(res->original, sizeof res->original, "%s", meta.path);
     struct stat want = *sb;
     want.st_mtim = (struct timespec){(time_t)meta.mtime_sec, (long)meta.mtime_nsec};
-    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", o->out, meta.path) >=
-        sizeof res->output) {
-        dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
-    } else if ((err = cli_mkdir_parents(res->output)) != 0) {
-        res->culprit = res->output;
-        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot create its folder: %s", strerror(err));
-    } else if (o->force || already_done(res->output, 0, fd, &want, res) == 0) {
-        tree_transform(w, res->output, 0, fd, sb, &meta, finish_fn, &op, res);
-    }
+    int out_dir = output_below_root(w, meta.path, res);
+    if (out_dir >= 0 &&
+        (o->force || already_done(o, ring, out_dir, res->out_name, 0, fd, &want, res) == 0))
+        tree_transform(w, out_dir, res->out_name, 0, fd, sb, &meta, finish_fn, &op, res);
     dcmseal_opening_abort(op);
     OPENSSL_cleanse(&meta, sizeof meta);
 }
@@ -491,23 +649,30 @@ static void decrypt_concealed(cli_worker *w, const cli_entry *e, int fd, const s
 static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     const cli_opts *o = w->o;
+    const dcmseal_keyring *ring = dcmseal_token_ring_get0_keyring(w->ring);
     dcmseal_header_info info;
+    uint8_t head[16]; /* enough for the magic */
     struct stat sb;
-    const char *out;
-    int sealed, fd = open_pair(w, e, &sb, &out, &sealed, res);
+    int out_dir;
+    /* Where the output goes is known only once the header says whether the
+     * object names its original file: opened first, then placed. */
+    int fd = cli_open_input(w, e, 0, &sb, res);
     if (fd < 0)
         return;
-    if (o->in_place && !sealed) {
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    if (o->in_place && !(n > 0 && dcmseal_is_sealed(head, (size_t)n))) {
         res->outcome = CLI_SKIPPED;
         res->reason = "not encrypted";
         res->bytes = (uint64_t)sb.st_size;
     } else if (dcmseal_inspect_fd(&info, NULL, fd, &res->err) != DCMSEAL_OK) {
         /* not an object: |res| says why */
     } else if (info.has_meta && !o->in_place) {
-        decrypt_concealed(w, e, fd, &sb, res);
-    } else if (o->force || o->in_place || already_done(out, 0, fd, &sb, res) == 0) {
-        tree_transform(w, out, 0, fd, &sb, NULL, open_fn,
-                       (void *)dcmseal_token_ring_get0_keyring(w->ring), res);
+        decrypt_concealed(w, fd, &sb, res);
+    } else if ((out_dir = output_dir(w, e, 1, res)) >= 0 &&
+               (o->force || o->in_place ||
+                already_done(o, ring, out_dir, output_name(e, res), 0, fd, &sb, res) == 0)) {
+        tree_transform(w, out_dir, output_name(e, res), 0, fd, &sb, NULL, open_fn, (void *)ring,
+                       res);
     }
     if (!res->pending)
         close(fd);
@@ -517,7 +682,7 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     dcmseal_object_report rep;
     struct stat sb;
-    int fd = open_input(w, e, O_RDONLY, &sb, res);
+    int fd = cli_open_input(w, e, 0, &sb, res);
     if (fd < 0)
         return;
     dcmseal_opening_t *op = NULL;
@@ -560,15 +725,19 @@ int cli_cmd_encrypt(int argc, char **argv)
     cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
+    read_umask();
     int rc = cli_parse(&o, argc, argv,
                        OPT_BATCH | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT | OPT_SEGMENT |
-                           OPT_OAEP | OPT_IN_PLACE | OPT_FOLLOW | OPT_CONCEAL);
+                           OPT_OAEP | OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING |
+                           OPT_CONCEAL);
     if (rc != EX_OK)
         return rc;
     if (o.conceal && (!o.recursive || o.out == NULL || o.in_place))
         return cli_usage_error("encrypt: --conceal-names takes -r SRC -o DST");
     if (o.recursive || o.in_place)
         return o.nargs < 1 ? cli_usage_error("encrypt: no input") : cli_batch_run(&cmd, &o);
+    if (o.verify_existing)
+        return cli_usage_error("encrypt: --verify-existing is for -r and --in-place");
     if (o.nargs != 1 || o.out == NULL)
         return cli_usage_error("encrypt takes one input and -o OUTPUT (or -r, --in-place)");
     if ((rc = ring_open(&r, &o, 1, o.args[0])) != EX_OK)
@@ -606,12 +775,16 @@ int cli_cmd_decrypt(int argc, char **argv)
     cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
+    read_umask();
     int rc = cli_parse(&o, argc, argv,
-                       OPT_BATCH | OPT_OUT | OPT_FORCE | OPT_IN_PLACE | OPT_FOLLOW);
+                       OPT_BATCH | OPT_OUT | OPT_FORCE | OPT_IN_PLACE | OPT_FOLLOW |
+                           OPT_VERIFY_EXISTING);
     if (rc != EX_OK)
         return rc;
     if (o.recursive || o.in_place)
         return o.nargs < 1 ? cli_usage_error("decrypt: no input") : cli_batch_run(&cmd, &o);
+    if (o.verify_existing)
+        return cli_usage_error("decrypt: --verify-existing is for -r and --in-place");
     if (o.nargs != 1 || o.out == NULL)
         return cli_usage_error("decrypt takes one input and -o OUTPUT (or -r, --in-place)");
     if ((rc = ring_open(&r, &o, 0, o.args[0])) != EX_OK)

@@ -11,11 +11,11 @@
 
 #include "cli.h"
 
-#define QUEUE_LEN 256
-
-/* A queued file: where the relative part of its path starts, and the path. */
+/* A queued file: its directory (a reference), where the relative part of
+ * its path and its name start, and the path. */
 typedef struct item {
-    size_t rel;
+    cli_dir *dir;
+    size_t rel, name;
     char path[];
 } item;
 
@@ -96,7 +96,9 @@ static int enqueue(const cli_entry *e, void *ctx)
     item *it = malloc(sizeof *it + len + 1);
     if (it == NULL)
         return EX_OSERR;
+    it->dir = cli_dir_ref(e->dir);
     it->rel = (size_t)(e->rel - e->path);
+    it->name = (size_t)(e->name - e->path);
     memcpy(it->path, e->path, len + 1);
     cli_queue_push(&p->q, it);
     return EX_OK;
@@ -108,9 +110,10 @@ static void *work(void *arg)
     pool *p = w->p;
     item *it;
     while ((it = cli_queue_pop(&p->q)) != NULL) {
-        const cli_entry e = {.path = it->path, .rel = it->path + it->rel,
-                             .kind = CLI_ENTRY_FILE};
+        const cli_entry e = {.path = it->path, .rel = it->path + it->rel, .dir = it->dir,
+                             .name = it->path + it->name, .kind = CLI_ENTRY_FILE};
         int rc = p->ops->file(&e, w->ctx);
+        cli_dir_unref(it->dir);
         free(it);
         if (rc != EX_OK) {
             pthread_mutex_lock(&p->lock);
@@ -134,7 +137,7 @@ int cli_pool_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,
     pthread_t tid[CLI_JOBS_MAX];
     worker_arg args[CLI_JOBS_MAX];
     int started = 0;
-    if (cli_queue_init(&p.q, QUEUE_LEN) != EX_OK)
+    if (cli_queue_init(&p.q, CLI_QUEUE_LEN) != EX_OK)
         return EX_OSERR;
     pthread_mutex_init(&p.lock, NULL);
     for (; started < jobs; started++) {

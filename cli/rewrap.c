@@ -1,7 +1,6 @@
 /* rewrap: rotation of objects to another KEK version, in place. Each worker
  * has its own session (see batch.c), so the token's RSA operations, which
  * bound this command, run in parallel. */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,11 +20,10 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
     const cli_opts *o = w->o;
     dcmseal_header_info info;
-    int fd = open(e->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot open: %s", strerror(errno));
+    struct stat sb;
+    int fd = cli_open_input(w, e, O_RDWR, &sb, res);
+    if (fd < 0)
         return;
-    }
     /* Without --key, each object moves to the primary (or --to-version) of
      * the key that wraps it now. The target is looked up once per key name:
      * the primary found at the first object stays the target for the run. */

@@ -2,16 +2,23 @@
  * target's directory (so that rename is atomic), fsync, then link or rename,
  * then fsync of the directory so that the new name survives a crash.
  *
+ * Everything happens relative to one descriptor of that directory, taken
+ * before the work starts: if a directory on the way to it is renamed or
+ * replaced by a symbolic link meanwhile, the output still lands in the
+ * directory that was opened, never where the path now leads.
+ *
  * The temporary file is unnamed (O_TMPFILE) where the file system allows it,
  * so a process killed mid-write leaves nothing behind; replacing a file
  * still needs a name for the two system calls between link and rename.
  * Elsewhere (NFS, old kernels) it is named from the start. Names read
  * ".NAME.dcmseal-HOST-PID-XXXXXX", so that a walk can tell a file left by a
- * process that is gone (dcmseal_temp_state) and remove it. */
+ * process that is gone (dcmseal_temp_state) and remove it. Either way the
+ * file is 0600 until commit: plain text being written is never readable by
+ * others under a temporary name. */
 #define _GNU_SOURCE /* O_TMPFILE */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,15 +33,21 @@
 
 struct dcmseal_outfile {
     int fd;
-    int dirfd; /* every name below is relative to it */
+    int dir_fd;
+    int own_dir;  /* dir_fd is ours to close (dcmseal_outfile_open) */
     int replace;
-    int unnamed; /* O_TMPFILE: no name until commit */
-    int named;   /* |tmp| exists and is ours to remove */
+    int unnamed;  /* O_TMPFILE: no name until commit */
+    int named;    /* |tmp| exists and is ours to remove */
+    unsigned mode; /* given at commit */
+    int target_set; /* replace |name| only while it is (dev, ino) */
+    uint64_t dev, ino;
     char *name;
-    char *tmp;
+    size_t prefix; /* length of |tmp| without its random suffix */
+    char tmp[NAME_MAX + 1];
 };
 
 #define TEMP_TAG ".dcmseal-"
+#define TEMP_RANDOM 6 /* hex digits */
 
 /* This machine, in temporary names: PIDs mean something only here. */
 static uint32_t host_tag(void)
@@ -60,122 +73,149 @@ int dcmseal_temp_state(const char *path)
     while (strstr(tag + 1, TEMP_TAG) != NULL) /* NAME may contain the tag */
         tag = strstr(tag + 1, TEMP_TAG);
     if (sscanf(tag + strlen(TEMP_TAG), "%8x-%ld-%n", &host, &pid, &used) != 2 || used == 0 ||
-        strlen(tag + strlen(TEMP_TAG) + used) != 6 || pid <= 0)
+        strlen(tag + strlen(TEMP_TAG) + used) != TEMP_RANDOM || pid <= 0)
         return DCMSEAL_TEMP_NONE;
     if (host == host_tag() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return DCMSEAL_TEMP_STALE;
     return DCMSEAL_TEMP_LIVE;
 }
 
-/* Appends six random hex digits to |f->tmp| (which has room for them). */
-static dcmseal_status random_suffix(dcmseal_outfile_t *f, size_t prefix, dcmseal_error *err)
+/* Appends TEMP_RANDOM random hex digits to the temporary name's prefix. */
+static dcmseal_status random_suffix(dcmseal_outfile_t *f, dcmseal_error *err)
 {
-    uint8_t r[3];
+    uint8_t r[TEMP_RANDOM / 2];
     if (RAND_bytes(r, sizeof r) != 1)
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no randomness");
-    snprintf(f->tmp + prefix, 7, "%02x%02x%02x", r[0], r[1], r[2]);
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(f->tmp + f->prefix + 2 * i, 3, "%02x", r[i]);
     return DCMSEAL_OK;
 }
 
-/* Takes ownership of |dirfd|. */
-static dcmseal_status outfile_open(dcmseal_outfile_t **out, int dirfd, const char *name,
-                                   unsigned mode, int replace, dcmseal_error *err)
+/* Creates the named temporary file, as mkstemp would, but in |f->dir_fd|. */
+static dcmseal_status create_named(dcmseal_outfile_t *f, dcmseal_error *err)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        dcmseal_status st = random_suffix(f, err);
+        if (st != DCMSEAL_OK)
+            return st;
+        f->fd = openat(f->dir_fd, f->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       0600);
+        if (f->fd >= 0) {
+            f->named = 1;
+            return DCMSEAL_OK;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    return dcmseal_fail(err, DCMSEAL_E_IO, "cannot create a temporary file: %s",
+                        strerror(errno));
+}
+
+/* Whether |name| is one path component, so that it can only mean an entry
+ * of the directory given. */
+static int one_component(const char *name)
+{
+    return name != NULL && name[0] != '\0' && strchr(name, '/') == NULL &&
+           strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* Takes |dir_fd| over when |own_dir|, also on failure. */
+static dcmseal_status outfile_new(dcmseal_outfile_t **out, int dir_fd, int own_dir,
+                                  const char *name, unsigned mode, int replace,
+                                  dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    dcmseal_outfile_t *f = OPENSSL_zalloc(sizeof *f);
-    size_t prefix = 0;
-    if (f == NULL) {
-        close(dirfd);
-        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
-    }
-    f->fd = -1;
-    f->dirfd = dirfd;
-    f->replace = replace;
-    DCMSEAL_ENSURE(replace || faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0, err,
+    dcmseal_outfile_t *f = NULL;
+    struct stat sb;
+    DCMSEAL_ENSURE(out != NULL && one_component(name), err, DCMSEAL_E_USAGE,
+                   "output: not a file name");
+    /* A symbolic link counts as existing: it is never written through. */
+    DCMSEAL_ENSURE(replace || fstatat(dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0, err,
                    DCMSEAL_E_USAGE, "output exists (use --force to replace it)");
+    f = OPENSSL_zalloc(sizeof *f);
+    DCMSEAL_ENSURE(f != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    f->fd = -1;
+    f->dir_fd = dir_fd;
+    f->own_dir = own_dir;
+    own_dir = 0;
+    f->replace = replace;
+    f->mode = mode & 07777;
     f->name = OPENSSL_strdup(name);
-    size_t len = strlen(name) + 64;
-    f->tmp = OPENSSL_zalloc(len);
-    DCMSEAL_ENSURE(f->name != NULL && f->tmp != NULL, err, DCMSEAL_E_INTERNAL,
-                   "out of memory");
+    DCMSEAL_ENSURE(f->name != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    /* A dot name so that directory listings and globbing pass it over; NAME
+     * shortened so that the whole stays within NAME_MAX. */
+    int room = NAME_MAX - (int)(sizeof "." TEMP_TAG "ffffffff--" - 1) - 10 - TEMP_RANDOM;
+    int n = snprintf(f->tmp, sizeof f->tmp, ".%.*s" TEMP_TAG "%08x-%ld-", room, name,
+                     host_tag(), (long)getpid());
+    DCMSEAL_ENSURE(n > 0 && (size_t)n + TEMP_RANDOM < sizeof f->tmp, err, DCMSEAL_E_INTERNAL,
+                   "temporary name too long");
+    f->prefix = (size_t)n;
     /* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
      * capability we do not assume). */
     f->fd = access("/proc/self/fd", X_OK) == 0
-                ? openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+                ? openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
     f->unnamed = f->fd >= 0;
-    /* A dot name so that directory listings and globbing pass it over. */
-    prefix = (size_t)snprintf(f->tmp, len, ".%s" TEMP_TAG "%08x-%ld-", name, host_tag(),
-                              (long)getpid());
-    for (int tries = 0; !f->unnamed && !f->named && tries < 100; tries++) {
-        DCMSEAL_GUARD(random_suffix(f, prefix, err));
-        f->fd = openat(dirfd, f->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        f->named = f->fd >= 0;
-        if (f->fd < 0 && errno != EEXIST)
-            break;
-    }
-    DCMSEAL_ENSURE(f->fd >= 0, err, DCMSEAL_E_IO, "cannot create a file next to %s: %s", name,
-                   strerror(errno));
-    DCMSEAL_ENSURE(fchmod(f->fd, mode & 07777) == 0, err, DCMSEAL_E_IO,
-                   "chmod failed: %s", strerror(errno));
+    if (!f->unnamed)
+        DCMSEAL_GUARD(create_named(f, err));
     *out = f;
     f = NULL;
 out:
+    if (own_dir)
+        close(dir_fd);
     dcmseal_outfile_abort(f);
     return st;
+}
+
+dcmseal_status dcmseal_outfile_openat(dcmseal_outfile_t **out, int dir_fd, const char *name,
+                                      unsigned mode, int replace, dcmseal_error *err)
+{
+    return outfile_new(out, dir_fd, 0, name, mode, replace, err);
 }
 
 dcmseal_status dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path,
                                     unsigned mode, int replace, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    char *copy = NULL, *base = NULL;
-    int dirfd;
+    char *dir = NULL;
+    const char *base = path ? strrchr(path, '/') : NULL;
     DCMSEAL_ENSURE(out != NULL && path != NULL && path[0] != '\0', err,
                    DCMSEAL_E_USAGE, "no output path");
-    copy = OPENSSL_strdup(path);
-    base = OPENSSL_strdup(path);
-    DCMSEAL_ENSURE(copy != NULL && base != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-    const char *dir = dirname(copy);
-    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DCMSEAL_ENSURE(dirfd >= 0, err, DCMSEAL_E_IO, "cannot create a file in %s: %s", dir,
+    base = base ? base + 1 : path;
+    dir = base == path ? OPENSSL_strdup(".")
+          : base == path + 1 ? OPENSSL_strdup("/")
+                             : OPENSSL_strndup(path, (size_t)(base - path - 1));
+    DCMSEAL_ENSURE(dir != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DCMSEAL_ENSURE(dir_fd >= 0, err, DCMSEAL_E_IO, "cannot open the directory %s: %s", dir,
                    strerror(errno));
-    st = outfile_open(out, dirfd, basename(base), mode, replace, err);
+    st = outfile_new(out, dir_fd, 1, base, mode, replace, err);
 out:
-    OPENSSL_free(copy);
-    OPENSSL_free(base);
+    OPENSSL_free(dir);
     return st;
-}
-
-dcmseal_status dcmseal_outfile_openat(dcmseal_outfile_t **out, int dirfd, const char *name,
-                                      unsigned mode, int replace, dcmseal_error *err)
-{
-    if (out == NULL || name == NULL || name[0] == '\0' || strchr(name, '/') != NULL ||
-        strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return dcmseal_fail(err, DCMSEAL_E_USAGE, "bad output name");
-    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
-        return dcmseal_fail(err, DCMSEAL_E_IO, "bad directory: %s", strerror(errno));
-    return outfile_open(out, fd, name, mode, replace, err);
 }
 
 int dcmseal_outfile_fd(const dcmseal_outfile_t *f) { return f->fd; }
 
-/* Gives the unnamed file |f| the name |f->tmp| (a prefix) + six random hex
- * digits. */
+void dcmseal_outfile_set_target(dcmseal_outfile_t *f, uint64_t dev, uint64_t ino)
+{
+    f->target_set = 1;
+    f->dev = dev;
+    f->ino = ino;
+}
+
+/* Gives the unnamed file |f| a temporary name. */
 static dcmseal_status name_unnamed(dcmseal_outfile_t *f, dcmseal_error *err)
 {
     char proc[64];
-    size_t prefix = strlen(f->tmp);
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
     for (int tries = 0; tries < 100; tries++) {
-        dcmseal_status st = random_suffix(f, prefix, err);
+        dcmseal_status st = random_suffix(f, err);
         if (st != DCMSEAL_OK)
             return st;
-        if (linkat(AT_FDCWD, proc, f->dirfd, f->tmp, AT_SYMLINK_FOLLOW) == 0) {
+        if (linkat(AT_FDCWD, proc, f->dir_fd, f->tmp, AT_SYMLINK_FOLLOW) == 0) {
             f->named = 1;
             return DCMSEAL_OK;
         }
-        f->tmp[prefix] = '\0';
         if (errno != EEXIST)
             break;
     }
@@ -183,9 +223,22 @@ static dcmseal_status name_unnamed(dcmseal_outfile_t *f, dcmseal_error *err)
     return dcmseal_fail(err, DCMSEAL_E_IO, "cannot create output: %s", strerror(e));
 }
 
+/* Whether |f->name| still is the file that was read: a name whose file was
+ * replaced meanwhile keeps the newcomer. */
+static int target_unchanged(const dcmseal_outfile_t *f)
+{
+    struct stat sb;
+    return !f->target_set ||
+           (fstatat(f->dir_fd, f->name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (uint64_t)sb.st_dev == f->dev && (uint64_t)sb.st_ino == f->ino);
+}
+
 dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
+    /* The content is complete: only now may it have its final mode. */
+    DCMSEAL_ENSURE(fchmod(f->fd, f->mode) == 0, err, DCMSEAL_E_IO, "chmod failed: %s",
+                   strerror(errno));
     DCMSEAL_ENSURE(fsync(f->fd) == 0, err, DCMSEAL_E_IO, "fsync failed: %s",
                    strerror(errno));
     if (f->unnamed && !f->replace) {
@@ -193,19 +246,24 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
          * worked is never overwritten. */
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
-        DCMSEAL_ENSURE(linkat(AT_FDCWD, proc, f->dirfd, f->name, AT_SYMLINK_FOLLOW) == 0,
+        DCMSEAL_ENSURE(linkat(AT_FDCWD, proc, f->dir_fd, f->name, AT_SYMLINK_FOLLOW) == 0,
                        err, errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
     } else if (f->replace) {
         /* rename is the only atomic replace, and it needs a name: the window
-         * in which a kill leaves that name behind is these two calls. */
+         * in which a kill leaves that name behind is these calls. */
         if (f->unnamed)
             DCMSEAL_GUARD(name_unnamed(f, err));
-        DCMSEAL_ENSURE(renameat(f->dirfd, f->tmp, f->dirfd, f->name) == 0, err, DCMSEAL_E_IO,
-                       "rename failed: %s", strerror(errno));
+        /* Someone who may write this directory can still swap the name
+         * between this check and the rename; they could as well have
+         * removed it. No one else can: the directory is the one opened. */
+        DCMSEAL_ENSURE(target_unchanged(f), err, DCMSEAL_E_IO,
+                       "replaced or removed while being worked on; left as it is");
+        DCMSEAL_ENSURE(renameat(f->dir_fd, f->tmp, f->dir_fd, f->name) == 0, err,
+                       DCMSEAL_E_IO, "rename failed: %s", strerror(errno));
         f->named = 0;
     } else {
-        DCMSEAL_ENSURE(linkat(f->dirfd, f->tmp, f->dirfd, f->name, 0) == 0, err,
+        DCMSEAL_ENSURE(linkat(f->dir_fd, f->tmp, f->dir_fd, f->name, 0) == 0, err,
                        errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
     }
@@ -214,9 +272,8 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
     /* The data was flushed before the name appeared, so a late close error
      * is the file system's to report, and ours to pass on. */
     DCMSEAL_ENSURE(rc == 0, err, DCMSEAL_E_IO, "close failed: %s", strerror(errno));
-    /* The new name survives a crash only once its directory is flushed. */
-    DCMSEAL_ENSURE(fsync(f->dirfd) == 0, err, DCMSEAL_E_IO, "fsync of directory failed: %s",
-                   strerror(errno));
+    DCMSEAL_ENSURE(fsync(f->dir_fd) == 0, err, DCMSEAL_E_IO,
+                   "fsync of directory failed: %s", strerror(errno));
 out:
     dcmseal_outfile_abort(f);
     return st;
@@ -229,9 +286,9 @@ void dcmseal_outfile_abort(dcmseal_outfile_t *f)
     if (f->fd >= 0)
         close(f->fd);
     if (f->named)
-        unlinkat(f->dirfd, f->tmp, 0);
-    close(f->dirfd);
-    OPENSSL_free(f->tmp);
+        unlinkat(f->dir_fd, f->tmp, 0);
+    if (f->own_dir)
+        close(f->dir_fd);
     OPENSSL_free(f->name);
     OPENSSL_free(f);
 }

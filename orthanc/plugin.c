@@ -114,8 +114,6 @@ static OrthancPluginErrorCode storage_create(const char *uuid, const void *conte
     st = store_dir(g.store, &dir, &absent, uuid, 1, &err);
     if (st == DCMSEAL_OK)
         st = dcmseal_outfile_openat(&f, dir, uuid, 0600, 0, &err);
-    if (dir >= 0)
-        close(dir);
     if (st == DCMSEAL_OK) {
         const dcmseal_seal_opts opts = {.keyring = g.ring};
         st = dcmseal_seal_mem(&rep, dcmseal_outfile_fd(f), content, (size_t)size, &opts, &err);
@@ -125,6 +123,9 @@ static OrthancPluginErrorCode storage_create(const char *uuid, const void *conte
         }
     }
     dcmseal_outfile_abort(f);
+    /* Borrowed by the outfile until its commit or abort. */
+    if (dir >= 0)
+        close(dir);
     if (st != DCMSEAL_OK)
         return fail("store", uuid, st, &err);
     atomic_fetch_add(&count.stored, 1);

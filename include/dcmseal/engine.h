@@ -575,27 +575,41 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_rewrap_fd_finish(const dcmseal_rewrap_report *rep, int fd, dcmseal_error *err);
 
 /* An output file that appears under its name only once complete: written to
- * a temporary file in the same directory, flushed, then linked into place. */
+ * a temporary file in the same directory, flushed, then linked into place.
+ * The temporary file has permission bits 0600 (less what the umask takes)
+ * until commit, whether it is unnamed (O_TMPFILE) or, where the file system
+ * has no O_TMPFILE, named ".NAME.dcmseal-HOST-PID-XXXXXX". */
 typedef struct dcmseal_outfile dcmseal_outfile_t;
 
-/* Creates the temporary file with permission bits |mode|. Without |replace|
- * an existing |path| is refused (DCMSEAL_E_USAGE), at open and again at
- * commit. Errors: DCMSEAL_E_IO. */
+/* Creates the temporary file for the entry |name| of the directory |dir_fd|.
+ * |name| must be one path component (no '/', not "." or ".."): every later
+ * step (link, rename, the directory's fsync) is relative to |dir_fd|, so the
+ * output lands in that directory even if its path is changed meanwhile.
+ * |dir_fd| is borrowed and must stay open until commit or abort. |mode| is
+ * what the file gets at commit, as given (the umask is the caller's to
+ * apply, as cp applies it). Without |replace| an existing entry |name|
+ * (a symbolic link too, which is never followed) is refused with
+ * DCMSEAL_E_USAGE, at open and again at commit. Errors: DCMSEAL_E_USAGE
+ * (also for a |name| that is not one component), DCMSEAL_E_IO. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_outfile_openat(dcmseal_outfile_t **out, int dir_fd, const char *name,
+                       unsigned mode, int replace, dcmseal_error *err);
+/* dcmseal_outfile_openat in the directory part of |path| (resolved once,
+ * here), for an output named by its path. Errors: as _openat; DCMSEAL_E_IO
+ * when the directory cannot be opened. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path, unsigned mode,
                      int replace, dcmseal_error *err);
-/* dcmseal_outfile_open of |name| in the directory open as |dirfd| (which
- * is duplicated: the caller keeps its own). Every file system call goes
- * through the directory descriptor (openat, linkat, renameat), so a path
- * component swapped for a symbolic link meanwhile cannot redirect the
- * output. |name| must be a plain name: DCMSEAL_E_USAGE for one that is
- * empty, ".", ".." or contains '/'. */
-DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
-dcmseal_outfile_openat(dcmseal_outfile_t **out, int dirfd, const char *name, unsigned mode,
-                       int replace, dcmseal_error *err);
 DCMSEAL_API int dcmseal_outfile_fd(const dcmseal_outfile_t *f);
-/* fsync, then rename (or link, without |replace|), then fsync the directory.
- * Frees |f| whatever the outcome; on failure nothing appears under the name. */
+/* For an outfile opened with |replace| that replaces the file it was made
+ * from (work in place): commit replaces the name only while it still refers
+ * to the file with device |dev| and inode |ino| (fstat of the file read), and
+ * otherwise fails with DCMSEAL_E_IO, leaving whatever is there. */
+DCMSEAL_API void dcmseal_outfile_set_target(dcmseal_outfile_t *f, uint64_t dev,
+                                            uint64_t ino);
+/* Gives the file its mode, fsyncs it, then renames (or links, without
+ * |replace|) it into place, then fsyncs the directory. Frees |f| whatever the
+ * outcome; on failure nothing appears under the name. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err);
 /* Removes the temporary file and frees |f|. Accepts NULL. */

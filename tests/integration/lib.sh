@@ -37,6 +37,24 @@ token_with_key() {
     export DCMSEAL_KEY=$3
 }
 
+# temp_name NAME PID: the temporary name that dcmseal process PID on this
+# machine gives an output NAME (see dcmseal_temp_state); dead_pid: the PID
+# of a process that is gone.
+temp_name() {
+    local host
+    host=$(python3 -c 'import socket
+h = 0x811c9dc5
+for b in socket.gethostname().encode(): h = ((h ^ b) * 0x01000193) & 0xffffffff
+print("%08x" % h)')
+    printf '.%s.dcmseal-%s-%s-abc123' "$1" "$host" "$2"
+}
+dead_pid() {
+    true &
+    local pid=$!
+    wait "$pid"
+    echo "$pid"
+}
+
 # The closing line that CI reads; the exit status says whether all passed.
 finish() {
     echo "$NAME: $passed passed, $failed failed"

@@ -118,6 +118,40 @@ check "and left as it was" grep -q "someone else's file" "$tmp/dec/big.bin"
 expect 0 "--force replaces it" "$DCMSEAL" decrypt -r --force "$tmp/enc" -o "$tmp/dec"
 check "with the right content" cmp -s "$src/big.bin" "$tmp/dec/big.bin"
 
+# ---- --verify-existing: a planted output with the input's size and time ------
+# The cheap rule (plain-text size and modification time) is fooled by a file
+# made to match; --verify-existing decrypts and compares, and is not.
+head -c 3000000 /dev/zero > "$tmp/dec/big.bin"
+touch -r "$src/big.bin" "$tmp/dec/big.bin"
+expect 0 "decrypt -r: the cheap rule skips a planted output" \
+    "$DCMSEAL" decrypt -r "$tmp/enc" -o "$tmp/dec" --report "$tmp/planted.jsonl"
+check "as already done" json "$tmp/planted.jsonl" \
+    "assert [r['reason'] for r in rows[:-1] if r['path'].endswith('/big.bin')] == ['already done']"
+expect 64 "decrypt -r --verify-existing refuses it" \
+    "$DCMSEAL" decrypt -r --verify-existing "$tmp/enc" -o "$tmp/dec" --report "$tmp/verified.jsonl"
+check "and names it" grep -q "dec/big.bin: exists with this input's size and time, but not its content" "$tmp/err"
+check "and leaves it as it was" cmp -s "$tmp/dec/big.bin" <(head -c 3000000 /dev/zero)
+check "the real outputs are skipped, their content checked" json "$tmp/verified.jsonl" "
+skipped = [r for r in rows[:-1] if r['outcome'] == 'skipped']
+assert len(skipped) == $nread - 1 and all(r['reason'] == 'already done (content verified)' for r in skipped), skipped"
+expect 0 "--force replaces it" "$DCMSEAL" decrypt -r --force "$tmp/enc" -o "$tmp/dec"
+expect 0 "then --verify-existing skips everything" \
+    "$DCMSEAL" decrypt -r --verify-existing "$tmp/enc" -o "$tmp/dec"
+check "as the summary says" grep -q "0 decrypted, $nread skipped" "$tmp/err"
+# encrypt -o: an object of other content, with the input's plain size and time.
+cp -p "$tmp/enc/big.bin" "$tmp/big.save"
+head -c 3000000 /dev/zero > "$tmp/zeros"
+"$DCMSEAL" encrypt "$tmp/zeros" -o "$tmp/zeros.enc" 2>/dev/null || fail "encrypt zeros"
+cp "$tmp/zeros.enc" "$tmp/enc/big.bin"
+touch -r "$src/big.bin" "$tmp/enc/big.bin"
+expect 74 "encrypt -r: the cheap rule skips a planted object (74: unreadable)" \
+    unpriv "$DCMSEAL" encrypt -r "$src" -o "$tmp/enc"
+check "as done" not grep -q "big.bin" "$tmp/err"
+expect 74 "encrypt -r --verify-existing refuses it (74: unreadable, 64 too)" \
+    unpriv "$DCMSEAL" encrypt -r --verify-existing "$src" -o "$tmp/enc"
+check "and names it" grep -q "enc/big.bin: exists with this input's size and time, but not its content" "$tmp/err"
+cp -p "$tmp/big.save" "$tmp/enc/big.bin"
+
 # ---- interrupted, then resumed -------------------------------------------------
 # Enough small files that a run takes a while with one worker.
 mkdir -p "$tmp/many"
@@ -174,6 +208,16 @@ expect 0 "encrypt --in-place -r" "$DCMSEAL" encrypt --in-place -r "$tmp/inplace"
 check "no plain file left" all_sealed "$tmp/inplace"
 expect 0 "encrypt --in-place again skips everything" "$DCMSEAL" encrypt --in-place -r "$tmp/inplace"
 check "as the summary says" grep -q "0 encrypted, $nmany skipped" "$tmp/err"
+# A damaged payload passes the header check that skips it; --verify-existing
+# authenticates every skipped object.
+cp -p "$tmp/inplace/S1/IM1" "$tmp/im1.save"
+printf '\x01' | dd of="$tmp/inplace/S1/IM1" bs=1 seek=$(($(stat -c %s "$tmp/inplace/S1/IM1") - 20)) conv=notrunc 2>/dev/null
+expect 0 "encrypt --in-place skips a damaged object by its header" "$DCMSEAL" encrypt --in-place -r "$tmp/inplace"
+expect 65 "encrypt --in-place --verify-existing authenticates it" \
+    "$DCMSEAL" encrypt --in-place -r --verify-existing "$tmp/inplace"
+check "and names it" grep -q "S1/IM1: an encrypted object, but authentication failed" "$tmp/err"
+check "left as it is" not cmp -s "$tmp/inplace/S1/IM1" "$tmp/im1.save"
+cp -p "$tmp/im1.save" "$tmp/inplace/S1/IM1"
 expect 0 "decrypt --in-place -r" "$DCMSEAL" decrypt --in-place -r "$tmp/inplace"
 check "in-place round trip is byte-identical" diff -r "$tmp/many" "$tmp/inplace"
 
@@ -218,14 +262,8 @@ check "after each of $trials SIGKILLs: nothing broken, nothing left over, a re-r
 
 # A temporary name whose process on this machine is gone is removed by work
 # in place; one whose process lives is left alone.
-host=$(python3 -c 'import socket
-h = 0x811c9dc5
-for b in socket.gethostname().encode(): h = ((h ^ b) * 0x01000193) & 0xffffffff
-print("%08x" % h)')
-true & dead=$!
-wait "$dead"
-stale="$tmp/inplace/S1/.IM1.dcmseal-$host-$dead-abc123"
-live="$tmp/inplace/S1/.IM2.dcmseal-$host-$$-abc123"
+stale="$tmp/inplace/S1/$(temp_name IM1 "$(dead_pid)")"
+live="$tmp/inplace/S1/$(temp_name IM2 $$)"
 echo partial > "$stale"
 echo partial > "$live"
 expect 0 "in-place run over temporary names" "$DCMSEAL" encrypt --in-place -r "$tmp/inplace"

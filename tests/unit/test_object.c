@@ -1,9 +1,8 @@
 /* Whole objects: dcmseal_seal_mem against dcmseal_seal_fd (engine/object.c)
- * on corpus files, and outputs made through a directory descriptor
- * (engine/outfile.c, dcmseal_outfile_openat).
+ * on corpus files. (Outputs made through a directory descriptor:
+ * test_outfile.c.)
  *   test_object CORPUS_DIR */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -119,72 +118,11 @@ static void test_seal_mem(const char *corpus)
         fclose(e);
 }
 
-static int entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
-        n += e->d_name[0] != '.' || (e->d_name[1] != '\0' && strcmp(e->d_name, "..") != 0);
-    if (d != NULL)
-        closedir(d);
-    return n;
-}
-
-/* An output named relative to a directory descriptor lands in that
- * directory even when its path now leads elsewhere. */
-static void test_outfile_openat(void)
-{
-    char root[] = "/tmp/test_object.XXXXXX", a[4200], moved[4200], cmd[4300];
-    dcmseal_outfile_t *f = NULL;
-    struct stat sb;
-    CHECK(mkdtemp(root) != NULL, "temp dir");
-    snprintf(a, sizeof a, "%s/a", root);
-    snprintf(moved, sizeof moved, "%s/moved", root);
-    CHECK(mkdir(a, 0700) == 0, "mkdir");
-    int dir = open(a, O_RDONLY | O_DIRECTORY);
-    CHECK(dir >= 0, "open dir");
-
-    static const char *const bad[] = {"", ".", "..", "x/y", "/abs"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK(dcmseal_outfile_openat(&f, dir, bad[i], 0600, 0, NULL) == DCMSEAL_E_USAGE,
-              "name '%s' refused", bad[i]);
-
-    CHECK(dcmseal_outfile_openat(&f, dir, "obj", 0640, 0, NULL) == DCMSEAL_OK, "open");
-    CHECK(write(dcmseal_outfile_fd(f), "hello", 5) == 5, "write");
-    CHECK(entries(a) == 0, "nothing visible before commit");
-    /* The path is taken away and a link put in its place. */
-    CHECK(rename(a, moved) == 0 && symlink("/nonexistent", a) == 0, "swap the directory");
-    CHECK(dcmseal_outfile_commit(f, NULL) == DCMSEAL_OK, "commit");
-    CHECK(entries(moved) == 1 && fstatat(dir, "obj", &sb, 0) == 0 && sb.st_size == 5 &&
-              (sb.st_mode & 07777) == 0640,
-          "the file is in the directory the descriptor names, mode 0640");
-
-    /* Without replace an existing name is refused; with it, replaced. */
-    CHECK(dcmseal_outfile_openat(&f, dir, "obj", 0600, 0, NULL) == DCMSEAL_E_USAGE,
-          "existing name refused");
-    CHECK(dcmseal_outfile_openat(&f, dir, "obj", 0600, 1, NULL) == DCMSEAL_OK &&
-              write(dcmseal_outfile_fd(f), "hi", 2) == 2 &&
-              dcmseal_outfile_commit(f, NULL) == DCMSEAL_OK &&
-              fstatat(dir, "obj", &sb, 0) == 0 && sb.st_size == 2,
-          "replace");
-    /* Abort leaves nothing. */
-    CHECK(dcmseal_outfile_openat(&f, dir, "gone", 0600, 0, NULL) == DCMSEAL_OK &&
-              write(dcmseal_outfile_fd(f), "x", 1) == 1, "open another");
-    dcmseal_outfile_abort(f);
-    CHECK(entries(moved) == 1, "abort leaves nothing behind");
-    /* The descriptor was duplicated: the caller's stays its own. */
-    CHECK(close(dir) == 0, "the caller's descriptor is still open");
-    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-    if (system(cmd) != 0)
-        printf("note: %s not removed\n", root);
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 2 || soft_ring_init(&ring, NULL, "object", 1, DCMSEAL_OAEP_SHA256) != 0)
         return 1;
     test_seal_mem(argv[1]);
-    test_outfile_openat();
     soft_ring_free(&ring);
     return check_done("test_object");
 }
