@@ -9,7 +9,9 @@
 #    token; the same path gets the same name (--shard, a second tree);
 #  - a re-run skips what is done; verify -r and rewrap -r work on the tree;
 #  - decrypt -r restores the original tree byte for byte, with names, modes
-#    and modification times, and makes no fan-out folder.
+#    and modification times, and makes no fan-out folder;
+#  - a symbolic link planted in DST where a fan-out folder or a restored
+#    folder goes is not followed.
 #   conceal.sh DCMSEAL CORPUS_DIR
 DCMSEAL=$1
 CORPUS=$2
@@ -135,6 +137,25 @@ expect 0 "decrypt -r again" "$DCMSEAL" decrypt -r "$enc" -o "$tmp/restored"
 check "skips everything" grep -q "decrypt: $nfiles files: 0 decrypted, $nfiles skipped" "$tmp/err"
 expect 0 "one concealed object to a file of one's choosing" "$DCMSEAL" decrypt "$obj" -o "$tmp/one.dcm"
 check "the same bytes" cmp -s "$orig" "$tmp/one.dcm"
+
+# ---- links planted in DST are never followed ---------------------------------------
+# The folders concealed names and restored paths go into are made and opened
+# relative to DST's descriptor: a symbolic link standing where one of them
+# goes is refused, and nothing lands where it points.
+outside=$tmp/outside
+mkdir "$outside"
+fan=$(basename "$(dirname "$(dirname "$obj")")")
+mkdir "$tmp/planted"
+ln -s "$outside" "$tmp/planted/$fan"
+expect 74 "encrypt --conceal-names with a link as a fan-out folder" "$DCMSEAL" encrypt -r "$src" -o "$tmp/planted" --conceal-names
+check "those files fail, naming the folder" grep -q "$tmp/planted/$fan/.*cannot create its folder: Not a directory" "$tmp/err"
+check "the others are encrypted" [ "$(find "$tmp/planted/" -type f | wc -l)" -gt 0 ]
+top=${rel%%/*}
+mkdir "$tmp/planted2"
+ln -s "$outside" "$tmp/planted2/$top"
+expect 74 "decrypt -r with a link in place of a restored folder" "$DCMSEAL" decrypt -r "$enc" -o "$tmp/planted2"
+check "those files fail, naming the folder" grep -q "$tmp/planted2/$top/.*cannot create its folder: Not a directory" "$tmp/err"
+check "nothing written through either link" [ -z "$(ls -A "$outside")" ]
 
 # ---- usage ------------------------------------------------------------------------------
 expect 64 "--conceal-names without -r" "$DCMSEAL" encrypt "$orig" -o "$tmp/x" --conceal-names
