@@ -56,6 +56,12 @@ typedef struct cli_opts {
     int nargs;
 } cli_opts;
 
+/* Keeps the process's secrets in it (cli/protect.c): no core dumps, not
+ * dumpable, OpenSSL's secure heap for key material. Call first in main.
+ * Returns 0, 1 when the secure heap could not be locked in memory, or -1
+ * (reported) when the process cannot be protected. */
+int cli_protect_process(void);
+
 /* Parses argv[1..] of a command; returns EX_OK or EX_USAGE (reported). */
 int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed);
 

@@ -158,6 +158,10 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     int c;
+    /* First, before any key or PIN is in memory. */
+    const int protect = cli_protect_process();
+    if (protect < 0)
+        return EX_OSERR;
     /* A file-size limit (ulimit -f) should fail a write with EFBIG, which
      * is reported and cleaned up, not kill the process mid-file. */
     signal(SIGXFSZ, SIG_IGN);
@@ -178,6 +182,10 @@ int main(int argc, char **argv)
         default: return cli_usage_error("bad option");
         }
     }
+    if (protect == 1 && cli_verbose)
+        fputs("dcmseal: note: the secure heap for keys could not be locked in memory "
+              "(RLIMIT_MEMLOCK); keys are kept out of core dumps but could reach swap\n",
+              stderr);
     if (optind >= argc)
         return cli_usage_error("no command");
     const char *cmd = argv[optind];

@@ -47,13 +47,13 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
     dcmseal_reader_t *r = NULL;
     uint8_t pre[DCMSEAL_PREAMBLE_LEN];
     dcmseal_slot slot;
-    dcmseal_keys keys;
+    dcmseal_keys *keys = OPENSSL_secure_zalloc(sizeof *keys);
     struct stat sb;
-    memset(&keys, 0, sizeof keys);
     memset(&slot, 0, sizeof slot);
 
     DCMSEAL_ENSURE(out != NULL && keyring != NULL, err, DCMSEAL_E_USAGE,
                    "reader: missing argument");
+    DCMSEAL_ENSURE(keys != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
     DCMSEAL_ENSURE(fstat(fd, &sb) == 0, err, DCMSEAL_E_IO, "stat failed: %s",
                    strerror(errno));
     DCMSEAL_ENSURE((uint64_t)sb.st_size >= DCMSEAL_PREAMBLE_LEN, err, DCMSEAL_E_FORMAT,
@@ -68,8 +68,8 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
     DCMSEAL_GUARD(dcmseal_plaintext_size(&r->size, (uint64_t)sb.st_size,
                                          r->h.segment_size, err));
     r->nseg = r->size == 0 ? 1 : (r->size + r->h.segment_size - 1) / r->h.segment_size;
-    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &r->h, &slot, keyring, err));
-    DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys.payload, 0, err));
+    DCMSEAL_GUARD(dcmseal_open_keys(keys, &r->h, &slot, keyring, err));
+    DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys->payload, 0, err));
     memcpy(r->aad, pre, sizeof r->aad);
     r->ct = OPENSSL_malloc((size_t)r->h.segment_size + DCMSEAL_TAG_LEN);
     r->pt = OPENSSL_malloc(r->h.segment_size);
@@ -78,7 +78,7 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
     *out = r;
     r = NULL;
 out:
-    OPENSSL_cleanse(&keys, sizeof keys);
+    OPENSSL_secure_clear_free(keys, sizeof *keys);
     OPENSSL_cleanse(&slot, sizeof slot);
     dcmseal_reader_free(r);
     return st;

@@ -20,13 +20,15 @@ static int same_kek(const dcmseal_wrap_meta *a, const dcmseal_wrap_meta *b)
 static dcmseal_status host_rewrap(const dcmseal_keyring *ring, dcmseal_slot *to,
                                   const dcmseal_slot *from, dcmseal_error *err)
 {
-    uint8_t dek[DCMSEAL_DEK_LEN];
-    dcmseal_status st = ring->unwrap(ring->self, dek, &from->meta, from->wrapped,
-                                     from->wrapped_len, err);
+    uint8_t *dek = OPENSSL_secure_malloc(DCMSEAL_DEK_LEN);
+    dcmseal_status st = dek != NULL ? DCMSEAL_OK
+                                    : dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    if (st == DCMSEAL_OK)
+        st = ring->unwrap(ring->self, dek, &from->meta, from->wrapped, from->wrapped_len, err);
     if (st == DCMSEAL_OK)
         st = ring->wrap(ring->self, &to->meta, to->wrapped, sizeof to->wrapped,
                         &to->wrapped_len, dek, err);
-    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_secure_clear_free(dek, DCMSEAL_DEK_LEN);
     return st;
 }
 

@@ -41,8 +41,14 @@ struct dcmseal_token {
     unsigned retry_max; /* DCMSEAL_RETRY_MAX, read at open */
     char label[33];
     char *object;
-    unsigned char pin[DCMSEAL_PIN_MAX];
+    /* The PIN is held only while dcmseal_token_open logs in (in OpenSSL's
+     * secure heap); a later login reads it again from |pin_source|, a file.
+     * A PIN from the environment cannot be read again: it is removed from
+     * the environment once read (|pin_from_env|). */
+    unsigned char *pin;
     size_t pin_len;
+    char *pin_source;
+    int pin_from_env;
 };
 
 /* The handles of the KEKs used last on this session, most recent first, so

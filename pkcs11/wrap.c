@@ -190,22 +190,25 @@ dcmseal_status dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out
                                   dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    struct crypt_ctx c = {
-        .kek = kek, .decrypt = 1, .prefer = oaep, .in = wrapped, .in_len = wrapped_len};
+    /* Its buffer receives the key: in the secure heap (see dcmseal/pkcs11.h). */
+    struct crypt_ctx *c = OPENSSL_secure_zalloc(sizeof *c);
     DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && kek != NULL &&
                        wrapped != NULL && oaep_valid(oaep, 0),
                    err, DCMSEAL_E_USAGE, "key unwrap: missing or bad argument");
-    DCMSEAL_GUARD(kek_crypt(s, &c, err));
+    DCMSEAL_ENSURE(c != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    *c = (struct crypt_ctx){
+        .kek = kek, .decrypt = 1, .prefer = oaep, .in = wrapped, .in_len = wrapped_len};
+    DCMSEAL_GUARD(kek_crypt(s, c, err));
     /* A longer plaintext than the caller's key cannot be a dcmseal DEK. */
-    DCMSEAL_ENSURE(c.buf_len <= out_cap, err, DCMSEAL_E_AUTH,
+    DCMSEAL_ENSURE(c->buf_len <= out_cap, err, DCMSEAL_E_AUTH,
                    "authentication failed: key '%s' v%u on token '%s' unwrapped %lu bytes, "
                    "expected at most %zu",
-                   kek->name, (unsigned)kek->version, s->tok->label, (unsigned long)c.buf_len,
+                   kek->name, (unsigned)kek->version, s->tok->label, (unsigned long)c->buf_len,
                    out_cap);
-    memcpy(out, c.buf, c.buf_len);
-    *out_len = c.buf_len;
+    memcpy(out, c->buf, c->buf_len);
+    *out_len = c->buf_len;
 out:
-    OPENSSL_cleanse(c.buf, sizeof c.buf);
+    OPENSSL_secure_clear_free(c, sizeof *c);
     return st;
 }
 

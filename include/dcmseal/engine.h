@@ -10,6 +10,15 @@
  * Streams follow init / update / final with caller-supplied buffers. After a
  * failure a stream refuses further input (returning the first error again)
  * and zeroes whatever output the failing call had written.
+ *
+ * Key material: each DEK (DCMSEAL_DEK_LEN bytes) and the keys derived from
+ * it are allocated in OpenSSL's secure heap (OPENSSL_secure_zalloc) and
+ * wiped when freed, and so is the DEK buffer handed to a dcmseal_keyring.
+ * That works whether or not the program initialised the secure heap: call
+ * CRYPTO_secure_malloc_init (e.g. 256 KiB, 32) before using the library to
+ * have them locked in memory and left out of core dumps; without it they
+ * live in ordinary memory, still wiped. The AES key schedule lives in
+ * OpenSSL's own cipher context, which OpenSSL wipes on free.
  */
 #ifndef DCMSEAL_ENGINE_H
 #define DCMSEAL_ENGINE_H
@@ -25,7 +34,6 @@ extern "C" {
 #endif
 
 #define DCMSEAL_FORMAT_VERSION 1
-#define DCMSEAL_DEK_LEN 32
 #define DCMSEAL_TAG_LEN 16
 #define DCMSEAL_HEADER_LEN 128           /* immutable header */
 #define DCMSEAL_SLOT_LEN 1024            /* one key slot */

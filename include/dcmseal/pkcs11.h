@@ -18,6 +18,14 @@
  *                       doubling to 800 ms; DCMSEAL_RETRY_MAX in the
  *                       environment (0..20) sets the count. Once the token
  *                       answers again, the same objects carry on.
+ *
+ * Secrets: data keys that pass through this module (unwrap, the host path of
+ * rewrap) and the PIN are held in OpenSSL's secure heap (OPENSSL_secure_*)
+ * and wiped when done. That works whether or not the program initialised
+ * the secure heap; a program that calls CRYPTO_secure_malloc_init first gets
+ * them in memory that is locked and left out of core dumps (the dcmseal
+ * command does, with a 256 KiB heap). Data keys are 32 bytes
+ * (DCMSEAL_DEK_LEN).
  */
 #ifndef DCMSEAL_PKCS11_H
 #define DCMSEAL_PKCS11_H
@@ -34,6 +42,7 @@ extern "C" {
 typedef struct dcmseal_token dcmseal_token_t;
 typedef struct dcmseal_session dcmseal_session_t;
 
+#define DCMSEAL_DEK_LEN 32             /* a data key: what KEKs wrap */
 #define DCMSEAL_KEK_NAME_MAX 64        /* bytes, without NUL */
 #define DCMSEAL_KEK_FINGERPRINT_LEN 32 /* SHA-256 of the DER SubjectPublicKeyInfo */
 #define DCMSEAL_WRAPPED_MAX 512        /* RSA-4096 ciphertext */
@@ -74,16 +83,25 @@ typedef struct dcmseal_kek_info {
  * The user PIN comes from the URI's pin-source ("file:/path", a plain path,
  * or "env:VAR"), or else from the environment variable DCMSEAL_PIN. A URI
  * that carries pin-value is refused (DCMSEAL_E_USAGE): URIs end up in argv,
- * shell history and process listings.
+ * shell history and process listings. A pin-source file must belong to the
+ * effective user and give group and others no access (as ssh wants of
+ * private keys), or it is refused (DCMSEAL_E_TOKEN, naming the file, its
+ * owner or mode). An environment variable that held the PIN is removed
+ * from the environment, and its string overwritten, once read (not
+ * thread-safe against other uses of the environment, as unsetenv is not).
+ * The PIN is wiped as soon as the login is done. Should the token need a
+ * new login later (it restarted, or logged out), a pin-source file is read
+ * again; a PIN from the environment cannot be, and calls then fail with
+ * DCMSEAL_E_TOKEN naming CKR_USER_NOT_LOGGED_IN.
  *
  * Errors: DCMSEAL_E_USAGE (bad URI), DCMSEAL_E_TOKEN (module fails to load,
- * no matching token, no PIN, wrong PIN). On success |*out| must be released
- * with dcmseal_token_free. */
+ * no matching token, no PIN, a pin-source refused, wrong PIN). On success
+ * |*out| must be released with dcmseal_token_free. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_token_open(dcmseal_token_t **out, const char *uri, dcmseal_error *err);
 
-/* Logs out, finalizes the module and wipes the PIN. Accepts NULL. All
- * sessions must have been freed. */
+/* Logs out and finalizes the module. Accepts NULL. All sessions must have
+ * been freed. */
 DCMSEAL_API void dcmseal_token_free(dcmseal_token_t *tok);
 
 /* The token's label, without padding (borrowed). */

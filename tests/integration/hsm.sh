@@ -79,7 +79,7 @@ hsm_check direct
 expect 69 "hsm-check, no such token" "$DCMSEAL" hsm-check \
     --token "pkcs11:token=nosuch?module-path=$SOFTHSM_MODULE&pin-source=file:$pin"
 check "no such token: one line" one_line_naming "no token labelled 'nosuch'"
-echo 00000000 > "$tmp/badpin"
+(umask 077; echo 00000000 > "$tmp/badpin")
 expect 69 "hsm-check, wrong PIN" "$DCMSEAL" hsm-check \
     --token "pkcs11:token=hsm-test?module-path=$SOFTHSM_MODULE&pin-source=file:$tmp/badpin"
 check "wrong PIN: one line" one_line_naming "CKR_PIN_INCORRECT"

@@ -3,6 +3,7 @@
 #define _DEFAULT_SOURCE 1
 #endif
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,9 +37,11 @@ static const char *path_in(const char *name)
     return p;
 }
 
+/* Mode 0600, as a pin-source must be. */
 static void write_file(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
         perror(path);
         exit(2);
@@ -87,24 +90,50 @@ static void test_open(void)
     EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=file://%s",
                     path_in("pin")),
            DCMSEAL_OK, err, "open, file:// pin-source");
+    /* A PIN from the environment is read once, then removed from it. */
     setenv("TEST_PKCS11_PIN", PIN, 1);
     EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=%s",
                     "env:TEST_PKCS11_PIN"),
            DCMSEAL_OK, err, "open, env: pin-source");
+    CHECK(getenv("TEST_PKCS11_PIN") == NULL, "env: pin-source still set after the open");
     EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=%s",
                     "env:TEST_PKCS11_UNSET"),
            DCMSEAL_E_TOKEN, err, "open, unset env: pin-source");
+    CHECK(strstr(err.message, "TEST_PKCS11_UNSET is not set") != NULL, "unset env message: %s",
+          err.message);
 
     setenv("DCMSEAL_PIN", PIN, 1);
     EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=%s", MODULE), DCMSEAL_OK, err,
            "open, DCMSEAL_PIN");
+    CHECK(getenv("DCMSEAL_PIN") == NULL, "DCMSEAL_PIN still set after the open");
     if (access("/usr/share/p11-kit/modules/softhsm2.module", R_OK) == 0) {
+        setenv("DCMSEAL_PIN", PIN, 1);
         EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-name=%s", "softhsm2"), DCMSEAL_OK,
                err, "open, module-name");
+        setenv("DCMSEAL_PIN", PIN, 1);
         EXPECT(try_open(&err, "pkcs11:token=%s", LABEL), DCMSEAL_OK, err,
                "open, registered modules");
     }
     unsetenv("DCMSEAL_PIN");
+
+    /* A pin-source others may read, or that another user owns, is refused
+     * before the token is asked anything. */
+    write_file(path_in("openpin"), PIN "\n");
+    chmod(path_in("openpin"), 0640);
+    EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=file:%s",
+                    path_in("openpin")),
+           DCMSEAL_E_TOKEN, err, "open, group-readable pin-source");
+    CHECK(strstr(err.message, "accessible to group or others (mode 0640)") != NULL,
+          "group-readable message: %s", err.message);
+    if (geteuid() == 0) {
+        chmod(path_in("openpin"), 0600);
+        CHECK(chown(path_in("openpin"), 65534, 65534) == 0, "chown");
+        EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=file:%s",
+                        path_in("openpin")),
+               DCMSEAL_E_TOKEN, err, "open, pin-source of another user");
+        CHECK(strstr(err.message, "owned by uid 65534") != NULL, "owner message: %s",
+              err.message);
+    }
     EXPECT(try_open(&err, "pkcs11:token=" LABEL "?module-path=%s", MODULE), DCMSEAL_E_TOKEN,
            err, "open, no PIN");
     CHECK(strstr(err.message, "DCMSEAL_PIN") != NULL, "no PIN message: %s", err.message);
