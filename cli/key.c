@@ -11,11 +11,42 @@
 
 #include "cli.h"
 
+/* The protections a version lacks (dcmseal_kek_info.weak), as `key list`
+ * names them. */
+static const struct {
+    unsigned bit;
+    const char *name;
+} weak_names[] = {
+    {DCMSEAL_KEK_WEAK_SHARED_ID, "shared-id"},
+    {DCMSEAL_KEK_WEAK_MECHANISMS, "any-mechanism"},
+    {DCMSEAL_KEK_WEAK_SIGN, "may-sign"},
+    {DCMSEAL_KEK_WEAK_PUBLIC, "public-half-open"},
+    {DCMSEAL_KEK_NO_PUBLIC, "no-public-half"},
+};
+
+/* "a,b" (text) or "\"a\",\"b\"" (json) of |weak|. */
+static void print_weak(FILE *f, unsigned weak, int json)
+{
+    const char *sep = "";
+    for (size_t i = 0; i < sizeof weak_names / sizeof weak_names[0]; i++) {
+        if (!(weak & weak_names[i].bit))
+            continue;
+        fprintf(f, json ? "%s\"%s\"" : "%s%s", sep, weak_names[i].name);
+        sep = ",";
+    }
+}
+
 static void print_created(const cli_token *t, const dcmseal_kek_info *k)
 {
     printf("key '%s' v%u, RSA-%u, sha256:", k->name, k->version, k->bits);
     cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
     printf(", is now primary on token '%s'\n", dcmseal_token_get0_label(t->token));
+    if (k->weak) {
+        fprintf(stderr, "dcmseal: %s: note: token '%s' refused part of dcmseal's key template; "
+                        "this version lacks: ", k->name, dcmseal_token_get0_label(t->token));
+        print_weak(stderr, k->weak, 0);
+        fputs(" (`dcmseal hsm-check` shows what the token enforces)\n", stderr);
+    }
 }
 
 /* key create NAME / key rotate NAME */
@@ -91,12 +122,21 @@ static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int
                "\"fingerprint\":\"", k->version, k->bits, k->enabled ? "enabled" : "disabled",
                k->primary ? "true" : "false", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf("\",\"min_decryption_version\":%u}", k->min_version);
+        printf("\",\"min_decryption_version\":%u,\"weak\":[", k->min_version);
+        print_weak(stdout, k->weak, 1);
+        fputs("]}", stdout);
     } else {
         printf("%-20s v%-3u RSA-%u  %-8s %-7s oaep:%-6s sha256:", k->name, k->version, k->bits,
                k->enabled ? "enabled" : "disabled", k->primary ? "primary" : "", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf(" min:%u\n", k->min_version);
+        printf(" min:%u", k->min_version);
+        /* Versions made before this dcmseal, or on a token that refused
+         * part of the template: they work, with less protection. */
+        if (k->weak) {
+            fputs(" weak:", stdout);
+            print_weak(stdout, k->weak, 0);
+        }
+        putchar('\n');
     }
 }
 

@@ -58,8 +58,12 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
         res->wrap = rep->to;
         res->host_path = !rep->in_token;
         res->say = CLI_SAY_VERBOSE;
-        snprintf(res->line, sizeof res->line, "'%s' v%u -> v%u, RSA-OAEP %s, %s",
-                 rep->from.kek_name, rep->from.kek_version, rep->to.kek_version,
+        /* The key actually used: with --key, another name than the one
+         * the object had. */
+        const int other = strcmp(rep->from.kek_name, rep->to.kek_name) != 0;
+        snprintf(res->line, sizeof res->line, "'%s' v%u -> %s%s%sv%u, RSA-OAEP %s, %s",
+                 rep->from.kek_name, rep->from.kek_version, other ? "'" : "",
+                 other ? rep->to.kek_name : "", other ? "' " : "", rep->to.kek_version,
                  dcmseal_oaep_name(rep->to.oaep),
                  rep->in_token ? "in the token (C_UnwrapKey + C_WrapKey)"
                                : "through host memory (the token refused in-token rewrap)");

@@ -315,6 +315,7 @@ void cache_clear(dcmseal_session_t *s)
 {
     for (size_t i = 0; i < KEK_CACHE_SIZE; i++)
         s->cache[i].valid = 0;
+    s->len_probe = CK_INVALID_HANDLE;
 }
 
 static int token_alive(dcmseal_token_t *tok)
@@ -666,6 +667,7 @@ dcmseal_status dcmseal_session_open(dcmseal_session_t **out, dcmseal_token_t *to
     s = OPENSSL_zalloc(sizeof *s);
     DCMSEAL_ENSURE(s != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     s->tok = tok;
+    s->len_probe = CK_INVALID_HANDLE;
     pthread_rwlock_rdlock(&tok->gate);
     s->gen = tok->gen;
     rv = session_start(tok, &s->h);

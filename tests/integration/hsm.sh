@@ -47,7 +47,8 @@ hsm_check() {
     cp "$tmp/out" "$tmp/check.txt"
     check "$where: names the token" grep -q "^dcmseal hsm-check: token 'hsm-test'" "$tmp/out"
     for id in keygen-rsa2048 keygen-rsa3072 oaep-sha1 oaep disabled-refused private-not-readable \
-        private-not-wrappable private-attributes-locked sessions cleanup; do
+        private-not-wrappable private-attributes-locked allowed-mechanisms public-half-locked \
+        sessions cleanup; do
         check "$where: $id passes" line pass "$id"
     done
     check "$where: SHA-1 works" line pass oaep-sha1 CKR_OK
@@ -56,6 +57,9 @@ hsm_check() {
     check "$where: rewrap line present" line 'pass|fail' rewrap-in-token
     check "$where: the disabled key is refused by the token" line pass disabled-refused CKR_KEY_FUNCTION_NOT_PERMITTED
     check "$where: the private exponent is sensitive" line pass private-not-readable CKR_ATTRIBUTE_SENSITIVE
+    check "$where: PKCS#1 v1.5 refused by the token" line pass allowed-mechanisms CKR_MECHANISM_INVALID
+    check "$where: the public half cannot be changed" line pass public-half-locked CKR_ACTION_PROHIBITED
+    check "$where: how unwrapped lengths are checked" line info unwrap-length CKR_ATTRIBUTE_READ_ONLY
     check "$where: says the fallback" grep -q "falls back to RSA-OAEP SHA-1" "$tmp/out"
     check "$where: usable" grep -q '^usable: yes' "$tmp/out"
     check "$where: every check line has a verdict and a code" \

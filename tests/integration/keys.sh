@@ -204,4 +204,50 @@ for v in 1 2; do
 done
 expect 0 "create tmpk again" "$DCMSEAL" key create tmpk --bits 2048
 
+# ---- KEK objects that only do what they are for --------------------------------
+# pkcs11-tool sees the token as any other PKCS#11 application would. (A
+# throwaway token: its PIN may go on this command line.)
+p11() { pkcs11-tool --module "$SOFTHSM_MODULE" --token-label keys-test "$@" 2>/dev/null; }
+hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+# A version as dcmseal made them before: CKA_ID dcmseal-kek-v1 under every
+# name, public half public and modifiable, private half allowed anything.
+p11 --login --pin "$(cat "$tmp/hsm/pin")" --keypairgen --key-type rsa:2048 --label legacy \
+    --id "$(hex dcmseal-kek-v1)" --usage-decrypt --usage-wrap >/dev/null || fail "make a legacy key"
+expect 0 "key list with a legacy version" "$DCMSEAL" key list legacy
+check "key list flags what it lacks" \
+    grep -q "^legacy .* weak:shared-id,any-mechanism,may-sign,public-half-open$" "$tmp/out"
+expect 0 "key list --json" "$DCMSEAL" key list legacy --json
+check "json too" grep -q '"weak":\["shared-id","any-mechanism","may-sign","public-half-open"\]' "$tmp/out"
+expect 0 "a legacy version still encrypts" "$DCMSEAL" encrypt --key legacy "$tmp/plain/f1" -o "$tmp/legacy.dcms"
+expect 0 "and decrypts" "$DCMSEAL" decrypt "$tmp/legacy.dcms" -o "$tmp/legacy.out"
+check "to the original" cmp -s "$tmp/plain/f1" "$tmp/legacy.out"
+expect 0 "rotate the legacy key" "$DCMSEAL" key rotate legacy
+expect 0 "key list legacy" "$DCMSEAL" key list legacy --json
+check "its next version lacks nothing" grep -q '"version":2,.*"weak":\[\]' "$tmp/out"
+check "CKA_ID names the key and version" grep -q "ID: *$(hex dcmseal-kek:legacy:v2)$" \
+    <(p11 --login --pin "$(cat "$tmp/hsm/pin")" --list-objects --type privkey)
+# Without the PIN: a version made now shows nothing, one made before its
+# public half (which anyone could then delete or change).
+p11 --list-objects > "$tmp/nopin"
+check "without the PIN no public half of a version made now shows" not grep -q "label: *kek$" "$tmp/nopin"
+check "while the legacy one's does" grep -q "label: *legacy$" "$tmp/nopin"
+# The log names the key actually used.
+expect 0 "rewrap into another key" "$DCMSEAL" -v rewrap --key legacy "$tmp/legacy.dcms" "$tmp/new.dcms"
+check "the line names both keys" grep -q "new.dcms: 'kek' v2 -> 'legacy' v2, RSA-OAEP" "$tmp/err"
+check "and the same key once" grep -q "legacy.dcms: 'legacy' v1 -> v2, RSA-OAEP" "$tmp/err"
+
+# A token that refuses an attribute of the template (here: the first
+# C_GenerateKeyPair fails with CKR_ATTRIBUTE_TYPE_INVALID): the key is made
+# without it, and says so now and in key list.
+good_token=$DCMSEAL_TOKEN
+export FAULTY_PKCS11_MODULE=$SOFTHSM_MODULE FAULTY_PKCS11_PLAN=$tmp/plan
+export DCMSEAL_TOKEN="pkcs11:token=keys-test?module-path=$FAULTY&pin-source=file:$tmp/hsm/pin"
+printf 'C_GenerateKeyPair 0x12 1\n' > "$tmp/plan"
+expect 0 "create on a token that refuses part of the template" "$DCMSEAL" key create trimmed --bits 2048
+check "it says what the key lacks" grep -q "this version lacks: any-mechanism " "$tmp/err"
+rm -f "$tmp/plan"
+export DCMSEAL_TOKEN=$good_token
+expect 0 "key list trimmed" "$DCMSEAL" key list trimmed
+check "key list flags it" grep -q "^trimmed .* weak:any-mechanism$" "$tmp/out"
+
 finish
