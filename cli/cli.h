@@ -219,6 +219,9 @@ typedef struct cli_batch_cmd {
     /* For a result |one| left pending: completes it, on a finisher thread,
      * and closes |res->fd|. NULL when |one| never leaves one. */
     void (*finish)(const cli_opts *o, const cli_entry *e, cli_result *res);
+    /* Finisher threads (0: 16, at most 128); as many results may wait in
+     * |finish| at once, and twice as many in the queue before them. */
+    int finishers;
 } cli_batch_cmd;
 
 /* One worker thread's own token session and key ring. */

@@ -200,10 +200,18 @@ out:
 typedef struct depends {
     const char *name;
     uint32_t version;
-    unsigned long count;
+    unsigned long count;  /* objects whose active slot names the version */
+    unsigned long other;  /* and whose other slot does (a rewrap that did not
+                             finish, or made by dcmseal before 0.2) */
 } depends;
 
-/* Counts the objects whose active slot names the key version. A file that
+static int names(const dcmseal_wrap_meta *m, const depends *d)
+{
+    return m->kek_version == d->version && strcmp(m->kek_name, d->name) == 0;
+}
+
+/* Counts the objects with a slot that names the key version: the active one,
+ * or the other one, which still holds the DEK wrapped under it. A file that
  * cannot be read might be one of them, so it fails the count. */
 static int count_dependent(const cli_entry *e, void *ctx)
 {
@@ -220,9 +228,12 @@ static int count_dependent(const cli_entry *e, void *ctx)
         fprintf(stderr, "dcmseal: %s: cannot open: %s\n", e->path, strerror(errno));
         return EX_IOERR;
     }
-    if (dcmseal_inspect_fd(&info, NULL, fd, NULL) == DCMSEAL_OK &&
-        info.wrap.kek_version == d->version && strcmp(info.wrap.kek_name, d->name) == 0)
-        d->count++;
+    if (dcmseal_inspect_fd(&info, NULL, fd, NULL) == DCMSEAL_OK) {
+        if (names(&info.wrap, d))
+            d->count++;
+        else if (info.other_slot_state == 1 && names(&info.other_wrap, d))
+            d->other++;
+    }
     close(fd);
     return EX_OK;
 }
@@ -252,7 +263,7 @@ static int key_state(int argc, char **argv, const char *verb)
         for (size_t i = 0; keys != NULL && i < n; i++)
             if (keys[i].version == version)
                 k = &keys[i];
-        depends d = {name, version, 0};
+        depends d = {name, version, 0, 0};
         if (keys == NULL)
             st = err.status;
         else if (k == NULL)
@@ -266,10 +277,11 @@ static int key_state(int argc, char **argv, const char *verb)
         else if (o.archive != NULL &&
                  (rc = cli_walk(&o.archive, 1, &(cli_walk_opts){.recursive = 1},
                                 count_dependent, &d)) == EX_OK &&
-                 d.count > 0)
+                 d.count + d.other > 0)
             st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
-                              "key '%s' v%u: %lu objects under %s still depend on it; "
-                              "rewrap them first", name, version, d.count, o.archive);
+                              "key '%s' v%u: %lu objects under %s still depend on it, and %lu "
+                              "more hold a key wrapped under it in their other slot; rewrap "
+                              "them first", name, version, d.count, o.archive, d.other);
         else if (rc == EX_OK)
             st = dcmseal_kek_destroy(t.session, name, version, &err);
         free(keys);

@@ -64,6 +64,7 @@ struct kek_cache {
     char name[DCMSEAL_KEK_NAME_MAX + 1];
     uint32_t version;
     CK_OBJECT_HANDLE pub, priv;
+    int disabled; /* as read with the handles; dcmseal disabling clears the cache */
 };
 
 struct dcmseal_session {
@@ -154,10 +155,11 @@ int kek_describe(dcmseal_kek_info *info, const struct kek_obj *o, const char *na
 /* Remembers the handles of |o| as those of |name| v|version| on |s|. */
 void kek_cache_put(dcmseal_session_t *s, const char *name, uint32_t version,
                    const struct kek_obj *o);
-/* The handles of |kek|, from the cache or the token; |*gone| when the key is
- * absent or no longer has the fingerprint it was found with. */
+/* The handles of |kek| and whether it is disabled, from the cache or the
+ * token; |*gone| when the key is absent or no longer has the fingerprint it
+ * was found with. */
 CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek, CK_OBJECT_HANDLE *pub,
-                  CK_OBJECT_HANDLE *priv, int *gone);
+                  CK_OBJECT_HANDLE *priv, int *disabled, int *gone);
 /* Private keys labelled |name| (any when NULL). */
 CK_RV kek_versions(dcmseal_session_t *s, const char *name, CK_OBJECT_HANDLE **hs, size_t *n);
 /* CKA_LABEL and the version in CKA_ID (either form) of |h|; version 0 when

@@ -325,6 +325,7 @@ void kek_cache_put(dcmseal_session_t *s, const char *name, uint32_t version,
     e->version = version;
     e->pub = o->pub;
     e->priv = o->priv;
+    e->disabled = kek_disabled(o);
     e->valid = 1;
     cache_front(s, KEK_CACHE_SIZE - 1);
 }
@@ -344,7 +345,7 @@ static int cache_get(dcmseal_session_t *s, const dcmseal_kek_info *kek)
 /* The handles of |kek|, from the cache or the token. A key that no longer
  * has the fingerprint it was found with counts as gone. */
 CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek,
-                  CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv, int *gone)
+                  CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv, int *disabled, int *gone)
 {
     struct kek_obj *o = NULL;
     uint8_t fp[DCMSEAL_KEK_FINGERPRINT_LEN];
@@ -364,6 +365,7 @@ CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek,
     }
     *pub = s->cache[0].pub;
     *priv = s->cache[0].priv;
+    *disabled = s->cache[0].disabled;
 out:
     free(o);
     return rv;

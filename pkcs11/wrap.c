@@ -76,22 +76,18 @@ static CK_RV crypt_init(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
                       : s->tok->mod->C_EncryptInit(s->h, mech, c->key);
 }
 
-/* The handle of |c->kek| that |c| needs. Wrapping also asks the private
- * half whether the version is enabled. */
+/* The handle of |c->kek| that |c| needs. A version disabled as dcmseal
+ * disables it refuses to decrypt in the token; dcmseal refuses to wrap
+ * under it (its public half may not be switchable). */
 static CK_RV crypt_key(dcmseal_session_t *s, struct crypt_ctx *c)
 {
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-    CK_BBOOL dec = BOOL_UNSET, unw = BOOL_UNSET;
-    CK_ATTRIBUTE uses[] = {{CKA_DECRYPT, &dec, 1}, {CKA_UNWRAP, &unw, 1}};
-    CK_RV rv = kek_handles(s, c->kek, &pub, &priv, &c->gone);
+    int disabled = 0;
+    CK_RV rv = kek_handles(s, c->kek, &pub, &priv, &disabled, &c->gone);
     c->key = c->decrypt ? priv : pub;
     c->in_final = 0;
-    c->no_public = c->disabled = 0;
-    if (rv != CKR_OK || c->gone || c->decrypt)
-        return rv;
-    c->no_public = pub == CK_INVALID_HANDLE;
-    if ((rv = s->tok->mod->C_GetAttributeValue(s->h, priv, uses, 2)) == CKR_OK)
-        c->disabled = dec == CK_FALSE && unw == CK_FALSE;
+    c->no_public = !c->decrypt && pub == CK_INVALID_HANDLE;
+    c->disabled = !c->decrypt && disabled;
     return rv;
 }
 

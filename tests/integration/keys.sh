@@ -63,6 +63,14 @@ for f in $(cd "$tmp/enc" && find . -name '*.dcms'); do
         [ "$(generation_of "$tmp/enc/$f")" = 2 ] && moved_ok=$((moved_ok + 1))
 done
 check "every object at v2, generation 2, header and payload byte-identical ($moved_ok)" [ "$moved_ok" -eq "$nfiles" ]
+# Rotation retires the old wrap: the slot that held the v1 wrap is zeros.
+check "every old slot wiped ($(old_slots_left "$tmp/enc") left)" [ "$(old_slots_left "$tmp/enc")" -eq 0 ]
+check "the log says so" grep -q "v1 -> v2, RSA-OAEP sha1, in the token (C_UnwrapKey + C_WrapKey); old slot wiped" "$tmp/err"
+# So a damaged new slot no longer opens the object under v1 (before, it did).
+cp "$tmp/enc/f1.dcms" "$tmp/zeroed.dcms"
+dd if=/dev/zero of="$tmp/zeroed.dcms" bs=1 seek=1152 count=1024 conv=notrunc 2>/dev/null
+expect 65 "the new slot zeroed: no slot opens the object, v1 none either" "$DCMSEAL" decrypt "$tmp/zeroed.dcms" -o "$tmp/zeroed.out"
+check "and it says so" grep -q "no intact key slot" "$tmp/err"
 cp -r "$tmp/enc" "$tmp/after1"
 expect 0 "rewrap again" "$DCMSEAL" rewrap -r "$tmp/enc"
 check "second rewrap moves nothing" grep -q "rewrap: $nfiles files: 0 rewrapped, $nfiles skipped (already under the target version), 0 failed" "$tmp/err"
@@ -96,9 +104,17 @@ expect 64 "destroy an enabled version" "$DCMSEAL" key destroy kek 1
 expect 0 "disable v1 again" "$DCMSEAL" key disable kek 1
 expect 64 "destroy while objects depend on it" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
 check "destroy: counts the dependants" grep -q "1 objects under $tmp/enc still depend on it" "$tmp/err"
+# An object moved to v2 that still holds its v1 wrap in the other slot (as
+# dcmseal before 0.2 left them, or a crash between the two flushes) depends
+# on v1 too: put f2's v1 slot back beside its v2 one.
+dd if="$tmp/before/f2.dcms" of="$tmp/enc/f2.dcms" bs=1 skip=128 seek=128 count=1024 conv=notrunc 2>/dev/null
+expect 64 "destroy while a leftover v1 wrap remains" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
+check "destroy: counts the leftover too" grep -q "1 objects under $tmp/enc still depend on it, and 1 more hold a key wrapped under it in their other slot" "$tmp/err"
 cp "$one" "$tmp/stray.dcms" # a v1 object that lives outside the archive
 expect 0 "enable for the last rewrap" "$DCMSEAL" key enable kek 1
-expect 0 "rewrap the straggler" "$DCMSEAL" rewrap -r "$tmp/enc"
+expect 0 "rewrap the straggler" "$DCMSEAL" -v rewrap -r "$tmp/enc"
+check "the leftover wrap wiped" grep -q "f2.dcms: 'kek' v2 already; the key left in its other slot wiped" "$tmp/err"
+check "no old slot left" [ "$(old_slots_left "$tmp/enc")" -eq 0 ]
 expect 0 "disable v1 for good" "$DCMSEAL" key disable kek 1
 expect 0 "destroy v1" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
 expect 69 "decrypt under a destroyed version" "$DCMSEAL" decrypt "$tmp/stray.dcms" -o "$tmp/stray.out"
