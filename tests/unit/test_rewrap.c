@@ -40,8 +40,9 @@ static int sealed_file(size_t n, char *path)
 static uint8_t *slurp_fd(int fd, size_t *n)
 {
     off_t end = lseek(fd, 0, SEEK_END);
-    uint8_t *p = malloc((size_t)end);
-    *n = pread(fd, p, (size_t)end, 0) == end ? (size_t)end : 0;
+    size_t len = end > 0 ? (size_t)end : 0;
+    uint8_t *p = malloc(len + 1);
+    *n = p != NULL && pread(fd, p, len, 0) == (ssize_t)len ? len : 0;
     return p;
 }
 
