@@ -188,7 +188,9 @@ dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
 
 /* ---- group commit ---------------------------------------------------------- */
 
-/* An object waiting for its group, on the stack of the thread finishing it. */
+/* An object waiting for its group, on the stack of the thread finishing it.
+ * Each has a condition of its own, so that a commit wakes the threads it
+ * finished and one to commit next, not every finisher that waits. */
 struct member {
     int fd;
     dev_t dev;
@@ -196,12 +198,12 @@ struct member {
     dcmseal_error *err;
     dcmseal_status st;
     int done;
+    pthread_cond_t wake;
     struct member *next;
 };
 
 struct dcmseal_rewrap_group {
     pthread_mutex_t lock;
-    pthread_cond_t committed;
     struct member *joined; /* for the next commit */
     int committing;
 };
@@ -263,7 +265,6 @@ dcmseal_status dcmseal_rewrap_group_new(dcmseal_rewrap_group_t **out, dcmseal_er
     if ((g = OPENSSL_zalloc(sizeof *g)) == NULL)
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->committed, NULL);
     *out = g;
     return DCMSEAL_OK;
 }
@@ -279,18 +280,19 @@ dcmseal_status dcmseal_rewrap_group_finish(dcmseal_rewrap_group_t *g, dcmseal_re
         me.dev = sb.st_dev;
     else
         me.st = dcmseal_fail(err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
+    pthread_cond_init(&me.wake, NULL);
     pthread_mutex_lock(&g->lock);
     me.next = g->joined;
     g->joined = &me;
     /* Whoever finds no commit running commits all that joined, itself
-     * included; the rest wait, and join the next group if theirs is not
-     * this one. */
+     * included; the rest wait, and the next group's commit is started by
+     * one of its members, woken when this one ends. */
     while (!me.done) {
         if (g->committing) {
-            pthread_cond_wait(&g->committed, &g->lock);
+            pthread_cond_wait(&me.wake, &g->lock);
             continue;
         }
-        struct member *list = g->joined;
+        struct member *list = g->joined, *next;
         g->joined = NULL;
         g->committing = 1;
         pthread_mutex_unlock(&g->lock);
@@ -298,12 +300,17 @@ dcmseal_status dcmseal_rewrap_group_finish(dcmseal_rewrap_group_t *g, dcmseal_re
         pthread_mutex_lock(&g->lock);
         /* Under the lock: a member's thread, and its stack, stay until it
          * sees |done| after this. */
-        for (struct member *m = list; m != NULL; m = m->next)
+        for (struct member *m = list; m != NULL; m = next) {
+            next = m->next;
             m->done = 1;
+            pthread_cond_signal(&m->wake);
+        }
         g->committing = 0;
-        pthread_cond_broadcast(&g->committed);
+        if (g->joined != NULL)
+            pthread_cond_signal(&g->joined->wake);
     }
     pthread_mutex_unlock(&g->lock);
+    pthread_cond_destroy(&me.wake);
     return me.st;
 }
 
@@ -311,7 +318,6 @@ void dcmseal_rewrap_group_free(dcmseal_rewrap_group_t *g)
 {
     if (g == NULL)
         return;
-    pthread_cond_destroy(&g->committed);
     pthread_mutex_destroy(&g->lock);
     OPENSSL_free(g);
 }

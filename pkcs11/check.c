@@ -608,21 +608,43 @@ static void probe_hardening(struct probe *p)
         locked ? "" : " -- without the PIN it can be deleted or changed, and objects under it "
                       "then cannot be encrypted");
 
-    /* probe_rewrap found out, through the unwrap dcmseal itself runs. */
-    CK_RV refused = (CK_RV)atomic_load(&p->s->tok->no_unwrap_value_len);
+    /* How the unwrap dcmseal itself runs keeps a key of another length out:
+     * a 16-byte key, wrapped as a DEK would be, must be refused. */
     int rewrapped = 0;
     for (size_t i = 0; i < p->c->n; i++)
         rewrapped |= strcmp(p->c->r[i].id, "rewrap-in-token") == 0 &&
                      p->c->r[i].verdict == DCMSEAL_CHECK_PASS;
+    if (!rewrapped || !p->have_oaep) {
+        not_run(p, "unwrap-length", 0, DCMSEAL_CHECK_FAIL, "no in-token rewrap");
+        return;
+    }
+    CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &p->oaep, sizeof p->oaep};
+    uint8_t short_key[16], wrapped[DCMSEAL_WRAPPED_MAX];
+    CK_ULONG wrapped_len = sizeof wrapped;
+    CK_OBJECT_HANDLE dek = CK_INVALID_HANDLE;
+    if (RAND_bytes(short_key, sizeof short_key) != 1 ||
+        (rv = p->m->C_EncryptInit(p->s->h, &mech, p->key->pub)) != CKR_OK ||
+        (rv = p->m->C_Encrypt(p->s->h, short_key, sizeof short_key, wrapped, &wrapped_len)) !=
+            CKR_OK) {
+        add(p, "unwrap-length", 0, DCMSEAL_CHECK_FAIL, ckr_name(rv),
+            "could not wrap a 16-byte key to try");
+        return;
+    }
+    rv = kek_unwrap_dek(p->s, &mech, p->key->priv, wrapped, wrapped_len, &dek);
+    if (rv == CKR_OK)
+        p->m->C_DestroyObject(p->s->h, dek);
+    const CK_RV refused = (CK_RV)atomic_load(&p->s->tok->no_unwrap_value_len);
+    char how[160];
     if (refused != CKR_OK)
-        add(p, "unwrap-length", 0, DCMSEAL_CHECK_INFO, ckr_name(refused),
-            "C_UnwrapKey refuses CKA_VALUE_LEN: dcmseal measures each unwrapped key in the "
-            "token with CKM_AES_KEY_WRAP (to within 8 bytes) before it rewraps it");
-    else if (rewrapped)
-        add(p, "unwrap-length", 0, DCMSEAL_CHECK_INFO, "CKR_OK",
-            "C_UnwrapKey takes CKA_VALUE_LEN: the token unwraps exactly a 32-byte data key");
+        snprintf(how, sizeof how,
+                 "C_UnwrapKey refuses CKA_VALUE_LEN (%s), so dcmseal measures each unwrapped "
+                 "key with CKM_AES_KEY_WRAP (to within 8 bytes)",
+                 ckr_name(refused));
     else
-        not_run(p, "unwrap-length", 0, DCMSEAL_CHECK_INFO, "no in-token rewrap");
+        snprintf(how, sizeof how, "C_UnwrapKey takes CKA_VALUE_LEN 32");
+    add(p, "unwrap-length", 0, pass_if(rv != CKR_OK), ckr_name(rv),
+        "%s; a 16-byte key was %s", how,
+        rv != CKR_OK ? "refused" : "unwrapped as a data key -- in-token rewrap cannot tell");
 }
 
 /* ---- sessions ----------------------------------------------------------- */

@@ -59,7 +59,8 @@ hsm_check() {
     check "$where: the private exponent is sensitive" line pass private-not-readable CKR_ATTRIBUTE_SENSITIVE
     check "$where: PKCS#1 v1.5 refused by the token" line pass allowed-mechanisms CKR_MECHANISM_INVALID
     check "$where: the public half cannot be changed" line pass public-half-locked CKR_ACTION_PROHIBITED
-    check "$where: how unwrapped lengths are checked" line info unwrap-length CKR_ATTRIBUTE_READ_ONLY
+    check "$where: a 16-byte key is not unwrapped as a data key" line pass unwrap-length CKR_WRAPPED_KEY_INVALID
+    check "$where: saying how" grep -q "C_UnwrapKey refuses CKA_VALUE_LEN (CKR_ATTRIBUTE_READ_ONLY)" "$tmp/out"
     check "$where: says the fallback" grep -q "falls back to RSA-OAEP SHA-1" "$tmp/out"
     check "$where: usable" grep -q '^usable: yes' "$tmp/out"
     check "$where: every check line has a verdict and a code" \
