@@ -10,9 +10,10 @@ dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, dcmseal_origin *origin,
                                  const dcmseal_keyring *ring, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    uint8_t dek[DCMSEAL_DEK_LEN];
+    uint8_t *dek = OPENSSL_secure_malloc(DCMSEAL_DEK_LEN);
     DCMSEAL_ENSURE(ring != NULL && ring->unwrap != NULL, err, DCMSEAL_E_USAGE,
                    "no key ring to unwrap with");
+    DCMSEAL_ENSURE(dek != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
     /* Origin first: the proof also covers the wrapped key, so a slot that
      * someone without the token made never reaches the KEK's private half
      * (no chosen ciphertexts for RSA-OAEP from forged objects). */
@@ -28,7 +29,7 @@ dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, dcmseal_origin *origin,
                                  DCMSEAL_COMMIT_LEN) == 0,
                    err, DCMSEAL_E_AUTH, "authentication failed (key commitment)");
 out:
-    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_secure_clear_free(dek, DCMSEAL_DEK_LEN);
     if (st != DCMSEAL_OK)
         OPENSSL_cleanse(keys, sizeof *keys);
     return st;

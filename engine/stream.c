@@ -32,8 +32,9 @@ struct dcmseal_decryptor {
     int have_header;
     dcmseal_header h;
     dcmseal_header_info info;
-    uint8_t identity_key[32];
-    uint8_t meta_key[32]; /* until the metadata block is open */
+    /* In the secure heap; once GCM is set up only the identity key, and
+     * the metadata key until the metadata block is open, are kept. */
+    dcmseal_keys *keys;
     uint8_t *meta_ct;     /* the metadata block as it arrives */
     size_t meta_got;
     int have_meta;        /* the block is open (or there is none) */
@@ -96,18 +97,18 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_encryptor_t *enc = NULL;
-    dcmseal_keys keys;
+    dcmseal_keys *keys = OPENSSL_secure_zalloc(sizeof *keys);
     dcmseal_header h;
     dcmseal_slot slot;
     dcmseal_origin_policy pol;
     uint8_t *raw = header + DCMSEAL_HEADER_LEN;
     memset(&h, 0, sizeof h);
     memset(&slot, 0, sizeof slot);
-    memset(&keys, 0, sizeof keys);
 
     DCMSEAL_ENSURE(out != NULL && header != NULL && p != NULL && p->keyring != NULL &&
                    p->keyring->wrap != NULL, err, DCMSEAL_E_USAGE,
                    "encrypt: missing argument or key ring");
+    DCMSEAL_ENSURE(keys != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
     h.segment_size = p->segment_size ? p->segment_size : DCMSEAL_SEGMENT_DEFAULT;
     DCMSEAL_ENSURE(h.segment_size >= DCMSEAL_SEGMENT_MIN &&
                    h.segment_size <= DCMSEAL_SEGMENT_MAX, err, DCMSEAL_E_USAGE,
@@ -146,10 +147,10 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
         h.meta_len = dcmseal_meta_len(p->meta);
     }
     memcpy(h.salt, salt, DCMSEAL_SALT_LEN);
-    DCMSEAL_GUARD(dcmseal_keys_derive(&keys, dek, salt, p->meta != NULL, err));
-    DCMSEAL_GUARD(dcmseal_identity_tag(h.identity_tag, &keys, p->identity, err));
-    memcpy(h.commitment, keys.commitment, DCMSEAL_COMMIT_LEN);
-    DCMSEAL_GUARD(dcmseal_gcm_init(&enc->gcm, keys.payload, 1, err));
+    DCMSEAL_GUARD(dcmseal_keys_derive(keys, dek, salt, p->meta != NULL, err));
+    DCMSEAL_GUARD(dcmseal_identity_tag(h.identity_tag, keys, p->identity, err));
+    memcpy(h.commitment, keys->commitment, DCMSEAL_COMMIT_LEN);
+    DCMSEAL_GUARD(dcmseal_gcm_init(&enc->gcm, keys->payload, 1, err));
 
     dcmseal_header_encode(enc->aad, &h);
     memcpy(header, enc->aad, DCMSEAL_HEADER_LEN);
@@ -161,13 +162,13 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
     if (p->meta != NULL) {
         enc->meta = OPENSSL_malloc(h.meta_len);
         DCMSEAL_ENSURE(enc->meta != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-        DCMSEAL_GUARD(dcmseal_meta_seal(enc->meta, p->meta, &keys, enc->aad, err));
+        DCMSEAL_GUARD(dcmseal_meta_seal(enc->meta, p->meta, keys, enc->aad, err));
         enc->meta_pending = h.meta_len;
     }
     *out = enc;
     enc = NULL;
 out:
-    OPENSSL_cleanse(&keys, sizeof keys);
+    OPENSSL_secure_clear_free(keys, sizeof *keys);
     dcmseal_encryptor_free(enc);
     return st;
 }
@@ -178,13 +179,14 @@ dcmseal_status dcmseal_encrypt_init(dcmseal_encryptor_t **out,
                                     dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    uint8_t dek[DCMSEAL_DEK_LEN], salt[DCMSEAL_SALT_LEN];
-    DCMSEAL_ENSURE(RAND_priv_bytes(dek, sizeof dek) == 1 &&
+    uint8_t *dek = OPENSSL_secure_malloc(DCMSEAL_DEK_LEN), salt[DCMSEAL_SALT_LEN];
+    DCMSEAL_ENSURE(dek != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    DCMSEAL_ENSURE(RAND_priv_bytes(dek, DCMSEAL_DEK_LEN) == 1 &&
                    RAND_bytes(salt, sizeof salt) == 1,
                    err, DCMSEAL_E_INTERNAL, "random generator failed");
     st = dcmseal_encrypt_init_fixed(out, header, params, dek, salt, err);
 out:
-    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_secure_clear_free(dek, DCMSEAL_DEK_LEN);
     return st;
 }
 
@@ -319,15 +321,18 @@ static dcmseal_status decrypt_start(dcmseal_decryptor_t *dec, dcmseal_error *err
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_slot slot;
-    dcmseal_keys keys;
-    memset(&keys, 0, sizeof keys);
+    memset(&slot, 0, sizeof slot);
     DCMSEAL_GUARD(dcmseal_preamble_decode(&dec->h, &slot, &dec->info, dec->pre,
                                           sizeof dec->pre, err));
-    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &dec->info.origin, dec->pre, dec->info.active_slot,
-                                    &dec->h, &slot, dec->ring, err));
-    DCMSEAL_GUARD(dcmseal_gcm_init(&dec->gcm, keys.payload, 0, err));
-    memcpy(dec->identity_key, keys.identity, sizeof dec->identity_key);
-    memcpy(dec->meta_key, keys.meta, sizeof dec->meta_key);
+    dec->keys = OPENSSL_secure_zalloc(sizeof *dec->keys);
+    DCMSEAL_ENSURE(dec->keys != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    DCMSEAL_GUARD(dcmseal_open_keys(dec->keys, &dec->info.origin, dec->pre,
+                                    dec->info.active_slot, &dec->h, &slot, dec->ring, err));
+    DCMSEAL_GUARD(dcmseal_gcm_init(&dec->gcm, dec->keys->payload, 0, err));
+    /* What is left to do needs the identity key, and the metadata key
+     * until its block is open. */
+    OPENSSL_cleanse(dec->keys->payload, sizeof dec->keys->payload);
+    OPENSSL_cleanse(dec->keys->commitment, sizeof dec->keys->commitment);
     dec->buf = OPENSSL_malloc(SEGMENT_CT(dec->h.segment_size));
     DCMSEAL_ENSURE(dec->buf != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     if (dec->h.meta_len > 0) {
@@ -338,7 +343,6 @@ static dcmseal_status decrypt_start(dcmseal_decryptor_t *dec, dcmseal_error *err
     }
     dec->have_header = 1;
 out:
-    OPENSSL_cleanse(&keys, sizeof keys);
     OPENSSL_cleanse(&slot, sizeof slot);
     return st;
 }
@@ -346,13 +350,9 @@ out:
 /* Called once the metadata block is complete. */
 static dcmseal_status decrypt_meta(dcmseal_decryptor_t *dec, dcmseal_error *err)
 {
-    dcmseal_keys k;
-    memset(&k, 0, sizeof k);
-    memcpy(k.meta, dec->meta_key, sizeof k.meta);
-    dcmseal_status st = dcmseal_meta_open(&dec->meta, dec->meta_ct, dec->h.meta_len, &k,
+    dcmseal_status st = dcmseal_meta_open(&dec->meta, dec->meta_ct, dec->h.meta_len, dec->keys,
                                           dec->pre, err);
-    OPENSSL_cleanse(&k, sizeof k);
-    OPENSSL_cleanse(dec->meta_key, sizeof dec->meta_key);
+    OPENSSL_cleanse(dec->keys->meta, sizeof dec->keys->meta);
     dec->have_meta = st == DCMSEAL_OK;
     return st;
 }
@@ -481,15 +481,11 @@ dcmseal_status dcmseal_decrypt_check_identity(const dcmseal_decryptor_t *dec,
                                               const dcmseal_identity *id,
                                               dcmseal_error *err)
 {
-    dcmseal_keys k;
     uint8_t tag[DCMSEAL_IDTAG_LEN];
     dcmseal_status st;
     if (!dec->have_header)
         return dcmseal_fail(err, DCMSEAL_E_USAGE, "identity check before the header");
-    memset(&k, 0, sizeof k);
-    memcpy(k.identity, dec->identity_key, sizeof k.identity);
-    st = dcmseal_identity_tag(tag, &k, id, err);
-    OPENSSL_cleanse(&k, sizeof k);
+    st = dcmseal_identity_tag(tag, dec->keys, id, err);
     if (st != DCMSEAL_OK)
         return st;
     if ((id != NULL) != dec->info.is_dicom ||
@@ -513,6 +509,7 @@ void dcmseal_decryptor_free(dcmseal_decryptor_t *dec)
     if (dec == NULL)
         return;
     EVP_CIPHER_CTX_free(dec->gcm);
+    OPENSSL_secure_clear_free(dec->keys, sizeof *dec->keys);
     if (dec->buf != NULL)
         OPENSSL_cleanse(dec->buf, dec->buf_used);
     OPENSSL_free(dec->buf);
