@@ -22,6 +22,7 @@ static const struct {
     {DCMSEAL_KEK_WEAK_SIGN, "may-sign"},
     {DCMSEAL_KEK_WEAK_PUBLIC, "public-half-open"},
     {DCMSEAL_KEK_NO_PUBLIC, "no-public-half"},
+    {DCMSEAL_KEK_WEAK_ORIGIN, "origin-any-mechanism"},
 };
 
 /* "a,b" (text) or "\"a\",\"b\"" (json) of |weak|. */

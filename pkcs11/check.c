@@ -707,6 +707,16 @@ static void probe_origin(struct probe *p)
     CK_RV rd = p->m->C_GetAttributeValue(p->s->h, h, &v, 1);
     const int readable = rd == CKR_OK && v.ulValueLen != CK_UNAVAILABLE_INFORMATION;
     OPENSSL_cleanse(value, sizeof value);
+    /* What dcmseal's policy asks on every use (origin.c, hmac_judge): made
+     * in the token and never out of it. */
+    CK_BBOOL local = BOOL_UNSET, always = BOOL_UNSET, never = BOOL_UNSET, priv = BOOL_UNSET;
+    CK_ATTRIBUTE made[] = {{CKA_LOCAL, &local, 1},
+                           {CKA_ALWAYS_SENSITIVE, &always, 1},
+                           {CKA_NEVER_EXTRACTABLE, &never, 1},
+                           {CKA_PRIVATE, &priv, 1}};
+    CK_RV rk = p11_read_attrs(p->s, h, made, 4);
+    const int in_token =
+        rk == CKR_OK && local == CK_TRUE && always == CK_TRUE && never == CK_TRUE && priv == CK_TRUE;
     if (rv != CKR_OK || len != sizeof mac)
         add(p, "origin-hmac", 1, DCMSEAL_CHECK_FAIL, ckr_name(rv),
             "C_Sign with CKM_SHA256_HMAC refused, or not 32 bytes");
@@ -716,6 +726,11 @@ static void probe_origin(struct probe *p)
     else if (readable)
         add(p, "origin-hmac", 1, DCMSEAL_CHECK_FAIL, "CKR_OK",
             "the origin key's CKA_VALUE can be read out");
+    else if (!in_token)
+        add(p, "origin-hmac", 1, DCMSEAL_CHECK_FAIL, ckr_name(rk),
+            "the token does not say the origin key is private and was made in it and never "
+            "left it (CKA_PRIVATE, CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE): "
+            "dcmseal refuses such keys");
     else
         add(p, "origin-hmac", 1, DCMSEAL_CHECK_PASS, "CKR_OK",
             "origin key as `key create` makes it: HMAC-SHA256 proofs made and checked in the "

@@ -241,6 +241,7 @@ struct find_ctx {
     size_t n_versions; /* how many versions |name| has */
     uint32_t min;      /* the minimum decryption version, 0 when none */
     int has_origin;    /* the version found has an origin key */
+    unsigned origin_weak; /* and what it lacks (origin_weak) */
     int require_origin;
     struct kek_obj obj;
 };
@@ -314,6 +315,9 @@ size_t hmac_key_id(char id[HMAC_ID_MAX], const char *name, uint32_t version);
 /* That key's handle, CK_INVALID_HANDLE when there is none. */
 CK_RV hmac_key_find(dcmseal_session_t *s, const char *name, uint32_t version,
                     CK_OBJECT_HANDLE *h);
+/* The DCMSEAL_KEK_WEAK_* bits of the origin key |h| (CK_INVALID_HANDLE:
+ * none, 0): what it lacks of dcmseal's template and still works without. */
+unsigned origin_weak(dcmseal_session_t *s, CK_OBJECT_HANDLE h);
 /* Generates the origin key of |name| v|version| with dcmseal's template,
  * replacing one left over. One call, no retry, as kek_generate_pair. */
 CK_RV origin_generate(dcmseal_session_t *s, const char *name, uint32_t version);

@@ -36,6 +36,7 @@ CK_RV kek_find_op(dcmseal_session_t *s, void *arg)
         CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
         rv = hmac_key_find(s, c->name, c->found, &h);
         c->has_origin = h != CK_INVALID_HANDLE;
+        c->origin_weak = rv == CKR_OK ? origin_weak(s, h) : 0;
     }
     if (rv == CKR_OK)
         rv = origin_policy_read(s, c->name, &c->require_origin, NULL, NULL);
@@ -73,6 +74,7 @@ dcmseal_status kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, const char 
     out->primary = c->found == c->primary;
     out->min_version = c->min;
     out->has_origin = c->has_origin;
+    out->weak |= c->origin_weak;
     out->require_origin = c->require_origin;
     kek_cache_put(s, name, c->found, &c->obj);
 out:
@@ -121,6 +123,7 @@ static CK_RV list_op(dcmseal_session_t *s, void *arg)
             (rv = hmac_key_find(s, label, v, &h)) == CKR_OK)
             rv = origin_policy_read(s, label, &k->require_origin, NULL, NULL);
         k->has_origin = h != CK_INVALID_HANDLE;
+        k->weak |= rv == CKR_OK ? origin_weak(s, h) : 0;
     }
     free(hs);
     free(o);

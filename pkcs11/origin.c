@@ -34,6 +34,9 @@ size_t hmac_key_id(char id[HMAC_ID_MAX], const char *name, uint32_t version)
 
 /* ---- finding, judging, caching ------------------------------------------ */
 
+/* Only private objects: anyone who can reach the token's slot can make a
+ * public one without the PIN, with a value of their choosing, under any
+ * label and ID. Used for proofs, such a key would let them forge. */
 CK_RV hmac_key_find(dcmseal_session_t *s, const char *name, uint32_t version,
                     CK_OBJECT_HANDLE *h)
 {
@@ -43,10 +46,11 @@ CK_RV hmac_key_find(dcmseal_session_t *s, const char *name, uint32_t version,
         {CKA_CLASS, (void *)&cls, sizeof cls},
         {CKA_LABEL, (void *)name, strlen(name)},
         {CKA_ID, id, hmac_key_id(id, name, version)},
+        {CKA_PRIVATE, (void *)&yes, 1},
     };
     CK_OBJECT_HANDLE *hs = NULL;
     size_t n = 0;
-    CK_RV rv = p11_find_all(s, t, 3, &hs, &n);
+    CK_RV rv = p11_find_all(s, t, 4, &hs, &n);
     *h = n > 0 ? hs[0] : CK_INVALID_HANDLE;
     free(hs);
     return rv;
@@ -54,20 +58,28 @@ CK_RV hmac_key_find(dcmseal_session_t *s, const char *name, uint32_t version,
 
 /* What makes an HMAC key of ours acceptable; "" when it is, else the
  * attribute at fault. |verify|: it must also verify (an origin key). A key
- * that neither signs nor verifies is disabled, which is not a violation. */
+ * that neither signs nor verifies is disabled, which is not a violation.
+ * The same lockdown as a KEK's private half (policy.c), and one thing more:
+ * the key was made in the token and never left it (CKA_LOCAL,
+ * CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE). Whoever knows the value of
+ * an origin key can forge, so a key imported with a known value, even by
+ * someone with the PIN, is refused rather than trusted. */
 static void hmac_judge(char *why, size_t cap, dcmseal_session_t *s, CK_OBJECT_HANDLE h,
                        int verify, int *disabled)
 {
     CK_KEY_TYPE type = (CK_KEY_TYPE)-1;
     CK_ULONG len = 0;
     CK_BBOOL sensitive = BOOL_UNSET, extractable = BOOL_UNSET, sign = BOOL_UNSET,
-             ver = BOOL_UNSET;
+             ver = BOOL_UNSET, priv = BOOL_UNSET, local = BOOL_UNSET, always = BOOL_UNSET,
+             never = BOOL_UNSET;
     CK_ATTRIBUTE t[] = {
         {CKA_KEY_TYPE, &type, sizeof type}, {CKA_VALUE_LEN, &len, sizeof len},
         {CKA_SENSITIVE, &sensitive, 1},     {CKA_EXTRACTABLE, &extractable, 1},
         {CKA_SIGN, &sign, 1},               {CKA_VERIFY, &ver, 1},
+        {CKA_PRIVATE, &priv, 1},            {CKA_LOCAL, &local, 1},
+        {CKA_ALWAYS_SENSITIVE, &always, 1}, {CKA_NEVER_EXTRACTABLE, &never, 1},
     };
-    CK_RV rv = p11_read_attrs(s, h, t, 6);
+    CK_RV rv = p11_read_attrs(s, h, t, sizeof t / sizeof t[0]);
     why[0] = '\0';
     *disabled = sign == CK_FALSE && (ver == CK_FALSE || !verify);
     if (rv != CKR_OK)
@@ -76,12 +88,34 @@ static void hmac_judge(char *why, size_t cap, dcmseal_session_t *s, CK_OBJECT_HA
         snprintf(why, cap, "CKA_KEY_TYPE is not CKK_GENERIC_SECRET");
     else if (t[1].ulValueLen == CK_UNAVAILABLE_INFORMATION || len < 32)
         snprintf(why, cap, "CKA_VALUE_LEN is below 32 bytes");
+    else if (priv != CK_TRUE)
+        snprintf(why, cap, "CKA_PRIVATE is not true");
     else if (sensitive != CK_TRUE)
         snprintf(why, cap, "CKA_SENSITIVE is not true");
     else if (extractable != CK_FALSE)
         snprintf(why, cap, "CKA_EXTRACTABLE is not false");
+    else if (local != CK_TRUE)
+        snprintf(why, cap, "CKA_LOCAL is not true: it was not made in the token");
+    else if (always != CK_TRUE || never != CK_TRUE)
+        snprintf(why, cap, "CKA_ALWAYS_SENSITIVE or CKA_NEVER_EXTRACTABLE is not true: its "
+                           "value may have left the token");
     else if (!*disabled && (sign != CK_TRUE || (verify && ver != CK_TRUE)))
         snprintf(why, cap, "CKA_SIGN or CKA_VERIFY is not true");
+}
+
+/* What the key lacks that the lockdown asks for but proofs do not need:
+ * the token may have refused CKA_ALLOWED_MECHANISMS (hmac_generate), and
+ * then anyone with the PIN can use the key for other MACs. An attribute
+ * the token does not report counts as lacking, as for KEKs (kek_weak). */
+unsigned origin_weak(dcmseal_session_t *s, CK_OBJECT_HANDLE h)
+{
+    CK_MECHANISM_TYPE mechs[8];
+    CK_ATTRIBUTE t[] = {{CKA_ALLOWED_MECHANISMS, mechs, sizeof mechs}};
+    if (h == CK_INVALID_HANDLE)
+        return 0;
+    int hmac_only = p11_read_attrs(s, h, t, 1) == CKR_OK &&
+                    t[0].ulValueLen == sizeof mechs[0] && mechs[0] == CKM_SHA256_HMAC;
+    return hmac_only ? 0 : DCMSEAL_KEK_WEAK_ORIGIN;
 }
 
 /* The cached handle of |name| v|version| (0: the concealment key). */

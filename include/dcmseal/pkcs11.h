@@ -93,6 +93,8 @@ typedef struct dcmseal_kek_info {
 #define DCMSEAL_KEK_WEAK_PUBLIC 0x08u     /* public half visible or changeable without the
                                              PIN (CKA_PRIVATE, CKA_MODIFIABLE) */
 #define DCMSEAL_KEK_NO_PUBLIC 0x10u       /* no public half: decrypts, cannot wrap */
+#define DCMSEAL_KEK_WEAK_ORIGIN 0x20u     /* its origin key not limited to HMAC-SHA256
+                                             (CKA_ALLOWED_MECHANISMS) */
 
 /* Opens the token named by |uri| ("pkcs11:token=...?module-path=...").
  *

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <dcmseal/pkcs11.h>
+#include <openssl/hmac.h>
 #include <p11-kit/pkcs11.h>
 
 #include "../support/check.h"
@@ -342,6 +343,86 @@ static void test_upgrade(dcmseal_session_t *s)
               list[1].require_origin, "list shows origin keys and policy");
 }
 
+/* A secret key of a known value, put in the token by C_CreateObject (so
+ * CKA_LOCAL false) under an origin or concealment key's label and ID, as
+ * a public object (|priv| false) or a private one. */
+static CK_OBJECT_HANDLE raw_import(const char *label, const char *id, CK_BBOOL priv,
+                                   const uint8_t value[32])
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+    CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+    CK_ATTRIBUTE a[] = {
+        {CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &type, sizeof type},
+        {CKA_VALUE, (void *)value, 32}, {CKA_TOKEN, &t, 1}, {CKA_PRIVATE, &priv, 1},
+        {CKA_SENSITIVE, &t, 1}, {CKA_EXTRACTABLE, &f, 1}, {CKA_SIGN, &t, 1},
+        {CKA_VERIFY, &t, 1}, {CKA_LABEL, (void *)label, strlen(label)},
+        {CKA_ID, (void *)id, strlen(id)},
+    };
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    return raw->C_CreateObject(raw_h, a, 11, &h) == CKR_OK ? h : CK_INVALID_HANDLE;
+}
+
+/* Keys whose value someone outside the token knows are never used: a
+ * public object, which anyone who reaches the slot can make without the
+ * PIN, and an imported private one, which needs the PIN but was still
+ * known outside. A proof made with that value is not accepted, and a name
+ * with only such keys counts as having none. Then the lockdown of keys
+ * made on a token that ignores CKA_ALLOWED_MECHANISMS shows in |weak|. */
+static void test_planted(dcmseal_session_t *s)
+{
+    static const uint8_t known[32] = "the attacker knows these bytes!";
+    dcmseal_error err;
+    dcmseal_kek_info k;
+    uint8_t forged[32], m[DCMSEAL_HMAC_LEN];
+    unsigned mac_len = 0, added = 0;
+    CHECK(HMAC(EVP_sha256(), known, sizeof known, MSG, sizeof MSG, forged, &mac_len) != NULL &&
+              mac_len == 32, "HMAC");
+
+    CHECK(raw_legacy_kek("planted", 1), "a KEK without an origin key");
+    CHECK(raw_import("planted", "dcmseal-origin:planted:v1", CK_FALSE, known) !=
+                  CK_INVALID_HANDLE &&
+              raw_import("planted", "dcmseal-names:planted", CK_FALSE, known) !=
+                  CK_INVALID_HANDLE,
+          "plant public origin and concealment keys");
+    EXPECT(dcmseal_kek_find(s, &k, "planted", 0, &err), DCMSEAL_OK, err, "find planted");
+    CHECK(!k.has_origin, "a public key does not count as the version's origin key");
+    EXPECT(dcmseal_origin_verify(s, "planted", 1, MSG, sizeof MSG, forged, &err), DCMSEAL_E_KEY,
+           err, "a proof made with the planted key's value");
+    CHECK(strstr(err.message, "has no origin key") != NULL, "message: %s", err.message);
+    EXPECT(dcmseal_conceal_sign(s, m, "planted", MSG, sizeof MSG, &err), DCMSEAL_E_KEY, err,
+           "names with the planted concealment key");
+    /* The upgrade makes real ones beside them, and proofs go by those. */
+    EXPECT(dcmseal_kek_upgrade(s, "planted", &added, &err), DCMSEAL_OK, err, "upgrade");
+    CHECK(added == 2, "an origin and a concealment key made, got %u", added);
+    EXPECT(dcmseal_origin_verify(s, "planted", 1, MSG, sizeof MSG, forged, &err),
+           DCMSEAL_E_AUTH, err, "the forged proof after the upgrade");
+    EXPECT(dcmseal_conceal_sign(s, m, "planted", MSG, sizeof MSG, &err), DCMSEAL_OK, err,
+           "names after the upgrade");
+    CHECK(memcmp(m, forged, sizeof m) != 0, "not with the planted value");
+
+    CHECK(raw_legacy_kek("imported", 1) &&
+              raw_import("imported", "dcmseal-origin:imported:v1", CK_TRUE, known) !=
+                  CK_INVALID_HANDLE,
+          "a private origin key imported with a known value");
+    EXPECT(dcmseal_origin_verify(s, "imported", 1, MSG, sizeof MSG, forged, &err), DCMSEAL_E_KEY,
+           err, "a proof under the imported key");
+    CHECK(strstr(err.message, "CKA_LOCAL") != NULL, "message: %s", err.message);
+
+    /* A generated origin key without CKA_ALLOWED_MECHANISMS works, and
+     * the version says what it lacks. */
+    CHECK(raw_legacy_kek("loose", 1) &&
+              raw_hmac_key("loose", "dcmseal-origin:loose:v1", CK_FALSE) != CK_INVALID_HANDLE,
+          "an origin key made without CKA_ALLOWED_MECHANISMS");
+    EXPECT(dcmseal_origin_sign(s, m, "loose", 1, MSG, sizeof MSG, &err), DCMSEAL_OK, err,
+           "it makes proofs");
+    EXPECT(dcmseal_kek_find(s, &k, "loose", 0, &err), DCMSEAL_OK, err, "find loose");
+    CHECK(k.has_origin && (k.weak & DCMSEAL_KEK_WEAK_ORIGIN), "weak: %#x", k.weak);
+    EXPECT(dcmseal_kek_find(s, &k, "planted", 0, &err), DCMSEAL_OK, err, "find planted");
+    CHECK(k.has_origin && !(k.weak & DCMSEAL_KEK_WEAK_ORIGIN),
+          "dcmseal's own origin key lacks nothing: %#x", k.weak);
+}
+
 int main(void)
 {
     char cmd[512], uri[512];
@@ -378,6 +459,7 @@ int main(void)
         test_proofs(s);
         test_lifecycle(s);
         test_upgrade(s);
+        test_planted(s);
     } else {
         CHECK(0, "no session, no raw module access");
     }
