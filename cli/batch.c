@@ -400,8 +400,8 @@ static void summary(batch *b, int rc, int stopped_by, int shown)
     human_bytes(bytes, sizeof bytes, (double)b->bytes);
     if (!shown)
         goto report;
-    fprintf(stderr, "dcmseal: %s: %lu files: %lu %s", b->cmd->name, files, b->done,
-            b->cmd->done);
+    fprintf(stderr, "dcmseal: %s: %lu %s: %lu %s", b->cmd->name, files,
+            cli_plural(files, "file", "files"), b->done, b->cmd->done);
     if (b->opaque)
         fprintf(stderr, " (%lu opaque)", b->opaque);
     if (b->skipped)

@@ -1,4 +1,4 @@
-/* encrypt, decrypt, verify, inspect: one object per file. */
+/* encrypt, decrypt, verify: one object per file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -403,7 +403,7 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
 
 /* ---- Commands ----------------------------------------------------------------- */
 
-int cli_cmd_encrypt(int argc, char **argv)
+int cli_cmd_encrypt(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "encrypt",
                                       .done = "encrypted",
@@ -412,39 +412,34 @@ int cli_cmd_encrypt(int argc, char **argv)
                                       .counts_bytes = 1,
                                       .one = encrypt_one,
                                       .finish = encrypt_finish};
-    cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
-    int rc = cli_parse(&o, argc, argv,
-                       OPT_BATCH | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT | OPT_SEGMENT |
-                           OPT_OAEP | OPT_IN_PLACE | OPT_FOLLOW);
-    if (rc != EX_OK)
-        return rc;
-    if (o.recursive || o.in_place)
-        return o.nargs < 1 ? cli_usage_error("encrypt: no input") : cli_batch_run(&cmd, &o);
-    if (o.nargs != 1 || o.out == NULL)
+    int rc;
+    if (o->recursive || o->in_place)
+        return o->nargs < 1 ? cli_usage_error("encrypt: no input") : cli_batch_run(&cmd, o);
+    if (o->nargs != 1 || o->out == NULL)
         return cli_usage_error("encrypt takes one input and -o OUTPUT (or -r, --in-place)");
-    if ((rc = ring_open(&r, &o, 1, o.args[0])) != EX_OK)
+    if ((rc = ring_open(&r, o, 1, o->args[0])) != EX_OK)
         return rc;
     const dcmseal_seal_opts so = {
         .keyring = dcmseal_token_ring_get0_keyring(r.ring),
-        .segment_size = o.segment_size,
-        .strict = o.strict,
+        .segment_size = o->segment_size,
+        .strict = o->strict,
     };
-    rc = run_single(o.args[0], o.out, o.force, seal_fn, (void *)&so, &rep);
+    rc = run_single(o->args[0], o->out, o->force, seal_fn, (void *)&so, &rep);
     if (rc == EX_OK) {
         if (!rep.is_dicom)
-            fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o.args[0],
+            fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o->args[0],
                     rep.not_dicom_reason);
-        say_single(o.args[0], &rep,
-                   o.oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
+        say_single(o->args[0], &rep,
+                   o->oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
                        ? " (fallback: the token refused SHA-256)" : "");
     }
     ring_close(&r);
     return rc;
 }
 
-int cli_cmd_decrypt(int argc, char **argv)
+int cli_cmd_decrypt(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "decrypt",
                                       .done = "decrypted",
@@ -452,105 +447,31 @@ int cli_cmd_decrypt(int argc, char **argv)
                                       .counts_bytes = 1,
                                       .one = decrypt_one,
                                       .finish = decrypt_finish};
-    cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
-    int rc = cli_parse(&o, argc, argv,
-                       OPT_BATCH | OPT_OUT | OPT_FORCE | OPT_IN_PLACE | OPT_FOLLOW);
-    if (rc != EX_OK)
-        return rc;
-    if (o.recursive || o.in_place)
-        return o.nargs < 1 ? cli_usage_error("decrypt: no input") : cli_batch_run(&cmd, &o);
-    if (o.nargs != 1 || o.out == NULL)
+    int rc;
+    if (o->recursive || o->in_place)
+        return o->nargs < 1 ? cli_usage_error("decrypt: no input") : cli_batch_run(&cmd, o);
+    if (o->nargs != 1 || o->out == NULL)
         return cli_usage_error("decrypt takes one input and -o OUTPUT (or -r, --in-place)");
-    if ((rc = ring_open(&r, &o, 0, o.args[0])) != EX_OK)
+    if ((rc = ring_open(&r, o, 0, o->args[0])) != EX_OK)
         return rc;
-    rc = run_single(o.args[0], o.out, o.force, open_fn,
+    rc = run_single(o->args[0], o->out, o->force, open_fn,
                     (void *)dcmseal_token_ring_get0_keyring(r.ring), &rep);
     if (rc == EX_OK)
-        say_single(o.args[0], &rep, "");
+        say_single(o->args[0], &rep, "");
     ring_close(&r);
     return rc;
 }
 
-int cli_cmd_verify(int argc, char **argv)
+int cli_cmd_verify(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "verify",
                                       .done = "verified",
                                       .skipped = "",
                                       .counts_bytes = 1,
                                       .one = verify_one};
-    cli_opts o;
-    int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_FOLLOW);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs < 1)
+    if (o->nargs < 1)
         return cli_usage_error("verify takes one or more files");
-    return cli_batch_run(&cmd, &o);
-}
-
-static const char *slot_state(int s) { return s == 1 ? "valid" : s == 0 ? "empty" : "damaged"; }
-
-int cli_cmd_inspect(int argc, char **argv)
-{
-    cli_opts o;
-    dcmseal_error err;
-    dcmseal_header_info h;
-    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
-    uint64_t plain = 0;
-    struct stat sb;
-    int rc = cli_parse(&o, argc, argv, OPT_JSON);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs != 1)
-        return cli_usage_error("inspect takes one file");
-    const char *path = o.args[0];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "dcmseal: %s: cannot open: %s\n", path, strerror(errno));
-        return EX_IOERR;
-    }
-    ssize_t n = pread(fd, pre, sizeof pre, 0);
-    int ok = n >= 0 && fstat(fd, &sb) == 0;
-    close(fd);
-    if (!ok) {
-        fprintf(stderr, "dcmseal: %s: read failed: %s\n", path, strerror(errno));
-        return EX_IOERR;
-    }
-    if (dcmseal_header_inspect(&h, pre, (size_t)n, &err) != DCMSEAL_OK ||
-        dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, h.segment_size, &err) !=
-            DCMSEAL_OK)
-        return cli_report(path, &err);
-    FILE *f = stdout;
-    if (o.json) {
-        fputs("{\"file\":", f);
-        cli_json_string(f, path);
-        fprintf(f, ",\"format_version\":%u,\"kind\":\"%s\",\"key\":{\"name\":", h.version,
-                h.is_dicom ? "dicom" : "opaque");
-        cli_json_string(f, h.wrap.kek_name);
-        fprintf(f, ",\"version\":%u,\"oaep\":\"%s\",\"fingerprint\":\"", h.wrap.kek_version,
-                dcmseal_oaep_name(h.wrap.oaep));
-        cli_hex(f, h.wrap.kek_fingerprint, sizeof h.wrap.kek_fingerprint);
-        fprintf(f, "\"},\"slot\":{\"active\":%d,\"generation\":%llu,\"other\":\"%s\"},"
-                   "\"segment_size\":%u,\"plain_bytes\":%llu,\"sealed_bytes\":%llu}\n",
-                h.active_slot, (unsigned long long)h.generation,
-                slot_state(h.other_slot_state), h.segment_size, (unsigned long long)plain,
-                (unsigned long long)sb.st_size);
-    } else {
-        fprintf(f, "file:            %s\n", path);
-        fprintf(f, "format:          dcmseal v%u\n", h.version);
-        fprintf(f, "object:          %s\n",
-                h.is_dicom ? "DICOM (identity bound)" : "opaque (no DICOM identity)");
-        fprintf(f, "key:             %s v%u\n", h.wrap.kek_name, h.wrap.kek_version);
-        fputs("key fingerprint: sha256:", f);
-        cli_hex(f, h.wrap.kek_fingerprint, sizeof h.wrap.kek_fingerprint);
-        fprintf(f, "\nwrap mechanism:  RSA-OAEP %s\n", dcmseal_oaep_name(h.wrap.oaep));
-        fprintf(f, "key slot:        %c, generation %llu (other slot %s)\n",
-                'A' + h.active_slot, (unsigned long long)h.generation,
-                slot_state(h.other_slot_state));
-        fprintf(f, "segment size:    %u\n", h.segment_size);
-        fprintf(f, "plain size:      %llu\n", (unsigned long long)plain);
-        fprintf(f, "sealed size:     %llu\n", (unsigned long long)sb.st_size);
-    }
-    return EX_OK;
+    return cli_batch_run(&cmd, o);
 }

@@ -68,7 +68,7 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
     res->fd = -1;
 }
 
-int cli_cmd_rewrap(int argc, char **argv)
+int cli_cmd_rewrap(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "rewrap",
                                       .done = "rewrapped",
@@ -76,11 +76,7 @@ int cli_cmd_rewrap(int argc, char **argv)
                                       .in_place = 1,
                                       .one = rewrap_one,
                                       .finish = rewrap_finish};
-    cli_opts o;
-    int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_KEY | OPT_TO_VERSION);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs < 1)
+    if (o->nargs < 1)
         return cli_usage_error("rewrap takes one or more paths");
-    return cli_batch_run(&cmd, &o);
+    return cli_batch_run(&cmd, o);
 }

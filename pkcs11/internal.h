@@ -5,7 +5,8 @@
  *   lookup.c  finding a version or a primary; listing
  *   keygen.c  generation, enable/disable, destroy
  *   wrap.c    wrap, unwrap, rewrap (RSA-OAEP in the token)
- *   check.c   what a token can do for dcmseal (hsm-check) */
+ *   check.c   what a token can do for dcmseal (hsm-check)
+ *   slots.c   the slots and tokens a module offers (token list) */
 #ifndef DCMSEAL_PKCS11_INTERNAL_H
 #define DCMSEAL_PKCS11_INTERNAL_H
 
@@ -78,6 +79,19 @@ CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg);
 /* CKR_OK when |s| is logged in as the user, else CKR_USER_NOT_LOGGED_IN or
  * the failure of C_GetSessionInfo. */
 CK_RV session_check_login(dcmseal_session_t *s);
+
+/* The modules a token URI's module-path names (a NULL-terminated array of
+ * one), or, without one or when it is p11-kit's own proxy, every module
+ * p11-kit registers; loaded and initialized. Errors: DCMSEAL_E_TOKEN. */
+dcmseal_status p11_modules_load(CK_FUNCTION_LIST ***out, const char *path, dcmseal_error *err);
+/* Finalizes and releases every module of |mods| but |keep|, and frees the
+ * array. Accepts NULL. */
+void p11_modules_release(CK_FUNCTION_LIST **mods, const CK_FUNCTION_LIST *keep);
+/* Copies a blank-padded PKCS#11 string of |len| bytes, without the padding. */
+void p11_copy_padded(char *dst, const unsigned char *src, size_t len);
+/* Appends "'label'" for every initialized token of |mod| to |buf| (at
+ * |*len|), ", "-separated, as far as |cap| allows (slots.c). */
+void p11_token_labels(CK_FUNCTION_LIST *mod, char *buf, size_t cap, size_t *len);
 
 /* "CKR_PIN_INCORRECT" etc.; never NULL. */
 const char *ckr_name(CK_RV rv);

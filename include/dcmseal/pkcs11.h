@@ -77,10 +77,59 @@ typedef struct dcmseal_kek_info {
  * shell history and process listings.
  *
  * Errors: DCMSEAL_E_USAGE (bad URI), DCMSEAL_E_TOKEN (module fails to load,
- * no matching token, no PIN, wrong PIN). On success |*out| must be released
+ * no matching token, no PIN, wrong PIN). When no token matches, the message
+ * names the tokens the modules do have (see dcmseal_slot_list_new). On success |*out| must be released
  * with dcmseal_token_free. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_token_open(dcmseal_token_t **out, const char *uri, dcmseal_error *err);
+
+/* ---- Finding a token --------------------------------------------------------
+ *
+ * What a module offers, as `pkcs11-tool -L` shows it: for choosing the URI
+ * that dcmseal_token_open takes. Needs no PIN and opens no session. */
+
+typedef struct dcmseal_slot_list dcmseal_slot_list_t;
+
+/* One slot of a module, and the token in it. */
+typedef struct dcmseal_slot_info {
+    char module[256];          /* the module's file, or its p11-kit name */
+    char library[33];          /* the module's own description (CK_INFO) */
+    unsigned long slot_id;     /* CK_SLOT_ID, as the module numbers it */
+    char slot_description[65];
+    int token_present;
+    /* The rest only when |token_present|: CK_TOKEN_INFO, without padding. */
+    char label[33], manufacturer[33], model[17], serial[17];
+    unsigned long flags;       /* CK_TOKEN_INFO flags (CKF_*) */
+    int initialized;           /* CKF_TOKEN_INITIALIZED: it has a label and an SO PIN */
+    int user_pin_initialized;  /* CKF_USER_PIN_INITIALIZED: dcmseal can log in */
+    int login_required;        /* CKF_LOGIN_REQUIRED */
+    int write_protected;       /* CKF_WRITE_PROTECTED: keys cannot be made */
+    /* For an initialized token: a PKCS#11 URI that names it by label and
+     * module file, e.g. "pkcs11:token=archive?module-path=/usr/lib/...";
+     * add "&pin-source=file:PATH" for dcmseal_token_open. Else "". */
+    char uri[512];
+} dcmseal_slot_info;
+
+/* Lists every slot of the modules that |where| names: a module file
+ * ("/usr/lib/softhsm/libsofthsm2.so"), or a PKCS#11 URI, of which only the
+ * module-path or module-name counts (not the token attributes: the point
+ * is to see the tokens there), or NULL for every module p11-kit registers.
+ * Slots come in module order, then in the module's slot order. Errors:
+ * DCMSEAL_E_USAGE for a bad URI, DCMSEAL_E_TOKEN when a module does not
+ * load or answer, DCMSEAL_E_INTERNAL. On success |*out| must be released
+ * with dcmseal_slot_list_free. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_slot_list_new(dcmseal_slot_list_t **out, const char *where, dcmseal_error *err);
+
+/* The number of slots. */
+DCMSEAL_API size_t dcmseal_slot_list_count(const dcmseal_slot_list_t *l);
+
+/* Slot |i| (0 <= i < dcmseal_slot_list_count), borrowed from |l|. */
+DCMSEAL_API const dcmseal_slot_info *dcmseal_slot_list_get0(const dcmseal_slot_list_t *l,
+                                                            size_t i);
+
+/* Frees |l|. Accepts NULL. */
+DCMSEAL_API void dcmseal_slot_list_free(dcmseal_slot_list_t *l);
 
 /* Logs out, finalizes the module and wipes the PIN. Accepts NULL. All
  * sessions must have been freed. */

@@ -23,8 +23,12 @@ objects() {
 }
 # py EXPR: evaluates EXPR with d = the JSON in $tmp/out; fails on no JSON.
 py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$tmp/out"; }
-# line VERDICT ID [CKR]: the text report has that line.
-line() { grep -Eq "^($1) +($2) +(${3:-CKR_[A-Z0-9_]+|-}) " "$tmp/out"; }
+# line VERDICT ID [CKR [CLASS]]: the text report has that head line; CLASS
+# is required, optional or - (information).
+line() { grep -Eq "^($1) +($2) +(${4:-required|optional|-}) +(${3:-CKR_[A-Z0-9_]+|-})\$" "$tmp/out"; }
+
+# said TEXT: the text report says TEXT, however its lines were wrapped.
+said() { tr -s ' \n' '  ' < "$tmp/out" | grep -qF -- "$1"; }
 
 # A key of the user's own that neither command may touch.
 expect 0 "key create" "$DCMSEAL" key create kek --bits 2048
@@ -56,10 +60,17 @@ hsm_check() {
     check "$where: rewrap line present" line 'pass|fail' rewrap-in-token
     check "$where: the disabled key is refused by the token" line pass disabled-refused CKR_KEY_FUNCTION_NOT_PERMITTED
     check "$where: the private exponent is sensitive" line pass private-not-readable CKR_ATTRIBUTE_SENSITIVE
-    check "$where: says the fallback" grep -q "falls back to RSA-OAEP SHA-1" "$tmp/out"
+    check "$where: says the fallback" said "falls back to RSA-OAEP SHA-1"
     check "$where: usable" grep -q '^usable: yes' "$tmp/out"
-    check "$where: every check line has a verdict and a code" \
-        [ "$(grep -Evc '^(pass|fail|info) +[a-z0-9-]+ +(CKR_[A-Z0-9_]+|-) ' "$tmp/out")" -eq 2 ]
+    check "$where: every check has a head line (verdict, class, code) and its detail below" \
+        [ "$(grep -Evc '^(pass|fail|info) +[a-z0-9-]+ +(required|optional|-) +(CKR_[A-Z0-9_]+|-)$|^      +[^ ]' "$tmp/out")" -eq 2 ]
+    check "$where: every line fits an 80-column terminal" [ "$(awk 'length > 80' "$tmp/out" | wc -l)" -eq 0 ]
+    check "$where: what dcmseal needs is required" line pass keygen-rsa2048 CKR_OK required
+    check "$where: what it does without is optional" line fail oaep-sha256 'CKR_[A-Z_]+' optional
+    check "$where: facts are neither" line info oaep-sha256-mgf1-sha1 'CKR_[A-Z_]+' -
+    check "$where: usable, and the optional failure is named as such" \
+        python3 -c 'import sys; t = open(sys.argv[1]).read(); u = " ".join(t[t.index("usable:"):].split())
+sys.exit(0 if u.startswith("usable: yes -- every required check passed") and "Optional checks that failed" in u and u.endswith("oaep-sha256") else 1)' "$tmp/out"
 
     expect 0 "$where: hsm-check --json" "$DCMSEAL" hsm-check --json
     check "$where: json parses, usable" py 'd["usable"] is True and d["token"] == "hsm-test"'
@@ -97,14 +108,14 @@ echo 'C_GenerateKeyPair CKR_DEVICE_MEMORY 1' > "$tmp/plan"
 expect 69 "hsm-check, key generation refused" "$DCMSEAL" hsm-check --token "$faulty"
 check "refused keygen: the line says so" line fail keygen-rsa2048 CKR_DEVICE_MEMORY
 check "refused keygen: the others still ran" line pass keygen-rsa3072 CKR_OK
-check "refused keygen: not usable, names it" grep -q '^usable: NO .*keygen-rsa2048' "$tmp/out"
+check "refused keygen: not usable, names it as required" grep -q '^usable: NO -- required checks failed: keygen-rsa2048' "$tmp/out"
 check "refused keygen: cleanup passes" line pass cleanup CKR_OK
 untouched "after the refused keygen"
 # A token without in-token rewrap is still usable: dcmseal falls back.
 echo 'C_UnwrapKey CKR_FUNCTION_NOT_SUPPORTED 1000' > "$tmp/plan"
 expect 0 "hsm-check, no in-token rewrap" "$DCMSEAL" hsm-check --token "$faulty"
-check "no in-token rewrap: fail, optional" line fail rewrap-in-token CKR_FUNCTION_NOT_SUPPORTED
-check "no in-token rewrap: says the host fallback" grep -q "optional: dcmseal rewraps through host memory" "$tmp/out"
+check "no in-token rewrap: fail, optional" line fail rewrap-in-token CKR_FUNCTION_NOT_SUPPORTED optional
+check "no in-token rewrap: says the host fallback" said "optional: dcmseal rewraps through host memory"
 check "no in-token rewrap: usable" grep -q '^usable: yes' "$tmp/out"
 expect 0 "bench, no in-token rewrap" "$DCMSEAL" bench --token "$faulty" --objects 5 --sessions 1 --bits 2048 --json
 check "bench: in-token rewrap n/a, host path measured" py 'd["in_token_rewrap"] is False and [r["objects_per_s"] for r in d["results"] if r["operation"] == "rewrap-in-token"] == [None] and [r for r in d["results"] if r["operation"] == "rewrap-host"][0]["objects_per_s"] > 0'

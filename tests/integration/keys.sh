@@ -95,7 +95,7 @@ check "destroy primary: says why" grep -q "primary" "$tmp/err"
 expect 64 "destroy an enabled version" "$DCMSEAL" key destroy kek 1
 expect 0 "disable v1 again" "$DCMSEAL" key disable kek 1
 expect 64 "destroy while objects depend on it" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
-check "destroy: counts the dependants" grep -q "1 objects under $tmp/enc still depend on it" "$tmp/err"
+check "destroy: counts the dependants" grep -q "1 object under $tmp/enc still depends on it" "$tmp/err"
 cp "$one" "$tmp/stray.dcms" # a v1 object that lives outside the archive
 expect 0 "enable for the last rewrap" "$DCMSEAL" key enable kek 1
 expect 0 "rewrap the straggler" "$DCMSEAL" rewrap -r "$tmp/enc"
