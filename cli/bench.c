@@ -456,7 +456,7 @@ int cli_cmd_bench(const cli_opts *opts)
         fprintf(stderr,
                 "dcmseal: bench: kept scratch key '%s' (v1, v2); to remove it: for v in 1 2; "
                 "do dcmseal key disable %s $v; done; for v in 1 2; do dcmseal key destroy %s "
-                "$v; done\n",
+                "$v --no-archive-check; done\n",
                 scratch, scratch, scratch);
     } else if (scratch[0] != '\0') {
         dcmseal_error derr;

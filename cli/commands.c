@@ -201,10 +201,11 @@ const cli_command cli_commands[] = {
     {"key list", "keys", cli_cmd_key_list, OPT_TOKEN | OPT_JSON,
      "[NAME] [--json]",
      "list KEK versions, their state and policy",
-     "One line per version, under a header: name, version, RSA size, enabled or\n"
-     "disabled, primary, the RSA-OAEP mechanism that a live wrap and unwrap just\n"
-     "used, the SHA-256 fingerprint of the public key, and the name's minimum\n"
-     "decryption version.",
+     "One line per version, under a header: name, version, RSA size, state\n"
+     "(primary, enabled or disabled), the RSA-OAEP mechanism that a live wrap\n"
+     "and unwrap just used, when it was disabled, and the start of the SHA-256\n"
+     "fingerprint of its public key. Below, each name's policy: minimum\n"
+     "decryption version, retention, purge protection. --json has it all.",
      NULL,
      "dcmseal key list\n"
      "dcmseal key list archive-kek --json"},
@@ -214,7 +215,9 @@ const cli_command cli_commands[] = {
      "soft delete: the token refuses the version until enabled",
      "Sets CKA_DECRYPT and CKA_UNWRAP false on the private half and CKA_ENCRYPT\n"
      "and CKA_WRAP false on the public half, so that the token itself refuses\n"
-     "the version: objects under it fail with exit 69. key enable undoes it.",
+     "the version: objects under it fail with exit 69. key enable undoes it.\n"
+     "The time is recorded in the token: the retention of key destroy counts\n"
+     "from it (disabling again does not restart it).",
      NULL,
      "dcmseal key disable archive-kek 1"},
 
@@ -225,14 +228,33 @@ const cli_command cli_commands[] = {
      NULL,
      "dcmseal key enable archive-kek 1"},
 
-    {"key destroy", "keys", cli_cmd_key_destroy, OPT_TOKEN | OPT_ARCHIVE,
-     "NAME VERSION [--archive DIR]",
+    {"key destroy", "keys", cli_cmd_key_destroy, OPT_TOKEN | OPT_ARCHIVE | OPT_NO_ARCHIVE_CHECK,
+     "NAME VERSION --archive DIR [--archive DIR]...\n"
+     "NAME VERSION --no-archive-check",
      "destroy a disabled version for good",
-     "Destroys both halves of a version in the token: objects under it can never\n"
-     "be decrypted again. Refused for the primary or an enabled version, and\n"
-     "while any object below an --archive DIR still names it.",
+     "Destroys both halves of a version in the token: whatever it wraps can\n"
+     "never be decrypted again. Refused for the primary or an enabled version;\n"
+     "while the name's retention has not passed since the version was disabled\n"
+     "(see key policy); and while any object below an --archive DIR still\n"
+     "names the version (rewrap them first). Without --archive, only\n"
+     "--no-archive-check says to go on without counting. On a terminal the key\n"
+     "name must then be typed to confirm.",
      NULL,
-     "dcmseal key destroy archive-kek 1 --archive /pacs/archive.enc"},
+     "dcmseal key disable archive-kek 1\n"
+     "dcmseal key destroy archive-kek 1 --archive /pacs/archive.enc --archive /tape"},
+
+    {"key policy", "keys", cli_cmd_key_policy, OPT_TOKEN | OPT_RETENTION | OPT_PURGE_PROTECTION,
+     "NAME [--retention DAYS] [--purge-protection]",
+     "show or set the retention and purge protection of a KEK",
+     "Shows the policy of NAME: its minimum decryption version, its retention\n"
+     "and whether it has purge protection. --retention sets how many days a\n"
+     "version must have been disabled before key destroy may destroy it (key\n"
+     "disable records when, in the token). --purge-protection makes that final:\n"
+     "the retention can then only grow, and where the token knows\n"
+     "CKA_DESTROYABLE, the token itself keeps it. Both live in the token.",
+     NULL,
+     "dcmseal key policy archive-kek --retention 90 --purge-protection\n"
+     "dcmseal key policy archive-kek"},
 
     {"key min-version", "keys", cli_cmd_key_min_version, OPT_TOKEN,
      "NAME VERSION",

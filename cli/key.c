@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -89,11 +90,23 @@ static dcmseal_status probe(const cli_token *t, const dcmseal_kek_info *k, dcmse
     return st;
 }
 
-/* The text columns of key list and health. */
-#define KEY_COLUMNS "%-20s %-4s %-8s %-8s %-7s %-6s %-8s %s\n"
+/* The text columns of key list and health: 80 wide. */
+#define KEY_COLUMNS "%-16s %-4s %-8s %-8s %-6s %-16s %s\n"
+
+/* "2026-12-01 09:21" (|iso|: "2026-12-01T09:21:00Z"), or "-" for 0. */
+static const char *when(char *buf, size_t cap, int64_t t, int iso)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (t == 0 || gmtime_r(&tt, &tm) == NULL ||
+        strftime(buf, cap, iso ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%d %H:%M", &tm) == 0)
+        snprintf(buf, cap, "-");
+    return buf;
+}
 
 static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int first)
 {
+    char at[32];
     if (json) {
         fputs(first ? "{\"name\":" : ",{\"name\":", stdout);
         cli_json_string(stdout, k->name);
@@ -101,17 +114,41 @@ static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int
                "\"fingerprint\":\"", k->version, k->bits, k->enabled ? "enabled" : "disabled",
                k->primary ? "true" : "false", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf("\",\"min_decryption_version\":%u}", k->min_version);
+        printf("\",\"min_decryption_version\":%u,\"disabled_at\":", k->min_version);
+        if (k->disabled_at != 0)
+            printf("\"%s\"", when(at, sizeof at, k->disabled_at, 1));
+        else
+            fputs("null", stdout);
+        printf(",\"retention_days\":%u,\"purge_protection\":%s,\"purge_locked\":%s}",
+               k->retention_days, k->purge_protection ? "true" : "false",
+               k->purge_locked ? "true" : "false");
         return;
     }
-    char version[16], bits[16], min[16], fp[2 * DCMSEAL_KEK_FINGERPRINT_LEN + 8] = "sha256:";
+    char version[16], bits[16], fp[2 * 8 + 1];
     snprintf(version, sizeof version, "v%u", k->version);
     snprintf(bits, sizeof bits, "RSA-%u", k->bits);
-    snprintf(min, sizeof min, "%u", k->min_version);
     for (size_t i = 0; i < 8; i++) /* enough to tell keys apart; --json has it all */
-        snprintf(fp + 7 + 2 * i, 3, "%02x", k->fingerprint[i]);
-    printf(KEY_COLUMNS, k->name, version, bits, k->enabled ? "enabled" : "disabled",
-           k->primary ? "primary" : "-", oaep, min, fp);
+        snprintf(fp + 2 * i, 3, "%02x", k->fingerprint[i]);
+    printf(KEY_COLUMNS, k->name, version, bits,
+           k->primary ? "primary" : k->enabled ? "enabled" : "disabled", oaep,
+           k->enabled ? "-" : k->disabled_at ? when(at, sizeof at, k->disabled_at, 0) : "?", fp);
+}
+
+/* "minimum decryption version 2; retention 30 days, purge protection" for
+ * the name of |k|; "" when it has no policy. */
+static void policy_text(char *buf, size_t cap, const dcmseal_kek_info *k)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    if (k->min_version)
+        len += (size_t)snprintf(buf, cap, "minimum decryption version %u", k->min_version);
+    if (k->retention_days && len < cap)
+        len += (size_t)snprintf(buf + len, cap - len, "%sretention %u %s", len ? "; " : "",
+                                k->retention_days, cli_plural(k->retention_days, "day", "days"));
+    if (k->purge_protection && len < cap)
+        snprintf(buf + len, cap - len, ", purge protection (%s)",
+                 k->purge_locked ? "the token refuses to remove it"
+                                 : "kept by dcmseal; the token does not know CKA_DESTROYABLE");
 }
 
 /* key list [NAME] and health share the walk over versions; health also
@@ -148,7 +185,7 @@ static int key_report(const cli_opts *o, int health)
     if (!o->json && n == 0)
         printf("no dcmseal keys on token '%s' (see dcmseal key create --help)\n", label);
     else if (!o->json)
-        printf(KEY_COLUMNS, "NAME", "VER", "SIZE", "STATE", "PRIMARY", "OAEP", "MIN-VER",
+        printf(KEY_COLUMNS, "NAME", "VER", "SIZE", "STATE", "OAEP", "DISABLED (UTC)",
                "FINGERPRINT");
     int primaries = 0, primaries_ok = 0;
     if (o->json)
@@ -165,6 +202,13 @@ static int key_report(const cli_opts *o, int health)
         }
         primaries += keys[i].primary;
         print_key(&keys[i], mech, o->json, i == 0);
+    }
+    /* The policy of each name, under the table. */
+    for (size_t i = 0, blank = 0; !o->json && i < n; i++) {
+        char policy[256];
+        policy_text(policy, sizeof policy, &keys[i]);
+        if (policy[0] && (i + 1 == n || strcmp(keys[i + 1].name, keys[i].name) != 0))
+            printf("%s%s: %s\n", blank++ ? "" : "\n", keys[i].name, policy);
     }
     /* Every name with an enabled version has one primary. */
     int healthy = n > 0 && primaries > 0 && primaries_ok == primaries;
@@ -261,8 +305,29 @@ int cli_cmd_key_disable(const cli_opts *o)
     return key_enable(o, 0);
 }
 
-/* key destroy NAME VERSION: soft delete first, purge second; refuse to
- * strand data. */
+/* On a terminal, the operator types the key's name to go on; elsewhere
+ * (scripts) the options already said what to check. Returns EX_OK to go on. */
+static int confirm_destroy(const char *name, uint32_t version, const char *label)
+{
+    char line[DCMSEAL_KEK_NAME_MAX + 8];
+    if (!isatty(STDIN_FILENO))
+        return EX_OK;
+    fprintf(stderr,
+            "dcmseal: key '%s' v%u on token '%s' will be destroyed for good: whatever it\n"
+            "wraps can never be decrypted again. Type the key name to destroy it: ",
+            name, version, label);
+    fflush(stderr);
+    if (fgets(line, sizeof line, stdin) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (strcmp(line, name) == 0)
+            return EX_OK;
+    }
+    fprintf(stderr, "dcmseal: %s: not destroyed: the name typed was not '%s'\n", name, name);
+    return EX_USAGE;
+}
+
+/* key destroy NAME VERSION: soft delete first, then purge, and only when no
+ * object that is known of still needs the version. */
 int cli_cmd_key_destroy(const cli_opts *o)
 {
     cli_token t;
@@ -273,43 +338,85 @@ int cli_cmd_key_destroy(const cli_opts *o)
     if (version == 0)
         return EX_USAGE;
     const char *name = o->args[0];
+    if (o->narchives == 0 && !o->no_archive_check)
+        return cli_usage_error("key destroy: give --archive DIR for every place that may hold "
+                               "objects under '%s' v%u, or --no-archive-check", name, version);
+    if (o->narchives > 0 && o->no_archive_check)
+        return cli_usage_error("key destroy: --archive and --no-archive-check exclude each "
+                               "other");
     if ((rc = cli_token_open(&t, o->token, name)) != EX_OK)
         return rc;
-    dcmseal_status st = DCMSEAL_OK;
+    const char *label = dcmseal_token_get0_label(t.token);
     dcmseal_kek_info *keys = list_keys(&t, name, &n, &err);
     const dcmseal_kek_info *k = NULL;
     for (size_t i = 0; keys != NULL && i < n; i++)
         if (keys[i].version == version)
             k = &keys[i];
     depends d = {name, version, 0};
-    if (keys == NULL)
-        st = err.status;
-    else if (k == NULL)
+    dcmseal_status st = keys == NULL ? err.status : DCMSEAL_OK;
+    if (st == DCMSEAL_OK && k == NULL)
         st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' v%u not found on token '%s'", name,
-                          version, dcmseal_token_get0_label(t.token));
-    else if (k->primary || k->enabled)
+                          version, label);
+    if (st == DCMSEAL_OK && (k->primary || k->enabled))
         st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
                           "key '%s' v%u is %s; rotate, rewrap, then 'key disable %s %u' "
                           "before destroying it", name, version,
                           k->primary ? "the primary version" : "enabled", name, version);
-    for (int i = 0; st == DCMSEAL_OK && i < o->narchives && rc == EX_OK; i++)
+    if (st == DCMSEAL_OK)
+        st = dcmseal_kek_destroy_check(t.session, name, version, &err);
+    for (int i = 0; st == DCMSEAL_OK && rc == EX_OK && i < o->narchives; i++)
         rc = cli_walk(&o->archives[i], 1, &(cli_walk_opts){.recursive = 1}, count_dependent, &d);
-    if (st != DCMSEAL_OK)
-        ;
-    else if (rc == EX_OK && d.count > 0)
+    if (st == DCMSEAL_OK && rc == EX_OK && d.count > 0)
         st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
                           "key '%s' v%u: %lu %s under %s still %s on it; rewrap them first",
                           name, version, d.count, cli_plural(d.count, "object", "objects"),
-                          o->narchives == 1 ? o->archives[0] : "the archives",
+                          o->narchives == 1 ? o->archives[0] : "the --archive directories",
                           cli_plural(d.count, "depends", "depend"));
-    else if (rc == EX_OK)
+    if (st == DCMSEAL_OK && rc == EX_OK && (rc = confirm_destroy(name, version, label)) == EX_OK)
         st = dcmseal_kek_destroy(t.session, name, version, &err);
     free(keys);
     if (st != DCMSEAL_OK)
         rc = cli_report(name, &err);
     else if (rc == EX_OK)
-        printf("key '%s' v%u destroyed on token '%s'\n", name, version,
-               dcmseal_token_get0_label(t.token));
+        printf("key '%s' v%u destroyed on token '%s'\n", name, version, label);
+    cli_token_close(&t);
+    return rc;
+}
+
+/* key policy NAME [--retention DAYS] [--purge-protection]: shows the
+ * policy of NAME, after changing it when asked to. */
+int cli_cmd_key_policy(const cli_opts *o)
+{
+    cli_token t;
+    dcmseal_error err;
+    size_t n = 0;
+    int rc;
+    char policy[256];
+    if (o->nargs != 1)
+        return cli_usage_error("key policy takes one NAME");
+    const char *name = o->args[0];
+    if ((rc = cli_token_open(&t, o->token, name)) != EX_OK)
+        return rc;
+    const char *label = dcmseal_token_get0_label(t.token);
+    dcmseal_kek_info *keys = list_keys(&t, name, &n, &err);
+    dcmseal_status st = keys == NULL ? err.status : DCMSEAL_OK;
+    if (st == DCMSEAL_OK && n == 0)
+        st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' not found on token '%s'", name, label);
+    if (st == DCMSEAL_OK && (o->given & (OPT_RETENTION | OPT_PURGE_PROTECTION))) {
+        uint32_t days = o->given & OPT_RETENTION ? o->retention_days : keys[0].retention_days;
+        st = dcmseal_kek_set_retention(t.session, name, days, o->purge_protection, &err);
+        free(keys);
+        keys = st == DCMSEAL_OK ? list_keys(&t, name, &n, &err) : NULL;
+        st = st == DCMSEAL_OK && keys == NULL ? err.status : st;
+    }
+    if (st == DCMSEAL_OK) {
+        policy_text(policy, sizeof policy, &keys[0]);
+        printf("key '%s' on token '%s': %s\n", name, label,
+               policy[0] ? policy : "no minimum decryption version, no retention");
+    } else {
+        rc = cli_report(name, &err);
+    }
+    free(keys);
     cli_token_close(&t);
     return rc;
 }

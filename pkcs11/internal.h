@@ -1,7 +1,8 @@
 /* What the files of the pkcs11 module share. Not installed, not exported.
  *   token.c   modules, tokens, PINs, sessions, retries
  *   keyobj.c  KEK objects: names and versions, attributes, fingerprints, handle cache
- *   policy.c  what makes a KEK acceptable; the minimum decryption version
+ *   policy.c  what makes a KEK acceptable; the minimum decryption version;
+ *             retention, purge protection and when a version was disabled
  *   lookup.c  finding a version or a primary; listing
  *   keygen.c  generation, enable/disable, destroy
  *   wrap.c    wrap, unwrap, rewrap (RSA-OAEP in the token)
@@ -164,6 +165,21 @@ dcmseal_status kek_judge(dcmseal_session_t *s, dcmseal_kek_info *info, const str
  * policy objects that hold it (free() them). */
 CK_RV kek_min_read(dcmseal_session_t *s, const char *name, uint32_t *min, CK_OBJECT_HANDLE **hs,
                    size_t *n);
+
+/* The retention of |name| in days (the longest of its retention objects,
+ * 0: none) and whether purge protection is on; |locked| (may be NULL): the
+ * token itself refuses to destroy a purge-protected one. */
+CK_RV kek_retention_read(dcmseal_session_t *s, const char *name, uint32_t *days, int *purge,
+                         int *locked);
+/* When version |version| of |name| was last disabled (seconds since 1970),
+ * or 0 when that is not recorded. */
+CK_RV kek_disabled_read(dcmseal_session_t *s, const char *name, uint32_t version, int64_t *at);
+/* Records that the version is disabled now: with |renew| (it was enabled
+ * until now) in place of any earlier record, else only when there is none
+ * (disabling it again does not restart its retention). */
+CK_RV kek_disabled_note(dcmseal_session_t *s, const char *name, uint32_t version, int renew);
+/* Removes the version's disabled-at records (enabled again, destroyed). */
+CK_RV kek_disabled_forget(dcmseal_session_t *s, const char *name, uint32_t version);
 
 /* ---- Lookup (lookup.c) ---------------------------------------------------- */
 

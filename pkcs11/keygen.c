@@ -169,12 +169,16 @@ CK_RV kek_set_uses(dcmseal_session_t *s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE
 }
 
 /* Both halves at once: a half-disabled key is a policy violation. On a retry
- * after a partial destroy, the half that is left is destroyed. */
+ * after a partial destroy, the half that is left is destroyed. When the
+ * version was disabled is recorded in the token (policy.c), after the change:
+ * a record must never claim a version disabled that was not. */
 static CK_RV state_op(dcmseal_session_t *s, void *arg)
 {
     struct state_ctx *c = arg;
     CK_FUNCTION_LIST *m = s->tok->mod;
     CK_OBJECT_HANDLE h[2];
+    CK_BBOOL decrypt = BOOL_UNSET;
+    CK_ATTRIBUTE was[] = {{CKA_DECRYPT, &decrypt, 1}};
     CK_RV rv;
     if ((rv = kek_find_one(s, CKO_PRIVATE_KEY, c->name, c->version, &h[0])) != CKR_OK ||
         (rv = kek_find_one(s, CKO_PUBLIC_KEY, c->name, c->version, &h[1])) != CKR_OK)
@@ -183,11 +187,16 @@ static CK_RV state_op(dcmseal_session_t *s, void *arg)
                          : h[0] == CK_INVALID_HANDLE || h[1] == CK_INVALID_HANDLE;
     if (c->gone)
         return rv;
-    if (!c->destroy)
-        return kek_set_uses(s, h[0], h[1], c->enabled);
+    if (!c->destroy) {
+        if ((rv = p11_read_attrs(s, h[0], was, 1)) == CKR_OK &&
+            (rv = kek_set_uses(s, h[0], h[1], c->enabled)) == CKR_OK)
+            rv = c->enabled ? kek_disabled_forget(s, c->name, c->version)
+                            : kek_disabled_note(s, c->name, c->version, decrypt != CK_FALSE);
+        return rv;
+    }
     for (int i = 0; i < 2 && rv == CKR_OK; i++)
         rv = h[i] == CK_INVALID_HANDLE ? CKR_OK : m->C_DestroyObject(s->h, h[i]);
-    return rv;
+    return rv == CKR_OK ? kek_disabled_forget(s, c->name, c->version) : rv;
 }
 
 static dcmseal_status kek_state(dcmseal_session_t *s, struct state_ctx *c, dcmseal_error *err)
@@ -224,5 +233,6 @@ dcmseal_status dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint3
                                    dcmseal_error *err)
 {
     struct state_ctx c = {name, version, 1, CK_FALSE, 0};
-    return kek_state(s, &c, err);
+    dcmseal_status st = dcmseal_kek_destroy_check(s, name, version, err);
+    return st == DCMSEAL_OK ? kek_state(s, &c, err) : st;
 }

@@ -13,6 +13,7 @@ PACKAGES=(build-essential cmake pkg-config libssl-dev openssl p11-kit libp11-kit
           orthanc orthanc-dev orthanc-dicomweb  # orthanc/: the storage plugin and its tests
           opencryptoki                   # a second PKCS#11 implementation for the tests
           strace                         # tests that check the order of flushes and names
+          faketime                       # key retention: destroy a month later, today
           clang libclang-rt-14-dev llvm) # the fuzz targets (scripts/fuzz.sh)
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -63,7 +63,16 @@ typedef struct dcmseal_kek_info {
     /* The minimum decryption version of the name (0: none); versions below
      * it are refused by dcmseal_kek_find. See dcmseal_kek_set_min_version. */
     uint32_t min_version;
+    /* Filled by dcmseal_kek_list only (0 from the other functions): */
+    int64_t disabled_at;     /* when the version was disabled, seconds since
+                                1970 UTC; 0 when enabled or not recorded */
+    uint32_t retention_days; /* of the name; see dcmseal_kek_set_retention */
+    int purge_protection;    /* on for the name: the retention only grows */
+    int purge_locked;        /* the token itself refuses to remove it */
 } dcmseal_kek_info;
+
+/* The longest retention, in days (100 years). */
+#define DCMSEAL_RETENTION_MAX 36500u
 
 /* Opens the token named by |uri| ("pkcs11:token=...?module-path=...").
  *
@@ -168,7 +177,11 @@ dcmseal_kek_rotate(dcmseal_session_t *s, dcmseal_kek_info *out,
                    const char *name, unsigned bits, dcmseal_error *err);
 
 /* Enables or disables version |version| of |name| (see dcmseal_kek_info).
- * Idempotent. Errors: DCMSEAL_E_KEY when absent; DCMSEAL_E_TOKEN. */
+ * Disabling records the time in the token (a private CKO_DATA object,
+ * CKA_APPLICATION "dcmseal-kek-disabled"), unless the version was disabled
+ * already and that is recorded: the retention of dcmseal_kek_destroy counts
+ * from it. Enabling removes the record. Idempotent. Errors: DCMSEAL_E_KEY
+ * when absent; DCMSEAL_E_TOKEN. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_set_enabled(dcmseal_session_t *s, const char *name,
                         uint32_t version, int enabled, dcmseal_error *err);
@@ -185,8 +198,38 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_set_min_version(dcmseal_session_t *s, const char *name, uint32_t min_version,
                             dcmseal_error *err);
 
-/* Destroys both halves of version |version| of |name|. The caller decides
- * whether that is safe (the CLI refuses primary or enabled versions). */
+/* Sets the retention of |name| to |days| (0..DCMSEAL_RETENTION_MAX, 0: none):
+ * dcmseal_kek_destroy then refuses a version until it has been disabled
+ * that long. With |purge_protection|, from now on and for good, the
+ * retention can only grow: shortening or removing it is refused, and on
+ * tokens that know CKA_DESTROYABLE (PKCS#11 2.40) the token itself refuses
+ * to destroy it (dcmseal_kek_info.purge_locked). A |purge_protection| of 0
+ * leaves protection as it is; it cannot turn it off. Kept in the token as
+ * private CKO_DATA objects (CKA_APPLICATION "dcmseal-kek-retention",
+ * CKA_LABEL |name|, CKA_VALUE days and flags, 4 bytes each, big-endian);
+ * the longest one is in force. Idempotent. Errors: DCMSEAL_E_KEY when no
+ * version of |name| exists; DCMSEAL_E_USAGE for a retention too long, a
+ * shorter one under purge protection, or purge protection with 0 days;
+ * DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_set_retention(dcmseal_session_t *s, const char *name, uint32_t days,
+                          int purge_protection, dcmseal_error *err);
+
+/* Whether dcmseal_kek_destroy may destroy version |version| of |name| now:
+ * DCMSEAL_OK when the name has no retention, or when the version has been
+ * disabled for at least its retention (by the host's clock). Errors:
+ * DCMSEAL_E_USAGE naming the reason (enabled, within the retention and
+ * until when, or disabled without a record of when); DCMSEAL_E_KEY when
+ * absent; DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_destroy_check(dcmseal_session_t *s, const char *name, uint32_t version,
+                          dcmseal_error *err);
+
+/* Destroys both halves of version |version| of |name|, after
+ * dcmseal_kek_destroy_check. Whether objects still need it is the caller's
+ * to find out (the CLI also refuses primary and enabled versions, and
+ * counts the objects below --archive directories). Errors: those of
+ * dcmseal_kek_destroy_check; DCMSEAL_E_TOKEN. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint32_t version,
                     dcmseal_error *err);

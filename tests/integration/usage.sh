@@ -112,7 +112,7 @@ check "empty key list says so" grep -q "no dcmseal keys on token 'usage-test'" "
 expect 0 "key create" "$DCMSEAL" key create kek --bits 2048
 export DCMSEAL_KEY=kek
 expect 0 "key list" "$DCMSEAL" key list
-check "key list has a header row" grep -Eq '^NAME +VER +SIZE +STATE +PRIMARY +OAEP' "$tmp/out"
+check "key list has a header row" grep -Eq '^NAME +VER +SIZE +STATE +OAEP +DISABLED' "$tmp/out"
 check "key list: one row under it" [ "$(grep -c '^kek ' "$tmp/out")" -eq 1 ]
 expect 69 "key list of a name that is not there" "$DCMSEAL" key list nosuch
 check "key list nosuch: one line naming it" one_line_naming "key 'nosuch' not found on token 'usage-test'"
