@@ -1,4 +1,4 @@
-/* key create|rotate|list|enable|disable|destroy|min-version, and health. */
+/* key create|rotate|list|disable|enable|destroy|policy|min-version, and health. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
