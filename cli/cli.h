@@ -230,6 +230,7 @@ typedef struct cli_entry {
     int rc;            /* ERROR: its exit code */
     int stale;         /* IGNORED: a dead dcmseal's temporary file */
     const struct stat *sb; /* FILE, DIR: as the walk saw it */
+    unsigned long seq; /* its place in the walk (cli_pool_walk numbers them) */
 } cli_entry;
 
 typedef struct cli_walk_opts {
@@ -293,8 +294,10 @@ typedef struct cli_pool_ops {
 } cli_pool_ops;
 
 /* cli_walk, with queued files handled on |jobs| (1..CLI_JOBS_MAX) threads,
- * worker i getting |workers[i]|. The queue is bounded, so memory is too,
- * however large the tree. Returns as cli_walk. */
+ * worker i getting |workers[i]|. Every entry gets its |seq| in walk order,
+ * 0, 1, 2, ..., for whoever wants to tell of them in that order. The queue
+ * is bounded, so memory is too, however large the tree. Returns as
+ * cli_walk. */
 int cli_pool_walk(const char *const *paths, int npaths, const cli_walk_opts *wo, int jobs,
                   const cli_pool_ops *ops, void **workers);
 
@@ -325,6 +328,7 @@ typedef struct cli_result {
      * which is recorded only after that, so that a file counts as done only
      * once it is durable. */
     int pending;
+    int directory;               /* FAILED: a directory of the output tree */
     dcmseal_outfile_t *out_file; /* encrypt, decrypt: the output to commit */
     int fd;                      /* the file worked on, kept open for |finish| */
     struct stat sb;              /* what it was when read */

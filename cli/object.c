@@ -9,6 +9,8 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cli.h"
 
 typedef dcmseal_status (*object_fn)(void *ctx, dcmseal_object_report *rep, int out_fd,
@@ -209,30 +211,60 @@ static const char *output_path(const cli_worker *w, const cli_entry *e, cli_resu
     return res->output;
 }
 
+/* Whether the object in |sealed_fd| decrypts to exactly the bytes of
+ * |plain_fd|, both |size| long: authenticated segment by segment, through
+ * |ring|. Fails |res| when the object cannot be opened at all. */
+static int same_content(const dcmseal_keyring *ring, int sealed_fd, int plain_fd, uint64_t size,
+                        cli_result *res)
+{
+    enum { CHUNK = 256 * 1024 };
+    dcmseal_reader_t *r = NULL;
+    uint8_t *a = malloc(CHUNK), *b = malloc(CHUNK);
+    int same = a != NULL && b != NULL &&
+               dcmseal_reader_open(&r, sealed_fd, ring, &res->err) == DCMSEAL_OK &&
+               dcmseal_reader_size(r) == size;
+    for (uint64_t at = 0; same && at < size; at += CHUNK) {
+        size_t want = size - at < CHUNK ? (size_t)(size - at) : CHUNK, got = 0;
+        same = dcmseal_reader_pread(r, a, want, at, &got, &res->err) == DCMSEAL_OK &&
+               got == want && pread(plain_fd, b, want, (off_t)at) == (ssize_t)want &&
+               memcmp(a, b, want) == 0;
+    }
+    dcmseal_reader_free(r);
+    if (a != NULL)
+        OPENSSL_cleanse(a, CHUNK);
+    free(a);
+    free(b);
+    return same;
+}
+
 /* Whether |out| is what an earlier run made of the input |in|: the only
  * kind of existing output that a run without --force leaves alone. Outputs
  * appear only when complete (they are renamed into place), so the check is
  * cheap: the plain-text size (of |out| when |out_sealed|, else of |in_fd|'s
  * object) and the modification time, which every output copies from its
- * input. Anything else there is refused: it is someone's data. */
-static int already_done(const char *out, int out_sealed, int in_fd, const struct stat *in,
-                        cli_result *res)
+ * input. A rewrap changes an object's time (it rewrites a key slot: backups
+ * must see that) and raises its generation: then, given |ring|, the object
+ * is decrypted and compared with the plain file instead, so that a re-run
+ * after a rotation still skips what is done. Anything else there is
+ * refused: it is someone's data. */
+static int already_done(const dcmseal_keyring *ring, const char *out, int out_sealed, int in_fd,
+                        const struct stat *in, cli_result *res)
 {
     dcmseal_header_info info;
     dcmseal_error err;
     uint64_t plain = 0;
-    struct stat sb;
+    struct stat sb = {0};
     int fd = open(out, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno == ENOENT)
         return 0;
+    const int sealed_fd = out_sealed ? fd : in_fd, plain_fd = out_sealed ? in_fd : fd;
     int same = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
-               same_time(sb.st_mtim, in->st_mtim);
-    if (same && out_sealed) /* encrypt: the output holds the plain-text size */
-        same = dcmseal_inspect_fd(&info, &plain, fd, &err) == DCMSEAL_OK &&
-               plain == (uint64_t)in->st_size;
-    else if (same) /* decrypt: the input does */
-        same = dcmseal_inspect_fd(&info, &plain, in_fd, &err) == DCMSEAL_OK &&
-               plain == (uint64_t)sb.st_size;
+               dcmseal_inspect_fd(&info, &plain, sealed_fd, &err) == DCMSEAL_OK &&
+               plain == (uint64_t)(out_sealed ? in->st_size : sb.st_size);
+    if (same && !same_time(sb.st_mtim, in->st_mtim))
+        same = ring != NULL && info.generation > 1 &&
+               same_content(ring, sealed_fd, plain_fd, plain, res);
+    int dir = fd >= 0 && S_ISDIR(sb.st_mode);
     if (fd >= 0)
         close(fd);
     if (same) {
@@ -242,9 +274,12 @@ static int already_done(const char *out, int out_sealed, int in_fd, const struct
         return 1;
     }
     res->culprit = out;
-    dcmseal_fail(&res->err, DCMSEAL_E_USAGE,
-                 "exists and is not an earlier run's output for %s (use --force to replace "
-                 "it)", res->output[0] ? "this input" : "it");
+    if (dir)
+        dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "a directory is in the way of the output");
+    else if (res->err.message[0] == '\0' || res->err.status == DCMSEAL_E_USAGE)
+        dcmseal_fail(&res->err, DCMSEAL_E_USAGE,
+                     "exists and is not an earlier run's output for %s (use --force to replace "
+                     "it)", res->output[0] ? "this input" : "it");
     return -1;
 }
 
@@ -272,7 +307,9 @@ static void tree_transform(const cli_worker *w, const char *out, int out_sealed,
                      rep.not_dicom_reason);
         }
     } else if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place) {
-        already_done(out, out_sealed, in_fd, in_sb, res);
+        dcmseal_error_clear(&res->err);
+        already_done(dcmseal_token_ring_get0_keyring(w->ring), out, out_sealed, in_fd, in_sb,
+                     res);
     }
 }
 
@@ -294,8 +331,10 @@ static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
         res->kind = -1;
         memset(&res->wrap, 0, sizeof res->wrap);
         res->say = CLI_SAY_NONE;
-        if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
-            already_done(out, out_sealed, res->fd, &res->sb, res);
+        if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place) {
+            dcmseal_error_clear(&res->err);
+            already_done(NULL, out, out_sealed, res->fd, &res->sb, res);
+        }
     }
     close(res->fd);
     res->fd = -1;
@@ -346,7 +385,9 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
             dcmseal_fail(&res->err, err.status, "an encrypted object, but %s; left as it is",
                          err.message);
         }
-    } else if (o->force || o->in_place || already_done(out, 1, fd, &sb, res) == 0) {
+    } else if (o->force || o->in_place ||
+               already_done(dcmseal_token_ring_get0_keyring(w->ring), out, 1, fd, &sb, res) ==
+                   0) {
         const dcmseal_seal_opts so = {
             .keyring = dcmseal_token_ring_get0_keyring(w->ring),
             .segment_size = o->segment_size,
@@ -372,7 +413,9 @@ static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
         res->reason = "not encrypted";
         res->bytes = (uint64_t)sb.st_size;
     } else if (dcmseal_inspect_fd(&info, NULL, fd, &res->err) == DCMSEAL_OK &&
-               (o->force || o->in_place || already_done(out, 0, fd, &sb, res) == 0)) {
+               (o->force || o->in_place ||
+                already_done(dcmseal_token_ring_get0_keyring(w->ring), out, 0, fd, &sb, res) ==
+                    0)) {
         tree_transform(w, out, 0, fd, &sb, open_fn,
                        (void *)dcmseal_token_ring_get0_keyring(w->ring), res);
     }

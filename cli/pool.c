@@ -13,8 +13,10 @@
 
 #define QUEUE_LEN 256
 
-/* A queued file: where the relative part of its path starts, and the path. */
+/* A queued file: its place in the walk, where the relative part of its
+ * path starts, and the path. */
 typedef struct item {
+    unsigned long seq;
     size_t rel;
     char path[];
 } item;
@@ -24,6 +26,7 @@ typedef struct pool {
     pthread_mutex_t lock; /* guards rc */
     int rc;
     const cli_pool_ops *ops;
+    unsigned long seq; /* the next entry's, on the walking thread */
 } pool;
 
 typedef struct worker_arg {
@@ -84,20 +87,23 @@ void cli_queue_destroy(cli_queue *q)
     free(q->items);
 }
 
-static int enqueue(const cli_entry *e, void *ctx)
+static int enqueue(const cli_entry *walked, void *ctx)
 {
     pool *p = ctx;
-    int rc = p->ops->visit(e, p->ops->ctx);
+    cli_entry e = *walked;
+    e.seq = p->seq++;
+    int rc = p->ops->visit(&e, p->ops->ctx);
     if (rc == CLI_POOL_SKIP)
         return EX_OK;
-    if (e->kind != CLI_ENTRY_FILE || rc != EX_OK)
+    if (e.kind != CLI_ENTRY_FILE || rc != EX_OK)
         return rc;
-    size_t len = strlen(e->path);
+    size_t len = strlen(e.path);
     item *it = malloc(sizeof *it + len + 1);
     if (it == NULL)
         return EX_OSERR;
-    it->rel = (size_t)(e->rel - e->path);
-    memcpy(it->path, e->path, len + 1);
+    it->seq = e.seq;
+    it->rel = (size_t)(e.rel - e.path);
+    memcpy(it->path, e.path, len + 1);
     cli_queue_push(&p->q, it);
     return EX_OK;
 }
@@ -109,7 +115,7 @@ static void *work(void *arg)
     item *it;
     while ((it = cli_queue_pop(&p->q)) != NULL) {
         const cli_entry e = {.path = it->path, .rel = it->path + it->rel,
-                             .kind = CLI_ENTRY_FILE};
+                             .kind = CLI_ENTRY_FILE, .seq = it->seq};
         int rc = p->ops->file(&e, w->ctx);
         free(it);
         if (rc != EX_OK) {

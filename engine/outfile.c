@@ -80,10 +80,14 @@ dcmseal_status dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path,
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_outfile_t *f = NULL;
     char *dir = NULL, *base = NULL;
+    struct stat sb;
     DCMSEAL_ENSURE(out != NULL && path != NULL && path[0] != '\0', err,
                    DCMSEAL_E_USAGE, "no output path");
     DCMSEAL_ENSURE(replace || access(path, F_OK) != 0, err, DCMSEAL_E_USAGE,
                    "output exists (use --force to replace it)");
+    /* Said now, not by the rename at commit, after all the work. */
+    DCMSEAL_ENSURE(lstat(path, &sb) != 0 || !S_ISDIR(sb.st_mode), err, DCMSEAL_E_USAGE,
+                   "output is a directory; give the name of a file");
     f = OPENSSL_zalloc(sizeof *f);
     DCMSEAL_ENSURE(f != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     f->fd = -1;

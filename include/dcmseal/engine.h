@@ -322,7 +322,8 @@ typedef struct dcmseal_outfile dcmseal_outfile_t;
 
 /* Creates the temporary file with permission bits |mode|. Without |replace|
  * an existing |path| is refused (DCMSEAL_E_USAGE), at open and again at
- * commit. Errors: DCMSEAL_E_IO. */
+ * commit; with it, a directory at |path| is refused at open (DCMSEAL_E_USAGE),
+ * before any output is written. Errors: DCMSEAL_E_IO. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path, unsigned mode,
                      int replace, dcmseal_error *err);
