@@ -354,16 +354,20 @@ static int visit(const cli_entry *e, void *ctx)
         return CLI_POOL_SKIP;
     }
     if (e->kind == CLI_ENTRY_DIR) {
-        if (b->o->out == NULL || b->o->in_place)
+        if (b->o->out == NULL || b->o->in_place) {
+            tell_nothing(b, e->seq);
             return EX_OK;
+        }
         char out[PATH_MAX];
         int n = snprintf(out, sizeof out, "%s%s%s", b->o->out, e->rel[0] ? "/" : "", e->rel);
         struct stat sb;
         /* Writable by us while we fill it, whatever the source says. */
         if (n < (int)sizeof out && (mkdir(out, (e->sb->st_mode & 0777) | 0700) == 0 ||
                                     (errno == EEXIST && stat(out, &sb) == 0 &&
-                                     S_ISDIR(sb.st_mode))))
+                                     S_ISDIR(sb.st_mode)))) {
+            tell_nothing(b, e->seq);
             return EX_OK;
+        }
         r.outcome = CLI_FAILED;
         r.directory = 1;
         snprintf(r.output, sizeof r.output, "%s", out);

@@ -99,8 +99,13 @@ static int enqueue(const cli_entry *walked, void *ctx)
         return rc;
     size_t len = strlen(e.path);
     item *it = malloc(sizeof *it + len + 1);
-    if (it == NULL)
-        return EX_OSERR;
+    if (it == NULL) {
+        /* Stop: an entry that no one will tell of would hold up the rest. */
+        pthread_mutex_lock(&p->lock);
+        p->rc = EX_OSERR;
+        pthread_mutex_unlock(&p->lock);
+        return CLI_WALK_STOP;
+    }
     it->seq = e.seq;
     it->rel = (size_t)(e.rel - e.path);
     memcpy(it->path, e.path, len + 1);

@@ -112,5 +112,15 @@ check "verify F... prints in the order of its arguments, every run ($orders of 6
 "$DCMSEAL" verify --jobs 1 -r "$tmp/enc" > "$tmp/one.out" 2>/dev/null
 "$DCMSEAL" verify --jobs 4 -r "$tmp/enc" > "$tmp/four.out" 2>/dev/null
 check "verify -r: the walk's order, whatever the workers" [ -s "$tmp/one.out" ] && cmp -s "$tmp/one.out" "$tmp/four.out"
+# More entries than the lines held back at once (4096), most of them
+# directories, which have no line: the run must not wait for them forever.
+mkdir -p "$tmp/many"
+(cd "$tmp/many" && mkdir d{1..5000})
+cp "$tmp/enc/notes.txt" "$tmp/many/d1/first"
+cp "$tmp/enc/notes.txt" "$tmp/many/d4999/last"
+expect 0 "verify -r over 5000 directories" timeout 120 "$DCMSEAL" verify --jobs 2 -r "$tmp/many"
+check "both objects verified" [ "$(grep -c ': OK' "$tmp/out")" -eq 2 ]
+expect 0 "decrypt -r of them (each directory made)" timeout 120 "$DCMSEAL" decrypt -r "$tmp/many" -o "$tmp/many.out"
+check "5000 directories made" [ "$(find "$tmp/many.out" -mindepth 1 -type d | wc -l)" -eq 5000 ]
 
 finish
