@@ -211,7 +211,10 @@ class Bench:
             "cpu": f"{model}, {self.cores} cores, {mem_kib / (1 << 20):.1f} GiB RAM",
             "kernel": f"Linux {platform.release()} {platform.machine()}",
             "openssl": first(["openssl", "version"]),
-            "softhsm": "SoftHSM " + first(["softhsm2-util", "--version"]),
+            "softhsm": ("openCryptoki " + first(["dpkg-query", "-W", "-f", "${Version}",
+                                                  "opencryptoki"])
+                        if os.environ.get("DCMSEAL_TEST_TOKEN") == "opencryptoki"
+                        else "SoftHSM " + first(["softhsm2-util", "--version"])),
             "dcmtk": dcmtk,
             "age": "age " + first(["age", "--version"]),
             "cp": first(["cp", "--version"]),
@@ -234,14 +237,17 @@ class Bench:
     # ---- token and keys -----------------------------------------------------
 
     def token(self):
+        # The implementation DCMSEAL_TEST_TOKEN names (tests/integration/token.sh);
+        # for openCryptoki, bench/run.sh has put this process in its namespaces.
         hsm = os.path.join(self.work, "hsm")
         rm(hsm)
-        script = (f'. "{ROOT}/scripts/softhsm.sh" && softhsm_token "$1" bench && '
-                  'printf "%s\\n%s\\n" "$SOFTHSM2_CONF" "$DCMSEAL_TOKEN"')
+        script = (f'. "{ROOT}/tests/integration/token.sh" && test_token "$1" bench && '
+                  'printf "%s\\n%s\\n" "$DCMSEAL_TOKEN" "${SOFTHSM2_CONF:-}"')
         p = subprocess.run(["bash", "-c", script, "bash", hsm], capture_output=True,
                            text=True, check=True)
-        conf, uri = p.stdout.splitlines()[:2]
-        self.env["SOFTHSM2_CONF"] = conf
+        uri, conf = (p.stdout.splitlines() + [""])[:2]
+        if conf:
+            self.env["SOFTHSM2_CONF"] = conf
         self.env["DCMSEAL_TOKEN"] = uri
         self.env.pop("DCMSEAL_KEY", None)
         for bits in (2048, 3072):

@@ -10,7 +10,11 @@
 # only when the benchmark itself breaks, never on a missed target.
 # --no-bootstrap: use what is built (ctest passes the binaries' paths).
 # Other options go to bench/bench.py (--help lists them).
+# DCMSEAL_TEST_TOKEN=opencryptoki measures openCryptoki's software token
+# instead of SoftHSM (tests/integration/token.sh; root only).
 set -euo pipefail
+. "$(dirname "$0")/../tests/integration/token.sh"
+token_enter "$@" # before the cd: it runs $0 again
 cd "$(dirname "$0")/.."
 args=() bootstrap=1
 for a in "$@"; do

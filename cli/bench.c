@@ -42,6 +42,7 @@ typedef struct bench_data {
     dcmseal_kek_info from, to;
     dcmseal_oaep oaep; /* of the wrapped objects */
     int in_token;      /* the token rewraps without the key leaving it */
+    const char *refusal; /* else why not (dcmseal_session_get0_rewrap_refusal) */
     unsigned n;
     uint8_t (*dek)[DCMSEAL_DEK_LEN];
     uint8_t (*wrapped)[DCMSEAL_WRAPPED_MAX];
@@ -308,6 +309,7 @@ static dcmseal_status objects_make(bench_data *d, const cli_token *t, unsigned n
         st = dcmseal_kek_rewrap(t->session, out, sizeof out, &out_len, &used, &d->in_token,
                                 &d->from, d->oaep, d->wrapped[0], d->wrapped_len[0], &d->to,
                                 DCMSEAL_OAEP_AUTO, err);
+        d->refusal = dcmseal_session_get0_rewrap_refusal(t->session);
     }
     return st;
 }
@@ -334,11 +336,11 @@ static void print_head(const bench_opts *o, const bench_data *d, const char *lab
            "p99 ms", "vs unwrap");
 }
 
-static void print_row(const bench_row *r, double unwrap_rate)
+static void print_row(const bench_row *r, double unwrap_rate, const bench_data *d)
 {
     if (!r->available) {
-        printf("%8d  %-20s %10s   (the token refuses C_UnwrapKey/C_WrapKey: see hsm-check)\n",
-               r->sessions, op_title[r->op], "n/a");
+        printf("%8d  %-20s %10s   (refused: %s; rewrap goes via host)\n", r->sessions,
+               op_title[r->op], "n/a", d->refusal != NULL ? d->refusal : "see hsm-check");
         return;
     }
     printf("%8d  %-20s %10.1f %9.2f %9.2f %10.2f\n", r->sessions, op_title[r->op],
@@ -356,10 +358,15 @@ static void print_json(const bench_opts *o, const bench_data *d, const char *lab
     fputs(",\"key\":", stdout);
     cli_json_string(stdout, d->from.name);
     printf(",\"scratch\":%s,\"kept\":%s,\"from_version\":%u,\"to_version\":%u,\"bits\":%u,"
-           "\"oaep\":\"%s\",\"objects\":%u,\"in_token_rewrap\":%s,\"results\":[",
+           "\"oaep\":\"%s\",\"objects\":%u,\"in_token_rewrap\":%s,\"rewrap_refusal\":",
            scratch ? "true" : "false", scratch && o->keep ? "true" : "false", d->from.version,
            d->to.version, d->to.bits, dcmseal_oaep_name(d->oaep), o->objects,
            d->in_token ? "true" : "false");
+    if (d->refusal != NULL)
+        cli_json_string(stdout, d->refusal);
+    else
+        fputs("null", stdout);
+    fputs(",\"results\":[", stdout);
     for (size_t i = 0; i < nrows; i++) {
         const bench_row *r = &rows[i];
         if (r->op == OP_UNWRAP)
@@ -411,7 +418,7 @@ static dcmseal_status bench_all(const bench_opts *o, const bench_data *d, const 
             if (op == OP_UNWRAP)
                 unwrap_rate = r->per_second;
             if (!o->json)
-                print_row(r, unwrap_rate);
+                print_row(r, unwrap_rate, d);
         }
     }
 out:

@@ -26,8 +26,9 @@ const char cli_doc_notes[] =
     "flushed, then renamed); an existing output is kept unless --force. Inputs\n"
     "are never changed except with --in-place, and then replaced atomically.\n"
     "A file that is not DICOM is encrypted as an opaque object, with a notice\n"
-    "on stderr; --strict refuses it instead. Every error is one line on stderr\n"
-    "that names the file and the cause.";
+    "on stderr; --strict refuses it instead. So is DICOM whose identity cannot\n"
+    "be read completely: of a pipe, only the first MiB is read for it. Every\n"
+    "error is one line on stderr that names the file and the cause.";
 
 const char cli_doc_environment[] =
     "DCMSEAL_TOKEN\tthe token URI when --token is not given\n"

@@ -305,6 +305,9 @@ static void tree_transform(const cli_worker *w, const char *out, int out_sealed,
             res->say = CLI_SAY_NOTICE;
             snprintf(res->line, sizeof res->line, "encrypted as an opaque object (%s)",
                      rep.not_dicom_reason);
+        } else if (out_sealed && rep.notice[0] != '\0') {
+            res->say = CLI_SAY_NOTICE;
+            snprintf(res->line, sizeof res->line, "encrypted (DICOM); note: %s", rep.notice);
         }
     } else if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place) {
         dcmseal_error_clear(&res->err);
@@ -474,6 +477,9 @@ int cli_cmd_encrypt(const cli_opts *o)
         if (!rep.is_dicom)
             fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o->args[0],
                     rep.not_dicom_reason);
+        else if (rep.notice[0] != '\0')
+            fprintf(stderr, "dcmseal: %s: encrypted (DICOM); note: %s\n", o->args[0],
+                    rep.notice);
         say_single(o->args[0], &rep,
                    o->oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
                        ? " (fallback: the token refused SHA-256)" : "");

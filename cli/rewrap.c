@@ -3,12 +3,19 @@
  * bound this command, run in parallel. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include "cli.h"
+
+/* The first object that went through host memory says so, and why, once
+ * per run; --verbose says it for every object. |refusal| is the token's
+ * reason, NULL when only single objects took that path. */
+static _Atomic(const char *) refusal;
+static atomic_flag host_path_told = ATOMIC_FLAG_INIT;
 
 static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
@@ -37,6 +44,8 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
             if (res->rewrap.changed) {
                 /* Written and locked: rewrap_finish flushes it, while this
                  * worker's session unwraps the next object. */
+                if (!res->rewrap.in_token)
+                    atomic_store(&refusal, dcmseal_session_get0_rewrap_refusal(w->session));
                 res->pending = 1;
                 res->fd = fd;
                 return;
@@ -52,17 +61,28 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
 {
     const dcmseal_rewrap_report *rep = &res->rewrap;
+    char how[240] = "in the token (C_UnwrapKey + C_WrapKey)";
     (void)o, (void)e;
     if (dcmseal_rewrap_fd_finish(rep, res->fd, &res->err) == DCMSEAL_OK) {
+        const int first = !rep->in_token && !atomic_flag_test_and_set(&host_path_told);
+        const char *why = atomic_load(&refusal);
+        if (first)
+            snprintf(how, sizeof how,
+                     "through host memory (the token refused in-token rewrap%s%s); each data "
+                     "key that goes this way is unwrapped into host memory, wrapped again and "
+                     "wiped at once (said once per run; -v says it per object)",
+                     why != NULL ? ": " : " of this object", why != NULL ? why : "");
+        else if (!rep->in_token)
+            snprintf(how, sizeof how, "through host memory (the token refused in-token rewrap)");
         res->outcome = CLI_DONE;
         res->wrap = rep->to;
         res->host_path = !rep->in_token;
-        res->say = CLI_SAY_VERBOSE;
-        snprintf(res->line, sizeof res->line, "'%s' v%u -> v%u, RSA-OAEP %s, %s",
-                 rep->from.kek_name, rep->from.kek_version, rep->to.kek_version,
-                 dcmseal_oaep_name(rep->to.oaep),
-                 rep->in_token ? "in the token (C_UnwrapKey + C_WrapKey)"
-                               : "through host memory (the token refused in-token rewrap)");
+        res->say = first ? CLI_SAY_NOTICE : CLI_SAY_VERBOSE;
+        /* A line for people: a cut reason would still say the path. */
+        if (snprintf(res->line, sizeof res->line, "'%s' v%u -> v%u, RSA-OAEP %s, %s",
+                     rep->from.kek_name, rep->from.kek_version, rep->to.kek_version,
+                     dcmseal_oaep_name(rep->to.oaep), how) < 0)
+            res->line[0] = '\0';
     }
     close(res->fd);
     res->fd = -1;

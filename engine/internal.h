@@ -120,7 +120,25 @@ dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, const dcmseal_header *h,
                                  const dcmseal_slot *slot,
                                  const dcmseal_keyring *ring, dcmseal_error *err);
 
-/* ---- stream.c: test hook for known-answer vectors ---- */
+/* ---- reader.c ---- */
+
+/* A reader over the object in |fd| whose header |h| and AAD |aad| the caller
+ * decoded and authenticated, opening segments with a copy of |gcm| (the
+ * payload cipher): no second unwrap. */
+dcmseal_status dcmseal_reader_open_cipher(dcmseal_reader_t **out, int fd,
+                                          const dcmseal_header *h,
+                                          const uint8_t aad[DCMSEAL_HEADER_LEN],
+                                          const EVP_CIPHER_CTX *gcm, dcmseal_error *err);
+
+/* ---- stream.c ---- */
+
+/* A reader over the object in |fd| that |dec| has consumed the header of,
+ * with |dec|'s keys (dcmseal_reader_open_cipher). DCMSEAL_E_USAGE before the
+ * header. */
+dcmseal_status dcmseal_decrypt_reader(dcmseal_reader_t **out, int fd,
+                                      const dcmseal_decryptor_t *dec, dcmseal_error *err);
+
+/* Test hook for known-answer vectors. */
 
 /* dcmseal_encrypt_init with a caller-chosen DEK and salt. Only for
  * known-answer tests: reusing a DEK/salt pair destroys confidentiality. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -12,9 +13,11 @@
 
 #include "internal.h"
 
-/* Input is read in chunks of this size; the first chunk is also the DICOM
- * probe's window. */
-#define IO_CHUNK DCMSEAL_DICOM_PROBE_MAX
+/* Input is read in chunks of this size. The DICOM probe reads the first chunk
+ * from memory and, when the input is a regular file (seal) or a sealed object
+ * it can read again (verify), the rest at random offsets; of any other input
+ * the first chunk is all it has (FORMAT.md "Identity context"). */
+#define IO_CHUNK (1024u * 1024u)
 
 /* Outputs are flushed before they appear (engine/outfile.c), and the kernel
  * starts writing a large output back only when far more is dirty than one
@@ -39,12 +42,15 @@ static void writeback_ask(writeback *wb, int fd, uint64_t written)
     wb->refused = sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0;
 }
 
-static dcmseal_status read_full(int fd, uint8_t *buf, size_t cap, size_t *n,
+/* Reads |cap| bytes, or up to the end of the input, at the file offset or,
+ * when |at| is not negative, at offset |at| (pread); |*n| says how many. */
+static dcmseal_status read_full(int fd, uint8_t *buf, size_t cap, off_t at, size_t *n,
                                 dcmseal_error *err)
 {
     *n = 0;
     while (*n < cap) {
-        ssize_t r = read(fd, buf + *n, cap - *n);
+        ssize_t r = at < 0 ? read(fd, buf + *n, cap - *n)
+                           : pread(fd, buf + *n, cap - *n, at + (off_t)*n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -72,28 +78,131 @@ static dcmseal_status write_all(int fd, const uint8_t *buf, size_t n, dcmseal_er
     return DCMSEAL_OK;
 }
 
-/* The identity of |buf| (the first bytes of an object), or why it has none. */
-static dcmseal_status probe_identity(dcmseal_identity *id, int *is_dicom,
-                                     char *why, size_t why_cap, const uint8_t *buf,
-                                     size_t len, int complete, dcmseal_error *err)
+/* The identity of the object |src| describes into |id| and |rep| (is_dicom,
+ * and why it is opaque or what to notice), and the probe's verdict. */
+static dcmseal_status probe_identity(dcmseal_identity *id, dcmseal_object_report *rep,
+                                     dcmseal_dicom_class *klass,
+                                     const dcmseal_dicom_source *src, dcmseal_error *err)
 {
     dcmseal_dicom_info info;
-    dcmseal_status st = dcmseal_dicom_probe(&info, buf, len, complete, err);
-    if (st != DCMSEAL_OK)
-        return st;
+    dcmseal_status st = dcmseal_dicom_probe_source(&info, src, err);
     memset(id, 0, sizeof *id);
-    *is_dicom = info.klass == DCMSEAL_DICOM_OK;
-    if (*is_dicom) {
-        memcpy(id->sop_class_uid, info.sop_class_uid, sizeof id->sop_class_uid);
-        memcpy(id->sop_instance_uid, info.sop_instance_uid, sizeof id->sop_instance_uid);
-        memcpy(id->study_instance_uid, info.study_instance_uid,
-               sizeof id->study_instance_uid);
-    } else {
-        snprintf(why, why_cap, "%s%s%s", dcmseal_dicom_class_name(info.klass),
-                 info.reason[0] ? ": " : "", info.reason);
+    if (st == DCMSEAL_OK) {
+        *klass = info.klass;
+        rep->is_dicom = info.klass == DCMSEAL_DICOM_OK;
+        if (rep->is_dicom) {
+            memcpy(id->sop_class_uid, info.sop_class_uid, sizeof id->sop_class_uid);
+            memcpy(id->sop_instance_uid, info.sop_instance_uid, sizeof id->sop_instance_uid);
+            memcpy(id->study_instance_uid, info.study_instance_uid,
+                   sizeof id->study_instance_uid);
+            snprintf(rep->notice, sizeof rep->notice, "%s", info.notice);
+        } else {
+            snprintf(rep->not_dicom_reason, sizeof rep->not_dicom_reason, "%s%s%s",
+                     dcmseal_dicom_class_name(info.klass), info.reason[0] ? ": " : "",
+                     info.reason);
+        }
     }
     OPENSSL_cleanse(&info, sizeof info);
-    return DCMSEAL_OK;
+    return st;
+}
+
+/* The probe's reads past the first chunk of an input it may read again. */
+typedef struct probe_fd {
+    int fd;
+    uint64_t base; /* where the object starts in |fd| */
+} probe_fd;
+
+static dcmseal_status probe_fd_read(void *self, uint8_t *out, size_t len, uint64_t offset,
+                                    dcmseal_error *err)
+{
+    const probe_fd *p = self;
+    size_t n = 0;
+    dcmseal_status st = read_full(p->fd, out, len, (off_t)(p->base + offset), &n, err);
+    if (st == DCMSEAL_OK && n < len)
+        st = dcmseal_fail(err, DCMSEAL_E_IO, "the input shrank while being read");
+    return st;
+}
+
+/* The probe's reads past the plain text that verify kept: through a reader
+ * over the sealed object, opened on first use with the decryptor's keys, so
+ * that each segment read is authenticated again. */
+typedef struct probe_sealed {
+    int fd;
+    const dcmseal_decryptor_t *dec;
+    dcmseal_reader_t *reader;
+} probe_sealed;
+
+static dcmseal_status probe_sealed_read(void *self, uint8_t *out, size_t len, uint64_t offset,
+                                        dcmseal_error *err)
+{
+    probe_sealed *p = self;
+    dcmseal_status st;
+    size_t n = 0;
+    if (p->reader == NULL &&
+        (st = dcmseal_decrypt_reader(&p->reader, p->fd, p->dec, err)) != DCMSEAL_OK)
+        return st;
+    if ((st = dcmseal_reader_pread(p->reader, out, len, offset, &n, err)) != DCMSEAL_OK)
+        return st;
+    return n == len ? DCMSEAL_OK
+                    : dcmseal_fail(err, DCMSEAL_E_FORMAT, "the object shrank while being read");
+}
+
+/* Whether the object of which |consumed| bytes were just read from |fd| can
+ * be read again with pread: |fd| is a regular file; the object starts at
+ * |*base| and the file is |*size| bytes. Asked only of objects larger than a
+ * chunk, so that small ones cost no system call. */
+static int rereadable(int fd, uint64_t consumed, uint64_t *base, uint64_t *size)
+{
+    struct stat sb;
+    const off_t pos = lseek(fd, 0, SEEK_CUR);
+    if (pos < 0 || (uint64_t)pos < consumed || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+        (uint64_t)sb.st_size < (uint64_t)pos)
+        return 0;
+    *base = (uint64_t)pos - consumed;
+    *size = (uint64_t)sb.st_size;
+    return 1;
+}
+
+/* verify: checks the identity of the plain text against the one bound into
+ * the header, once all of |in_fd| was read. The probe has the first
+ * |head_len| bytes in |head| and, when |in_fd| is a regular file that holds
+ * the object from offset 0 (what the reader reads), the rest through a
+ * reader; otherwise only |head|. An opaque object binds no identity and is
+ * not probed: its tag is that of the empty context (FORMAT.md). */
+static dcmseal_status verify_identity(dcmseal_object_report *rep,
+                                      const dcmseal_decryptor_t *dec, int in_fd,
+                                      const uint8_t *head, size_t head_len, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_identity id;
+    dcmseal_dicom_class klass = DCMSEAL_DICOM_OK;
+    probe_sealed ps = {in_fd, dec, NULL};
+    dcmseal_dicom_source src = {.head = head, .head_len = head_len, .size = rep->plain_bytes};
+    uint64_t base = 0, size = 0;
+    memset(&id, 0, sizeof id);
+
+    if (!dcmseal_decrypt_get0_header(dec)->is_dicom)
+        return dcmseal_decrypt_check_identity(dec, NULL, err);
+    if (rep->plain_bytes > head_len && rereadable(in_fd, rep->sealed_bytes, &base, &size) &&
+        base == 0) {
+        src.read = probe_sealed_read;
+        src.self = &ps;
+    } else if (rep->plain_bytes > head_len) {
+        src.size = head_len;
+        src.prefix = 1;
+    }
+    DCMSEAL_GUARD(probe_identity(&id, rep, &klass, &src, err));
+    DCMSEAL_ENSURE(klass != DCMSEAL_DICOM_INCOMPLETE || !src.prefix, err, DCMSEAL_E_USAGE,
+                   "cannot check the identity: %s (verify the file rather than a pipe)",
+                   rep->not_dicom_reason);
+    DCMSEAL_ENSURE(rep->is_dicom, err, DCMSEAL_E_AUTH,
+                   "identity mismatch: an identity is bound, but the plain text has none "
+                   "(%s)", rep->not_dicom_reason);
+    st = dcmseal_decrypt_check_identity(dec, &id, err);
+out:
+    dcmseal_reader_free(ps.reader);
+    OPENSSL_cleanse(&id, sizeof id);
+    return st;
 }
 
 dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
@@ -107,6 +216,8 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     size_t n = 0, w = 0, out_cap, in_used = 0;
     uint32_t seg;
     writeback wb = {0, 0};
+    dcmseal_dicom_class klass;
+    uint64_t base = 0, size = 0;
 
     DCMSEAL_ENSURE(rep != NULL && opts != NULL, err, DCMSEAL_E_USAGE,
                    "seal: missing argument");
@@ -121,10 +232,22 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     out = OPENSSL_malloc(out_cap);
     DCMSEAL_ENSURE(in != NULL && out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
 
-    DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+    DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
     dcmseal_high_water(&in_used, n);
-    DCMSEAL_GUARD(probe_identity(&id, &rep->is_dicom, rep->not_dicom_reason,
-                                 sizeof rep->not_dicom_reason, in, n, n < IO_CHUNK, err));
+    /* A short first chunk is the whole input. After a full one, the probe
+     * reads on in place in a regular file, and has only this chunk of any
+     * other input. */
+    dcmseal_dicom_source src = {.head = in, .head_len = n, .size = n};
+    probe_fd pf = {in_fd, 0};
+    if (n == IO_CHUNK && rereadable(in_fd, n, &base, &size)) {
+        pf.base = base;
+        src.size = size - base;
+        src.read = probe_fd_read;
+        src.self = &pf;
+    } else if (n == IO_CHUNK) {
+        src.prefix = 1;
+    }
+    DCMSEAL_GUARD(probe_identity(&id, rep, &klass, &src, err));
     DCMSEAL_ENSURE(rep->is_dicom || !opts->strict, err, DCMSEAL_E_NOT_DICOM,
                    "not DICOM (%s); refused by --strict", rep->not_dicom_reason);
 
@@ -142,7 +265,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
         DCMSEAL_GUARD(write_all(out_fd, out, w, err));
         rep->sealed_bytes += w;
         writeback_ask(&wb, out_fd, rep->sealed_bytes);
-        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
         dcmseal_high_water(&in_used, n);
     }
     DCMSEAL_GUARD(dcmseal_encrypt_final(enc, out, out_cap, &w, err));
@@ -181,7 +304,7 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
                    DCMSEAL_E_INTERNAL, "out of memory");
     /* The header alone first: it tells the segment size, and so how much
      * output room one chunk needs. */
-    DCMSEAL_GUARD(read_full(in_fd, in, DCMSEAL_PREAMBLE_LEN, &n, err));
+    DCMSEAL_GUARD(read_full(in_fd, in, DCMSEAL_PREAMBLE_LEN, -1, &n, err));
     rep->sealed_bytes = n;
     DCMSEAL_GUARD(dcmseal_decrypt_update(dec, NULL, 0, &w, in, n, err));
     if (dcmseal_decrypt_get0_header(dec) == NULL) {
@@ -192,7 +315,7 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
     out = OPENSSL_malloc(out_cap);
     DCMSEAL_ENSURE(out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     for (int last = 0; !last;) {
-        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, &n, err));
+        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
         rep->sealed_bytes += n;
         /* The most either call may write (final: what is buffered). */
         dcmseal_high_water(&out_used, dcmseal_decrypt_update_max(dec, n));
@@ -213,18 +336,10 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
             writeback_ask(&wb, out_fd, rep->plain_bytes);
         }
     }
-    const dcmseal_header_info *info = dcmseal_decrypt_get0_header(dec);
-    rep->is_dicom = info->is_dicom;
-    rep->wrap = info->wrap;
-    if (head != NULL) {
-        dcmseal_identity id;
-        int is_dicom = 0;
-        DCMSEAL_GUARD(probe_identity(&id, &is_dicom, rep->not_dicom_reason,
-                                     sizeof rep->not_dicom_reason, head, head_len,
-                                     rep->plain_bytes == head_len, err));
-        st = dcmseal_decrypt_check_identity(dec, is_dicom ? &id : NULL, err);
-        OPENSSL_cleanse(&id, sizeof id);
-    }
+    if (head != NULL)
+        DCMSEAL_GUARD(verify_identity(rep, dec, in_fd, head, head_len, err));
+    rep->is_dicom = dcmseal_decrypt_get0_header(dec)->is_dicom;
+    rep->wrap = dcmseal_decrypt_get0_header(dec)->wrap;
 out:
     dcmseal_decryptor_free(dec);
     OPENSSL_free(in); /* cipher text only */

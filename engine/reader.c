@@ -40,37 +40,34 @@ static dcmseal_status pread_full(int fd, uint8_t *buf, size_t len, uint64_t off,
     return DCMSEAL_OK;
 }
 
-dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
-                                   const dcmseal_keyring *keyring, dcmseal_error *err)
+/* The size of the object in |fd|, which must hold at least a preamble. */
+static dcmseal_status object_size(uint64_t *size, int fd, dcmseal_error *err)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0)
+        return dcmseal_fail(err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
+    if ((uint64_t)sb.st_size < DCMSEAL_PREAMBLE_LEN)
+        return dcmseal_fail(err, DCMSEAL_E_FORMAT, "truncated: %lld bytes, the header alone is %d",
+                            (long long)sb.st_size, DCMSEAL_PREAMBLE_LEN);
+    *size = (uint64_t)sb.st_size;
+    return DCMSEAL_OK;
+}
+
+/* A reader of the |size|-byte object in |fd| with header |h| and AAD |aad|,
+ * but no cipher yet: that is the caller's to set. */
+static dcmseal_status reader_new(dcmseal_reader_t **out, int fd, const dcmseal_header *h,
+                                 const uint8_t aad[DCMSEAL_HEADER_LEN], uint64_t size,
+                                 dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    dcmseal_reader_t *r = NULL;
-    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
-    dcmseal_slot slot;
-    dcmseal_keys keys;
-    struct stat sb;
-    memset(&keys, 0, sizeof keys);
-    memset(&slot, 0, sizeof slot);
-
-    DCMSEAL_ENSURE(out != NULL && keyring != NULL, err, DCMSEAL_E_USAGE,
-                   "reader: missing argument");
-    DCMSEAL_ENSURE(fstat(fd, &sb) == 0, err, DCMSEAL_E_IO, "stat failed: %s",
-                   strerror(errno));
-    DCMSEAL_ENSURE((uint64_t)sb.st_size >= DCMSEAL_PREAMBLE_LEN, err, DCMSEAL_E_FORMAT,
-                   "truncated: %lld bytes, the header alone is %d",
-                   (long long)sb.st_size, DCMSEAL_PREAMBLE_LEN);
-    r = OPENSSL_zalloc(sizeof *r);
+    dcmseal_reader_t *r = OPENSSL_zalloc(sizeof *r);
     DCMSEAL_ENSURE(r != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     r->fd = fd;
     r->cached = UINT64_MAX;
-    DCMSEAL_GUARD(pread_full(fd, pre, sizeof pre, 0, err));
-    DCMSEAL_GUARD(dcmseal_preamble_decode(&r->h, &slot, NULL, pre, sizeof pre, err));
-    DCMSEAL_GUARD(dcmseal_plaintext_size(&r->size, (uint64_t)sb.st_size,
-                                         r->h.segment_size, err));
+    r->h = *h;
+    memcpy(r->aad, aad, sizeof r->aad);
+    DCMSEAL_GUARD(dcmseal_plaintext_size(&r->size, size, r->h.segment_size, err));
     r->nseg = r->size == 0 ? 1 : (r->size + r->h.segment_size - 1) / r->h.segment_size;
-    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &r->h, &slot, keyring, err));
-    DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys.payload, 0, err));
-    memcpy(r->aad, pre, sizeof r->aad);
     r->ct = OPENSSL_malloc((size_t)r->h.segment_size + DCMSEAL_TAG_LEN);
     r->pt = OPENSSL_malloc(r->h.segment_size);
     DCMSEAL_ENSURE(r->ct != NULL && r->pt != NULL, err, DCMSEAL_E_INTERNAL,
@@ -78,8 +75,58 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
     *out = r;
     r = NULL;
 out:
+    dcmseal_reader_free(r);
+    return st;
+}
+
+dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
+                                   const dcmseal_keyring *keyring, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_reader_t *r = NULL;
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    dcmseal_header h;
+    dcmseal_slot slot;
+    dcmseal_keys keys;
+    uint64_t size = 0;
+    memset(&keys, 0, sizeof keys);
+    memset(&slot, 0, sizeof slot);
+
+    DCMSEAL_ENSURE(out != NULL && keyring != NULL, err, DCMSEAL_E_USAGE,
+                   "reader: missing argument");
+    DCMSEAL_GUARD(object_size(&size, fd, err));
+    DCMSEAL_GUARD(pread_full(fd, pre, sizeof pre, 0, err));
+    DCMSEAL_GUARD(dcmseal_preamble_decode(&h, &slot, NULL, pre, sizeof pre, err));
+    DCMSEAL_GUARD(reader_new(&r, fd, &h, pre, size, err));
+    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &r->h, &slot, keyring, err));
+    DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys.payload, 0, err));
+    *out = r;
+    r = NULL;
+out:
     OPENSSL_cleanse(&keys, sizeof keys);
     OPENSSL_cleanse(&slot, sizeof slot);
+    dcmseal_reader_free(r);
+    return st;
+}
+
+dcmseal_status dcmseal_reader_open_cipher(dcmseal_reader_t **out, int fd,
+                                          const dcmseal_header *h,
+                                          const uint8_t aad[DCMSEAL_HEADER_LEN],
+                                          const EVP_CIPHER_CTX *gcm, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_reader_t *r = NULL;
+    uint64_t size = 0;
+    DCMSEAL_GUARD(object_size(&size, fd, err));
+    DCMSEAL_GUARD(reader_new(&r, fd, h, aad, size, err));
+    r->gcm = EVP_CIPHER_CTX_new();
+    if (r->gcm == NULL || EVP_CIPHER_CTX_copy(r->gcm, gcm) != 1) {
+        st = dcmseal_ossl_fail(err, "AES-256-GCM copy");
+        goto out;
+    }
+    *out = r;
+    r = NULL;
+out:
     dcmseal_reader_free(r);
     return st;
 }

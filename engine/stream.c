@@ -395,6 +395,14 @@ dcmseal_status dcmseal_decrypt_check_identity(const dcmseal_decryptor_t *dec,
     return DCMSEAL_OK;
 }
 
+dcmseal_status dcmseal_decrypt_reader(dcmseal_reader_t **out, int fd,
+                                      const dcmseal_decryptor_t *dec, dcmseal_error *err)
+{
+    if (!dec->have_header)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "reader before the header");
+    return dcmseal_reader_open_cipher(out, fd, &dec->h, dec->pre, dec->gcm, err);
+}
+
 void dcmseal_decryptor_free(dcmseal_decryptor_t *dec)
 {
     if (dec == NULL)

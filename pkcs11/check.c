@@ -43,6 +43,7 @@ struct probe {
     struct pair *key;       /* the pair the later probes use, NULL when none */
     struct pair *target;    /* the rewrap target: the other pair, else |key| */
     CK_RSA_PKCS_OAEP_PARAMS oaep; /* the variant dcmseal will use */
+    dcmseal_oaep variant;         /* the same, as dcmseal names it */
     int have_oaep;
     /* A random test key, wrapped under |key| with |oaep|. */
     uint8_t dek[TEST_DEK_LEN];
@@ -109,14 +110,18 @@ static void probe_token(struct probe *p)
         add(p, "token", 0, DCMSEAL_CHECK_INFO, ckr_name(rv), "C_GetTokenInfo failed");
         return;
     }
+    /* openCryptoki 3.8.1 claims 2^64 - 2: no limit either. */
     if (ti.ulMaxRwSessionCount != CK_EFFECTIVELY_INFINITE &&
-        ti.ulMaxRwSessionCount != CK_UNAVAILABLE_INFORMATION)
+        ti.ulMaxRwSessionCount < CK_UNAVAILABLE_INFORMATION - 1)
         snprintf(max, sizeof max, "%lu", (unsigned long)ti.ulMaxRwSessionCount);
     add(p, "token", 0, DCMSEAL_CHECK_INFO, ckr_name(rv),
-        "'%s': %.*s %.*s, firmware %u.%u, serial %.*s; read-write sessions claimed: %s",
+        "'%s': %.*s %.*s, firmware %u.%u, serial %.*s; read-write sessions claimed: %s%s",
         p->s->tok->label, trimmed(ti.manufacturerID, 32), ti.manufacturerID,
         trimmed(ti.model, 16), ti.model, ti.firmwareVersion.major, ti.firmwareVersion.minor,
-        trimmed(ti.serialNumber, 16), ti.serialNumber, max);
+        trimmed(ti.serialNumber, 16), ti.serialNumber, max,
+        p->s->tok->serialized ? "; one call at a time (openCryptoki before 3.14 has no object "
+                                "locks: docs/HSM.md)"
+                              : "");
 }
 
 /* "encrypt decrypt wrap unwrap, 512..16384 bits" */
@@ -275,6 +280,7 @@ static void probe_oaep(struct probe *p)
         return;
     }
     oaep_set(&p->oaep, variants[pick].hash, variants[pick].mgf);
+    p->variant = pick == 1 ? DCMSEAL_OAEP_SHA256 : DCMSEAL_OAEP_SHA1;
     p->have_oaep = 1;
     if (pick == 1)
         add(p, "oaep", 1, DCMSEAL_CHECK_PASS, ckr_name(rv[1]),
@@ -330,41 +336,52 @@ static CK_RV decrypts_to_dek(struct probe *p, CK_SESSION_HANDLE h, CK_OBJECT_HAN
 
 /* ---- rewrap in the token ------------------------------------------------ */
 
+/* The in-token path failed at |call| with |rv|: what `rewrap` does then,
+ * by the rule it follows (kek_rewrap_fallback). A fallback makes the check
+ * optional; an answer that would stop every rewrap makes it required. */
+static void rewrap_failed(struct probe *p, const char *call, CK_RV rv)
+{
+    if (kek_rewrap_fallback(rv, p->variant) != REWRAP_FALLBACK_NONE)
+        add(p, "rewrap-in-token", 0, DCMSEAL_CHECK_FAIL, ckr_name(rv),
+            "%s refused (optional: `rewrap` moves each data key through host memory "
+            "instead and wipes it at once)",
+            call);
+    else
+        add(p, "rewrap-in-token", 1, DCMSEAL_CHECK_FAIL, ckr_name(rv),
+            "%s failed: `rewrap` would stop here on this token", call);
+}
+
 static void probe_rewrap(struct probe *p)
 {
     CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &p->oaep, sizeof p->oaep};
     CK_OBJECT_HANDLE dek = CK_INVALID_HANDLE;
-    uint8_t out[DCMSEAL_WRAPPED_MAX], value[64];
+    uint8_t out[DCMSEAL_WRAPPED_MAX];
     CK_ULONG out_len = sizeof out;
-    CK_ATTRIBUTE vt[] = {{CKA_VALUE, value, sizeof value}};
     CK_RV rv, rv_value = CKR_OK;
     int same = 0;
     if (!ready(p, "rewrap-in-token", 0))
         return;
     rv = kek_unwrap_dek(p->s, &mech, p->key->priv, p->wrapped, p->wrapped_len, &dek);
     if (rv != CKR_OK) {
-        add(p, "rewrap-in-token", 0, DCMSEAL_CHECK_FAIL, ckr_name(rv),
-            "C_UnwrapKey into a sensitive session key refused (optional: dcmseal rewraps "
-            "through host memory instead and wipes the key after)");
+        dek = CK_INVALID_HANDLE;
+        rewrap_failed(p, "C_UnwrapKey into a sensitive session key", rv);
         goto out;
     }
     /* Sensitive was asked for: the unwrapped key must not be readable. */
-    rv_value = p->m->C_GetAttributeValue(p->s->h, dek, vt, 1);
-    if (rv_value == CKR_OK && vt[0].ulValueLen != CK_UNAVAILABLE_INFORMATION) {
+    if (kek_dek_readable(p->s, dek, &rv_value)) {
         add(p, "rewrap-in-token", 0, DCMSEAL_CHECK_FAIL, ckr_name(rv_value),
-            "the key unwrapped as sensitive is readable (CKA_VALUE)");
+            "the key unwrapped as sensitive is readable (CKA_VALUE) (optional: `rewrap` "
+            "moves each data key through host memory instead and wipes it at once)");
         goto out;
     }
     rv = p->m->C_WrapKey(p->s->h, &mech, p->target->pub, dek, out, &out_len);
     if (rv != CKR_OK) {
-        add(p, "rewrap-in-token", 0, DCMSEAL_CHECK_FAIL, ckr_name(rv),
-            "C_WrapKey of the unwrapped key refused (optional: dcmseal rewraps through host "
-            "memory instead and wipes the key after)");
+        rewrap_failed(p, "C_WrapKey of the unwrapped key", rv);
         goto out;
     }
     rv = decrypts_to_dek(p, p->s->h, p->target->priv, out, out_len, &same);
     if (rv != CKR_OK || !same)
-        add(p, "rewrap-in-token", 0, DCMSEAL_CHECK_FAIL, ckr_name(rv),
+        add(p, "rewrap-in-token", 1, DCMSEAL_CHECK_FAIL, ckr_name(rv),
             "the rewrapped key does not decrypt to the original under the target key");
     else
         add(p, "rewrap-in-token", 0, DCMSEAL_CHECK_PASS, ckr_name(rv),
@@ -374,7 +391,6 @@ static void probe_rewrap(struct probe *p)
 out:
     if (dek != CK_INVALID_HANDLE)
         p->m->C_DestroyObject(p->s->h, dek);
-    OPENSSL_cleanse(value, sizeof value);
 }
 
 /* ---- a disabled key ----------------------------------------------------- */

@@ -1,11 +1,12 @@
 /* What the files of the pkcs11 module share. Not installed, not exported.
+ *   ckr.c     PKCS#11 return codes: names, and what each means to dcmseal
  *   token.c   modules, tokens, PINs, sessions, retries
  *   keyobj.c  KEK objects: names and versions, attributes, fingerprints, handle cache
  *   policy.c  what makes a KEK acceptable; the minimum decryption version;
  *             retention, purge protection and when a version was disabled
  *   lookup.c  finding a version or a primary; listing
  *   keygen.c  generation, enable/disable, destroy
- *   wrap.c    wrap, unwrap, rewrap (RSA-OAEP in the token)
+ *   wrap.c    wrap, unwrap, rewrap (RSA-OAEP in the token; the rewrap path)
  *   check.c   what a token can do for dcmseal (hsm-check)
  *   slots.c   the slots and tokens a module offers (token list) */
 #ifndef DCMSEAL_PKCS11_INTERNAL_H
@@ -28,7 +29,14 @@ struct dcmseal_token {
     /* Held open for the token's lifetime: PKCS#11 drops the login state when
      * the application's last session closes. */
     CK_SESSION_HANDLE login_session;
-    pthread_mutex_t lock; /* serializes C_Login: the login state is token-wide */
+    /* Serializes C_Login (the login state is token-wide) and the writing of
+     * |rewrap_refusal|. */
+    pthread_mutex_t lock;
+    /* Set for a module that is unsafe to call from several threads at once
+     * (module_serialized in token.c): then every call from a session goes
+     * through |one_caller|, one at a time. */
+    int serialized;
+    pthread_mutex_t one_caller;
     /* Held shared by every call into the module, exclusively while the
      * module is finalized and initialized again: some tokens (SoftHSM whose
      * directory went away and came back) recover no other way. |gen| counts
@@ -37,9 +45,13 @@ struct dcmseal_token {
     unsigned gen;
     unsigned char serial[16];
     atomic_int no_oaep_sha256;
-    /* The token refused C_UnwrapKey/C_WrapKey for a rewrap: a batch should
-     * not pay for a failing attempt per object. */
-    atomic_int no_token_rewrap;
+    /* How dcmseal_kek_rewrap moves data keys on this token: decided once,
+     * by the first rewraps (wrap.c), so that a batch never pays for a
+     * refused attempt per object. |rewrap_refusal| says why the in-token
+     * path was refused; it is written once, before |rewrap_path| becomes
+     * REWRAP_HOST, and never again. */
+    atomic_int rewrap_path;
+    char rewrap_refusal[128];
     unsigned retry_max; /* DCMSEAL_RETRY_MAX, read at open */
     char label[33];
     char *object;
@@ -94,8 +106,36 @@ void p11_copy_padded(char *dst, const unsigned char *src, size_t len);
  * |*len|), ", "-separated, as far as |cap| allows (slots.c). */
 void p11_token_labels(CK_FUNCTION_LIST *mod, char *buf, size_t cap, size_t *len);
 
+/* ---- Return codes (ckr.c) ------------------------------------------------ */
+
+/* What a CK_RV means to dcmseal; docs/HSM.md "Error classes". */
+typedef enum {
+    P11_OK,
+    P11_REFUSED,     /* the token does not do that (mechanism, template, function) */
+    P11_KEY,         /* the key: gone, disabled for this use, wrong type */
+    P11_BAD_DATA,    /* the bytes: a ciphertext or wrapped key that does not decode */
+    P11_TRANSIENT,   /* a dropped session, a busy or briefly absent device: retry */
+    P11_UNAVAILABLE, /* anything else, unknown codes too: the token cannot serve now */
+} p11_class;
+
 /* "CKR_PIN_INCORRECT" etc.; never NULL. */
 const char *ckr_name(CK_RV rv);
+/* The class of |rv| from any call. */
+p11_class ckr_class(CK_RV rv);
+/* The class of |rv| from a call that consumed a ciphertext after the token
+ * had accepted key and mechanism (C_Decrypt after C_DecryptInit). */
+p11_class ckr_class_decrypt(CK_RV rv);
+/* CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED: the catch-all answers, which
+ * tokens also give for bytes that do not decode. */
+int ckr_catch_all(CK_RV rv);
+/* The refusals that mean "not this mechanism or these parameters": where
+ * dcmseal's AUTO preference tries RSA-OAEP SHA-1 after SHA-256. */
+int ckr_mechanism_refused(CK_RV rv);
+/* The status a wrap (|decrypting| 0) or unwrap (1) fails with for class
+ * |c|: REFUSED and KEY are key errors, which a batch goes past; BAD_DATA is
+ * an authentication failure (a usage error when wrapping); only TRANSIENT
+ * (after the retries) and UNAVAILABLE say that the token is unavailable. */
+dcmseal_status p11_status(p11_class c, int decrypting);
 
 /* Fails with "<what> on token '<label>' failed: <CKR name>". */
 dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_token_t *tok,
@@ -214,6 +254,25 @@ CK_RV kek_generate_pair(dcmseal_session_t *s, const char *name, uint32_t version
  * in-token rewrap, shared with the token check for the same reason. */
 CK_RV kek_unwrap_dek(dcmseal_session_t *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
                      const uint8_t *in, size_t in_len, CK_OBJECT_HANDLE *dek);
+
+/* Whether the token lets the CKA_VALUE of |dek|, unwrapped as sensitive,
+ * be read (openCryptoki 3.8.1 ignores CKA_SENSITIVE in C_UnwrapKey); |*rv|
+ * is the token's answer. Only the length is asked for. */
+int kek_dek_readable(dcmseal_session_t *s, CK_OBJECT_HANDLE dek, CK_RV *rv);
+
+/* The path dcmseal_kek_rewrap takes on a token (dcmseal_token.rewrap_path). */
+enum { REWRAP_UNDECIDED, REWRAP_IN_TOKEN, REWRAP_HOST };
+
+typedef enum {
+    REWRAP_FALLBACK_NONE,   /* the rewrap fails with the token's answer */
+    REWRAP_FALLBACK_OBJECT, /* this object goes through host memory */
+    REWRAP_FALLBACK_TOKEN,  /* every object on this token does, from now on */
+} rewrap_fallback;
+
+/* What dcmseal_kek_rewrap does when C_UnwrapKey or C_WrapKey of its
+ * in-token path answers |rv| with RSA-OAEP variant |used|: the one rule,
+ * which hsm-check reports. */
+rewrap_fallback kek_rewrap_fallback(CK_RV rv, dcmseal_oaep used);
 
 /* Sets CKA_DECRYPT and CKA_UNWRAP of |priv|, then CKA_ENCRYPT and CKA_WRAP
  * of |pub|, to |enabled|: how dcmseal disables and enables a KEK version,

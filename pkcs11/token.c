@@ -16,43 +16,6 @@
 
 #include "internal.h"
 
-const char *ckr_name(CK_RV rv)
-{
-#define R(x) {x, #x}
-    static const struct {
-        CK_RV rv;
-        const char *name;
-    } names[] = {
-        R(CKR_OK), R(CKR_CANCEL), R(CKR_HOST_MEMORY), R(CKR_SLOT_ID_INVALID),
-        R(CKR_GENERAL_ERROR), R(CKR_FUNCTION_FAILED), R(CKR_ARGUMENTS_BAD),
-        R(CKR_ATTRIBUTE_READ_ONLY), R(CKR_ATTRIBUTE_SENSITIVE), R(CKR_ATTRIBUTE_TYPE_INVALID),
-        R(CKR_ATTRIBUTE_VALUE_INVALID), R(CKR_ACTION_PROHIBITED), R(CKR_DATA_INVALID),
-        R(CKR_DATA_LEN_RANGE), R(CKR_DEVICE_ERROR), R(CKR_DEVICE_MEMORY), R(CKR_DEVICE_REMOVED),
-        R(CKR_ENCRYPTED_DATA_INVALID), R(CKR_ENCRYPTED_DATA_LEN_RANGE),
-        R(CKR_FUNCTION_CANCELED), R(CKR_FUNCTION_NOT_SUPPORTED), R(CKR_KEY_HANDLE_INVALID),
-        R(CKR_KEY_SIZE_RANGE), R(CKR_KEY_TYPE_INCONSISTENT), R(CKR_KEY_FUNCTION_NOT_PERMITTED),
-        R(CKR_MECHANISM_INVALID), R(CKR_MECHANISM_PARAM_INVALID), R(CKR_OBJECT_HANDLE_INVALID),
-        R(CKR_OPERATION_ACTIVE), R(CKR_OPERATION_NOT_INITIALIZED), R(CKR_PIN_INCORRECT),
-        R(CKR_PIN_INVALID), R(CKR_PIN_LEN_RANGE), R(CKR_PIN_EXPIRED), R(CKR_PIN_LOCKED),
-        R(CKR_SESSION_CLOSED), R(CKR_SESSION_COUNT), R(CKR_SESSION_HANDLE_INVALID),
-        R(CKR_SESSION_READ_ONLY), R(CKR_TEMPLATE_INCOMPLETE), R(CKR_TEMPLATE_INCONSISTENT),
-        R(CKR_TOKEN_NOT_PRESENT), R(CKR_TOKEN_NOT_RECOGNIZED), R(CKR_TOKEN_WRITE_PROTECTED),
-        R(CKR_USER_ALREADY_LOGGED_IN), R(CKR_USER_NOT_LOGGED_IN),
-        R(CKR_USER_PIN_NOT_INITIALIZED), R(CKR_USER_TYPE_INVALID),
-        R(CKR_USER_ANOTHER_ALREADY_LOGGED_IN), R(CKR_WRAPPED_KEY_INVALID),
-        R(CKR_BUFFER_TOO_SMALL), R(CKR_CRYPTOKI_NOT_INITIALIZED),
-        R(CKR_CRYPTOKI_ALREADY_INITIALIZED), R(CKR_FUNCTION_REJECTED),
-        R(CKR_KEY_NOT_WRAPPABLE), R(CKR_KEY_UNEXTRACTABLE), R(CKR_WRAPPED_KEY_LEN_RANGE),
-        R(CKR_UNWRAPPING_KEY_HANDLE_INVALID), R(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT),
-        R(CKR_WRAPPING_KEY_HANDLE_INVALID), R(CKR_WRAPPING_KEY_TYPE_INCONSISTENT),
-    };
-#undef R
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (names[i].rv == rv)
-            return names[i].name;
-    return rv >= CKR_VENDOR_DEFINED ? "CKR_VENDOR_DEFINED" : "CKR_(unknown)";
-}
-
 dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_token_t *tok,
                         CK_RV rv, const char *fmt, ...)
 {
@@ -168,11 +131,10 @@ static int session_lost(CK_RV rv)
 }
 
 /* Failures that a token recovers from on its own: a busy or briefly absent
- * device, a dropped session or login. */
+ * device, a dropped session or login (session_lost is a part of them). */
 static int transient(CK_RV rv)
 {
-    return session_lost(rv) || rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_MEMORY ||
-           rv == CKR_FUNCTION_FAILED || rv == CKR_TOKEN_NOT_PRESENT;
+    return ckr_class(rv) == P11_TRANSIENT;
 }
 
 /* Transient failures are retried up to DCMSEAL_RETRY_MAX times (0 to 20,
@@ -293,6 +255,23 @@ static CK_RV token_restart(dcmseal_token_t *tok, unsigned seen)
     return rv == CKR_OK || transient(rv) ? rv : CKR_TOKEN_NOT_PRESENT;
 }
 
+/* A session's calls into the module: |gate| shared and, for a module that
+ * needs it, |one_caller| too, which comes first, so that a thread waiting
+ * for it holds nothing that a restart (token_restart) waits for. */
+static void module_enter(dcmseal_token_t *tok)
+{
+    if (tok->serialized)
+        pthread_mutex_lock(&tok->one_caller);
+    pthread_rwlock_rdlock(&tok->gate);
+}
+
+static void module_leave(dcmseal_token_t *tok)
+{
+    pthread_rwlock_unlock(&tok->gate);
+    if (tok->serialized)
+        pthread_mutex_unlock(&tok->one_caller);
+}
+
 /* Stale handles first: a logout elsewhere shows up as an invalid key handle,
  * then as a search that needs the login back. A dropped session is reopened
  * at once even when retries are off (a token may close sessions at will);
@@ -301,7 +280,7 @@ CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg)
 {
     dcmseal_token_t *tok = s->tok;
     CK_RV rv;
-    pthread_rwlock_rdlock(&tok->gate);
+    module_enter(tok);
     rv = s->gen == tok->gen ? op(s, arg) : CKR_SESSION_HANDLE_INVALID;
     if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
         cache_clear(s);
@@ -323,7 +302,7 @@ CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg)
         if ((rv = session_start(tok, &s->h)) == CKR_OK)
             rv = op(s, arg);
     }
-    pthread_rwlock_unlock(&tok->gate);
+    module_leave(tok);
     return rv;
 }
 
@@ -386,6 +365,22 @@ static int is_p11kit_proxy(const char *path)
     return dladdr((void *)p11_kit_module_load, &self) != 0 && self.dli_fname != NULL &&
            stat(path, &a) == 0 && stat(self.dli_fname, &b) == 0 && a.st_dev == b.st_dev &&
            a.st_ino == b.st_ino;
+}
+
+/* openCryptoki before 3.14 ("Rework on btree and object locking") has no
+ * locks on its objects. A private token object that another process has
+ * changed (`key disable`, then `key enable`) is reloaded from disk at every
+ * use from then on, which frees the attributes that another thread's
+ * operation on the same key is reading: 3.8.1, Debian 12's, crashes inside
+ * libpkcs11_sw.so a few times in a hundred two-worker runs. Such a module
+ * is called by one thread at a time. */
+static int module_serialized(CK_FUNCTION_LIST *mod)
+{
+    CK_INFO info;
+    return mod->C_GetInfo(&info) == CKR_OK && memcmp(info.manufacturerID, "IBM ", 4) == 0 &&
+           memcmp(info.libraryDescription, "Meta PKCS11 LIBRARY", 19) == 0 &&
+           (info.libraryVersion.major < 3 ||
+            (info.libraryVersion.major == 3 && info.libraryVersion.minor < 14));
 }
 
 dcmseal_status p11_modules_load(CK_FUNCTION_LIST ***out, const char *path, dcmseal_error *err)
@@ -478,6 +473,7 @@ dcmseal_status dcmseal_token_open(dcmseal_token_t **out, const char *uri,
     tok = OPENSSL_zalloc(sizeof *tok);
     DCMSEAL_ENSURE(tok != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     pthread_mutex_init(&tok->lock, NULL);
+    pthread_mutex_init(&tok->one_caller, NULL);
     pthread_rwlock_init(&tok->gate, NULL);
     tok->login_session = CK_INVALID_HANDLE;
     tok->retry_max = retry_max_from_env();
@@ -501,6 +497,7 @@ dcmseal_status dcmseal_token_open(dcmseal_token_t **out, const char *uri,
         backoff(i);
     }
     DCMSEAL_GUARD(st);
+    tok->serialized = module_serialized(tok->mod);
     if ((object = p11_kit_uri_get_attribute(u, CKA_LABEL)) != NULL) {
         tok->object = OPENSSL_strndup(object->pValue, object->ulValueLen);
         DCMSEAL_ENSURE(tok->object != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
@@ -548,6 +545,7 @@ void dcmseal_token_free(dcmseal_token_t *tok)
     OPENSSL_cleanse(tok->pin, sizeof tok->pin);
     OPENSSL_free(tok->object);
     pthread_mutex_destroy(&tok->lock);
+    pthread_mutex_destroy(&tok->one_caller);
     pthread_rwlock_destroy(&tok->gate);
     OPENSSL_free(tok);
 }
@@ -573,10 +571,10 @@ dcmseal_status dcmseal_session_open(dcmseal_session_t **out, dcmseal_token_t *to
     s = OPENSSL_zalloc(sizeof *s);
     DCMSEAL_ENSURE(s != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     s->tok = tok;
-    pthread_rwlock_rdlock(&tok->gate);
+    module_enter(tok);
     s->gen = tok->gen;
     rv = session_start(tok, &s->h);
-    pthread_rwlock_unlock(&tok->gate);
+    module_leave(tok);
     if (rv != CKR_OK) {
         st = p11_fail(err, DCMSEAL_E_TOKEN, tok, rv, "opening a session");
         goto out;
@@ -597,9 +595,9 @@ void dcmseal_session_free(dcmseal_session_t *s)
 {
     if (s == NULL)
         return;
-    pthread_rwlock_rdlock(&s->tok->gate);
+    module_enter(s->tok);
     if (s->h != CK_INVALID_HANDLE && s->gen == s->tok->gen)
         s->tok->mod->C_CloseSession(s->h);
-    pthread_rwlock_unlock(&s->tok->gate);
+    module_leave(s->tok);
     OPENSSL_free(s);
 }

@@ -20,15 +20,6 @@ static void oaep_params(CK_RSA_PKCS_OAEP_PARAMS *p, dcmseal_oaep oaep)
     p->source = CKZ_DATA_SPECIFIED;
 }
 
-/* SoftHSM 2.6.1 answers C_EncryptInit/C_DecryptInit with OAEP-SHA256 by
- * CKR_ARGUMENTS_BAD (it accepts only SHA-1 and MGF1-SHA1); other tokens use the
- * codes PKCS#11 meant for it. */
-static int oaep_refused(CK_RV rv)
-{
-    return rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID ||
-           rv == CKR_ARGUMENTS_BAD;
-}
-
 struct crypt_ctx {
     const dcmseal_kek_info *kek;
     int decrypt;
@@ -45,7 +36,9 @@ struct crypt_ctx {
 typedef CK_RV (*oaep_step)(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg);
 
 /* Runs |step| with the variant asked for; with AUTO, falls back to SHA-1
- * when the token refuses SHA-256 and remembers that it did. */
+ * when the token refuses SHA-256 and remembers that it did. SoftHSM 2.6.1
+ * refuses it with CKR_ARGUMENTS_BAD, other tokens with the codes PKCS#11
+ * meant for it (ckr_mechanism_refused). */
 static CK_RV oaep_run(dcmseal_session_t *s, dcmseal_oaep prefer, dcmseal_oaep *used,
                       oaep_step step, void *arg)
 {
@@ -59,7 +52,7 @@ static CK_RV oaep_run(dcmseal_session_t *s, dcmseal_oaep prefer, dcmseal_oaep *u
     for (;;) {
         oaep_params(&p, *used);
         rv = step(s, &mech, arg);
-        if (!(oaep_refused(rv) && prefer == DCMSEAL_OAEP_AUTO && *used == DCMSEAL_OAEP_SHA256))
+        if (!(ckr_mechanism_refused(rv) && prefer == DCMSEAL_OAEP_AUTO && *used == DCMSEAL_OAEP_SHA256))
             return rv;
         atomic_store(&tok->no_oaep_sha256, 1);
         *used = DCMSEAL_OAEP_SHA1;
@@ -97,26 +90,13 @@ static CK_RV crypt_op(dcmseal_session_t *s, void *arg)
                                                &c->buf_len);
 }
 
-/* How the token's answer to a wrap or unwrap reads to the caller. */
+/* How the token's answer to a wrap or unwrap reads to the caller (ckr.c). */
 static dcmseal_status crypt_status(const struct crypt_ctx *c, CK_RV rv)
 {
-    if (c->gone || rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID ||
-        rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT ||
-        (!c->in_final && oaep_refused(rv)))
+    if (c->gone)
         return DCMSEAL_E_KEY;
-    /* SoftHSM 2.6.1's C_Decrypt returns CKR_ENCRYPTED_DATA_LEN_RANGE for a
-     * ciphertext that is not exactly the modulus size, and CKR_GENERAL_ERROR
-     * when the OAEP decoding of a tampered one fails. CKR_GENERAL_ERROR is read
-     * as "bad ciphertext" only after C_DecryptInit succeeded on a live session;
-     * device and session trouble have codes of their own. */
-    if (c->decrypt && c->in_final &&
-        (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
-         rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE || rv == CKR_WRAPPED_KEY_INVALID ||
-         rv == CKR_WRAPPED_KEY_LEN_RANGE || rv == CKR_GENERAL_ERROR))
-        return DCMSEAL_E_AUTH;
-    if (!c->decrypt && c->in_final && rv == CKR_DATA_LEN_RANGE)
-        return DCMSEAL_E_USAGE;
-    return DCMSEAL_E_TOKEN;
+    return p11_status(c->decrypt && c->in_final ? ckr_class_decrypt(rv) : ckr_class(rv),
+                      c->decrypt);
 }
 
 static dcmseal_status crypt_fail(dcmseal_session_t *s, const struct crypt_ctx *c, CK_RV rv,
@@ -127,7 +107,7 @@ static dcmseal_status crypt_fail(dcmseal_session_t *s, const struct crypt_ctx *c
     if (c->gone)
         return dcmseal_fail(err, st, "key '%s' (v%u) not found on token '%s'", kek->name,
                             (unsigned)kek->version, s->tok->label);
-    if (!c->in_final && oaep_refused(rv))
+    if (!c->in_final && ckr_mechanism_refused(rv))
         return dcmseal_fail(err, st,
                             "key '%s' v%u: token '%s' does not support RSA-OAEP-%s (%s)",
                             kek->name, (unsigned)kek->version, s->tok->label,
@@ -214,7 +194,10 @@ out:
 struct rewrap_ctx {
     struct crypt_ctx u, w; /* unwrapping under |from|, wrapping under |to| */
     struct crypt_ctx *failed;
+    const char *call;     /* the PKCS#11 call that answered last, NULL while finding keys */
     CK_OBJECT_HANDLE dek; /* the session object between the two steps */
+    int verify_hidden;    /* the token's path is undecided: check that |dek| is secret */
+    int exposed;          /* it was not: the token ignored CKA_SENSITIVE */
 };
 
 CK_RV kek_unwrap_dek(dcmseal_session_t *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
@@ -245,10 +228,19 @@ static CK_RV wrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
     return s->tok->mod->C_WrapKey(s->h, mech, r->w.key, r->dek, r->w.buf, &r->w.buf_len);
 }
 
+int kek_dek_readable(dcmseal_session_t *s, CK_OBJECT_HANDLE dek, CK_RV *rv)
+{
+    /* The length alone: no byte of the key comes to this process. */
+    CK_ATTRIBUTE t = {CKA_VALUE, NULL, 0};
+    *rv = s->tok->mod->C_GetAttributeValue(s->h, dek, &t, 1);
+    return *rv == CKR_OK && t.ulValueLen != CK_UNAVAILABLE_INFORMATION;
+}
+
 static CK_RV rewrap_op(dcmseal_session_t *s, void *arg)
 {
     struct rewrap_ctx *r = arg;
     CK_RV rv;
+    r->call = NULL;
     r->failed = &r->u;
     if ((rv = crypt_key(s, &r->u)) != CKR_OK || r->u.gone)
         return rv;
@@ -258,28 +250,88 @@ static CK_RV rewrap_op(dcmseal_session_t *s, void *arg)
     /* Neither step has a separate init: a refused mechanism and refused
      * bytes come from the same call. */
     r->failed = &r->u;
+    r->call = "C_UnwrapKey";
     r->u.in_final = r->w.in_final = 1;
     r->dek = CK_INVALID_HANDLE;
     if ((rv = oaep_run(s, r->u.prefer, &r->u.used, unwrap_key, r)) != CKR_OK)
         return rv;
+    if (r->verify_hidden && kek_dek_readable(s, r->dek, &rv)) {
+        r->exposed = 1;
+        s->tok->mod->C_DestroyObject(s->h, r->dek);
+        return CKR_OK;
+    }
     r->failed = &r->w;
+    r->call = "C_WrapKey";
     rv = oaep_run(s, r->w.prefer, &r->w.used, wrap_key, r);
     s->tok->mod->C_DestroyObject(s->h, r->dek);
     return rv;
 }
 
-/* Answers meaning "not this way": the host path may still work.
- * CKR_GENERAL_ERROR is SoftHSM's answer to tampered bytes as well as to
- * internal trouble; the host path, whose C_DecryptInit separates key and
- * mechanism trouble from the bytes, tells them apart. */
-static int rewrap_refused(CK_RV rv)
+rewrap_fallback kek_rewrap_fallback(CK_RV rv, dcmseal_oaep used)
 {
-    return oaep_refused(rv) || rv == CKR_FUNCTION_NOT_SUPPORTED ||
-           rv == CKR_TEMPLATE_INCOMPLETE || rv == CKR_TEMPLATE_INCONSISTENT ||
-           rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
-           rv == CKR_KEY_UNEXTRACTABLE || rv == CKR_KEY_NOT_WRAPPABLE ||
-           rv == CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT ||
-           rv == CKR_WRAPPING_KEY_TYPE_INCONSISTENT || rv == CKR_GENERAL_ERROR;
+    /* SHA-256 may be refused for C_UnwrapKey alone; the host path's
+     * C_DecryptInit says whether the token does it at all, and a SHA-1
+     * object still goes in the token. */
+    if (ckr_mechanism_refused(rv) && used == DCMSEAL_OAEP_SHA256)
+        return REWRAP_FALLBACK_OBJECT;
+    if (ckr_class(rv) == P11_REFUSED)
+        return REWRAP_FALLBACK_TOKEN;
+    /* Tokens' answer to tampered bytes as well as to internal trouble: the
+     * host path, whose C_DecryptInit separates key and mechanism trouble
+     * from the bytes, tells them apart. */
+    return ckr_catch_all(rv) ? REWRAP_FALLBACK_OBJECT : REWRAP_FALLBACK_NONE;
+}
+
+/* Every later rewrap on |tok| takes the host path; the first reason
+ * given is kept. */
+static void rewrap_refuse(dcmseal_token_t *tok, const char *call, const char *why)
+{
+    pthread_mutex_lock(&tok->lock);
+    if (atomic_load(&tok->rewrap_path) != REWRAP_HOST) {
+        snprintf(tok->rewrap_refusal, sizeof tok->rewrap_refusal, "%s: %s", call, why);
+        atomic_store(&tok->rewrap_path, REWRAP_HOST);
+    }
+    pthread_mutex_unlock(&tok->lock);
+}
+
+const char *dcmseal_session_get0_rewrap_refusal(const dcmseal_session_t *s)
+{
+    return s != NULL && atomic_load(&s->tok->rewrap_path) == REWRAP_HOST
+               ? s->tok->rewrap_refusal
+               : NULL;
+}
+
+/* Tries the in-token path: *|done| when it rewrapped, an error when the
+ * token's answer is final, and otherwise (DCMSEAL_OK, not done) the host
+ * path is to run. */
+static dcmseal_status rewrap_in_token(dcmseal_session_t *s, struct rewrap_ctx *r, int *done,
+                                      dcmseal_error *err)
+{
+    dcmseal_token_t *tok = s->tok;
+    int undecided = atomic_load(&tok->rewrap_path) == REWRAP_UNDECIDED;
+    r->verify_hidden = undecided;
+    CK_RV rv = session_run(s, rewrap_op, r);
+    *done = 0;
+    if (r->u.gone || r->w.gone)
+        return crypt_fail(s, r->failed, rv, err);
+    if (rv == CKR_OK && r->exposed) {
+        rewrap_refuse(tok, "C_UnwrapKey",
+                      "the unwrapped key's CKA_VALUE is readable (CKA_SENSITIVE ignored)");
+        return DCMSEAL_OK;
+    }
+    if (rv == CKR_OK) {
+        int expected = REWRAP_UNDECIDED;
+        if (undecided)
+            atomic_compare_exchange_strong(&tok->rewrap_path, &expected, REWRAP_IN_TOKEN);
+        *done = 1;
+        return DCMSEAL_OK;
+    }
+    switch (r->call != NULL ? kek_rewrap_fallback(rv, r->failed->used) : REWRAP_FALLBACK_NONE) {
+    case REWRAP_FALLBACK_TOKEN: rewrap_refuse(tok, r->call, ckr_name(rv)); return DCMSEAL_OK;
+    case REWRAP_FALLBACK_OBJECT: return DCMSEAL_OK;
+    case REWRAP_FALLBACK_NONE: break;
+    }
+    return crypt_fail(s, r->failed, rv, err);
 }
 
 dcmseal_status dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
@@ -293,20 +345,20 @@ dcmseal_status dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out
     struct rewrap_ctx *r = NULL;
     uint8_t dek[DCMSEAL_WRAPPED_MAX];
     size_t dek_len = 0;
-    CK_RV rv;
+    int done = 0;
     DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && used != NULL &&
                        in_token != NULL && from != NULL && to != NULL && wrapped != NULL &&
                        oaep_valid(from_oaep, 0) && oaep_valid(prefer, 1),
                    err, DCMSEAL_E_USAGE, "key rewrap: missing or bad argument");
     *in_token = 0;
-    if (!atomic_load(&s->tok->no_token_rewrap)) {
+    if (atomic_load(&s->tok->rewrap_path) != REWRAP_HOST) {
         r = OPENSSL_zalloc(sizeof *r);
         DCMSEAL_ENSURE(r != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
         r->u = (struct crypt_ctx){
             .kek = from, .decrypt = 1, .prefer = from_oaep, .in = wrapped, .in_len = wrapped_len};
         r->w = (struct crypt_ctx){.kek = to, .prefer = prefer};
-        rv = session_run(s, rewrap_op, r);
-        if (rv == CKR_OK && !r->u.gone && !r->w.gone) {
+        DCMSEAL_GUARD(rewrap_in_token(s, r, &done, err));
+        if (done) {
             DCMSEAL_ENSURE(r->w.buf_len <= out_cap, err, DCMSEAL_E_USAGE,
                            "key rewrap: %lu bytes of output do not fit in %zu",
                            (unsigned long)r->w.buf_len, out_cap);
@@ -316,16 +368,9 @@ dcmseal_status dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out
             *in_token = 1;
             goto out;
         }
-        if (r->u.gone || r->w.gone || !rewrap_refused(rv)) {
-            st = crypt_fail(s, r->failed, rv, err);
-            goto out;
-        }
-        /* A refusal that holds for every object, not one that the variant
-         * asked for or these bytes caused, makes the batch skip this path. */
-        if (rv != CKR_GENERAL_ERROR &&
-            !(oaep_refused(rv) && r->failed->used == DCMSEAL_OAEP_SHA256))
-            atomic_store(&s->tok->no_token_rewrap, 1);
     }
+    /* The host path: the key is in this buffer from the unwrap to the
+     * wrap, and wiped right after. */
     DCMSEAL_GUARD(dcmseal_kek_unwrap(s, dek, sizeof dek, &dek_len, from, from_oaep, wrapped,
                                      wrapped_len, err));
     DCMSEAL_GUARD(dcmseal_kek_wrap(s, out, out_cap, out_len, used, to, prefer, dek, dek_len,

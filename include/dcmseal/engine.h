@@ -250,15 +250,22 @@ typedef struct dcmseal_seal_opts {
 typedef struct dcmseal_object_report {
     int is_dicom;          /* identity bound; otherwise an opaque object */
     char not_dicom_reason[200]; /* why it is opaque, when it is */
+    /* What the user should know about the identity of an object that has
+     * one, e.g. its meta header names another SOP Instance UID than its data
+     * set (the data set's is bound); empty otherwise. Never holds a UID. */
+    char notice[200];
     uint64_t plain_bytes;
     uint64_t sealed_bytes;
     dcmseal_wrap_meta wrap;
 } dcmseal_object_report;
 
-/* Reads all of |in_fd|, probes its first DCMSEAL_DICOM_PROBE_MAX bytes for a
- * DICOM identity, and writes the encrypted object to |out_fd|. Memory stays
- * bounded whatever the input size. Input that is not DICOM is sealed as an
- * opaque object (|rep| says why), or refused with DCMSEAL_E_NOT_DICOM when
+/* Reads all of |in_fd| from its current offset, probes it for a DICOM identity
+ * (dcmseal_dicom_probe_source, FORMAT.md "Identity context"), and writes the
+ * encrypted object to |out_fd|. The probe reads the first MiB from memory and,
+ * when |in_fd| is a regular file, what else it needs with pread; of a pipe it
+ * has only the first MiB. Memory stays bounded whatever the input size. Input
+ * that is not DICOM, or whose identity cannot be read completely, is sealed as
+ * an opaque object (|rep| says why), or refused with DCMSEAL_E_NOT_DICOM when
  * |opts->strict|. Errors also: key ring errors, DCMSEAL_E_IO. Whatever was
  * written to |out_fd| before a failure must be discarded by the caller. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
@@ -266,10 +273,14 @@ dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
                 const dcmseal_seal_opts *opts, dcmseal_error *err);
 
 /* Decrypts the object in |in_fd| to |out_fd| (-1: authenticate only). With
- * |check_identity|, also probes the plain text and checks that its DICOM
- * identity is the one bound into the header. Plain text reaches |out_fd| only
- * segment by segment after authentication; only DCMSEAL_OK proves the whole
- * object. */
+ * |check_identity|, also checks that the identity bound into the header is
+ * the plain text's (FORMAT.md "Identity context"): for an object with an
+ * identity, by probing the plain text, reading past its first MiB through
+ * dcmseal_reader when |in_fd| is a regular file at offset 0 (DCMSEAL_E_USAGE
+ * when the identity lies further in any other input); for an opaque object,
+ * by checking the tag of the empty context. A mismatch is DCMSEAL_E_AUTH.
+ * Plain text reaches |out_fd| only segment by segment after authentication;
+ * only DCMSEAL_OK proves the whole object. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
                 const dcmseal_keyring *keyring, int check_identity,

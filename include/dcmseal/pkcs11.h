@@ -237,9 +237,18 @@ dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint32_t version,
 /* Re-wraps a data key from |from| (RSA-OAEP variant |from_oaep|) to |to|
  * (preference |prefer|, as for dcmseal_kek_wrap). Where the token allows it
  * the key never reaches host memory: C_UnwrapKey into a sensitive session
- * object, C_WrapKey under |to|, then C_DestroyObject; otherwise it falls
- * back to unwrap and wrap through a host buffer that is wiped. |*in_token|
- * says which path ran. Errors: those of unwrap and wrap. */
+ * object, C_WrapKey under |to|, then C_DestroyObject. Otherwise it goes
+ * through host memory: unwrap into a buffer, wrap, wipe the buffer at once.
+ * |*in_token| says which path ran.
+ *
+ * The path is decided per token, by the first rewraps, not by failing once
+ * per object: when the token refuses the in-token path (a capability
+ * answer such as CKR_ATTRIBUTE_READ_ONLY for the unwrap template, or a
+ * refused C_WrapKey of the unwrapped key; docs/HSM.md "Error classes"), or
+ * leaves the unwrapped key readable, every rewrap on the token from then
+ * on takes the host path at once (see dcmseal_session_get0_rewrap_refusal).
+ * A refusal is never an error of its own. Errors: those of unwrap and
+ * wrap. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
                    size_t *out_len, dcmseal_oaep *used, int *in_token,
@@ -247,6 +256,12 @@ dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
                    const uint8_t *wrapped, size_t wrapped_len,
                    const dcmseal_kek_info *to, dcmseal_oaep prefer,
                    dcmseal_error *err);
+
+/* Why dcmseal_kek_rewrap takes the host path on the token of |s|, e.g.
+ * "C_UnwrapKey: CKR_ATTRIBUTE_READ_ONLY"; NULL while it has not been
+ * decided so (the in-token path works, or no rewrap ran yet). Borrowed from
+ * the token: valid until dcmseal_token_free. */
+DCMSEAL_API const char *dcmseal_session_get0_rewrap_refusal(const dcmseal_session_t *s);
 
 /* Finds version |version| of KEK |name| (0: the primary version) and checks
  * the key policy: RSA 2048/3072, private key sensitive, not extractable and

@@ -7,8 +7,12 @@
 # build-fuzz/tests/fuzz/make_seeds); OUTDIR is emptied and receives one
 # directory per target; CORPUS (default ../shared/corpus) is only read.
 #
-#   probe/    the first 64 KiB of every corpus file (whole when smaller)
-#   decrypt/  corpus files sealed under the fixture's key ring, 4 KiB
+#   probe/    the first 64 KiB (whole when smaller) of every corpus file and
+#             of the objects of tests/support/identity_cases.sh (UIDs with
+#             VR UN, bare data sets, long values before the identity); the
+#             whole objects are ctest's (fuzz.probe.identity)
+#   decrypt/  corpus files and the small identity cases sealed under the
+#             fixture's key ring, 4 KiB
 #             segments: files up to 32 KiB whole (DICOM, identity bound),
 #             larger ones as a 12 KiB prefix (opaque); plain texts at the
 #             segment edges; the committed known-answer objects
@@ -40,6 +44,18 @@ if [ -d "$corpus" ]; then
 else
     echo "seeds.sh: $corpus absent; only generated plain texts and the vectors" >&2
 fi
+
+"$here/../support/identity_cases.sh" "$work/identity"
+# Not the deflated ones: a mutated stream of compressed zeros inflates to a
+# megabyte of 8-byte elements, the probe's slowest (and bounded) case, and
+# a fuzzer seeded with them spends its time there (README.md, "Running").
+for f in "$work/identity"/*.dcm; do
+    name=identity-$(basename "$f" .dcm)
+    head -c 65536 "$f" > "$out/probe/$name"
+    if [ "$(stat -c %s "$f")" -le 32768 ]; then
+        "$make_seeds" "$out" "$name" "$f"
+    fi
+done
 
 # Plain texts around the segment size: empty, one byte, one segment less or
 # more one byte, two segments exactly.

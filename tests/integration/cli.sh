@@ -124,6 +124,45 @@ check "pipe round trip ($(stat -c %s "$big") bytes, 4 KiB segments)" cmp -s "$bi
 cat "$big" | "$DCMSEAL" encrypt - -o "$tmp/piped.dcms" 2>/dev/null
 expect 0 "pipe-encrypted object verifies" "$DCMSEAL" verify "$tmp/piped.dcms"
 
+# ---- identity: what DCMTK reads is bound with its data set's UIDs (issue 12) --
+# Objects built with DCMTK's tools: UIDs with VR UN, data sets without
+# preamble, a meta header that disagrees, a 2 MiB private element, every UID
+# after the first MiB or after the pixel data (tests/support/identity_cases.sh).
+bash "$here/../support/identity_cases.sh" "$tmp/cases"
+mkdir "$tmp/ids"
+for f in "$tmp/cases"/*.dcm; do
+    name=$(basename "$f") x=$tmp/ids/$(basename "$f")
+    expect 0 "$name: encrypt" "$DCMSEAL" encrypt "$f" -o "$x.dcms"
+    case $name in
+    meta-differs.dcm | after-pixels*)
+        check "$name: one notice, the data set's UID is bound" one_line_naming \
+            "$f: encrypted (DICOM); note: the meta header's (0002,0003) differs from the data set's SOP Instance UID; the data set's is bound" ;;
+    *) check "$name: bound, no notice ($(head -c 200 "$tmp/err"))" [ ! -s "$tmp/err" ] ;;
+    esac
+    expect 0 "$name: decrypt" "$DCMSEAL" decrypt "$x.dcms" -o "$x.out"
+    check "$name: the same bytes back" cmp -s "$f" "$x.out"
+    expect 0 "$name: verify" "$DCMSEAL" verify "$x.dcms"
+    check "$name: verify checks the identity" grep -q "DICOM identity matches" "$tmp/out"
+done
+# encrypt -r also finds cases/deflated/: skipping 2 MiB of a deflated data set
+# means inflating it, which counts against the 1 MiB limit: opaque.
+expect 0 "encrypt -r of the cases" "$DCMSEAL" encrypt -r "$tmp/cases" -o "$tmp/cases.enc"
+check "encrypt -r: notices name the files whose meta header differs" \
+    [ "$(grep -c "encrypted (DICOM); note: the meta header's (0002,0003) differs" "$tmp/err")" -eq 3 ]
+check "encrypt -r: one opaque" [ "$(grep -c "encrypted as an opaque object" "$tmp/err")" -eq 1 ]
+check "encrypt -r: the notice says why" grep -q \
+    "deflated/private-2m.dcm: encrypted as an opaque object (incomplete identity: the identity is not within the first 1048576 bytes of elements (the probe's limit))" "$tmp/err"
+expect 0 "verify -r of the cases" "$DCMSEAL" verify -r "$tmp/cases.enc"
+check "verify -r: every identity checked" [ "$(grep -c "DICOM identity matches" "$tmp/out")" -eq 10 ]
+# Of a pipe, the probe has the first MiB, which does not hold this identity.
+cat "$tmp/cases/big-private.dcm" | "$DCMSEAL" encrypt - -o "$tmp/piped-id.dcms" 2>"$tmp/err"
+check "pipe beyond the first MiB: opaque, and the notice says why" grep -q \
+    "encrypted as an opaque object (incomplete identity: the identity is not within the first 1048576 bytes, and the input cannot be read further)" "$tmp/err"
+expect 0 "pipe beyond the first MiB: verify" "$DCMSEAL" verify "$tmp/piped-id.dcms"
+check "pipe beyond the first MiB: verify says opaque" grep -q "OK (opaque" "$tmp/out"
+expect 0 "pipe beyond the first MiB: decrypt" "$DCMSEAL" decrypt "$tmp/piped-id.dcms" -o "$tmp/piped-id.out"
+check "pipe beyond the first MiB: the same bytes back" cmp -s "$tmp/cases/big-private.dcm" "$tmp/piped-id.out"
+
 # ---- keys and tokens: 69, and no output --------------------------------------
 expect 69 "unknown key" "$DCMSEAL" encrypt --key nosuch "$tmp/in.dcm" -o "$tmp/nokey.dcms"
 check "unknown key: no output" [ ! -e "$tmp/nokey.dcms" ]

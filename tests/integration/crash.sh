@@ -181,7 +181,7 @@ check "the input is untouched" [ "$(sha256sum < "$tmp/big.in")" = "$sum" ]
 # retries and the batch completes; a long one stops the batch, and the same
 # command finishes it once the token is back.
 good=$DCMSEAL_TOKEN
-export FAULTY_PKCS11_MODULE=$SOFTHSM_MODULE FAULTY_PKCS11_PLAN=$tmp/plan
+export FAULTY_PKCS11_MODULE=$TOKEN_MODULE FAULTY_PKCS11_PLAN=$tmp/plan
 export DCMSEAL_TOKEN="pkcs11:token=crash-test?module-path=$FAULTY&pin-source=file:$tmp/hsm/pin"
 outage() { printf '%s\n' "$1" > "$tmp/plan.new" && mv "$tmp/plan.new" "$tmp/plan"; }
 # Starts decrypt -r, injects PLAN once 20 files are done, and waits.

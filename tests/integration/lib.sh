@@ -1,11 +1,14 @@
 # Sourced by the integration tests: a temporary directory $tmp, counters,
-# and the checks. The caller sets DCMSEAL and NAME, then sources this.
+# the checks, and tokens of the implementation DCMSEAL_TEST_TOKEN names
+# (token.sh). The caller sets DCMSEAL and NAME, then sources this.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-. "$here/../../scripts/softhsm.sh"
+. "$here/token.sh"
+token_enter "$@"
 
 tmp=$(mktemp -d "/tmp/dcmseal-$NAME.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+trap 'token_stop; rm -rf "$tmp"' EXIT
+[ "$TOKEN_IMPL" = softhsm ] || echo "$NAME: against $TOKEN_IMPL ($TOKEN_MODULE)"
 passed=0 failed=0
 ok() { passed=$((passed + 1)); }
 fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
@@ -29,7 +32,7 @@ one_line_naming() {
 # token_with_key DIR LABEL KEY: a fresh token in DIR with an RSA-2048 key
 # KEY, which the commands that follow use by default (DCMSEAL_KEY).
 token_with_key() {
-    softhsm_token "$1" "$2"
+    test_token "$1" "$2"
     "$DCMSEAL" key create "$3" --bits 2048 >/dev/null || fail "key create"
     export DCMSEAL_KEY=$3
 }

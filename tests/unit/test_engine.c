@@ -1,9 +1,14 @@
 #define _GNU_SOURCE /* memmem */
 /* Engine tests over a host key ring: STREAM framing, tamper and truncation
- * resistance, slots, random access, identity binding, error states. */
+ * resistance, slots, random access, identity binding, error states, and the
+ * identity that seal_fd binds and open_fd checks for the objects of
+ * tests/support/identity_cases.sh (argv[1]). */
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -465,8 +470,221 @@ static void test_random_access(void)
     free(pt);
 }
 
-int main(void)
+/* ---- seal_fd and open_fd on the objects identity_cases.sh builds -------- */
+
+#define CASE_CLASS "1.2.840.10008.5.1.4.1.1.7"
+#define CASE_INSTANCE "1.2.826.0.1.3680043.10.1001.2"
+#define CASE_META_INSTANCE "1.2.826.0.1.3680043.10.1001.9"
+#define CASE_STUDY "1.2.826.0.1.3680043.10.1001.1"
+
+static const char *cases;
+
+static int tmpfile_fd(void)
 {
+    char path[] = "/tmp/dcmseal-test-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
+static uint8_t *slurp_fd(int fd, size_t *n)
+{
+    struct stat sb;
+    uint8_t *p = NULL;
+    *n = 0;
+    if (fstat(fd, &sb) == 0 && (p = malloc((size_t)sb.st_size + 1)) != NULL &&
+        pread(fd, p, (size_t)sb.st_size, 0) == (ssize_t)sb.st_size)
+        *n = (size_t)sb.st_size;
+    return p;
+}
+
+/* Writes a file into a pipe, as `cat FILE |` would. */
+typedef struct {
+    int from, to;
+} pump;
+
+static void *pump_main(void *arg)
+{
+    pump *p = arg;
+    uint8_t b[65536];
+    ssize_t n;
+    while ((n = read(p->from, b, sizeof b)) > 0)
+        if (write(p->to, b, (size_t)n) != n)
+            break;
+    close(p->to);
+    return NULL;
+}
+
+/* The read end of a pipe that a thread pours |from| into, or -1. */
+static int pour(pump *p, pthread_t *t, int from)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    p->from = from;
+    p->to = fds[1];
+    if (pthread_create(t, NULL, pump_main, p) != 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    return fds[0];
+}
+
+/* Closes the read end first, so that a pump whose reader stopped early ends
+ * too (SIGPIPE is ignored). */
+static void pour_end(pthread_t t, int rd)
+{
+    close(rd);
+    pthread_join(t, NULL);
+}
+
+/* seal_fd of |in_fd|, or of a pipe it is poured into (|piped|). */
+static dcmseal_status seal_input(dcmseal_object_report *rep, int out_fd, int in_fd, int piped)
+{
+    const dcmseal_seal_opts opts = {.keyring = &ring.ring, .segment_size = SEG};
+    pump p;
+    pthread_t t;
+    int rd = piped ? pour(&p, &t, in_fd) : in_fd;
+    if (rd < 0)
+        return DCMSEAL_E_IO;
+    dcmseal_status st = dcmseal_seal_fd(rep, out_fd, rd, &opts, NULL);
+    if (piped)
+        pour_end(t, rd);
+    return st;
+}
+
+/* Which identity the object in |fd| binds: checked against |id| (NULL:
+ * opaque) with the decryptor, as a reader of the header would. */
+static dcmseal_status bound_is(int fd, const dcmseal_identity *id)
+{
+    dcmseal_decryptor_t *dec = NULL;
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    size_t w = 0;
+    dcmseal_status st = dcmseal_decrypt_new(&dec, &ring.ring, NULL);
+    if (st == DCMSEAL_OK && pread(fd, pre, sizeof pre, 0) != (ssize_t)sizeof pre)
+        st = DCMSEAL_E_IO;
+    if (st == DCMSEAL_OK)
+        st = dcmseal_decrypt_update(dec, NULL, 0, &w, pre, sizeof pre, NULL);
+    if (st == DCMSEAL_OK)
+        st = dcmseal_decrypt_check_identity(dec, id, NULL);
+    dcmseal_decryptor_free(dec);
+    return st;
+}
+
+/* open_fd with |check_identity| of |fd| from offset 0, or through a pipe;
+ * |*plain| gets the plain text. */
+static dcmseal_status open_input(dcmseal_object_report *rep, int fd, int piped, uint8_t **plain,
+                                 size_t *plain_len, dcmseal_error *err)
+{
+    pump p;
+    pthread_t t;
+    lseek(fd, 0, SEEK_SET);
+    int out = tmpfile_fd(), rd = piped ? pour(&p, &t, fd) : fd;
+    dcmseal_status st = DCMSEAL_E_IO;
+    if (rd >= 0 && out >= 0)
+        st = dcmseal_open_fd(rep, out, rd, &ring.ring, 1, err);
+    if (piped && rd >= 0)
+        pour_end(t, rd);
+    *plain = slurp_fd(out, plain_len);
+    close(out);
+    return st;
+}
+
+static void test_identity_cases(void)
+{
+    static const struct {
+        const char *name;
+        int meta_differs, large;
+    } want[] = {
+        {"base.dcm", 0, 0},         {"un-vr.dcm", 0, 0},          {"raw-implicit.dcm", 0, 0},
+        {"raw-explicit.dcm", 0, 0}, {"meta-differs.dcm", 1, 0},   {"big-private.dcm", 0, 1},
+        {"meta-private.dcm", 0, 1}, {"after-pixels.dcm", 1, 1},   {"after-pixels-small.dcm", 1, 0},
+    };
+    const dcmseal_identity right = {CASE_CLASS, CASE_INSTANCE, CASE_STUDY};
+    const dcmseal_identity meta = {CASE_CLASS, CASE_META_INSTANCE, CASE_STUDY};
+    const dcmseal_identity no_study = {CASE_CLASS, CASE_INSTANCE, ""};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        const char *name = want[i].name;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", cases, name);
+        int in = open(path, O_RDONLY), sealed = tmpfile_fd();
+        size_t n = 0, back_len = 0;
+        uint8_t *pt = in >= 0 ? slurp_fd(in, &n) : NULL, *back = NULL;
+        CHECK(pt != NULL && n > 0 && sealed >= 0, "%s: cannot read", path);
+        if (pt == NULL || sealed < 0)
+            continue;
+        dcmseal_object_report rep;
+        dcmseal_error err = {DCMSEAL_OK, ""};
+
+        /* From the file: the data set's identity is bound, and verify
+         * checks it, past the first MiB through the reader with the keys
+         * it has (one unwrap). */
+        CHECK(seal_input(&rep, sealed, in, 0) == DCMSEAL_OK, "%s: seal", name);
+        CHECK(rep.is_dicom, "%s: opaque (%s)", name, rep.not_dicom_reason);
+        CHECK((rep.notice[0] != '\0') == want[i].meta_differs, "%s: notice '%s'", name,
+              rep.notice);
+        CHECK(bound_is(sealed, &right) == DCMSEAL_OK, "%s: not the data set's identity", name);
+        CHECK(bound_is(sealed, &meta) == DCMSEAL_E_AUTH, "%s: the meta header's bound", name);
+        CHECK(bound_is(sealed, &no_study) == DCMSEAL_E_AUTH, "%s: bound without study", name);
+        const int unwraps = ring.unwraps;
+        CHECK(open_input(&rep, sealed, 0, &back, &back_len, &err) == DCMSEAL_OK,
+              "%s: verify: %s", name, err.message);
+        CHECK(rep.is_dicom && back_len == n && memcmp(back, pt, n) == 0,
+              "%s: not the same bytes back", name);
+        CHECK(ring.unwraps == unwraps + 1, "%s: %d unwraps", name, ring.unwraps - unwraps);
+        free(back);
+        /* Verify from a pipe has the first MiB only. */
+        dcmseal_status st = open_input(&rep, sealed, 1, &back, &back_len, &err);
+        CHECK(want[i].large ? st == DCMSEAL_E_USAGE : st == DCMSEAL_OK,
+              "%s: verify from a pipe: %s (%s)", name, dcmseal_status_name(st), err.message);
+        free(back);
+
+        /* From a pipe: of a large one the first MiB, which does not hold
+         * the identity, so it is opaque, and verify accepts it as such. */
+        close(sealed);
+        sealed = tmpfile_fd();
+        lseek(in, 0, SEEK_SET);
+        CHECK(seal_input(&rep, sealed, in, 1) == DCMSEAL_OK, "%s: seal from a pipe", name);
+        CHECK(rep.is_dicom == !want[i].large, "%s from a pipe: %s", name,
+              rep.is_dicom ? "bound" : rep.not_dicom_reason);
+        CHECK(want[i].large == (strstr(rep.not_dicom_reason, "cannot be read further") != NULL),
+              "%s from a pipe: reason '%s'", name, rep.not_dicom_reason);
+        CHECK(bound_is(sealed, want[i].large ? NULL : &right) == DCMSEAL_OK,
+              "%s from a pipe: wrong identity bound", name);
+        CHECK(open_input(&rep, sealed, 0, &back, &back_len, &err) == DCMSEAL_OK &&
+                  back_len == n && memcmp(back, pt, n) == 0,
+              "%s from a pipe: verify: %s", name, err.message);
+        free(back);
+
+        /* An object that binds the meta header's UID, as dcmseal did for
+         * UIDs after the pixel data, fails verify. */
+        if (want[i].meta_differs) {
+            buf ct = {0};
+            CHECK(seal(&ct, &ring.ring, &meta, pt, n, n) == DCMSEAL_OK, "%s: seal", name);
+            int fd = tmpfile_fd();
+            CHECK(fd >= 0 && write(fd, ct.p, ct.n) == (ssize_t)ct.n, "temp file");
+            CHECK(open_input(&rep, fd, 0, &back, &back_len, &err) == DCMSEAL_E_AUTH,
+                  "%s: the meta header's identity verified", name);
+            free(back);
+            close(fd);
+            buf_free(&ct);
+        }
+        close(sealed);
+        close(in);
+        free(pt);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CASES_DIR\n", argv[0]);
+        return 2;
+    }
+    cases = argv[1];
+    signal(SIGPIPE, SIG_IGN); /* pour_end */
     if (soft_ring_init(&ring, KAT_KEK_PEM, "test", 1, DCMSEAL_OAEP_SHA256) != 0 ||
         soft_ring_init(&other_ring, NULL, "test", 1, DCMSEAL_OAEP_SHA256) != 0) {
         printf("cannot set up key rings\n");
@@ -484,6 +702,7 @@ int main(void)
     test_error_state();
     test_identity();
     test_random_access();
+    test_identity_cases();
     soft_ring_free(&ring);
     soft_ring_free(&other_ring);
     return check_done("test_engine");

@@ -1048,6 +1048,167 @@ static void test_faults(const dcmseal_kek_info *alpha, const dcmseal_kek_info *b
     dcmseal_token_free(tok);
 }
 
+/* ---- error classes (pkcs11/ckr.c), through the fault-injecting module ------ */
+
+/* A token of its own through the shim: the rewrap path is decided per
+ * token, so each case starts undecided. */
+static int shim_open(dcmseal_token_t **tok, dcmseal_session_t **s)
+{
+    char uri[512];
+    dcmseal_error err;
+    snprintf(uri, sizeof uri, "pkcs11:token=" LABEL "?module-path=%s&pin-source=file:%s",
+             FAULTY_MODULE, path_in("pin"));
+    *s = NULL;
+    if (dcmseal_token_open(tok, uri, &err) != DCMSEAL_OK ||
+        dcmseal_session_open(s, *tok, &err) != DCMSEAL_OK) {
+        CHECK(0, "shim token: %s", err.message);
+        return 0;
+    }
+    return 1;
+}
+
+/* What wrap and unwrap fail with when the token answers a code: one case
+ * per class, and the codes two real tokens use for bad bytes. */
+static void test_classes_crypt(const dcmseal_kek_info *alpha)
+{
+    static const struct {
+        const char *plan;
+        int unwrap;
+        dcmseal_status want;
+    } cases[] = {
+        /* refused: the key cannot be used so on this token, not an outage */
+        {"C_DecryptInit CKR_MECHANISM_INVALID 1", 1, DCMSEAL_E_KEY},
+        {"C_DecryptInit CKR_ATTRIBUTE_READ_ONLY 1", 1, DCMSEAL_E_KEY},
+        {"C_EncryptInit CKR_MECHANISM_INVALID 1", 0, DCMSEAL_E_KEY},
+        {"C_EncryptInit CKR_TEMPLATE_INCONSISTENT 1", 0, DCMSEAL_E_KEY},
+        /* the key: disabled (CKR_KEY_FUNCTION_NOT_PERMITTED), wrong type */
+        {"C_DecryptInit 0x68 1", 1, DCMSEAL_E_KEY},
+        {"C_EncryptInit 0x63 1", 0, DCMSEAL_E_KEY},
+        /* bad data: ENCRYPTED_DATA_INVALID, ENCRYPTED_DATA_LEN_RANGE, and the
+         * catch-alls SoftHSM and openCryptoki give for an OAEP decoding
+         * failure, even after every retry */
+        {"C_Decrypt 0x40 1", 1, DCMSEAL_E_AUTH},
+        {"C_Decrypt 0x41 1", 1, DCMSEAL_E_AUTH},
+        {"C_Decrypt CKR_GENERAL_ERROR 1", 1, DCMSEAL_E_AUTH},
+        {"C_Decrypt CKR_FUNCTION_FAILED 1000", 1, DCMSEAL_E_AUTH},
+        {"C_Encrypt 0x21 1", 0, DCMSEAL_E_USAGE}, /* DATA_LEN_RANGE: ours */
+        /* transient for good, and unavailable: the token, so 69 and a stop */
+        {"C_Decrypt CKR_DEVICE_ERROR 1000", 1, DCMSEAL_E_TOKEN},
+        {"C_DecryptInit CKR_HOST_MEMORY 1", 1, DCMSEAL_E_TOKEN},
+        {"C_EncryptInit CKR_GENERAL_ERROR 1", 0, DCMSEAL_E_TOKEN},
+        {"C_Decrypt 0x80000001 1", 1, DCMSEAL_E_TOKEN}, /* vendor-defined, unknown */
+    };
+    dcmseal_token_t *tok = NULL;
+    dcmseal_session_t *s = NULL;
+    dcmseal_error err;
+    uint8_t dek[32] = {1, 2, 3}, got[64], w[DCMSEAL_WRAPPED_MAX], w2[DCMSEAL_WRAPPED_MAX];
+    size_t wlen = 0, w2len = 0, glen = 0;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO, used2;
+    char line[96];
+    if (!shim_open(&tok, &s))
+        goto out;
+    plan("");
+    EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, alpha, DCMSEAL_OAEP_AUTO, dek, 32, &err),
+           DCMSEAL_OK, err, "classes: wrap");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(line, sizeof line, "%s\n", cases[i].plan);
+        plan(line);
+        /* The variant the key was wrapped with: no SHA-256 fallback to hide
+         * a refusal behind. */
+        dcmseal_status st =
+            cases[i].unwrap
+                ? dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err)
+                : dcmseal_kek_wrap(s, w2, sizeof w2, &w2len, &used2, alpha, used, dek, 32, &err);
+        CHECK(st == cases[i].want, "%s: %s (%s), want %s", cases[i].plan,
+              dcmseal_status_name(st), st ? err.message : "", dcmseal_status_name(cases[i].want));
+        CHECK(st == DCMSEAL_OK || strstr(err.message, LABEL) != NULL, "%s: no token in '%s'",
+              cases[i].plan, err.message);
+    }
+    plan("");
+    EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, alpha, used, w, wlen, &err), DCMSEAL_OK,
+           err, "classes: unwrap after the faults");
+out:
+    dcmseal_session_free(s);
+    dcmseal_token_free(tok);
+}
+
+/* The rewrap path: a capability refusal of the in-token path, or a token
+ * that leaves the unwrapped key readable, sends this object and every later
+ * one on the token through host memory, without asking the token again;
+ * other answers keep their class. */
+static void test_classes_rewrap(const dcmseal_kek_info *alpha, const dcmseal_kek_info *beta)
+{
+    static const struct {
+        const char *plan;
+        dcmseal_status want;
+        const char *refusal; /* the token's reason afterwards; NULL: none */
+    } cases[] = {
+        {"", DCMSEAL_OK, NULL},
+        {"C_UnwrapKey CKR_ATTRIBUTE_READ_ONLY 1", DCMSEAL_OK, "C_UnwrapKey: CKR_ATTRIBUTE_READ_ONLY"},
+        {"C_UnwrapKey 0x13 1", DCMSEAL_OK, "C_UnwrapKey: CKR_ATTRIBUTE_VALUE_INVALID"},
+        {"C_UnwrapKey CKR_TEMPLATE_INCONSISTENT 1", DCMSEAL_OK,
+         "C_UnwrapKey: CKR_TEMPLATE_INCONSISTENT"},
+        {"C_UnwrapKey CKR_FUNCTION_NOT_SUPPORTED 1", DCMSEAL_OK,
+         "C_UnwrapKey: CKR_FUNCTION_NOT_SUPPORTED"},
+        {"C_UnwrapKey CKR_MECHANISM_INVALID 1", DCMSEAL_OK, "C_UnwrapKey: CKR_MECHANISM_INVALID"},
+        {"C_WrapKey CKR_KEY_UNEXTRACTABLE 1", DCMSEAL_OK, "C_WrapKey: CKR_KEY_UNEXTRACTABLE"},
+        {"C_UnwrapKey SENSITIVE_IGNORED 1", DCMSEAL_OK, "C_UnwrapKey: the unwrapped key's CKA_VALUE"},
+        /* this object only: the host path tells bad bytes from trouble */
+        {"C_UnwrapKey CKR_GENERAL_ERROR 1", DCMSEAL_OK, NULL},
+        /* no fallback */
+        {"C_UnwrapKey 0x110 1", DCMSEAL_E_AUTH, NULL}, /* WRAPPED_KEY_INVALID */
+        {"C_UnwrapKey 0x68 1", DCMSEAL_E_KEY, NULL},  /* KEY_FUNCTION_NOT_PERMITTED */
+        {"C_UnwrapKey CKR_DEVICE_ERROR 1000", DCMSEAL_E_TOKEN, NULL},
+    };
+    dcmseal_error err;
+    uint8_t dek[32] = {4, 5, 6}, got[64], w[DCMSEAL_WRAPPED_MAX], w2[DCMSEAL_WRAPPED_MAX];
+    size_t wlen = 0, w2len = 0, glen = 0;
+    dcmseal_oaep used = DCMSEAL_OAEP_AUTO, used2;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *what = cases[i].plan[0] ? cases[i].plan : "no fault";
+        dcmseal_token_t *tok = NULL;
+        dcmseal_session_t *s = NULL;
+        char line[96];
+        int in_token = -1;
+        if (!shim_open(&tok, &s))
+            goto next;
+        plan("");
+        EXPECT(dcmseal_kek_wrap(s, w, sizeof w, &wlen, &used, alpha, DCMSEAL_OAEP_AUTO, dek, 32,
+                                &err),
+               DCMSEAL_OK, err, "rewrap classes: wrap");
+        snprintf(line, sizeof line, "%s\n", cases[i].plan);
+        plan(line);
+        dcmseal_status st = dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, alpha,
+                                               used, w, wlen, beta, DCMSEAL_OAEP_AUTO, &err);
+        const char *why = dcmseal_session_get0_rewrap_refusal(s);
+        CHECK(st == cases[i].want, "%s: %s (%s), want %s", what, dcmseal_status_name(st),
+              st ? err.message : "", dcmseal_status_name(cases[i].want));
+        CHECK(cases[i].refusal == NULL ? why == NULL
+                                       : why != NULL && strstr(why, cases[i].refusal) == why,
+              "%s: refusal '%s', want '%s'", what, why ? why : "(none)",
+              cases[i].refusal ? cases[i].refusal : "(none)");
+        if (st == DCMSEAL_OK) {
+            CHECK(in_token == (cases[i].plan[0] == '\0'), "%s: in_token %d", what, in_token);
+            EXPECT(dcmseal_kek_unwrap(s, got, sizeof got, &glen, beta, used2, w2, w2len, &err),
+                   DCMSEAL_OK, err, "rewrap classes: unwrap the result");
+            CHECK(glen == 32 && memcmp(got, dek, 32) == 0, "%s: round trip", what);
+        }
+        /* Decided once: a refused token is not asked again (C_UnwrapKey
+         * would fail now), an undecided or in-token one is. */
+        plan("C_UnwrapKey CKR_DEVICE_ERROR 1000\n");
+        st = dcmseal_kek_rewrap(s, w2, sizeof w2, &w2len, &used2, &in_token, alpha, used, w, wlen,
+                                beta, DCMSEAL_OAEP_AUTO, &err);
+        CHECK(why != NULL ? st == DCMSEAL_OK && in_token == 0 : st == DCMSEAL_E_TOKEN,
+              "%s: the next rewrap: %s, in_token %d", what, dcmseal_status_name(st), in_token);
+    next:
+        plan("");
+        dcmseal_session_free(s);
+        dcmseal_token_free(tok);
+    }
+    CHECK(raw_session_secrets() == 0, "session secret keys left after the rewrap classes: %lu",
+          (unsigned long)raw_session_secrets());
+}
+
 /* SoftHSM keeps its objects in files: the directory going away is what a
  * token being pulled looks like to it. */
 static void test_moved(dcmseal_session_t *s, const dcmseal_kek_info *alpha)
@@ -1174,6 +1335,8 @@ int main(void)
         test_retention(s);
         test_rewrap(s, &alpha, &beta);
         test_faults(&alpha, &beta);
+        test_classes_crypt(&alpha);
+        test_classes_rewrap(&alpha, &beta);
         test_moved(s, &alpha);
     } else {
         CHECK(0, "no session, no raw module access");
