@@ -149,7 +149,9 @@ const cli_command cli_commands[] = {
      "authenticate objects and check their DICOM identity",
      "Decrypts each object without writing anything: every segment must\n"
      "authenticate and, for a DICOM object, the UIDs in its plain text must be\n"
-     "those bound into its header. One OK line per object goes to stdout.",
+     "those bound into its header. One OK line per object goes to stdout, in\n"
+     "the order the objects were given (below a directory, the walk's order),\n"
+     "however many workers verify them.",
      NULL,
      "dcmseal verify IM000123.dcms\n"
      "dcmseal verify -r -q /pacs/archive.enc --report verify.jsonl"},
