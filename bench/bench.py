@@ -16,6 +16,11 @@ its reference together):
      key, same number of sessions) vs objects/s of decrypt -r and rewrap -r,
      for RSA-2048 and RSA-3072 KEKs
   5  peak resident memory (ru_maxrss, through GNU time) of the dcmseal runs
+  6  Orthanc with the dcmseal storage plugin against plain Orthanc on the
+     same files: REST ingest, whole-file reads with a warm DEK cache, reads
+     of small files with the cache off (against the C_Decrypt loop on as
+     many sessions) and on, and the peak RSS that the plugin adds for a
+     small and a large instance (orthanc.py drives the servers)
 
 Durability is made equal: after every command that writes, the harness
 fsyncs what it wrote (a file and its directory) or syncfs()es the file
@@ -53,12 +58,13 @@ SMALL_MAX = 64 << 10
 
 # (large object MiB, archive files, small-file archive files, bench_stream
 #  MiB per thread, runs, bench_stream runs (each phase is short, so more of
-#  them), objects for the raw unwrap loop)
+#  them), objects for the raw unwrap loop, row 6: files of each archive sent
+#  to Orthanc and the size of its large instance)
 MODES = {
     "full": dict(large_mib=1024, files=10000, small_files=5000, stream_mib=512, runs=3,
-                 stream_runs=9, objects=1000),
+                 stream_runs=9, objects=1000, orthanc_files=2000, orthanc_mib=256),
     "quick": dict(large_mib=8, files=40, small_files=20, stream_mib=8, runs=1, stream_runs=1,
-                  objects=20),
+                  objects=20, orthanc_files=20, orthanc_mib=8),
 }
 
 
@@ -218,6 +224,7 @@ class Bench:
             "dcmtk": dcmtk,
             "age": "age " + first(["age", "--version"]),
             "cp": first(["cp", "--version"]),
+            "orthanc": first(["Orthanc", "--version"]),
             "python": "Python " + platform.python_version(),
             "storage": f"{fs} (work directory {os.path.relpath(self.work, ROOT)})",
         }
@@ -269,14 +276,17 @@ class Bench:
             json.dump(value, f)
 
     def large_object(self):
-        """A multi-frame 16-bit image of |large_mib| MiB (512x512 frames of
-        noise), written by dump2dcm from a dump whose pixel data is a file."""
-        mib = self.a.large_mib
-        self.large = os.path.join(self.inputs, "large.dcm")
-        stamp = os.path.join(self.inputs, "large.json")
+        return self.multiframe("large", self.a.large_mib)
+
+    def multiframe(self, name, mib):
+        """A multi-frame 16-bit image of |mib| MiB (512x512 frames of noise)
+        in inputs/NAME.dcm, written by dump2dcm from a dump whose pixel data
+        is a file. Returns its path."""
+        path = os.path.join(self.inputs, name + ".dcm")
+        stamp = os.path.join(self.inputs, name + ".json")
         want = {"mib": mib, "format": 1}
-        if os.path.exists(self.large) and self.stamp_ok(stamp, want):
-            return
+        if os.path.exists(path) and self.stamp_ok(stamp, want):
+            return path
         say(f"making a {mib} MiB multi-frame DICOM object with dump2dcm")
         frames = mib * 2  # 512 x 512 x 2 bytes = 512 KiB a frame
         raw = os.path.join(self.inputs, "pixels.raw")
@@ -285,7 +295,7 @@ class Bench:
                 f.write(os.urandom(512 * 512 * 2))
         uid = lambda: f"2.25.{uuid.uuid4().int}"
         sop = uid()
-        dump = os.path.join(self.inputs, "large.dump")
+        dump = os.path.join(self.inputs, name + ".dump")
         with open(dump, "w") as f:
             f.write(f"""(0002,0001) OB 00\\01
 (0002,0002) UI =MultiframeGrayscaleWordSecondaryCaptureImageStorage
@@ -310,10 +320,11 @@ class Bench:
 (0028,0103) US 0
 (7fe0,0010) OW ={raw}
 """)
-        self.run(["dump2dcm", "+te", dump, self.large], "inputs")
+        self.run(["dump2dcm", "+te", dump, path], "inputs")
         os.unlink(raw)
         os.unlink(dump)
         self.write_stamp(stamp, want)
+        return path
 
     def templates(self):
         """The corpus files DCMTK can give a new SOP Instance UID and that
@@ -418,14 +429,18 @@ class Bench:
         self.arch_bytes = total
         small_bytes = sum(os.path.getsize(os.path.join(d, f))
                           for d, _, fs in os.walk(self.smalls) for f in fs)
-        self.large_bytes = os.path.getsize(self.large)
-        return (f"one multi-frame DICOM object of {self.large_bytes / MIB:.0f} MiB "
-                f"({self.a.large_mib * 2} frames of 512x512x16 bit, dump2dcm); "
-                f"an archive of {self.a.files} DICOM files, {total / MIB:.0f} MiB "
+        large = ""
+        if self.large is not None:
+            self.large_bytes = os.path.getsize(self.large)
+            large = (f"one multi-frame DICOM object of {self.large_bytes / MIB:.0f} MiB "
+                     f"({self.a.large_mib * 2} frames of 512x512x16 bit, dump2dcm); ")
+        return (large + f"an archive of {self.a.files} DICOM files, {total / MIB:.0f} MiB "
                 f"(PATIENT/STUDY/SERIES folders, a third without extension), copies of "
                 f"corpus files with new SOP Instance UIDs (dcmodify -gin); for row 4, "
                 f"{self.a.small_files} small files made the same way from the corpus files "
-                f"of at most {SMALL_MAX >> 10} KiB, {small_bytes / MIB:.1f} MiB")
+                f"of at most {SMALL_MAX >> 10} KiB, {small_bytes / MIB:.1f} MiB" +
+                (f"; for row 6, the first {self.a.orthanc_files} files of each archive and a "
+                 f"{self.a.orthanc_mib} MiB multi-frame object" if 6 in self.a.rows else ""))
 
     def peers_setup(self):
         """Keys for the peers, and the inputs of their decrypt runs."""
@@ -593,7 +608,7 @@ class Bench:
         if f": {n} files: {n} {verb}, 0 failed" not in text:
             raise Failure(f"{key}: not every file was {verb}: {text[-400:]}")
 
-    def unwrap_loop(self, kek):
+    def unwrap_loop(self, kek, prefix="loop"):
         """The token's limit: `dcmseal bench` on the same key and token, as
         many sessions as the tree runs have workers."""
         p = subprocess.run(self.dcmseal("bench", "--key", kek, "--json", "--sessions",
@@ -604,7 +619,102 @@ class Bench:
         res = json.loads(p.stdout)
         for r in res["results"]:
             if r["sessions"] == self.cores and r["objects_per_s"] is not None:
-                self.record(f"loop.{kek}.{r['operation']}", r["objects_per_s"])
+                self.record(f"{prefix}.{kek}.{r['operation']}", r["objects_per_s"])
+
+    def row_orthanc(self, run):
+        """Row 6. The same files through a plain Orthanc and one with the
+        plugin, each new and empty, both with Orthanc's own storage cache
+        off so that every read reaches the storage area; the plugin reaches
+        SoftHSM directly, as the C_Decrypt loop does. Ingest times end with
+        a syncfs of the storage, as every row's writes do (the plugin has
+        already flushed each file before Orthanc acknowledged it)."""
+        import orthanc as O  # bench/orthanc.py
+
+        N, threads = self.cores, 2 * self.cores
+        work = os.path.join(self.out, "orthanc")
+        os.makedirs(work, exist_ok=True)
+        plugin = os.path.abspath(self.a.plugin)
+        key = "kek2048"
+
+        def section(**kw):
+            return dict({"Token": self.env["DCMSEAL_TOKEN"], "Key": key, "Sessions": N,
+                         "DekCacheMaxAge": 3600}, **kw)
+
+        servers = []
+
+        def server(name, sec):
+            srv = O.Orthanc(work, name, plugin, sec, self.env)
+            servers.append(srv)
+            srv.reset()
+            return srv.start()
+
+        def ingest(srv, files):
+            os.sync()
+            t0 = time.perf_counter()
+            _, ids = O.upload(srv, files, threads)
+            syncfs(srv.dir)
+            return len(files) / (time.perf_counter() - t0), ids
+
+        files, smalls = self.orthanc_files, self.orthanc_smalls
+        self.orthanc_refused = None
+        try:
+            # Ingest, then whole-file reads: a first pass warms the page
+            # cache (and the plugin's DEK cache), the second is timed.
+            for name, sec in (("plain", None),
+                              ("sealed", section(DekCacheSize=max(len(files), 1024)))):
+                srv = server(name, sec)
+                rate, ids = ingest(srv, files)
+                self.record(f"orthanc.{name}.ingest", rate)
+                # Some corpus templates lack a study or series UID: both
+                # servers refuse the same files, and read the others.
+                refused = [f for f, i in zip(files, ids) if i is None]
+                if self.orthanc_refused is not None and refused != self.orthanc_refused:
+                    raise Failure(f"row 6: the servers refused different files "
+                                  f"({len(refused)} vs {len(self.orthanc_refused)})")
+                self.orthanc_refused = refused
+                kept = [(f, i) for f, i in zip(files, ids) if i is not None]
+                ids = [i for _, i in kept]
+                O.read(srv, ids, threads)
+                self.record(f"orthanc.{name}.read", len(ids) / O.read(srv, ids, threads))
+                if run == 0 and sec is not None:
+                    want = {}
+                    for f, i in kept:
+                        with open(f, "rb") as fh:
+                            want[i] = fh.read()
+                    O.read(srv, ids, threads, expect=want)
+                srv.kill()  # thrown away: a clean shutdown would only cost time
+            # Small files: with the DEK cache, then without (the same
+            # storage), where each read costs an unwrap in the token.
+            srv = server("small", section(DekCacheSize=max(len(smalls), 1024)))
+            _, ids_all = O.upload(srv, smalls, threads)
+            ids = [i for i in ids_all if i is not None]
+            O.read(srv, ids, threads)
+            self.record("orthanc.small.cached", len(ids) / O.read(srv, ids, threads))
+            small_one = next(f for f, i in zip(smalls, ids_all) if i is not None)
+            srv.stop()
+            srv.section = section(DekCacheSize=0)
+            srv.start()
+            O.read(srv, ids[: max(1, len(ids) // 10)], threads)  # sessions opened
+            self.record("orthanc.small.uncached", len(ids) / O.read(srv, ids, threads))
+            srv.kill()
+            self.unwrap_loop(key, prefix="orthanc.loop")
+            # Memory: Orthanc's peak RSS after storing and reading one
+            # instance, small or large, with and without the plugin.
+            for size, path in (("small", small_one), ("large", self.orthanc_large)):
+                for name, sec in (("plain", None), ("sealed", section())):
+                    srv = server(f"mem-{name}", sec)
+                    _, ids = O.upload(srv, [path], 1)
+                    if ids[0] is None:
+                        raise Failure(f"row 6: Orthanc refused {path}")
+                    O.read(srv, ids, 1)
+                    O.read(srv, ids, 1)
+                    self.maxrss.setdefault(f"orthanc.{name}.{size}", []).append(srv.peak_rss())
+                    srv.kill()
+        except RuntimeError as e:
+            raise Failure(f"row 6: {e}")
+        finally:
+            for srv in servers:  # whatever failed, no server outlives the run
+                srv.kill()
 
     def row_memory_small(self):
         rm(self.one_small_enc)
@@ -640,7 +750,7 @@ class Bench:
             rows.append((sec, what, value, unit, ref, ratio, target, ok))
 
         want = self.a.rows
-        size = f"{self.large_bytes / MIB:.0f} MiB"
+        size = f"{self.large_bytes / MIB:.0f} MiB" if self.large is not None else ""
         files = f"{self.a.files} files"
         if 1 in want:
             self.rows_stream(row)
@@ -652,6 +762,8 @@ class Bench:
             self.rows_token(row)
         if 5 in want:
             self.rows_memory(row, size, files)
+        if 6 in want:
+            self.rows_orthanc(row)
         return rows
 
     def rows_stream(self, row):
@@ -750,6 +862,46 @@ class Bench:
                 "" if ref is None else "same, one small object",
                 None if ref is None else v / rss(ref), "<= 32 MiB", v <= MEMORY_BUDGET)
 
+    def rows_orthanc(self, row):
+        N, n, k = self.cores, len(self.orthanc_files), len(self.orthanc_smalls)
+        row("6", f"plain Orthanc: REST ingest, {n} files ({len(self.orthanc_refused)} refused "
+                 f"by both), {2 * N} clients",
+            self.med("orthanc.plain.ingest"), "obj/s", "", None, "(limit)")
+        r = self.ratio("orthanc.sealed.ingest", "orthanc.plain.ingest")
+        row("6", "with the dcmseal plugin: REST ingest", self.med("orthanc.sealed.ingest"),
+            "obj/s", "plain Orthanc", r, ">= 0.80", r >= 0.80)
+        row("6", "plain Orthanc: whole-file reads", self.med("orthanc.plain.read"), "obj/s", "",
+            None, "(limit)")
+        r = self.ratio("orthanc.sealed.read", "orthanc.plain.read")
+        row("6", "with the plugin: whole-file reads, warm DEK cache",
+            self.med("orthanc.sealed.read"), "obj/s", "plain Orthanc", r, ">= 0.80", r >= 0.80)
+        loop = "orthanc.loop.kek2048.unwrap"
+        row("6", f"RSA-2048: C_Decrypt loop, {N} sessions", self.med(loop), "obj/s", "", None,
+            "(limit)")
+        row("6", f"with the plugin: reads of {k} small files, DEK cache off, {N} sessions",
+            self.med("orthanc.small.uncached"), "obj/s", "C_Decrypt loop",
+            self.ratio("orthanc.small.uncached", loop), "(token-bound)")
+        row("6", "with the plugin: the same reads, DEK cache on", self.med("orthanc.small.cached"),
+            "obj/s", "DEK cache off", self.ratio("orthanc.small.cached", "orthanc.small.uncached"),
+            "(the cache's effect)")
+
+        def rss(key):
+            v = self.maxrss.get(key)
+            if not v:
+                raise Failure(f"no memory measurement for {key}")
+            return max(v)
+        mib = self.a.orthanc_mib
+        extra = {}
+        for size, what in (("small", "one small instance"), ("large", f"one {mib} MiB instance")):
+            plain, sealed = rss(f"orthanc.plain.{size}"), rss(f"orthanc.sealed.{size}")
+            extra[size] = sealed - plain
+            row("6", f"peak RSS of Orthanc, {what}, plain", plain / MIB, "MiB", "", None, "")
+            row("6", f"peak RSS of Orthanc, {what}, with the plugin", sealed / MIB, "MiB",
+                "plain", sealed / plain, "")
+        grow = (extra["large"] - extra["small"]) / MIB
+        row("6", f"what the plugin adds grows by, {mib} MiB vs small", grow, "MiB", "", None,
+            "<= 8 MiB", grow <= 8)
+
     def render(self, rows, head):
         lines = list(head)
         hdr = ("#", "measurement", "median", "unit", "reference (same run)", "ratio",
@@ -783,13 +935,22 @@ class Bench:
         load_start = self.load()
         say(f"work directory {self.work}; {a.runs} run(s)")
         self.token()
-        self.large_object()
+        # What only some rows use is made only for them.
+        self.large = self.large_object() if a.rows & {2, 3, 4, 5} else None
         self.arch = self.archive("archive", a.files)
         self.smalls = self.archive("small", a.small_files, SMALL_MAX)
+        if 6 in a.rows:
+            def first(tree, n):
+                fs = sorted(os.path.join(d, f) for d, _, names in os.walk(tree) for f in names)
+                return fs[:n]
+            self.orthanc_files = first(self.arch, a.orthanc_files)
+            self.orthanc_smalls = first(self.smalls, a.orthanc_files)
+            self.orthanc_large = self.multiframe("orthanc-large", a.orthanc_mib)
         described = self.inputs_describe()
-        self.peers_setup()
-        say("preparing encrypted inputs")
-        self.prepare()
+        if a.rows & {2, 3, 4, 5}:
+            self.peers_setup()
+            say("preparing encrypted inputs")
+            self.prepare()
         if 1 in a.rows:
             self.row_stream()
         for run in range(a.runs):
@@ -801,6 +962,9 @@ class Bench:
                 self.row_archive(run)
             if 5 in a.rows:
                 self.row_memory_small()
+            if 6 in a.rows:
+                say(f"run {run + 1}/{a.runs}: Orthanc")
+                self.row_orthanc(run)
         rows = self.table()
         commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                                 capture_output=True, text=True).stdout.strip() or "?"
@@ -810,7 +974,8 @@ class Bench:
             f"{'quick mode' if a.quick else 'full'}",
             f"command:  {a.command}",
             f"machine:  {i['cpu']}; {i['kernel']}",
-            f"software: {i['openssl']}; {i['softhsm']}; {i['dcmtk']}; {i['age']}; {i['cp']}",
+            f"software: {i['openssl']}; {i['softhsm']}; {i['dcmtk']}; {i['age']}; {i['cp']}; "
+            f"{i['orthanc']}",
             f"storage:  {i['storage']}",
             f"load:     1-min load average {load_start} at the start, {self.load()} at the end",
             f"inputs:   {described}",
@@ -839,7 +1004,10 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus"),
                     help="DICOM files to copy into the archive (read only)")
     ap.add_argument("--work", help="inputs, token and outputs (default build/bench/MODE)")
-    ap.add_argument("--rows", default="1,2,3,4,5",
+    ap.add_argument("--plugin", default=os.path.join(ROOT, "build", "orthanc",
+                                                     "libOrthancDcmseal.so"),
+                    help="the Orthanc plugin (row 6)")
+    ap.add_argument("--rows", default="1,2,3,4,5,6",
                     help="which rows to run, e.g. 3,4 (default: all)")
     ap.add_argument("--no-peers", action="store_true",
                     help="leave out openssl cms and age (to compare builds of dcmseal)")
@@ -856,8 +1024,8 @@ def main():
         a.rows = {int(r) for r in a.rows.split(",")}
     except ValueError:
         a.rows = set()
-    if not a.rows or not a.rows <= {1, 2, 3, 4, 5}:
-        ap.error("--rows takes numbers from 1 to 5, e.g. 3,4")
+    if not a.rows or not a.rows <= {1, 2, 3, 4, 5, 6}:
+        ap.error("--rows takes numbers from 1 to 6, e.g. 3,4")
     if not os.path.isdir(a.corpus):
         # As the integration tests do: a few small files made with DCMTK.
         a.corpus = os.path.join(a.work, "samples")

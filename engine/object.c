@@ -205,19 +205,50 @@ out:
     return st;
 }
 
-dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
-                               const dcmseal_seal_opts *opts, dcmseal_error *err)
+/* Where seal's plain text comes from: a file descriptor read chunk by chunk
+ * into a buffer of ours, or a caller's buffer handed out in place. */
+typedef struct source {
+    int is_mem;
+    int fd;
+    const uint8_t *mem;
+    size_t len, pos;    /* memory only */
+    uint8_t *buf;       /* fd only: IO_CHUNK bytes */
+    size_t buf_used;    /* the most |buf| ever held: what seal wipes */
+} source;
+
+/* The next chunk of at most IO_CHUNK bytes in |*p|, |*n| = 0 at the end. */
+static dcmseal_status source_next(source *src, const uint8_t **p, size_t *n,
+                                  dcmseal_error *err)
+{
+    if (src->is_mem) {
+        *n = src->len - src->pos < IO_CHUNK ? src->len - src->pos : IO_CHUNK;
+        *p = src->mem + src->pos;
+        src->pos += *n;
+        return DCMSEAL_OK;
+    }
+    *p = src->buf;
+    dcmseal_status st = read_full(src->fd, src->buf, IO_CHUNK, -1, n, err);
+    dcmseal_high_water(&src->buf_used, *n);
+    return st;
+}
+
+/* Probes the input for a DICOM identity, then encrypts all of it to
+ * |out_fd|: the one path behind dcmseal_seal_fd and dcmseal_seal_mem. */
+static dcmseal_status seal(dcmseal_object_report *rep, int out_fd, source *in_src,
+                           const dcmseal_seal_opts *opts, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_encryptor_t *enc = NULL;
     dcmseal_identity id;
     uint8_t header[DCMSEAL_PREAMBLE_LEN];
-    uint8_t *in = NULL, *out = NULL;
-    size_t n = 0, w = 0, out_cap, in_used = 0;
+    const uint8_t *in = NULL;
+    uint8_t *out = NULL;
+    size_t n = 0, w = 0, out_cap;
     uint32_t seg;
     writeback wb = {0, 0};
     dcmseal_dicom_class klass;
     uint64_t base = 0, size = 0;
+    memset(&id, 0, sizeof id);
 
     DCMSEAL_ENSURE(rep != NULL && opts != NULL, err, DCMSEAL_E_USAGE,
                    "seal: missing argument");
@@ -228,18 +259,21 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
                    DCMSEAL_SEGMENT_MIN, DCMSEAL_SEGMENT_MAX);
     /* Room for every segment one chunk can complete, plus the last one. */
     out_cap = ((size_t)IO_CHUNK / seg + 2) * ((size_t)seg + DCMSEAL_TAG_LEN);
-    in = OPENSSL_malloc(IO_CHUNK);
+    if (!in_src->is_mem)
+        in_src->buf = OPENSSL_malloc(IO_CHUNK);
     out = OPENSSL_malloc(out_cap);
-    DCMSEAL_ENSURE(in != NULL && out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    DCMSEAL_ENSURE((in_src->buf != NULL || in_src->is_mem) && out != NULL, err,
+                   DCMSEAL_E_INTERNAL, "out of memory");
 
-    DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
-    dcmseal_high_water(&in_used, n);
-    /* A short first chunk is the whole input. After a full one, the probe
-     * reads on in place in a regular file, and has only this chunk of any
-     * other input. */
+    DCMSEAL_GUARD(source_next(in_src, &in, &n, err));
+    /* An object in memory is all at hand. Of a file: a short first chunk is
+     * the whole input; after a full one, the probe reads on in place in a
+     * regular file, and has only this chunk of any other input. */
     dcmseal_dicom_source src = {.head = in, .head_len = n, .size = n};
-    probe_fd pf = {in_fd, 0};
-    if (n == IO_CHUNK && rereadable(in_fd, n, &base, &size)) {
+    probe_fd pf = {in_src->fd, 0};
+    if (in_src->is_mem) {
+        src.head_len = src.size = in_src->len;
+    } else if (n == IO_CHUNK && rereadable(in_src->fd, n, &base, &size)) {
         pf.base = base;
         src.size = size - base;
         src.read = probe_fd_read;
@@ -265,8 +299,7 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
         DCMSEAL_GUARD(write_all(out_fd, out, w, err));
         rep->sealed_bytes += w;
         writeback_ask(&wb, out_fd, rep->sealed_bytes);
-        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
-        dcmseal_high_water(&in_used, n);
+        DCMSEAL_GUARD(source_next(in_src, &in, &n, err));
     }
     DCMSEAL_GUARD(dcmseal_encrypt_final(enc, out, out_cap, &w, err));
     DCMSEAL_GUARD(write_all(out_fd, out, w, err));
@@ -278,11 +311,30 @@ dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd
 out:
     dcmseal_encryptor_free(enc);
     OPENSSL_cleanse(&id, sizeof id);
-    if (in != NULL)
-        OPENSSL_cleanse(in, in_used);
-    OPENSSL_free(in);
+    if (in_src->buf != NULL)
+        OPENSSL_cleanse(in_src->buf, in_src->buf_used);
+    OPENSSL_free(in_src->buf);
+    in_src->buf = NULL;
     OPENSSL_free(out); /* cipher text only */
     return st;
+}
+
+dcmseal_status dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
+                               const dcmseal_seal_opts *opts, dcmseal_error *err)
+{
+    source src = {.fd = in_fd};
+    return seal(rep, out_fd, &src, opts, err);
+}
+
+dcmseal_status dcmseal_seal_mem(dcmseal_object_report *rep, int out_fd, const uint8_t *in,
+                                size_t in_len, const dcmseal_seal_opts *opts,
+                                dcmseal_error *err)
+{
+    static const uint8_t none[1];
+    source src = {.is_mem = 1, .fd = -1, .mem = in != NULL ? in : none, .len = in_len};
+    if (in == NULL && in_len > 0)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "seal: missing input");
+    return seal(rep, out_fd, &src, opts, err);
 }
 
 dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,

@@ -26,10 +26,11 @@
 
 struct dcmseal_outfile {
     int fd;
+    int dirfd; /* every name below is relative to it */
     int replace;
     int unnamed; /* O_TMPFILE: no name until commit */
     int named;   /* |tmp| exists and is ours to remove */
-    char *path;
+    char *name;
     char *tmp;
 };
 
@@ -66,95 +67,119 @@ int dcmseal_temp_state(const char *path)
     return DCMSEAL_TEMP_LIVE;
 }
 
-static char *dir_of(const char *path)
+/* Appends six random hex digits to |f->tmp| (which has room for them). */
+static dcmseal_status random_suffix(dcmseal_outfile_t *f, size_t prefix, dcmseal_error *err)
 {
-    char *copy = OPENSSL_strdup(path);
-    char *d = copy ? OPENSSL_strdup(dirname(copy)) : NULL;
-    OPENSSL_free(copy);
-    return d;
+    uint8_t r[3];
+    if (RAND_bytes(r, sizeof r) != 1)
+        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no randomness");
+    snprintf(f->tmp + prefix, 7, "%02x%02x%02x", r[0], r[1], r[2]);
+    return DCMSEAL_OK;
+}
+
+/* Takes ownership of |dirfd|. */
+static dcmseal_status outfile_open(dcmseal_outfile_t **out, int dirfd, const char *name,
+                                   unsigned mode, int replace, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    dcmseal_outfile_t *f = OPENSSL_zalloc(sizeof *f);
+    size_t prefix = 0;
+    struct stat sb;
+    if (f == NULL) {
+        close(dirfd);
+        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
+    }
+    f->fd = -1;
+    f->dirfd = dirfd;
+    f->replace = replace;
+    DCMSEAL_ENSURE(replace || faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0, err,
+                   DCMSEAL_E_USAGE, "output exists (use --force to replace it)");
+    /* Said now, not by the rename at commit, after all the work. */
+    DCMSEAL_ENSURE(fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(sb.st_mode),
+                   err, DCMSEAL_E_USAGE, "output is a directory; give the name of a file");
+    f->name = OPENSSL_strdup(name);
+    size_t len = strlen(name) + 64;
+    f->tmp = OPENSSL_zalloc(len);
+    DCMSEAL_ENSURE(f->name != NULL && f->tmp != NULL, err, DCMSEAL_E_INTERNAL,
+                   "out of memory");
+    /* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
+     * capability we do not assume). */
+    f->fd = access("/proc/self/fd", X_OK) == 0
+                ? openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+    f->unnamed = f->fd >= 0;
+    /* A dot name so that directory listings and globbing pass it over. */
+    prefix = (size_t)snprintf(f->tmp, len, ".%s" TEMP_TAG "%08x-%ld-", name, host_tag(),
+                              (long)getpid());
+    for (int tries = 0; !f->unnamed && !f->named && tries < 100; tries++) {
+        DCMSEAL_GUARD(random_suffix(f, prefix, err));
+        f->fd = openat(dirfd, f->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        f->named = f->fd >= 0;
+        if (f->fd < 0 && errno != EEXIST)
+            break;
+    }
+    DCMSEAL_ENSURE(f->fd >= 0, err, DCMSEAL_E_IO, "cannot create a file next to %s: %s", name,
+                   strerror(errno));
+    DCMSEAL_ENSURE(fchmod(f->fd, mode & 07777) == 0, err, DCMSEAL_E_IO,
+                   "chmod failed: %s", strerror(errno));
+    *out = f;
+    f = NULL;
+out:
+    dcmseal_outfile_abort(f);
+    return st;
 }
 
 dcmseal_status dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path,
                                     unsigned mode, int replace, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    dcmseal_outfile_t *f = NULL;
-    char *dir = NULL, *base = NULL;
-    struct stat sb;
+    char *copy = NULL, *base = NULL;
+    int dirfd;
     DCMSEAL_ENSURE(out != NULL && path != NULL && path[0] != '\0', err,
                    DCMSEAL_E_USAGE, "no output path");
-    DCMSEAL_ENSURE(replace || access(path, F_OK) != 0, err, DCMSEAL_E_USAGE,
-                   "output exists (use --force to replace it)");
-    /* Said now, not by the rename at commit, after all the work. */
-    DCMSEAL_ENSURE(lstat(path, &sb) != 0 || !S_ISDIR(sb.st_mode), err, DCMSEAL_E_USAGE,
-                   "output is a directory; give the name of a file");
-    f = OPENSSL_zalloc(sizeof *f);
-    DCMSEAL_ENSURE(f != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-    f->fd = -1;
-    f->replace = replace;
-    f->path = OPENSSL_strdup(path);
-    dir = dir_of(path);
-    base = f->path ? OPENSSL_strdup(f->path) : NULL;
-    DCMSEAL_ENSURE(f->path != NULL && dir != NULL && base != NULL, err,
-                   DCMSEAL_E_INTERNAL, "out of memory");
-    size_t len = strlen(dir) + strlen(base) + 64;
-    f->tmp = OPENSSL_zalloc(len);
-    DCMSEAL_ENSURE(f->tmp != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-    /* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
-     * capability we do not assume). */
-    f->fd = access("/proc/self/fd", X_OK) == 0
-                ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
-    f->unnamed = f->fd >= 0;
-    /* A dot name so that directory listings and globbing pass it over. */
-    snprintf(f->tmp, len, "%s/.%s" TEMP_TAG "%08x-%ld-XXXXXX", dir, basename(base),
-             host_tag(), (long)getpid());
-    if (!f->unnamed)
-        f->named = (f->fd = mkstemp(f->tmp)) >= 0;
-    else
-        f->tmp[strlen(f->tmp) - 6] = '\0'; /* the prefix, for commit */
-    DCMSEAL_ENSURE(f->fd >= 0, err, DCMSEAL_E_IO, "cannot create a file in %s: %s",
-                   dir, strerror(errno));
-    DCMSEAL_ENSURE(fchmod(f->fd, mode & 07777) == 0, err, DCMSEAL_E_IO,
-                   "chmod failed: %s", strerror(errno));
-    *out = f;
-    f = NULL;
+    copy = OPENSSL_strdup(path);
+    base = OPENSSL_strdup(path);
+    DCMSEAL_ENSURE(copy != NULL && base != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    const char *dir = dirname(copy);
+    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DCMSEAL_ENSURE(dirfd >= 0, err, DCMSEAL_E_IO, "cannot create a file in %s: %s", dir,
+                   strerror(errno));
+    st = outfile_open(out, dirfd, basename(base), mode, replace, err);
 out:
-    OPENSSL_free(dir);
+    OPENSSL_free(copy);
     OPENSSL_free(base);
-    dcmseal_outfile_abort(f);
     return st;
+}
+
+dcmseal_status dcmseal_outfile_openat(dcmseal_outfile_t **out, int dirfd, const char *name,
+                                      unsigned mode, int replace, dcmseal_error *err)
+{
+    if (out == NULL || name == NULL || name[0] == '\0' || strchr(name, '/') != NULL ||
+        strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "bad output name");
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return dcmseal_fail(err, DCMSEAL_E_IO, "bad directory: %s", strerror(errno));
+    return outfile_open(out, fd, name, mode, replace, err);
 }
 
 int dcmseal_outfile_fd(const dcmseal_outfile_t *f) { return f->fd; }
 
-static dcmseal_status sync_dir(const char *path, dcmseal_error *err)
-{
-    char *dir = dir_of(path);
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
-    int ok = fd >= 0 && fsync(fd) == 0;
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    OPENSSL_free(dir);
-    return ok ? DCMSEAL_OK
-              : dcmseal_fail(err, DCMSEAL_E_IO, "fsync of directory failed: %s", strerror(e));
-}
-
-/* Gives the unnamed file |f| the name |f->tmp| + six random hex digits. */
+/* Gives the unnamed file |f| the name |f->tmp| (a prefix) + six random hex
+ * digits. */
 static dcmseal_status name_unnamed(dcmseal_outfile_t *f, dcmseal_error *err)
 {
     char proc[64];
     size_t prefix = strlen(f->tmp);
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
     for (int tries = 0; tries < 100; tries++) {
-        uint8_t r[3];
-        if (RAND_bytes(r, sizeof r) != 1)
-            return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no randomness");
-        snprintf(f->tmp + prefix, 7, "%02x%02x%02x", r[0], r[1], r[2]);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0) {
+        dcmseal_status st = random_suffix(f, prefix, err);
+        if (st != DCMSEAL_OK)
+            return st;
+        if (linkat(AT_FDCWD, proc, f->dirfd, f->tmp, AT_SYMLINK_FOLLOW) == 0) {
             f->named = 1;
             return DCMSEAL_OK;
         }
+        f->tmp[prefix] = '\0';
         if (errno != EEXIST)
             break;
     }
@@ -172,7 +197,7 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
          * worked is never overwritten. */
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
-        DCMSEAL_ENSURE(linkat(AT_FDCWD, proc, AT_FDCWD, f->path, AT_SYMLINK_FOLLOW) == 0,
+        DCMSEAL_ENSURE(linkat(AT_FDCWD, proc, f->dirfd, f->name, AT_SYMLINK_FOLLOW) == 0,
                        err, errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
     } else if (f->replace) {
@@ -180,11 +205,11 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
          * in which a kill leaves that name behind is these two calls. */
         if (f->unnamed)
             DCMSEAL_GUARD(name_unnamed(f, err));
-        DCMSEAL_ENSURE(rename(f->tmp, f->path) == 0, err, DCMSEAL_E_IO,
+        DCMSEAL_ENSURE(renameat(f->dirfd, f->tmp, f->dirfd, f->name) == 0, err, DCMSEAL_E_IO,
                        "rename failed: %s", strerror(errno));
         f->named = 0;
     } else {
-        DCMSEAL_ENSURE(link(f->tmp, f->path) == 0, err,
+        DCMSEAL_ENSURE(linkat(f->dirfd, f->tmp, f->dirfd, f->name, 0) == 0, err,
                        errno == EEXIST ? DCMSEAL_E_USAGE : DCMSEAL_E_IO,
                        "cannot create output: %s", strerror(errno));
     }
@@ -193,7 +218,9 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
     /* The data was flushed before the name appeared, so a late close error
      * is the file system's to report, and ours to pass on. */
     DCMSEAL_ENSURE(rc == 0, err, DCMSEAL_E_IO, "close failed: %s", strerror(errno));
-    DCMSEAL_GUARD(sync_dir(f->path, err));
+    /* The new name survives a crash only once its directory is flushed. */
+    DCMSEAL_ENSURE(fsync(f->dirfd) == 0, err, DCMSEAL_E_IO, "fsync of directory failed: %s",
+                   strerror(errno));
 out:
     dcmseal_outfile_abort(f);
     return st;
@@ -206,8 +233,9 @@ void dcmseal_outfile_abort(dcmseal_outfile_t *f)
     if (f->fd >= 0)
         close(f->fd);
     if (f->named)
-        unlink(f->tmp);
+        unlinkat(f->dirfd, f->tmp, 0);
+    close(f->dirfd);
     OPENSSL_free(f->tmp);
-    OPENSSL_free(f->path);
+    OPENSSL_free(f->name);
     OPENSSL_free(f);
 }

@@ -1,6 +1,13 @@
 /* Random access: a byte range costs only the segments it touches. Each
  * segment read is authenticated on its own; the last segment's flag ties it
- * to the object's end, so truncation shows when the tail is read. */
+ * to the object's end, so truncation shows when the tail is read.
+ *
+ * A segment that the range covers whole is read and decrypted in place in
+ * the caller's buffer (GCM wipes it again if the tag is wrong); only a
+ * segment that the range cuts goes through the reader's own buffers, which
+ * are therefore made on first use and wiped as far as they were used. A
+ * server that reads whole objects, one reader each, then never touches
+ * (and faults in, and wipes) half a MiB per object for nothing. */
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,8 +24,9 @@ struct dcmseal_reader {
     EVP_CIPHER_CTX *gcm;
     uint64_t size;     /* plain text */
     uint64_t nseg;
-    uint8_t *ct;       /* one cipher-text segment */
-    uint8_t *pt;       /* its plain text */
+    uint8_t *ct;       /* one cipher-text segment; NULL until needed */
+    uint8_t *pt;       /* its plain text; NULL until needed */
+    size_t pt_used;    /* the most |pt| ever held: what free wipes */
     uint64_t cached;   /* segment index held in pt, UINT64_MAX for none */
 };
 
@@ -68,10 +76,6 @@ static dcmseal_status reader_new(dcmseal_reader_t **out, int fd, const dcmseal_h
     memcpy(r->aad, aad, sizeof r->aad);
     DCMSEAL_GUARD(dcmseal_plaintext_size(&r->size, size, r->h.segment_size, err));
     r->nseg = r->size == 0 ? 1 : (r->size + r->h.segment_size - 1) / r->h.segment_size;
-    r->ct = OPENSSL_malloc((size_t)r->h.segment_size + DCMSEAL_TAG_LEN);
-    r->pt = OPENSSL_malloc(r->h.segment_size);
-    DCMSEAL_ENSURE(r->ct != NULL && r->pt != NULL, err, DCMSEAL_E_INTERNAL,
-                   "out of memory");
     *out = r;
     r = NULL;
 out:
@@ -133,24 +137,53 @@ out:
 
 uint64_t dcmseal_reader_size(const dcmseal_reader_t *r) { return r->size; }
 
+/* The plain-text size of segment |i|. */
+static size_t segment_len(const dcmseal_reader_t *r, uint64_t i)
+{
+    const uint64_t seg = r->h.segment_size;
+    return (size_t)(i + 1 < r->nseg ? seg : r->size - i * seg);
+}
+
+/* Reads segment |i|'s cipher text to |ct| and its tag to |tag|, and
+ * decrypts it to |out| (which may be |ct|). */
+static dcmseal_status open_segment(dcmseal_reader_t *r, uint8_t *out, uint8_t *ct,
+                                   uint8_t tag[DCMSEAL_TAG_LEN], uint64_t i, dcmseal_error *err)
+{
+    dcmseal_status st;
+    uint8_t nonce[DCMSEAL_NONCE_LEN];
+    const uint64_t off = DCMSEAL_PREAMBLE_LEN + i * ((uint64_t)r->h.segment_size + DCMSEAL_TAG_LEN);
+    const size_t n = segment_len(r, i);
+    /* One read when the tag follows the cipher text in memory too. */
+    if ((st = pread_full(r->fd, ct, tag == ct + n ? n + DCMSEAL_TAG_LEN : n, off, err)) !=
+            DCMSEAL_OK ||
+        (tag != ct + n &&
+         (st = pread_full(r->fd, tag, DCMSEAL_TAG_LEN, off + n, err)) != DCMSEAL_OK))
+        return st;
+    dcmseal_segment_nonce(nonce, i, i + 1 == r->nseg);
+    if (dcmseal_gcm_open(r->gcm, out, nonce, r->aad, sizeof r->aad, ct, n, tag, err) !=
+        DCMSEAL_OK)
+        return dcmseal_fail(err, DCMSEAL_E_AUTH, "authentication failed in segment %llu",
+                            (unsigned long long)i);
+    return DCMSEAL_OK;
+}
+
 /* Decrypts segment |i| into r->pt unless it is there already. */
 static dcmseal_status load_segment(dcmseal_reader_t *r, uint64_t i, dcmseal_error *err)
 {
     dcmseal_status st;
-    uint8_t nonce[DCMSEAL_NONCE_LEN];
-    const uint64_t seg = r->h.segment_size;
     if (r->cached == i)
         return DCMSEAL_OK;
     r->cached = UINT64_MAX;
-    size_t n = (size_t)(i + 1 < r->nseg ? seg : r->size - i * seg);
-    if ((st = pread_full(r->fd, r->ct, n + DCMSEAL_TAG_LEN,
-                         DCMSEAL_PREAMBLE_LEN + i * (seg + DCMSEAL_TAG_LEN), err)) != DCMSEAL_OK)
+    if (r->pt == NULL) {
+        r->ct = OPENSSL_malloc((size_t)r->h.segment_size + DCMSEAL_TAG_LEN);
+        r->pt = OPENSSL_malloc(r->h.segment_size);
+        if (r->ct == NULL || r->pt == NULL)
+            return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
+    }
+    const size_t n = segment_len(r, i);
+    dcmseal_high_water(&r->pt_used, n);
+    if ((st = open_segment(r, r->pt, r->ct, r->ct + n, i, err)) != DCMSEAL_OK)
         return st;
-    dcmseal_segment_nonce(nonce, i, i + 1 == r->nseg);
-    if (dcmseal_gcm_open(r->gcm, r->pt, nonce, r->aad, sizeof r->aad, r->ct, n,
-                         r->ct + n, err) != DCMSEAL_OK)
-        return dcmseal_fail(err, DCMSEAL_E_AUTH, "authentication failed in segment %llu",
-                            (unsigned long long)i);
     r->cached = i;
     return DCMSEAL_OK;
 }
@@ -166,9 +199,15 @@ dcmseal_status dcmseal_reader_pread(dcmseal_reader_t *r, uint8_t *out, size_t le
     else if (len > r->size - offset)
         len = (size_t)(r->size - offset);
     while (done < len) {
-        uint64_t pos = offset + done;
-        DCMSEAL_GUARD(load_segment(r, pos / seg, err));
-        size_t in_seg = (size_t)(pos % seg);
+        uint64_t pos = offset + done, i = pos / seg;
+        size_t in_seg = (size_t)(pos % seg), whole = segment_len(r, i);
+        if (in_seg == 0 && len - done >= whole && r->cached != i) {
+            uint8_t tag[DCMSEAL_TAG_LEN];
+            DCMSEAL_GUARD(open_segment(r, out + done, out + done, tag, i, err));
+            done += whole;
+            continue;
+        }
+        DCMSEAL_GUARD(load_segment(r, i, err));
         size_t take = (size_t)seg - in_seg;
         take = take < len - done ? take : len - done;
         memcpy(out + done, r->pt + in_seg, take);
@@ -190,7 +229,8 @@ void dcmseal_reader_free(dcmseal_reader_t *r)
     EVP_CIPHER_CTX_free(r->gcm);
     OPENSSL_free(r->ct); /* cipher text only */
     if (r->pt != NULL)
-        OPENSSL_clear_free(r->pt, r->h.segment_size);
+        OPENSSL_cleanse(r->pt, r->pt_used);
+    OPENSSL_free(r->pt);
     OPENSSL_clear_free(r, sizeof *r);
 }
 

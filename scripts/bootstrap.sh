@@ -11,6 +11,7 @@ PACKAGES=(build-essential cmake pkg-config libssl-dev openssl p11-kit libp11-kit
           softhsm2 libdcmtk-dev dcmtk python3 valgrind age time
           opensc                         # pkcs11-tool: tests look at tokens independently
           orthanc orthanc-dev orthanc-dicomweb  # orthanc/: the storage plugin and its tests
+          libjansson-dev                 # orthanc/: Orthanc hands plugins their configuration as JSON
           opencryptoki                   # a second PKCS#11 implementation for the tests
           strace                         # tests that check the order of flushes and names
           faketime                       # key retention: destroy a month later, today

@@ -91,6 +91,86 @@ DCMSEAL_API void dcmseal_token_ring_free(dcmseal_token_ring_t *ring);
 DCMSEAL_API const dcmseal_keyring *
 dcmseal_token_ring_get0_keyring(const dcmseal_token_ring_t *ring);
 
+/* ---- DEK cache: unwrapped data keys kept for a while -------------------- */
+
+/* A server reads the same object several times in a row (its header, then
+ * the whole of it, then a frame), and each open costs an RSA decryption in
+ * the token. A DEK cache keeps recently unwrapped (and wrapped) DEKs so that
+ * those reads stay off the token, within two limits: at most |max_entries|
+ * DEKs, each for at most |max_age_ms| after it entered the cache.
+ *
+ * An entry is found by a SHA-256 digest of everything the slot says about
+ * its wrapping (KEK name, version, fingerprint, OAEP variant) and of the
+ * wrapped bytes, so it answers only for exactly the slot that produced it:
+ * an object rewrapped under another KEK misses, and is unwrapped again.
+ * DEKs are held in OpenSSL's secure heap when the process has initialized it
+ * (CRYPTO_secure_malloc_init: locked in memory, left out of core dumps),
+ * otherwise in ordinary memory; each is wiped (OPENSSL_cleanse) when it is
+ * evicted, expires, or the cache is cleared or freed. A secure heap that is
+ * full leaves a DEK uncached, never an error.
+ *
+ * The cost of the speed: for up to |max_age_ms|, a cached DEK still opens
+ * its object after its KEK version was disabled or put below the minimum
+ * decryption version in the token, or after the token became unreachable.
+ * dcmseal_dek_cache_clear forgets everything at once.
+ *
+ * Thread-safe: one cache serves any number of cached rings. A cached ring
+ * keeps no state of its own beyond the (locked) cache, so it is exactly as
+ * thread-safe as the ring it wraps: a token ring is one thread's at a time,
+ * a ring over a pool of sessions may serve many. */
+typedef struct dcmseal_dek_cache dcmseal_dek_cache_t;
+
+/* Makes a cache of at most |max_entries| DEKs (at most
+ * DCMSEAL_DEK_CACHE_MAX), each kept for at most |max_age_ms|. Either one 0
+ * makes a cache that holds nothing: rings over it ask the inner ring every
+ * time. Errors: DCMSEAL_E_USAGE when |max_entries| is too large;
+ * DCMSEAL_E_INTERNAL. On success |*out| must be released with
+ * dcmseal_dek_cache_free. */
+#define DCMSEAL_DEK_CACHE_MAX 65536
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_dek_cache_new(dcmseal_dek_cache_t **out, size_t max_entries, uint32_t max_age_ms,
+                      dcmseal_error *err);
+
+/* Wipes and frees every entry, then the cache. Accepts NULL. The cached
+ * rings over it must be freed first. */
+DCMSEAL_API void dcmseal_dek_cache_free(dcmseal_dek_cache_t *cache);
+
+/* Wipes the entries older than the cache's age limit. Lookups skip and wipe
+ * expired entries anyway; calling this now and then (say once a second)
+ * bounds how long a DEK outlives its age when nothing reads. */
+DCMSEAL_API void dcmseal_dek_cache_expire(dcmseal_dek_cache_t *cache);
+
+/* Wipes every entry. */
+DCMSEAL_API void dcmseal_dek_cache_clear(dcmseal_dek_cache_t *cache);
+
+typedef struct dcmseal_dek_cache_stats {
+    uint64_t hits;      /* unwraps answered from the cache */
+    uint64_t misses;    /* unwraps that went to the inner ring */
+    uint64_t evicted;   /* entries wiped to make room or for age */
+    size_t entries;     /* held now */
+    int secure;         /* entries live in OpenSSL's secure heap */
+} dcmseal_dek_cache_stats;
+
+DCMSEAL_API void dcmseal_dek_cache_get_stats(dcmseal_dek_cache_t *cache,
+                                             dcmseal_dek_cache_stats *out);
+
+typedef struct dcmseal_cached_ring dcmseal_cached_ring_t;
+
+/* A key ring over |inner| (borrowed, must outlive the ring) whose unwrap
+ * answers from |cache| when it can and otherwise asks |inner| and keeps the
+ * answer; its wrap asks |inner| and keeps the new DEK. rewrap and current
+ * are |inner|'s (rewrap NULL when |inner| has none). Errors:
+ * DCMSEAL_E_USAGE, DCMSEAL_E_INTERNAL. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_cached_ring_new(dcmseal_cached_ring_t **out, dcmseal_dek_cache_t *cache,
+                        const dcmseal_keyring *inner, dcmseal_error *err);
+
+DCMSEAL_API void dcmseal_cached_ring_free(dcmseal_cached_ring_t *ring);
+
+/* The ring's function table (borrowed, valid while |ring| lives). */
+DCMSEAL_API const dcmseal_keyring *
+dcmseal_cached_ring_get0_keyring(const dcmseal_cached_ring_t *ring);
+
 /* ---- Identity ----------------------------------------------------------- */
 
 /* The DICOM identity bound into an object. Stored only as a keyed digest. */
@@ -272,6 +352,14 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_seal_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
                 const dcmseal_seal_opts *opts, dcmseal_error *err);
 
+/* dcmseal_seal_fd of the |in_len| bytes at |in| (borrowed, read only), for
+ * callers that hold an object in memory, such as a server handed a whole
+ * upload: the same probe, which sees all of the object, the same object,
+ * no copy of the input. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_seal_mem(dcmseal_object_report *rep, int out_fd, const uint8_t *in, size_t in_len,
+                 const dcmseal_seal_opts *opts, dcmseal_error *err);
+
 /* Decrypts the object in |in_fd| to |out_fd| (-1: authenticate only). With
  * |check_identity|, also checks that the identity bound into the header is
  * the plain text's (FORMAT.md "Identity context"): for an object with an
@@ -338,6 +426,16 @@ typedef struct dcmseal_outfile dcmseal_outfile_t;
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_outfile_open(dcmseal_outfile_t **out, const char *path, unsigned mode,
                      int replace, dcmseal_error *err);
+/* dcmseal_outfile_open of |name| in the directory open as |dirfd| (which
+ * is duplicated: the caller keeps its own). Every file system call goes
+ * through the directory descriptor (openat, linkat, renameat), so a path
+ * component swapped for a symbolic link meanwhile cannot redirect the
+ * output. |name| must be a plain name: DCMSEAL_E_USAGE for one that is
+ * empty, ".", ".." or contains '/'. A directory named |name| is refused at
+ * open, as by dcmseal_outfile_open. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_outfile_openat(dcmseal_outfile_t **out, int dirfd, const char *name, unsigned mode,
+                       int replace, dcmseal_error *err);
 DCMSEAL_API int dcmseal_outfile_fd(const dcmseal_outfile_t *f);
 /* fsync, then rename (or link, without |replace|), then fsync the directory.
  * Frees |f| whatever the outcome; on failure nothing appears under the name. */

@@ -443,6 +443,25 @@ static void test_random_access(void)
                 CHECK(got == cases[i].len && memcmp(out, pt + cases[i].off, got) == 0,
                       "range %zu content", i);
         }
+        /* Whole segments are decrypted in place in the caller's buffer: a
+         * damaged one leaves no plain text of the range behind, not even
+         * of the good segment before it. */
+        for (int k = 0; k < 2; k++) {
+            memset(out, 0xaa, sizeof out);
+            const uint64_t off = k == 0 ? 3 * SEG : 2 * SEG;
+            const size_t len = k == 0 ? SEG : 2 * SEG;
+            CHECK(dcmseal_reader_pread(r, out, len, off, &got, &err) == DCMSEAL_E_AUTH &&
+                      got == 0, "whole damaged segment %d refused", k);
+            CHECK(memmem(out, len, pt + 2 * SEG + 100, 64) == NULL &&
+                      memmem(out, len, pt + 3 * SEG + 200, 64) == NULL,
+                  "case %d: plain text left in the buffer after the failure", k);
+        }
+        /* A segment already in the reader's buffer is copied, not decrypted
+         * again; the next one goes straight to the caller's buffer. */
+        CHECK(dcmseal_reader_pread(r, out, 10, SEG + 5, &got, &err) == DCMSEAL_OK &&
+                  dcmseal_reader_pread(r, out, 2 * SEG, SEG, &got, &err) == DCMSEAL_OK &&
+                  got == 2 * SEG && memcmp(out, pt + SEG, got) == 0,
+              "cached segment, then a whole one");
         CHECK(dcmseal_reader_pread(r, out, 100, n - 10, &got, &err) == DCMSEAL_OK && got == 10,
               "short read at the end");
         CHECK(dcmseal_reader_pread(r, out, 100, n + 10, &got, &err) == DCMSEAL_OK && got == 0,

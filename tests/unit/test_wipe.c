@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -113,6 +114,97 @@ static void test_pin(void)
         printf("note: %s not removed\n", dir);
 }
 
+/* A key ring with no RSA inside (OpenSSL's own RSA code frees buffers that
+ * held a DEK, which is not ours to fix), so that whatever the scanner finds
+ * below is the DEK cache's: the "wrapped" key is the DEK XOR 0x5c. */
+static uint8_t xor_last[DCMSEAL_DEK_LEN];
+
+static dcmseal_status xor_wrap(void *self, dcmseal_wrap_meta *meta, uint8_t *out, size_t cap,
+                               size_t *len, const uint8_t dek[DCMSEAL_DEK_LEN],
+                               dcmseal_error *err)
+{
+    (void)self, (void)cap, (void)err;
+    memset(meta, 0, sizeof *meta);
+    strcpy(meta->kek_name, "xor");
+    meta->kek_version = 1;
+    for (size_t i = 0; i < DCMSEAL_DEK_LEN; i++)
+        out[i] = dek[i] ^ 0x5c;
+    *len = DCMSEAL_DEK_LEN;
+    memcpy(xor_last, dek, DCMSEAL_DEK_LEN);
+    return DCMSEAL_OK;
+}
+
+static dcmseal_status xor_unwrap(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
+                                 const dcmseal_wrap_meta *meta, const uint8_t *wrapped,
+                                 size_t len, dcmseal_error *err)
+{
+    (void)self, (void)meta, (void)len, (void)err;
+    for (size_t i = 0; i < DCMSEAL_DEK_LEN; i++)
+        dek[i] = wrapped[i] ^ 0x5c;
+    return DCMSEAL_OK;
+}
+
+static dcmseal_status xor_current(void *self, dcmseal_wrap_meta *meta, dcmseal_error *err)
+{
+    (void)self, (void)meta;
+    return dcmseal_fail(err, DCMSEAL_E_USAGE, "none");
+}
+
+/* The DEK cache wipes each DEK it lets go: evicted for room, expired,
+ * cleared, or freed with the cache. (Without a secure heap, as here, its
+ * blocks come from the hooked allocator and are scanned when freed.) */
+static void test_dek_cache(void)
+{
+    const dcmseal_keyring xor_ring = {NULL, xor_wrap, xor_unwrap, NULL, xor_current};
+    dcmseal_dek_cache_t *c = NULL;
+    dcmseal_cached_ring_t *cr = NULL;
+    dcmseal_dek_cache_stats st;
+    uint8_t wrapped[DCMSEAL_WRAPPED_MAX];
+    dcmseal_wrap_meta meta;
+    size_t len;
+    /* Each wrap of a new DEK through the cached ring makes it keep the DEK. */
+    #define KEEP_ONE(slot)                                                                 \
+        do {                                                                               \
+            uint8_t dek[DCMSEAL_DEK_LEN];                                                  \
+            memset(dek, 0x30 + (slot) + 2 * round + 4 * (int)st.evicted, sizeof dek);      \
+            memcpy(secrets[slot], dek, sizeof dek);                                        \
+            const dcmseal_keyring *k = dcmseal_cached_ring_get0_keyring(cr);               \
+            CHECK(k->wrap(k->self, &meta, wrapped, sizeof wrapped, &len, dek, NULL) ==     \
+                      DCMSEAL_OK, "wrap");                                                 \
+        } while (0)
+    for (int round = 0; round < 2; round++) {
+        memset(&st, 0, sizeof st);
+        CHECK(dcmseal_dek_cache_new(&c, 1, round == 0 ? 60000 : 1, NULL) == DCMSEAL_OK &&
+                  dcmseal_cached_ring_new(&cr, c, &xor_ring, NULL) == DCMSEAL_OK,
+              "cache");
+        nsecrets = 3;
+        found = 0;
+        armed = 1;
+        KEEP_ONE(0);
+        KEEP_ONE(1); /* the first is evicted: one entry only */
+        dcmseal_dek_cache_get_stats(c, &st);
+        CHECK(st.evicted == 1, "round %d: one evicted (%llu)", round,
+              (unsigned long long)st.evicted);
+        if (round == 0) {
+            dcmseal_dek_cache_clear(c);
+        } else {
+            struct timespec ts = {0, 5000000};
+            nanosleep(&ts, NULL);
+            dcmseal_dek_cache_expire(c);
+        }
+        dcmseal_dek_cache_get_stats(c, &st);
+        CHECK(st.entries == 0 && st.evicted == 2, "round %d: %s", round,
+              round == 0 ? "cleared" : "expired");
+        KEEP_ONE(2);
+        dcmseal_cached_ring_free(cr);
+        dcmseal_dek_cache_free(c); /* with one entry in it */
+        armed = 0;
+        CHECK(found == 0, "round %d: the DEK cache left %d DEK(s) in freed memory", round,
+              found);
+    }
+    #undef KEEP_ONE
+}
+
 int main(void)
 {
     if (!CRYPTO_set_mem_functions(t_malloc, t_realloc, t_free)) {
@@ -202,6 +294,7 @@ int main(void)
     fclose(fin);
     fclose(fenc);
     fclose(fdec);
+    test_dek_cache();
     soft_ring_free(&ring);
     test_pin();
     return check_done("test_wipe");
