@@ -1,4 +1,5 @@
-/* encrypt, decrypt, verify, inspect: one object per file. */
+/* encrypt, decrypt, verify: one object per file. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -163,13 +164,8 @@ static int run_single(const char *in_path, const char *out_path, int force, obje
 }
 
 /* Token, session and key ring for a one-file command. */
-typedef struct cli_ring {
-    cli_token tok;
-    dcmseal_token_ring_t *ring;
-} cli_ring;
-
 /* With |for_wrap|, the ring also wraps new objects (see cli_wrap_key). */
-static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *what)
+int cli_ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *what)
 {
     dcmseal_error err;
     int rc = cli_token_open(&r->tok, o->token, what);
@@ -190,7 +186,7 @@ static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *w
     return EX_OK;
 }
 
-static void ring_close(cli_ring *r)
+void cli_ring_close(cli_ring *r)
 {
     dcmseal_token_ring_free(r->ring);
     cli_token_close(&r->tok);
@@ -246,12 +242,34 @@ int cli_open_input(const cli_worker *w, const cli_entry *e, int flags, struct st
     return fd;
 }
 
-int cli_fanout_dir(const char *rel)
+int cli_fanout_dir(const char *rel, int dir_fd)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(rel);
-    return (n == 2 || (n == 5 && rel[2] == '/' && strspn(rel + 3, hex) == 2)) &&
-           strspn(rel, hex) == 2;
+    const size_t n = strlen(rel);
+    if (!((n == 2 || (n == 5 && rel[2] == '/' && strspn(rel + 3, hex) == 2)) &&
+          strspn(rel, hex) == 2))
+        return 0;
+    /* A name alone could be any folder's ("d1", "ab"): its entries decide.
+     * A new open file description, not a dup: the walk reads this
+     * directory next, from where its own reader stands. */
+    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    char prefix[5] = {rel[0], rel[1], n == 5 ? rel[3] : '\0', n == 5 ? rel[4] : '\0', '\0'};
+    int seen = 0, fanout = d != NULL;
+    if (d == NULL && fd >= 0)
+        close(fd);
+    while (fanout && (de = readdir(d)) != NULL) {
+        const char *e = de->d_name;
+        if (e[0] == '.') /* ".", "..", and temporary files of a run cut short */
+            continue;
+        seen = 1;
+        fanout = n == 2 ? strlen(e) == 2 && strspn(e, hex) == 2
+                        : strlen(e) == 32 && strspn(e, hex) == 32 && strncmp(e, prefix, 4) == 0;
+    }
+    if (d != NULL)
+        closedir(d);
+    return fanout && seen;
 }
 
 /* An output that goes to the folder |rel|'s last '/' names below DST (""
@@ -359,54 +377,56 @@ out:
     return st;
 }
 
-/* The cheap test of whether |fd| is what |in_fd| (whose fstat is |in|)
- * makes: the plain-text size (of |fd| when |out_sealed|, else of |in_fd|'s
- * object), |*plain|, and the modification time, which every output copies
- * from its input. */
-static int same_size_and_time(int fd, int out_sealed, int in_fd, const struct stat *in,
-                              uint64_t *plain)
+/* Whether |fd| has the plain-text size that the input |in_fd| (whose fstat
+ * is |in|) makes: that of |fd| when |out_sealed| (encrypt: the object holds
+ * it), else that of |in_fd|'s object. |*sb| is |fd|'s fstat, |*info| the
+ * object's header. */
+static int same_size(int fd, int out_sealed, int in_fd, const struct stat *in, struct stat *sb,
+                     dcmseal_header_info *info, uint64_t *plain)
 {
-    dcmseal_header_info info;
     dcmseal_error err;
-    struct stat sb;
     *plain = 0;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !same_time(sb.st_mtim, in->st_mtim))
-        return 0;
-    if (out_sealed) /* encrypt: the output holds the plain-text size */
-        return dcmseal_inspect_fd(&info, plain, fd, &err) == DCMSEAL_OK &&
-               *plain == (uint64_t)in->st_size;
-    /* decrypt: the input does */
-    return dcmseal_inspect_fd(&info, plain, in_fd, &err) == DCMSEAL_OK &&
-           *plain == (uint64_t)sb.st_size;
+    return fstat(fd, sb) == 0 && S_ISREG(sb->st_mode) &&
+           dcmseal_inspect_fd(info, plain, out_sealed ? fd : in_fd, &err) == DCMSEAL_OK &&
+           *plain == (uint64_t)(out_sealed ? in->st_size : sb->st_size);
 }
 
 /* Whether the entry |name| of |dir_fd| (res->output) is what an earlier run
  * made of the input |in|: the only kind of existing output that a run
  * without --force leaves alone. Outputs appear only when complete (they are
- * renamed into place), so size and time suffice for a resume. A file planted
- * with those two would pass, so --verify-existing also decrypts whichever of
- * the two is the object and compares it with the other, byte for byte (with
- * |ring|; NULL where there is no token session, and then such an output is
- * left for a re-run to check). Anything else there is refused: it is
- * someone's data. */
+ * renamed into place), so the cheap test suffices for a resume: the
+ * plain-text size (of the output when |out_sealed|, else of |in_fd|'s
+ * object) and the modification time, which every output copies from its
+ * input. A rewrap changes an object's time (it rewrites a key slot: backups
+ * must see that) and raises its generation: then the object is decrypted
+ * and compared with the plain file instead, so that a re-run after a
+ * rotation still skips what is done. A file planted with the right size and
+ * time would pass, so --verify-existing compares content always. Content is
+ * compared through |ring|; NULL where there is no token session, and then
+ * such an output is left for a re-run to check. Anything else there is
+ * refused: it is someone's data. */
 static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_fd,
                         const char *name, int out_sealed, int in_fd, const struct stat *in,
                         cli_result *res)
 {
+    dcmseal_header_info info;
     dcmseal_error err;
     uint64_t plain = 0;
+    struct stat sb = {0};
     const char *why = "exists and is not an earlier run's output for this input";
     int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 && errno == ENOENT)
         return 0;
-    int same = fd >= 0 && same_size_and_time(fd, out_sealed, in_fd, in, &plain);
-    if (same && o->verify_existing && ring == NULL) {
+    const int sealed_fd = out_sealed ? fd : in_fd, plain_fd = out_sealed ? in_fd : fd;
+    int same = fd >= 0 && same_size(fd, out_sealed, in_fd, in, &sb, &info, &plain);
+    const int rotated = same && !same_time(sb.st_mtim, in->st_mtim);
+    if (rotated && info.generation <= 1)
         same = 0;
-        why = "appeared while this run was writing it (run again to check it with "
-              "--verify-existing)";
-    } else if (same && o->verify_existing) {
-        dcmseal_status st = same_plain_text(&same, ring, out_sealed ? fd : in_fd,
-                                            out_sealed ? in_fd : fd, plain, &err);
+    if (same && (o->verify_existing || rotated) && ring == NULL) {
+        same = 0;
+        why = "appeared while this run was writing it (run again to check it)";
+    } else if (same && (o->verify_existing || rotated)) {
+        dcmseal_status st = same_plain_text(&same, ring, sealed_fd, plain_fd, plain, &err);
         /* An output that does not open is not ours; an input that does not
          * open, or a key that cannot be used, is an error of its own. */
         if (st != DCMSEAL_OK &&
@@ -416,10 +436,11 @@ static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_
             res->culprit = out_sealed ? res->output : NULL;
             return -1;
         }
-        if (!same)
+        if (!same && !rotated)
             why = "exists with this input's size and time, but not its content "
                   "(--verify-existing)";
     }
+    const int dir = fd >= 0 && S_ISDIR(sb.st_mode);
     if (fd >= 0)
         close(fd);
     if (same) {
@@ -429,7 +450,10 @@ static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_
         return 1;
     }
     res->culprit = res->output;
-    dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "%s (use --force to replace it)", why);
+    if (dir)
+        dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "a directory is in the way of the output");
+    else
+        dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "%s (use --force to replace it)", why);
     return -1;
 }
 
@@ -441,13 +465,14 @@ static void done_meanwhile(const cli_opts *o, const cli_entry *e, int out_sealed
                            cli_result *res)
 {
     struct stat now;
+    dcmseal_header_info info;
     uint64_t plain;
     int fd = openat(cli_dir_fd(e->dir), e->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return;
-    if (!o->verify_existing && fstat(fd, &now) == 0 &&
+    if (!o->verify_existing && same_size(fd, out_sealed, res->fd, &res->sb, &now, &info, &plain) &&
         (now.st_dev != res->sb.st_dev || now.st_ino != res->sb.st_ino) &&
-        same_size_and_time(fd, out_sealed, res->fd, &res->sb, &plain)) {
+        same_time(now.st_mtim, res->sb.st_mtim)) {
         res->outcome = CLI_SKIPPED;
         res->reason = "done meanwhile by another run";
         res->bytes = plain;
@@ -713,7 +738,7 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
 
 /* ---- Commands ----------------------------------------------------------------- */
 
-int cli_cmd_encrypt(int argc, char **argv)
+int cli_cmd_encrypt(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "encrypt",
                                       .done = "encrypted",
@@ -722,49 +747,43 @@ int cli_cmd_encrypt(int argc, char **argv)
                                       .counts_bytes = 1,
                                       .one = encrypt_one,
                                       .finish = encrypt_finish};
-    cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
+    int rc;
     read_umask();
-    int rc = cli_parse(&o, argc, argv,
-                       OPT_BATCH | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT | OPT_SEGMENT |
-                           OPT_OAEP | OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING |
-                           OPT_CONCEAL);
-    if (rc != EX_OK)
-        return rc;
-    if (o.conceal && (!o.recursive || o.out == NULL || o.in_place))
+    if (o->conceal && (!o->recursive || o->out == NULL || o->in_place))
         return cli_usage_error("encrypt: --conceal-names takes -r SRC -o DST");
-    if (o.recursive || o.in_place)
-        return o.nargs < 1 ? cli_usage_error("encrypt: no input") : cli_batch_run(&cmd, &o);
-    if (o.verify_existing)
+    if (o->recursive || o->in_place)
+        return o->nargs < 1 ? cli_usage_error("encrypt: no input") : cli_batch_run(&cmd, o);
+    if (o->verify_existing)
         return cli_usage_error("encrypt: --verify-existing is for -r and --in-place");
-    if (o.nargs != 1 || o.out == NULL)
+    if (o->nargs != 1 || o->out == NULL)
         return cli_usage_error("encrypt takes one input and -o OUTPUT (or -r, --in-place)");
-    if ((rc = ring_open(&r, &o, 1, o.args[0])) != EX_OK)
+    if ((rc = cli_ring_open(&r, o, 1, o->args[0])) != EX_OK)
         return rc;
     const dcmseal_seal_opts so = {
         .keyring = dcmseal_token_ring_get0_keyring(r.ring),
-        .segment_size = o.segment_size,
-        .strict = o.strict,
+        .segment_size = o->segment_size,
+        .strict = o->strict,
     };
-    rc = run_single(o.args[0], o.out, o.force, seal_fn, (void *)&so, &rep);
+    rc = run_single(o->args[0], o->out, o->force, seal_fn, (void *)&so, &rep);
     if (rc == EX_OK) {
         if (!rep.is_dicom)
-            fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o.args[0],
+            fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o->args[0],
                     rep.not_dicom_reason);
         else if (rep.notice[0] != '\0')
-            fprintf(stderr, "dcmseal: %s: encrypted (DICOM); note: %s\n", o.args[0],
+            fprintf(stderr, "dcmseal: %s: encrypted (DICOM); note: %s\n", o->args[0],
                     rep.notice);
-        say_unproven(o.args[0], &rep, 1);
-        say_single(o.args[0], &rep,
-                   o.oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
+        say_unproven(o->args[0], &rep, 1);
+        say_single(o->args[0], &rep,
+                   o->oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
                        ? " (fallback: the token refused SHA-256)" : "");
     }
-    ring_close(&r);
+    cli_ring_close(&r);
     return rc;
 }
 
-int cli_cmd_decrypt(int argc, char **argv)
+int cli_cmd_decrypt(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "decrypt",
                                       .done = "decrypted",
@@ -772,185 +791,36 @@ int cli_cmd_decrypt(int argc, char **argv)
                                       .counts_bytes = 1,
                                       .one = decrypt_one,
                                       .finish = decrypt_finish};
-    cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
+    int rc;
     read_umask();
-    int rc = cli_parse(&o, argc, argv,
-                       OPT_BATCH | OPT_OUT | OPT_FORCE | OPT_IN_PLACE | OPT_FOLLOW |
-                           OPT_VERIFY_EXISTING);
-    if (rc != EX_OK)
-        return rc;
-    if (o.recursive || o.in_place)
-        return o.nargs < 1 ? cli_usage_error("decrypt: no input") : cli_batch_run(&cmd, &o);
-    if (o.verify_existing)
+    if (o->recursive || o->in_place)
+        return o->nargs < 1 ? cli_usage_error("decrypt: no input") : cli_batch_run(&cmd, o);
+    if (o->verify_existing)
         return cli_usage_error("decrypt: --verify-existing is for -r and --in-place");
-    if (o.nargs != 1 || o.out == NULL)
+    if (o->nargs != 1 || o->out == NULL)
         return cli_usage_error("decrypt takes one input and -o OUTPUT (or -r, --in-place)");
-    if ((rc = ring_open(&r, &o, 0, o.args[0])) != EX_OK)
+    if ((rc = cli_ring_open(&r, o, 0, o->args[0])) != EX_OK)
         return rc;
-    rc = run_single(o.args[0], o.out, o.force, open_fn,
+    rc = run_single(o->args[0], o->out, o->force, open_fn,
                     (void *)dcmseal_token_ring_get0_keyring(r.ring), &rep);
     if (rc == EX_OK) {
-        say_unproven(o.args[0], &rep, 0);
-        say_single(o.args[0], &rep, "");
+        say_unproven(o->args[0], &rep, 0);
+        say_single(o->args[0], &rep, "");
     }
-    ring_close(&r);
+    cli_ring_close(&r);
     return rc;
 }
 
-int cli_cmd_verify(int argc, char **argv)
+int cli_cmd_verify(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "verify",
                                       .done = "verified",
                                       .skipped = "",
                                       .counts_bytes = 1,
                                       .one = verify_one};
-    cli_opts o;
-    int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_FOLLOW);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs < 1)
+    if (o->nargs < 1)
         return cli_usage_error("verify takes one or more files");
-    return cli_batch_run(&cmd, &o);
-}
-
-static const char *slot_state(int s) { return s == 1 ? "valid" : s == 0 ? "empty" : "damaged"; }
-
-/* "2024-01-31T12:00:00.123456789Z" */
-static void iso_time(char *buf, size_t cap, int64_t sec, uint32_t nsec)
-{
-    struct tm tm;
-    time_t t = (time_t)sec;
-    char day[32] = "?";
-    if (gmtime_r(&t, &tm) != NULL)
-        strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, cap, "%s.%09uZ", day, (unsigned)nsec);
-}
-
-/* With --token, the object is opened (origin proof checked, DEK unwrapped,
- * metadata block opened) without decrypting the payload: |info| then says
- * VERIFIED or NONE, and |meta| holds the original name of a concealed
- * object. */
-static int inspect_open(const cli_opts *o, const char *path, dcmseal_header_info *info,
-                        dcmseal_meta *meta, int *has_meta, char label[33])
-{
-    dcmseal_error err;
-    cli_ring r;
-    dcmseal_reader_t *rd = NULL;
-    int rc = ring_open(&r, o, 0, path);
-    if (rc != EX_OK)
-        return rc;
-    snprintf(label, 33, "%s", dcmseal_token_get0_label(r.tok.token));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "dcmseal: %s: cannot open: %s\n", path, strerror(errno));
-        rc = EX_IOERR;
-    } else if (dcmseal_reader_open(&rd, fd, dcmseal_token_ring_get0_keyring(r.ring), &err) !=
-               DCMSEAL_OK) {
-        rc = cli_report(path, &err);
-    } else {
-        *info = *dcmseal_reader_get0_header(rd);
-        const dcmseal_meta *m = dcmseal_reader_get0_meta(rd);
-        *has_meta = m != NULL;
-        if (m != NULL)
-            *meta = *m;
-    }
-    dcmseal_reader_free(rd);
-    if (fd >= 0)
-        close(fd);
-    ring_close(&r);
-    return rc;
-}
-
-int cli_cmd_inspect(int argc, char **argv)
-{
-    cli_opts o;
-    dcmseal_error err;
-    dcmseal_header_info h;
-    dcmseal_meta meta;
-    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
-    uint64_t plain = 0;
-    struct stat sb;
-    char when[64] = "", label[33] = "";
-    int opened = 0, has_meta = 0;
-    int rc = cli_parse(&o, argc, argv, OPT_JSON | OPT_TOKEN);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs != 1)
-        return cli_usage_error("inspect takes one file");
-    const char *path = o.args[0];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "dcmseal: %s: cannot open: %s\n", path, strerror(errno));
-        return EX_IOERR;
-    }
-    ssize_t n = pread(fd, pre, sizeof pre, 0);
-    int ok = n >= 0 && fstat(fd, &sb) == 0;
-    close(fd);
-    if (!ok) {
-        fprintf(stderr, "dcmseal: %s: read failed: %s\n", path, strerror(errno));
-        return EX_IOERR;
-    }
-    if (dcmseal_header_inspect(&h, pre, (size_t)n, &err) != DCMSEAL_OK ||
-        dcmseal_object_plaintext_size(&plain, &h, (uint64_t)sb.st_size, &err) != DCMSEAL_OK)
-        return cli_report(path, &err);
-    if (o.token != NULL) {
-        if ((rc = inspect_open(&o, path, &h, &meta, &has_meta, label)) != EX_OK)
-            return rc;
-        opened = 1;
-        if (has_meta)
-            iso_time(when, sizeof when, meta.mtime_sec, meta.mtime_nsec);
-    }
-    FILE *f = stdout;
-    if (o.json) {
-        fputs("{\"file\":", f);
-        cli_json_string(f, path);
-        fprintf(f, ",\"format_version\":%u,\"origin\":\"%s\",\"concealed\":%s", h.version,
-                cli_origin_name(h.origin), h.has_meta ? "true" : "false");
-        if (has_meta) {
-            fputs(",\"original\":{\"path\":", f);
-            cli_json_string(f, meta.path);
-            fprintf(f, ",\"mode\":\"%04o\",\"mtime\":\"%s\"}", (unsigned)meta.mode, when);
-        }
-        fprintf(f, ",\"kind\":\"%s\",\"key\":{\"name\":", h.is_dicom ? "dicom" : "opaque");
-        cli_json_string(f, h.wrap.kek_name);
-        fprintf(f, ",\"version\":%u,\"oaep\":\"%s\",\"fingerprint\":\"", h.wrap.kek_version,
-                dcmseal_oaep_name(h.wrap.oaep));
-        cli_hex(f, h.wrap.kek_fingerprint, sizeof h.wrap.kek_fingerprint);
-        fprintf(f, "\"},\"slot\":{\"active\":%d,\"generation\":%llu,\"other\":\"%s\"},"
-                   "\"segment_size\":%u,\"plain_bytes\":%llu,\"sealed_bytes\":%llu}\n",
-                h.active_slot, (unsigned long long)h.generation,
-                slot_state(h.other_slot_state), h.segment_size, (unsigned long long)plain,
-                (unsigned long long)sb.st_size);
-    } else {
-        fprintf(f, "file:            %s\n", path);
-        fprintf(f, "format:          dcmseal v%u\n", h.version);
-        if (h.origin == DCMSEAL_ORIGIN_VERIFIED)
-            fprintf(f, "origin proof:    verified in token '%s'\n", label);
-        else if (h.origin == DCMSEAL_ORIGIN_PRESENT)
-            fputs("origin proof:    present, not checked (--token checks it)\n", f);
-        else
-            fprintf(f, "origin proof:    none (format v1%s)\n",
-                    opened ? "; accepted: the key does not require one" : "");
-        if (has_meta)
-            fprintf(f, "original name:   %s (mode %04o, modified %s)\n", meta.path,
-                    (unsigned)meta.mode, when);
-        else if (h.has_meta)
-            fputs("name:            concealed; the original is in the encrypted metadata "
-                  "(--token shows it)\n", f);
-        fprintf(f, "object:          %s\n",
-                h.is_dicom ? "DICOM (identity bound)" : "opaque (no DICOM identity)");
-        fprintf(f, "key:             %s v%u\n", h.wrap.kek_name, h.wrap.kek_version);
-        fputs("key fingerprint: sha256:", f);
-        cli_hex(f, h.wrap.kek_fingerprint, sizeof h.wrap.kek_fingerprint);
-        fprintf(f, "\nwrap mechanism:  RSA-OAEP %s\n", dcmseal_oaep_name(h.wrap.oaep));
-        fprintf(f, "key slot:        %c, generation %llu (other slot %s)\n",
-                'A' + h.active_slot, (unsigned long long)h.generation,
-                slot_state(h.other_slot_state));
-        fprintf(f, "segment size:    %u\n", h.segment_size);
-        fprintf(f, "plain size:      %llu\n", (unsigned long long)plain);
-        fprintf(f, "sealed size:     %llu\n", (unsigned long long)sb.st_size);
-    }
-    return EX_OK;
+    return cli_batch_run(&cmd, o);
 }

@@ -120,7 +120,11 @@ static CK_RV list_op(dcmseal_session_t *s, void *arg)
         dcmseal_kek_info *k = &c->keys[c->n++];
         kek_describe(k, o, label, v);
         if ((rv = kek_min_read(s, label, &k->min_version, NULL, NULL)) == CKR_OK &&
-            (rv = hmac_key_find(s, label, v, &h)) == CKR_OK)
+            (rv = kek_retention_read(s, label, &k->retention_days, &k->purge_protection,
+                                     &k->purge_locked)) == CKR_OK &&
+            !k->enabled)
+            rv = kek_disabled_read(s, label, v, &k->disabled_at);
+        if (rv == CKR_OK && (rv = hmac_key_find(s, label, v, &h)) == CKR_OK)
             rv = origin_policy_read(s, label, &k->require_origin, NULL, NULL);
         k->has_origin = h != CK_INVALID_HANDLE;
         k->weak |= rv == CKR_OK ? origin_weak(s, h) : 0;

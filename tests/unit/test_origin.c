@@ -74,6 +74,26 @@ static CK_ULONG raw_count(CK_OBJECT_CLASS cls, const char *label, const char *id
     return n;
 }
 
+/* The require-origin policy objects of |label| (other CKO_DATA objects,
+ * such as the record of when a version was disabled, share the label). */
+static CK_ULONG raw_policies(const char *label)
+{
+    static const char app[] = "dcmseal-origin-policy";
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_LABEL, (void *)label, strlen(label)},
+        {CKA_APPLICATION, (void *)app, sizeof app - 1},
+    };
+    CK_OBJECT_HANDLE hs[16];
+    CK_ULONG n = 0;
+    if (raw->C_FindObjectsInit(raw_h, t, 3) == CKR_OK) {
+        raw->C_FindObjects(raw_h, hs, 16, &n);
+        raw->C_FindObjectsFinal(raw_h);
+    }
+    return n;
+}
+
 static CK_OBJECT_HANDLE raw_secret(const char *label, const char *id)
 {
     CK_OBJECT_HANDLE h;
@@ -188,7 +208,7 @@ static void test_template(dcmseal_session_t *s)
     int req = 0;
     EXPECT(dcmseal_kek_get_require_origin(s, "alpha", &req, &err), DCMSEAL_OK, err, "policy");
     CHECK(req == 1, "a new name requires origin");
-    CHECK(raw_count(CKO_DATA, "alpha", NULL, NULL) == 1, "one policy object");
+    CHECK(raw_policies("alpha") == 1, "one policy object");
 }
 
 static void test_proofs(dcmseal_session_t *s)
@@ -259,7 +279,7 @@ static void test_lifecycle(dcmseal_session_t *s)
     CHECK(raw_secret("alpha", "dcmseal-origin:alpha:v1") == CK_INVALID_HANDLE,
           "the origin key goes with its version");
     CHECK(raw_secret("alpha", "dcmseal-names:alpha") != CK_INVALID_HANDLE &&
-              raw_count(CKO_DATA, "alpha", NULL, NULL) == 1,
+              raw_policies("alpha") == 1,
           "the name's keys stay while a version is left");
     EXPECT(dcmseal_kek_destroy(s, "alpha", 2, &err), DCMSEAL_OK, err, "destroy v2");
     CHECK(raw_count(CKO_SECRET_KEY, "alpha", NULL, NULL) == 0 &&
@@ -325,12 +345,12 @@ static void test_upgrade(dcmseal_session_t *s)
     int req = -1;
     EXPECT(dcmseal_kek_set_require_origin(s, "legacy", 1, &err), DCMSEAL_OK, err, "require");
     EXPECT(dcmseal_kek_set_require_origin(s, "legacy", 1, &err), DCMSEAL_OK, err, "again");
-    CHECK(raw_count(CKO_DATA, "legacy", NULL, NULL) == 1, "idempotent: one object");
+    CHECK(raw_policies("legacy") == 1, "idempotent: one object");
     EXPECT(dcmseal_kek_get_require_origin(s, "legacy", &req, &err), DCMSEAL_OK, err, "get");
     CHECK(req == 1, "required");
     EXPECT(dcmseal_kek_set_require_origin(s, "legacy", 0, &err), DCMSEAL_OK, err, "clear");
     EXPECT(dcmseal_kek_get_require_origin(s, "legacy", &req, &err), DCMSEAL_OK, err, "get");
-    CHECK(req == 0 && raw_count(CKO_DATA, "legacy", NULL, NULL) == 0, "cleared");
+    CHECK(req == 0 && raw_policies("legacy") == 0, "cleared");
     EXPECT(dcmseal_kek_set_require_origin(s, "nosuch", 1, &err), DCMSEAL_E_KEY, err,
            "policy of no key");
     /* Two policy objects (a change cut short, or planted by someone with
