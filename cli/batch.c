@@ -69,6 +69,7 @@ typedef struct batch {
     cli_dir *out_root;
     pthread_mutex_t dirs_lock;
     struct made_dir *dirs[1024];
+    size_t ndirs; /* in |dirs|, each holding a descriptor: at most DIRS_HELD */
     /* The lines on stdout (verify's OK lines) come in walk order, whatever
      * order the workers finish in: each entry's line (or NULL) waits in
      * |told| at its seq until every earlier one is out. The walk waits
@@ -87,6 +88,11 @@ typedef struct made_dir {
 } made_dir;
 
 #define TOLD_WINDOW 4096
+/* Folders cli_batch_out_dir keeps open between files. A concealed tree has
+ * up to 65,792 fan-out folders and a restored one as many as its source:
+ * the table is emptied when full rather than letting descriptors run out.
+ * Files in flight hold their own references. */
+#define DIRS_HELD 128
 
 static double seconds_since(const struct timespec *t0)
 {
@@ -390,7 +396,8 @@ static int visit(const cli_entry *e, void *ctx)
          * hides. Restoring one makes no fan-out folder: an output whose
          * input's folder was not mirrored makes the folders it goes into
          * (cli_batch_out_dir). */
-        if (e->rel[0] != '\0' && (b->o->conceal || (!b->cmd->wrap && cli_fanout_dir(e->rel, cli_dir_fd(e->self))))) {
+        if (e->rel[0] != '\0' &&
+            (b->o->conceal || (!b->cmd->wrap && cli_fanout_dir(e->rel, cli_dir_fd(e->self))))) {
             tell_nothing(b, e->seq);
             return EX_OK;
         }
@@ -528,6 +535,28 @@ static size_t path_slot(const char *path)
     return h % 1024;
 }
 
+/* Drops the folders held (not DST's own): a later file that needs one opens
+ * it again, without following links. */
+static void out_dirs_drop(batch *b)
+{
+    for (size_t i = 0; i < sizeof b->dirs / sizeof b->dirs[0]; i++) {
+        for (made_dir *d = b->dirs[i], *next; d != NULL; d = next) {
+            next = d->next;
+            cli_dir_unref(d->dir);
+            free(d);
+        }
+        b->dirs[i] = NULL;
+    }
+    b->ndirs = 0;
+}
+
+static void out_dirs_free(batch *b)
+{
+    out_dirs_drop(b);
+    cli_dir_unref(b->out_root);
+    b->out_root = NULL;
+}
+
 int cli_batch_out_dir(cli_dir **out, const cli_worker *w, const char *dirs)
 {
     batch *b = w->batch;
@@ -551,6 +580,8 @@ int cli_batch_out_dir(cli_dir **out, const cli_worker *w, const char *dirs)
         while (d != NULL && strcmp(d->path, prefix) != 0)
             d = d->next;
         if (d == NULL) {
+            if (b->ndirs >= DIRS_HELD)
+                out_dirs_drop(b); /* |at| is our own reference; *slot is now NULL */
             if ((d = malloc(sizeof *d + i + n + 1)) == NULL) {
                 err = ENOMEM;
                 break;
@@ -562,6 +593,7 @@ int cli_batch_out_dir(cli_dir **out, const cli_worker *w, const char *dirs)
             memcpy(d->path, prefix, i + n + 1);
             d->next = *slot;
             *slot = d;
+            b->ndirs++;
         }
         cli_dir_unref(at);
         at = cli_dir_ref(d->dir);
@@ -576,19 +608,6 @@ int cli_batch_out_dir(cli_dir **out, const cli_worker *w, const char *dirs)
     return 0;
 }
 
-static void out_dirs_free(batch *b)
-{
-    for (size_t i = 0; i < sizeof b->dirs / sizeof b->dirs[0]; i++) {
-        for (made_dir *d = b->dirs[i], *next; d != NULL; d = next) {
-            next = d->next;
-            cli_dir_unref(d->dir);
-            free(d);
-        }
-        b->dirs[i] = NULL;
-    }
-    cli_dir_unref(b->out_root);
-    b->out_root = NULL;
-}
 
 const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token)
 {

@@ -11,7 +11,8 @@
 #  - decrypt -r restores the original tree byte for byte, with names, modes
 #    and modification times, and makes no fan-out folder;
 #  - a symbolic link planted in DST where a fan-out folder or a restored
-#    folder goes is not followed.
+#    folder goes is not followed;
+#  - a tree of 1200 folders goes both ways under ulimit -n 1024.
 #   conceal.sh DCMSEAL CORPUS_DIR
 DCMSEAL=$1
 CORPUS=$2
@@ -156,6 +157,20 @@ ln -s "$outside" "$tmp/planted2/$top"
 expect 74 "decrypt -r with a link in place of a restored folder" "$DCMSEAL" decrypt -r "$enc" -o "$tmp/planted2"
 check "those files fail, naming the folder" grep -q "$tmp/planted2/$top/.*cannot create its folder: Not a directory" "$tmp/err"
 check "nothing written through either link" [ -z "$(ls -A "$outside")" ]
+
+# ---- many folders, few descriptors --------------------------------------------------
+# 1200 files, each in a folder of its own: about as many fan-out folders to
+# encrypt into and as many original folders to restore, under a limit of 1024
+# open files (what a plain -r of the same tree needs fits). The folders made
+# are not all held open at once.
+many=$tmp/many
+for i in $(seq 1 1200); do mkdir -p "$many/s$i" && printf 'file %s\n' "$i" > "$many/s$i/f"; done
+expect 0 "encrypt 1200 folders concealed, ulimit -n 1024" \
+    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" encrypt -q -r "$many" -o "$tmp/many.enc" --conceal-names
+check "all 1200 encrypted" [ "$(find "$tmp/many.enc" -type f | wc -l)" -eq 1200 ]
+expect 0 "and restored, ulimit -n 1024" \
+    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" decrypt -q -r "$tmp/many.enc" -o "$tmp/many.out"
+check "the same tree" diff -r "$many" "$tmp/many.out"
 
 # ---- usage ------------------------------------------------------------------------------
 expect 64 "--conceal-names without -r" "$DCMSEAL" encrypt "$orig" -o "$tmp/x" --conceal-names
