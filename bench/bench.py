@@ -868,8 +868,12 @@ class Bench:
                 None, "(limit)")
             # What rewrap asks of the token: in-token rewrap, the limit of
             # rewrap -r (SoftHSM runs it on the same cores).
-            intoken = f"loop.kek{bits}.rewrap-in-token"
-            row("4", f"RSA-{bits}: in-token rewrap loop", self.med(intoken), "obj/s",
+            # A token that refuses it (openCryptoki 3.8.1): rewrap -r goes
+            # through host memory, whose loop is then its limit.
+            intoken, limit = f"loop.kek{bits}.rewrap-in-token", "in-token rewrap loop"
+            if not self.samples.get(intoken):
+                intoken, limit = f"loop.kek{bits}.rewrap-host", "host rewrap loop"
+            row("4", f"RSA-{bits}: {limit}", self.med(intoken), "obj/s",
                 "C_Decrypt loop", self.ratio(intoken, loop), "(limit of rewrap)")
             # Format v2: a reader also checks each object's origin proof in
             # the token, so decrypt's limit is unwrap + check on the same
@@ -883,8 +887,7 @@ class Bench:
             # The archive's decrypt -r has no target: its bytes (about
             # a few hundred KiB an object) cost more than its unwraps (RESULTS.md).
             for key, what, ref, refname, target in (
-                    (f"{pre}.rewrap", f"rewrap -r, {N} jobs", intoken, "in-token rewrap loop",
-                     0.90),
+                    (f"{pre}.rewrap", f"rewrap -r, {N} jobs", intoken, limit, 0.90),
                     (f"{pre}.decrypt", f"decrypt -r, {N} jobs", dec_ref, dec_name, None),
                     (f"small{bits}.decrypt", f"decrypt -r, {N} jobs, small files", dec_ref,
                      dec_name, 0.85)):
@@ -900,7 +903,7 @@ class Bench:
             cpu = f"{pre}.rewrap.cpu.per"
             self.samples[cpu] = [c / n for c in self.samples[f"{pre}.rewrap.cpu"]]
             row("4", f"RSA-{bits}: rewrap -r, CPU ms per object", self.med(cpu) * 1e3, "ms",
-                "in-token rewrap loop", self.ratio(cpu, f"{intoken}.cpu", invert=True),
+                limit, self.ratio(cpu, f"{intoken}.cpu", invert=True),
                 "(same, by CPU)")
 
     def rows_origin(self, row):
