@@ -54,6 +54,20 @@ static int raw_open(void)
     return rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN;
 }
 
+/* The objects that match |t| (|n| attributes), the first in |*first|. */
+static CK_ULONG raw_find(CK_ATTRIBUTE *t, CK_ULONG n_attrs, CK_OBJECT_HANDLE *first)
+{
+    CK_OBJECT_HANDLE hs[16];
+    CK_ULONG n = 0;
+    if (raw->C_FindObjectsInit(raw_h, t, n_attrs) == CKR_OK) {
+        raw->C_FindObjects(raw_h, hs, 16, &n);
+        raw->C_FindObjectsFinal(raw_h);
+    }
+    if (first != NULL)
+        *first = n > 0 ? hs[0] : CK_INVALID_HANDLE;
+    return n;
+}
+
 /* Every object of |cls| labelled |label| with CKA_ID |id| (NULL: any). */
 static CK_ULONG raw_count(CK_OBJECT_CLASS cls, const char *label, const char *id,
                           CK_OBJECT_HANDLE *first)
@@ -63,15 +77,7 @@ static CK_ULONG raw_count(CK_OBJECT_CLASS cls, const char *label, const char *id
         {CKA_LABEL, (void *)label, strlen(label)},
         {CKA_ID, (void *)id, id ? strlen(id) : 0},
     };
-    CK_OBJECT_HANDLE hs[16];
-    CK_ULONG n = 0;
-    if (raw->C_FindObjectsInit(raw_h, t, id ? 3 : 2) == CKR_OK) {
-        raw->C_FindObjects(raw_h, hs, 16, &n);
-        raw->C_FindObjectsFinal(raw_h);
-    }
-    if (first != NULL)
-        *first = n > 0 ? hs[0] : CK_INVALID_HANDLE;
-    return n;
+    return raw_find(t, id ? 3 : 2, first);
 }
 
 /* The require-origin policy objects of |label| (other CKO_DATA objects,
@@ -85,13 +91,7 @@ static CK_ULONG raw_policies(const char *label)
         {CKA_LABEL, (void *)label, strlen(label)},
         {CKA_APPLICATION, (void *)app, sizeof app - 1},
     };
-    CK_OBJECT_HANDLE hs[16];
-    CK_ULONG n = 0;
-    if (raw->C_FindObjectsInit(raw_h, t, 3) == CKR_OK) {
-        raw->C_FindObjects(raw_h, hs, 16, &n);
-        raw->C_FindObjectsFinal(raw_h);
-    }
-    return n;
+    return raw_find(t, 3, NULL);
 }
 
 static CK_OBJECT_HANDLE raw_secret(const char *label, const char *id)
