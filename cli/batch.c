@@ -490,6 +490,7 @@ static int work(const cli_entry *e, void *worker)
         return EX_OK;
     }
     record(b, &j->e, &j->r);
+    cli_dir_unref(j->r.out_dir); /* the folder of an output not written */
     cli_dir_unref(j->e.dir);
     free(j);
     return EX_OK;

@@ -405,8 +405,9 @@ typedef struct cli_result {
      * opened (decrypt, verify): --report lists it beside both names. */
     char original[DCMSEAL_META_PATH_MAX + 1];
     /* An output that does not go to the copy of its input's folder (see
-     * cli_batch_out_dir): that folder (a reference, which tree_finish or the
-     * command drops) and the output's name in it. */
+     * cli_batch_out_dir): that folder (a reference, which tree_finish drops,
+     * or the batch when the file is not written) and the output's name in
+     * it. */
     cli_dir *out_dir;
     char out_name[NAME_MAX + 1];
     dcmseal_error err;         /* FAILED */

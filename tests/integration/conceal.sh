@@ -168,6 +168,10 @@ for i in $(seq 1 1200); do mkdir -p "$many/s$i" && printf 'file %s\n' "$i" > "$m
 expect 0 "encrypt 1200 folders concealed, ulimit -n 1024" \
     bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" encrypt -q -r "$many" -o "$tmp/many.enc" --conceal-names
 check "all 1200 encrypted" [ "$(find "$tmp/many.enc" -type f | wc -l)" -eq 1200 ]
+# Skipped files hold no folder either.
+expect 0 "a re-run skips them all, ulimit -n 1024" \
+    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" encrypt -r "$many" -o "$tmp/many.enc" --conceal-names
+check "1200 skipped" grep -q "encrypt: 1200 files: 0 encrypted, 1200 skipped" "$tmp/err"
 expect 0 "and restored, ulimit -n 1024" \
     bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" decrypt -q -r "$tmp/many.enc" -o "$tmp/many.out"
 check "the same tree" diff -r "$many" "$tmp/many.out"
