@@ -44,6 +44,7 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         {{"shard", required_argument, NULL, 'H'}, OPT_SHARD},
         {{"follow-symlinks", no_argument, NULL, 'L'}, OPT_FOLLOW},
         {{"verify-existing", no_argument, NULL, 'E'}, OPT_VERIFY_EXISTING},
+        {{"durability", required_argument, NULL, 'D'}, OPT_DURABILITY},
     };
     struct option longopts[sizeof table / sizeof table[0] + 1];
     size_t n = 0;
@@ -80,6 +81,12 @@ int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed)
         case 'q': o->quiet = 1; break;
         case 'L': o->follow = 1; break;
         case 'E': o->verify_existing = 1; break;
+        case 'D':
+            if (strcmp(optarg, "file") != 0 && strcmp(optarg, "group") != 0)
+                return cli_usage_error("--durability %s: use group or file", optarg);
+            o->durability_set = 1;
+            o->durability_file = strcmp(optarg, "file") == 0;
+            break;
         case 'H': {
             const char *slash = strchr(optarg, '/');
             char k[16];

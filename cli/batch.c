@@ -24,7 +24,7 @@
  * fsyncs together: on ext4 16 threads flushed 1,000 files of 256 KiB
  * in 0.7 ms a file, one thread in 5 ms. The queue bounds how many files
  * (each an open input and output) wait at once. */
-#define FINISHERS 16
+#define FINISHERS 64
 #define FINISH_QUEUE 32
 
 /* A file on its way through a worker and perhaps a finisher. */

@@ -40,6 +40,7 @@ enum {
     OPT_SHARD = 1 << 16,
     OPT_FOLLOW = 1 << 17,
     OPT_VERIFY_EXISTING = 1 << 18,
+    OPT_DURABILITY = 1 << 19,
     /* What every command over many files takes. */
     OPT_BATCH = OPT_TOKEN | OPT_RECURSIVE | OPT_JOBS | OPT_REPORT | OPT_QUIET | OPT_SHARD,
 };
@@ -48,6 +49,8 @@ typedef struct cli_opts {
     const char *token, *key, *out, *archive, *report;
     int force, strict, json, recursive, in_place, quiet, follow;
     int verify_existing; /* skip an existing output only once its content is checked */
+    int durability_set, durability_file; /* --durability given; "file": each
+                                          * output flushed on its own */
     uint32_t shard_k, shard_n; /* --shard K/N; shard_n 0: not given */
     uint32_t to_version;
     int jobs; /* 0: not given */
