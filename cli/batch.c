@@ -26,6 +26,9 @@
  * (each an open input and output) wait at once. */
 #define FINISHERS 64
 #define FINISH_QUEUE 32
+/* A command may ask for more (cli_batch_cmd.finishers): rewrap's group
+ * commit flushes as many objects at once as there are finishers waiting. */
+#define FINISHERS_MAX 128
 
 /* A file on its way through a worker and perhaps a finisher. */
 typedef struct job {
@@ -533,15 +536,18 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     }
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.finished_cond, NULL);
-    pthread_t finishers[FINISHERS];
+    pthread_t finishers[FINISHERS_MAX];
     int nfinishers = 0;
-    if (cli_queue_init(&b.finishing, FINISH_QUEUE) != EX_OK) {
+    const int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
+                                   ? cmd->finishers : FINISHERS;
+    if (cli_queue_init(&b.finishing, FINISH_QUEUE * (size_t)want_finishers / FINISHERS) !=
+        EX_OK) {
         rc = EX_OSERR;
         goto out_lock;
     }
     /* Without finishers a pending file would wait forever: one at least. */
     if (cmd->finish != NULL) {
-        while (nfinishers < FINISHERS &&
+        while (nfinishers < want_finishers &&
                pthread_create(&finishers[nfinishers], NULL, finisher_main, &b) == 0)
             nfinishers++;
         if (nfinishers == 0) {

@@ -61,6 +61,12 @@ typedef struct cli_opts {
     int nargs;
 } cli_opts;
 
+/* Keeps the process's secrets in it (cli/protect.c): no core dumps, not
+ * dumpable, OpenSSL's secure heap for key material. Call first in main.
+ * Returns 0, 1 when the secure heap could not be locked in memory, or -1
+ * (reported) when the process cannot be protected. */
+int cli_protect_process(void);
+
 /* Parses argv[1..] of a command; returns EX_OK or EX_USAGE (reported). */
 int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed);
 
@@ -273,6 +279,9 @@ typedef struct cli_batch_cmd {
     /* For a result |one| left pending: completes it, on a finisher thread,
      * and closes |res->fd|. NULL when |one| never leaves one. */
     void (*finish)(const cli_opts *o, const cli_entry *e, cli_result *res);
+    /* Finisher threads (0: 16, at most 128); as many results may wait in
+     * |finish| at once, and twice as many in the queue before them. */
+    int finishers;
 } cli_batch_cmd;
 
 /* One worker thread's own token session and key ring. */

@@ -11,11 +11,42 @@
 
 #include "cli.h"
 
+/* The protections a version lacks (dcmseal_kek_info.weak), as `key list`
+ * names them. */
+static const struct {
+    unsigned bit;
+    const char *name;
+} weak_names[] = {
+    {DCMSEAL_KEK_WEAK_SHARED_ID, "shared-id"},
+    {DCMSEAL_KEK_WEAK_MECHANISMS, "any-mechanism"},
+    {DCMSEAL_KEK_WEAK_SIGN, "may-sign"},
+    {DCMSEAL_KEK_WEAK_PUBLIC, "public-half-open"},
+    {DCMSEAL_KEK_NO_PUBLIC, "no-public-half"},
+};
+
+/* "a,b" (text) or "\"a\",\"b\"" (json) of |weak|. */
+static void print_weak(FILE *f, unsigned weak, int json)
+{
+    const char *sep = "";
+    for (size_t i = 0; i < sizeof weak_names / sizeof weak_names[0]; i++) {
+        if (!(weak & weak_names[i].bit))
+            continue;
+        fprintf(f, json ? "%s\"%s\"" : "%s%s", sep, weak_names[i].name);
+        sep = ",";
+    }
+}
+
 static void print_created(const cli_token *t, const dcmseal_kek_info *k)
 {
     printf("key '%s' v%u, RSA-%u, sha256:", k->name, k->version, k->bits);
     cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
     printf(", is now primary on token '%s'\n", dcmseal_token_get0_label(t->token));
+    if (k->weak) {
+        fprintf(stderr, "dcmseal: %s: note: token '%s' refused part of dcmseal's key template; "
+                        "this version lacks: ", k->name, dcmseal_token_get0_label(t->token));
+        print_weak(stderr, k->weak, 0);
+        fputs(" (`dcmseal hsm-check` shows what the token enforces)\n", stderr);
+    }
 }
 
 /* key create NAME / key rotate NAME */
@@ -91,12 +122,21 @@ static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int
                "\"fingerprint\":\"", k->version, k->bits, k->enabled ? "enabled" : "disabled",
                k->primary ? "true" : "false", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf("\",\"min_decryption_version\":%u}", k->min_version);
+        printf("\",\"min_decryption_version\":%u,\"weak\":[", k->min_version);
+        print_weak(stdout, k->weak, 1);
+        fputs("]}", stdout);
     } else {
         printf("%-20s v%-3u RSA-%u  %-8s %-7s oaep:%-6s sha256:", k->name, k->version, k->bits,
                k->enabled ? "enabled" : "disabled", k->primary ? "primary" : "", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf(" min:%u\n", k->min_version);
+        printf(" min:%u", k->min_version);
+        /* Versions made before this dcmseal, or on a token that refused
+         * part of the template: they work, with less protection. */
+        if (k->weak) {
+            fputs(" weak:", stdout);
+            print_weak(stdout, k->weak, 0);
+        }
+        putchar('\n');
     }
 }
 
@@ -160,10 +200,18 @@ out:
 typedef struct depends {
     const char *name;
     uint32_t version;
-    unsigned long count;
+    unsigned long count;  /* objects whose active slot names the version */
+    unsigned long other;  /* and whose other slot does (a rewrap that did not
+                             finish, or made by dcmseal before 0.2) */
 } depends;
 
-/* Counts the objects whose active slot names the key version. A file that
+static int names(const dcmseal_wrap_meta *m, const depends *d)
+{
+    return m->kek_version == d->version && strcmp(m->kek_name, d->name) == 0;
+}
+
+/* Counts the objects with a slot that names the key version: the active one,
+ * or the other one, which still holds the DEK wrapped under it. A file that
  * cannot be read might be one of them, so it fails the count. */
 static int count_dependent(const cli_entry *e, void *ctx)
 {
@@ -180,9 +228,12 @@ static int count_dependent(const cli_entry *e, void *ctx)
         fprintf(stderr, "dcmseal: %s: cannot open: %s\n", e->path, strerror(errno));
         return EX_IOERR;
     }
-    if (dcmseal_inspect_fd(&info, NULL, fd, NULL) == DCMSEAL_OK &&
-        info.wrap.kek_version == d->version && strcmp(info.wrap.kek_name, d->name) == 0)
-        d->count++;
+    if (dcmseal_inspect_fd(&info, NULL, fd, NULL) == DCMSEAL_OK) {
+        if (names(&info.wrap, d))
+            d->count++;
+        else if (info.other_slot_state == 1 && names(&info.other_wrap, d))
+            d->other++;
+    }
     close(fd);
     return EX_OK;
 }
@@ -212,7 +263,7 @@ static int key_state(int argc, char **argv, const char *verb)
         for (size_t i = 0; keys != NULL && i < n; i++)
             if (keys[i].version == version)
                 k = &keys[i];
-        depends d = {name, version, 0};
+        depends d = {name, version, 0, 0};
         if (keys == NULL)
             st = err.status;
         else if (k == NULL)
@@ -226,10 +277,11 @@ static int key_state(int argc, char **argv, const char *verb)
         else if (o.archive != NULL &&
                  (rc = cli_walk(&o.archive, 1, &(cli_walk_opts){.recursive = 1},
                                 count_dependent, &d)) == EX_OK &&
-                 d.count > 0)
+                 d.count + d.other > 0)
             st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
-                              "key '%s' v%u: %lu objects under %s still depend on it; "
-                              "rewrap them first", name, version, d.count, o.archive);
+                              "key '%s' v%u: %lu objects under %s still depend on it, and %lu "
+                              "more hold a key wrapped under it in their other slot; rewrap "
+                              "them first", name, version, d.count, o.archive, d.other);
         else if (rc == EX_OK)
             st = dcmseal_kek_destroy(t.session, name, version, &err);
         free(keys);

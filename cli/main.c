@@ -40,18 +40,20 @@ static const char USAGE[] =
     "  key rotate NAME [--bits 2048|3072]\n"
     "                     generate the next version; it becomes primary\n"
     "  key list [NAME] [--json]\n"
-    "                     versions, size, state, primary, OAEP mechanism, fingerprint\n"
+    "                     versions, size, state, primary, OAEP mechanism, fingerprint,\n"
+    "                     and what older versions lack (weak:)\n"
     "  key disable NAME VERSION / key enable NAME VERSION\n"
     "                     objects under a disabled version fail with exit 69\n"
     "  key destroy NAME VERSION [--archive DIR]\n"
     "                     only a disabled, non-primary version that no object\n"
-    "                     under DIR still names\n"
+    "                     under DIR still names, in either key slot\n"
     "  key min-version NAME VERSION\n"
     "                     refuse versions below VERSION without destroying them\n"
     "                     (0 clears)\n"
     "  rewrap [-r] [--key NAME] [--to-version N] PATH...   (and TREE OPTIONS)\n"
     "                     move objects to the primary (or given) version by\n"
-    "                     rewriting one key slot in place; the payload is untouched\n"
+    "                     rewriting one key slot in place and zeroing the old one;\n"
+    "                     the payload is untouched\n"
     "  health [--json]    token reachable, login, live wrap/unwrap of every enabled\n"
     "                     version; exit 0 only when every primary works\n"
     "  hsm-check [--json] what the token can do for dcmseal: key generation, RSA-OAEP\n"
@@ -97,7 +99,8 @@ static const char USAGE[] =
     "                     pkcs11:token=dcmseal?module-path=/usr/lib/softhsm/libsofthsm2.so\n"
     "                     &pin-source=file:/path/to/pin\n"
     "                     The PIN comes from pin-source (file:PATH or env:VAR) or\n"
-    "                     $DCMSEAL_PIN, never from the command line.\n"
+    "                     $DCMSEAL_PIN, never from the command line. A pin-source\n"
+    "                     file must be yours and closed to others (chmod 600).\n"
     "  --key NAME         KEK for encrypt (default: the URI's object=, $DCMSEAL_KEY)\n"
     "  -v, --verbose      say which mechanism wrapped each key, and similar detail\n"
     "  -h, --help         this text\n"
@@ -170,6 +173,10 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     int c;
+    /* First, before any key or PIN is in memory. */
+    const int protect = cli_protect_process();
+    if (protect < 0)
+        return EX_OSERR;
     /* A file-size limit (ulimit -f) should fail a write with EFBIG, which
      * is reported and cleaned up, not kill the process mid-file. */
     signal(SIGXFSZ, SIG_IGN);
@@ -190,6 +197,10 @@ int main(int argc, char **argv)
         default: return cli_usage_error("bad option");
         }
     }
+    if (protect == 1 && cli_verbose)
+        fputs("dcmseal: note: the secure heap for keys could not be locked in memory "
+              "(RLIMIT_MEMLOCK); keys are kept out of core dumps but could reach swap\n",
+              stderr);
     if (optind >= argc)
         return cli_usage_error("no command");
     const char *cmd = argv[optind];

@@ -15,6 +15,9 @@
  * reason, NULL when only single objects took that path. */
 static _Atomic(const char *) refusal;
 static atomic_flag host_path_told = ATOMIC_FLAG_INIT;
+/* Objects finished at once share their flushes (engine/rewrap.c): one
+ * group for the run, and a process runs one command. */
+static dcmseal_rewrap_group_t *group;
 
 static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
@@ -39,10 +42,12 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
         snprintf(w->current, sizeof w->current, "%s", name);
         if (dcmseal_rewrap_fd_start(&res->rewrap, fd, dcmseal_token_ring_get0_keyring(w->ring),
                                     &res->err) == DCMSEAL_OK) {
-            if (res->rewrap.changed) {
-                /* Written and locked: rewrap_finish flushes it, while this
-                 * worker's session unwraps the next object. */
-                if (!res->rewrap.in_token)
+            if (res->rewrap.pending) {
+                /* Written (or moved before, with a key left in its other
+                 * slot) and locked: rewrap_finish flushes, wipes the old
+                 * slot and flushes, with the objects finishing alongside,
+                 * while this worker's session unwraps the next one. */
+                if (res->rewrap.changed && !res->rewrap.in_token)
                     atomic_store(&refusal, dcmseal_session_get0_rewrap_refusal(w->session));
                 res->pending = 1;
                 res->fd = fd;
@@ -58,11 +63,12 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 
 static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
 {
-    const dcmseal_rewrap_report *rep = &res->rewrap;
+    dcmseal_rewrap_report *rep = &res->rewrap;
     char how[240] = "in the token (C_UnwrapKey + C_WrapKey)";
     (void)o, (void)e;
-    if (dcmseal_rewrap_fd_finish(rep, res->fd, &res->err) == DCMSEAL_OK) {
-        const int first = !rep->in_token && !atomic_flag_test_and_set(&host_path_told);
+    if (dcmseal_rewrap_group_finish(group, rep, res->fd, &res->err) == DCMSEAL_OK) {
+        const int host = rep->changed && !rep->in_token;
+        const int first = host && !atomic_flag_test_and_set(&host_path_told);
         const char *why = atomic_load(&refusal);
         if (first)
             snprintf(how, sizeof how,
@@ -70,16 +76,25 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
                      "key that goes this way is unwrapped into host memory, wrapped again and "
                      "wiped at once (said once per run; -v says it per object)",
                      why != NULL ? ": " : " of this object", why != NULL ? why : "");
-        else if (!rep->in_token)
+        else if (host)
             snprintf(how, sizeof how, "through host memory (the token refused in-token rewrap)");
         res->outcome = CLI_DONE;
         res->wrap = rep->to;
-        res->host_path = !rep->in_token;
+        res->host_path = host;
         res->say = first ? CLI_SAY_NOTICE : CLI_SAY_VERBOSE;
-        /* A line for people: a cut reason would still say the path. */
-        if (snprintf(res->line, sizeof res->line, "'%s' v%u -> v%u, RSA-OAEP %s, %s",
-                     rep->from.kek_name, rep->from.kek_version, rep->to.kek_version,
-                     dcmseal_oaep_name(rep->to.oaep), how) < 0)
+        /* The key actually used: with --key, another name than the one
+         * the object had. A line for people: a cut reason would still say
+         * the path. */
+        const int other = strcmp(rep->from.kek_name, rep->to.kek_name) != 0;
+        if (!rep->changed)
+            snprintf(res->line, sizeof res->line,
+                     "'%s' v%u already; the key left in its other slot wiped",
+                     rep->to.kek_name, rep->to.kek_version);
+        else if (snprintf(res->line, sizeof res->line,
+                          "'%s' v%u -> %s%s%sv%u, RSA-OAEP %s, %s; old slot wiped",
+                          rep->from.kek_name, rep->from.kek_version, other ? "'" : "",
+                          other ? rep->to.kek_name : "", other ? "' " : "", rep->to.kek_version,
+                          dcmseal_oaep_name(rep->to.oaep), how) < 0)
             res->line[0] = '\0';
     }
     close(res->fd);
@@ -93,12 +108,20 @@ int cli_cmd_rewrap(int argc, char **argv)
                                       .skipped = "already under the target version",
                                       .in_place = 1,
                                       .one = rewrap_one,
-                                      .finish = rewrap_finish};
+                                      .finish = rewrap_finish,
+                                      /* The objects of a group commit. */
+                                      .finishers = 64};
     cli_opts o;
+    dcmseal_error err;
     int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_KEY | OPT_TO_VERSION);
     if (rc != EX_OK)
         return rc;
     if (o.nargs < 1)
         return cli_usage_error("rewrap takes one or more paths");
-    return cli_batch_run(&cmd, &o);
+    if (dcmseal_rewrap_group_new(&group, &err) != DCMSEAL_OK)
+        return cli_report("rewrap", &err);
+    rc = cli_batch_run(&cmd, &o);
+    dcmseal_rewrap_group_free(group);
+    group = NULL;
+    return rc;
 }

@@ -167,6 +167,8 @@ dcmseal_status dcmseal_preamble_decode(dcmseal_header *h, dcmseal_slot *slot,
         info->active_slot = active;
         info->generation = s[active].generation;
         info->other_slot_state = state[1 - active];
+        if (state[1 - active] == 1)
+            info->other_wrap = s[1 - active].meta;
         info->wrap = s[active].meta;
         info->wrapped_len = s[active].wrapped_len;
     }

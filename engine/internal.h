@@ -23,7 +23,11 @@ static inline void dcmseal_high_water(size_t *hw, size_t n)
         *hw = n;
 }
 
-/* Keys derived from one DEK (FORMAT.md section "Key schedule"). */
+/* Keys derived from one DEK (FORMAT.md section "Key schedule"). Like every
+ * DEK the engine holds, they live in OpenSSL's secure heap
+ * (OPENSSL_secure_zalloc, OPENSSL_secure_clear_free): locked in memory and
+ * left out of core dumps when the program initialised that heap
+ * (CRYPTO_secure_malloc_init), ordinary memory wiped on free when not. */
 typedef struct dcmseal_keys {
     uint8_t payload[32];
     uint8_t commitment[DCMSEAL_COMMIT_LEN];

@@ -8,9 +8,10 @@ dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, const dcmseal_header *h,
                                  const dcmseal_keyring *ring, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    uint8_t dek[DCMSEAL_DEK_LEN];
+    uint8_t *dek = OPENSSL_secure_malloc(DCMSEAL_DEK_LEN);
     DCMSEAL_ENSURE(ring != NULL && ring->unwrap != NULL, err, DCMSEAL_E_USAGE,
                    "no key ring to unwrap with");
+    DCMSEAL_ENSURE(dek != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
     DCMSEAL_GUARD(ring->unwrap(ring->self, dek, &slot->meta, slot->wrapped,
                                slot->wrapped_len, err));
     DCMSEAL_GUARD(dcmseal_keys_derive(keys, dek, h->salt, err));
@@ -20,7 +21,7 @@ dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, const dcmseal_header *h,
                                  DCMSEAL_COMMIT_LEN) == 0,
                    err, DCMSEAL_E_AUTH, "authentication failed (key commitment)");
 out:
-    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_secure_clear_free(dek, DCMSEAL_DEK_LEN);
     if (st != DCMSEAL_OK)
         OPENSSL_cleanse(keys, sizeof *keys);
     return st;

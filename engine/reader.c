@@ -91,23 +91,23 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
     uint8_t pre[DCMSEAL_PREAMBLE_LEN];
     dcmseal_header h;
     dcmseal_slot slot;
-    dcmseal_keys keys;
+    dcmseal_keys *keys = OPENSSL_secure_zalloc(sizeof *keys);
     uint64_t size = 0;
-    memset(&keys, 0, sizeof keys);
     memset(&slot, 0, sizeof slot);
 
     DCMSEAL_ENSURE(out != NULL && keyring != NULL, err, DCMSEAL_E_USAGE,
                    "reader: missing argument");
+    DCMSEAL_ENSURE(keys != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
     DCMSEAL_GUARD(object_size(&size, fd, err));
     DCMSEAL_GUARD(pread_full(fd, pre, sizeof pre, 0, err));
     DCMSEAL_GUARD(dcmseal_preamble_decode(&h, &slot, NULL, pre, sizeof pre, err));
     DCMSEAL_GUARD(reader_new(&r, fd, &h, pre, size, err));
-    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &r->h, &slot, keyring, err));
-    DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys.payload, 0, err));
+    DCMSEAL_GUARD(dcmseal_open_keys(keys, &r->h, &slot, keyring, err));
+    DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys->payload, 0, err));
     *out = r;
     r = NULL;
 out:
-    OPENSSL_cleanse(&keys, sizeof keys);
+    OPENSSL_secure_clear_free(keys, sizeof *keys);
     OPENSSL_cleanse(&slot, sizeof slot);
     dcmseal_reader_free(r);
     return st;

@@ -1,6 +1,12 @@
-/* Rotation by rewrap: one key slot is rewritten, never the payload
- * (FORMAT.md "Key slots"). */
+/* Rotation by rewrap: one key slot is rewritten, never the payload, and once
+ * it is durable the old slot is wiped, so that the old KEK no longer opens
+ * the object (FORMAT.md "Key slots"). Finishing many objects at once
+ * shares the flushes (group commit). */
+#define _GNU_SOURCE /* syncfs, sync_file_range */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -16,17 +22,24 @@ static int same_kek(const dcmseal_wrap_meta *a, const dcmseal_wrap_meta *b)
            memcmp(a->kek_fingerprint, b->kek_fingerprint, sizeof a->kek_fingerprint) == 0;
 }
 
+static off_t slot_offset(int slot)
+{
+    return DCMSEAL_HEADER_LEN + (off_t)slot * DCMSEAL_SLOT_LEN;
+}
+
 /* The host path, for rings that cannot rewrap themselves. */
 static dcmseal_status host_rewrap(const dcmseal_keyring *ring, dcmseal_slot *to,
                                   const dcmseal_slot *from, dcmseal_error *err)
 {
-    uint8_t dek[DCMSEAL_DEK_LEN];
-    dcmseal_status st = ring->unwrap(ring->self, dek, &from->meta, from->wrapped,
-                                     from->wrapped_len, err);
+    uint8_t *dek = OPENSSL_secure_malloc(DCMSEAL_DEK_LEN);
+    dcmseal_status st = dek != NULL ? DCMSEAL_OK
+                                    : dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    if (st == DCMSEAL_OK)
+        st = ring->unwrap(ring->self, dek, &from->meta, from->wrapped, from->wrapped_len, err);
     if (st == DCMSEAL_OK)
         st = ring->wrap(ring->self, &to->meta, to->wrapped, sizeof to->wrapped,
                         &to->wrapped_len, dek, err);
-    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_secure_clear_free(dek, DCMSEAL_DEK_LEN);
     return st;
 }
 
@@ -64,8 +77,16 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     DCMSEAL_GUARD(dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, h.segment_size, err));
     rep->from = rep->to = from.meta;
     rep->generation = from.generation;
-    if (same_kek(&from.meta, &target))
+    if (same_kek(&from.meta, &target)) {
+        /* Moved already; a key left in the other slot (a rewrap stopped
+         * before its wipe, an older dcmseal, a torn write) is retired.
+         * Its new slot may not be durable yet: _finish flushes first. */
+        if (info.other_slot_state != 0) {
+            rep->pending = 1;
+            locked = 0;
+        }
         goto out;
+    }
     /* The new slot needs a higher generation; a wrapped-around 0 would be a
      * damaged slot, and the object would silently stay where it is. */
     DCMSEAL_ENSURE(from.generation < UINT64_MAX, err, DCMSEAL_E_FORMAT,
@@ -81,15 +102,16 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     /* The active slot has the highest intact generation, so this wins. */
     to.generation = from.generation + 1;
     dcmseal_slot_encode(raw, &to);
-    const off_t off = DCMSEAL_HEADER_LEN + (off_t)(1 - info.active_slot) * DCMSEAL_SLOT_LEN;
     do
-        n = pwrite(fd, raw, sizeof raw, off);
+        n = pwrite(fd, raw, sizeof raw, slot_offset(1 - info.active_slot));
     while (n < 0 && errno == EINTR);
     DCMSEAL_ENSURE(n == (ssize_t)sizeof raw, err, DCMSEAL_E_IO, "write failed: %s",
                    n < 0 ? strerror(errno) : "short write");
-    /* Written, not yet durable: the lock stays until _finish has flushed,
-     * so that a concurrent rewrap never sees a slot a crash could undo. */
+    /* Written, not yet durable: the lock stays until _finish has flushed
+     * and wiped, so that a concurrent rewrap never sees a slot a crash
+     * could undo. */
     rep->changed = 1;
+    rep->pending = 1;
     rep->to = to.meta;
     rep->generation = to.generation;
     locked = 0;
@@ -100,15 +122,56 @@ out:
     return st;
 }
 
-dcmseal_status dcmseal_rewrap_fd_finish(const dcmseal_rewrap_report *rep, int fd,
-                                        dcmseal_error *err)
+/* ---- finishing: flush, wipe the old slot, flush ---------------------------- */
+
+/* Overwrites the slot that is not active with zeros (an empty slot). Read
+ * again rather than remembered: the same works for an object _start moved
+ * and for one it found moved with a leftover. */
+static dcmseal_status wipe_other(int fd, dcmseal_error *err)
 {
-    dcmseal_status st = DCMSEAL_OK;
-    if (rep == NULL || !rep->changed) /* then _start holds no lock */
-        return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap: nothing to finish");
-    /* Only once this returns is the object considered moved. */
+    static const uint8_t zeros[DCMSEAL_SLOT_LEN];
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    dcmseal_header h;
+    dcmseal_slot active;
+    dcmseal_header_info info;
+    dcmseal_status st;
+    ssize_t n;
+    do
+        n = pread(fd, pre, sizeof pre, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return dcmseal_fail(err, DCMSEAL_E_IO, "read failed: %s", strerror(errno));
+    st = dcmseal_preamble_decode(&h, &active, &info, pre, (size_t)n, err);
+    OPENSSL_cleanse(&active, sizeof active);
+    if (st != DCMSEAL_OK)
+        return st;
+    do
+        n = pwrite(fd, zeros, sizeof zeros, slot_offset(1 - info.active_slot));
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof zeros)
+        return dcmseal_fail(err, DCMSEAL_E_IO, "wiping the old key slot failed: %s",
+                            n < 0 ? strerror(errno) : "short write");
+    return DCMSEAL_OK;
+}
+
+static dcmseal_status flush_fd(int fd, dcmseal_error *err)
+{
     if (fdatasync(fd) != 0)
-        st = dcmseal_fail(err, DCMSEAL_E_IO, "fsync failed: %s", strerror(errno));
+        return dcmseal_fail(err, DCMSEAL_E_IO, "fsync failed: %s", strerror(errno));
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_rewrap_fd_finish(dcmseal_rewrap_report *rep, int fd, dcmseal_error *err)
+{
+    dcmseal_status st;
+    if (rep == NULL || !rep->pending) /* then _start holds no lock */
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap: nothing to finish");
+    /* The old slot goes only once the new one is durable; the object counts
+     * as moved only once the wipe is durable too. */
+    if ((st = flush_fd(fd, err)) == DCMSEAL_OK && (st = wipe_other(fd, err)) == DCMSEAL_OK &&
+        (st = flush_fd(fd, err)) == DCMSEAL_OK)
+        rep->retired = 1;
+    rep->pending = 0;
     flock(fd, LOCK_UN);
     return st;
 }
@@ -117,8 +180,144 @@ dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
                                  const dcmseal_keyring *ring, dcmseal_error *err)
 {
     dcmseal_status st = dcmseal_rewrap_fd_start(rep, fd, ring, err);
-    if (st == DCMSEAL_OK && rep->changed && (st = dcmseal_rewrap_fd_finish(rep, fd, err)) !=
+    if (st == DCMSEAL_OK && rep->pending && (st = dcmseal_rewrap_fd_finish(rep, fd, err)) !=
                                                  DCMSEAL_OK)
         rep->changed = 0;
     return st;
+}
+
+/* ---- group commit ---------------------------------------------------------- */
+
+/* An object waiting for its group, on the stack of the thread finishing it.
+ * Each has a condition of its own, so that a commit wakes the threads it
+ * finished and one to commit next, not every finisher that waits. */
+struct member {
+    int fd;
+    dev_t dev;
+    dcmseal_rewrap_report *rep;
+    dcmseal_error *err;
+    dcmseal_status st;
+    int done;
+    pthread_cond_t wake;
+    struct member *next;
+};
+
+struct dcmseal_rewrap_group {
+    pthread_mutex_t lock;
+    struct member *joined; /* for the next commit */
+    int committing;
+};
+
+/* One flush for the members still without an error: fdatasync for a
+ * single one, else syncfs of each file system they are on, then each
+ * file's own writeback errors since it was opened (sync_file_range waits
+ * for nothing left and reports them), which syncfs does not. */
+static void group_flush(struct member *list)
+{
+    struct member *m, *p;
+    size_t live = 0;
+    for (m = list; m != NULL; m = m->next)
+        live += m->st == DCMSEAL_OK;
+    if (live == 1) {
+        for (m = list; m != NULL; m = m->next)
+            if (m->st == DCMSEAL_OK)
+                m->st = flush_fd(m->fd, m->err);
+        return;
+    }
+    for (m = list; m != NULL; m = m->next) {
+        int first = m->st == DCMSEAL_OK;
+        for (p = list; first && p != m; p = p->next)
+            first = !(p->dev == m->dev && p->st == DCMSEAL_OK);
+        if (!first || syncfs(m->fd) == 0)
+            continue;
+        const int e = errno;
+        for (p = m; p != NULL; p = p->next)
+            if (p->dev == m->dev && p->st == DCMSEAL_OK)
+                p->st = dcmseal_fail(p->err, DCMSEAL_E_IO, "flush failed: %s", strerror(e));
+    }
+    for (m = list; m != NULL; m = m->next)
+        if (m->st == DCMSEAL_OK &&
+            sync_file_range(m->fd, 0, DCMSEAL_PREAMBLE_LEN, SYNC_FILE_RANGE_WAIT_BEFORE) != 0)
+            m->st = dcmseal_fail(m->err, DCMSEAL_E_IO, "flush failed: %s", strerror(errno));
+}
+
+/* What dcmseal_rewrap_fd_finish does for one object, for a whole group. */
+static void group_commit(struct member *list)
+{
+    struct member *m;
+    group_flush(list);
+    for (m = list; m != NULL; m = m->next)
+        if (m->st == DCMSEAL_OK)
+            m->st = wipe_other(m->fd, m->err);
+    group_flush(list);
+    for (m = list; m != NULL; m = m->next) {
+        m->rep->retired = m->st == DCMSEAL_OK;
+        m->rep->pending = 0;
+        flock(m->fd, LOCK_UN);
+    }
+}
+
+dcmseal_status dcmseal_rewrap_group_new(dcmseal_rewrap_group_t **out, dcmseal_error *err)
+{
+    dcmseal_rewrap_group_t *g;
+    if (out == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap group: missing argument");
+    if ((g = OPENSSL_zalloc(sizeof *g)) == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
+    pthread_mutex_init(&g->lock, NULL);
+    *out = g;
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_rewrap_group_finish(dcmseal_rewrap_group_t *g, dcmseal_rewrap_report *rep,
+                                           int fd, dcmseal_error *err)
+{
+    struct member me = {.fd = fd, .rep = rep, .err = err, .st = DCMSEAL_OK};
+    struct stat sb;
+    if (g == NULL || rep == NULL || !rep->pending)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap: nothing to finish");
+    if (fstat(fd, &sb) == 0)
+        me.dev = sb.st_dev;
+    else
+        me.st = dcmseal_fail(err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
+    pthread_cond_init(&me.wake, NULL);
+    pthread_mutex_lock(&g->lock);
+    me.next = g->joined;
+    g->joined = &me;
+    /* Whoever finds no commit running commits all that joined, itself
+     * included; the rest wait, and the next group's commit is started by
+     * one of its members, woken when this one ends. */
+    while (!me.done) {
+        if (g->committing) {
+            pthread_cond_wait(&me.wake, &g->lock);
+            continue;
+        }
+        struct member *list = g->joined, *next;
+        g->joined = NULL;
+        g->committing = 1;
+        pthread_mutex_unlock(&g->lock);
+        group_commit(list);
+        pthread_mutex_lock(&g->lock);
+        /* Under the lock: a member's thread, and its stack, stay until it
+         * sees |done| after this. */
+        for (struct member *m = list; m != NULL; m = next) {
+            next = m->next;
+            m->done = 1;
+            pthread_cond_signal(&m->wake);
+        }
+        g->committing = 0;
+        if (g->joined != NULL)
+            pthread_cond_signal(&g->joined->wake);
+    }
+    pthread_mutex_unlock(&g->lock);
+    pthread_cond_destroy(&me.wake);
+    return me.st;
+}
+
+void dcmseal_rewrap_group_free(dcmseal_rewrap_group_t *g)
+{
+    if (g == NULL)
+        return;
+    pthread_mutex_destroy(&g->lock);
+    OPENSSL_free(g);
 }

@@ -29,7 +29,8 @@ struct dcmseal_decryptor {
     int have_header;
     dcmseal_header h;
     dcmseal_header_info info;
-    uint8_t identity_key[32];
+    /* In the secure heap; only the identity key is kept once GCM is set up. */
+    dcmseal_keys *keys;
     EVP_CIPHER_CTX *gcm;
     uint8_t *buf; /* cipher text of the segment not yet known to be non-last */
     size_t buffered;
@@ -88,7 +89,7 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_encryptor_t *enc = NULL;
-    dcmseal_keys keys;
+    dcmseal_keys *keys = OPENSSL_secure_zalloc(sizeof *keys);
     dcmseal_header h;
     dcmseal_slot slot;
     memset(&h, 0, sizeof h);
@@ -97,6 +98,7 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
     DCMSEAL_ENSURE(out != NULL && header != NULL && p != NULL && p->keyring != NULL &&
                    p->keyring->wrap != NULL, err, DCMSEAL_E_USAGE,
                    "encrypt: missing argument or key ring");
+    DCMSEAL_ENSURE(keys != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
     h.segment_size = p->segment_size ? p->segment_size : DCMSEAL_SEGMENT_DEFAULT;
     DCMSEAL_ENSURE(h.segment_size >= DCMSEAL_SEGMENT_MIN &&
                    h.segment_size <= DCMSEAL_SEGMENT_MAX, err, DCMSEAL_E_USAGE,
@@ -111,13 +113,13 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
     h.version = DCMSEAL_FORMAT_VERSION;
     h.flags = p->identity != NULL ? DCMSEAL_HEADER_FLAG_DICOM : 0;
     memcpy(h.salt, salt, DCMSEAL_SALT_LEN);
-    DCMSEAL_GUARD(dcmseal_keys_derive(&keys, dek, salt, err));
-    DCMSEAL_GUARD(dcmseal_identity_tag(h.identity_tag, &keys, p->identity, err));
-    memcpy(h.commitment, keys.commitment, DCMSEAL_COMMIT_LEN);
+    DCMSEAL_GUARD(dcmseal_keys_derive(keys, dek, salt, err));
+    DCMSEAL_GUARD(dcmseal_identity_tag(h.identity_tag, keys, p->identity, err));
+    memcpy(h.commitment, keys->commitment, DCMSEAL_COMMIT_LEN);
     DCMSEAL_GUARD(p->keyring->wrap(p->keyring->self, &slot.meta, slot.wrapped,
                                    sizeof slot.wrapped, &slot.wrapped_len, dek, err));
     slot.generation = 1;
-    DCMSEAL_GUARD(dcmseal_gcm_init(&enc->gcm, keys.payload, 1, err));
+    DCMSEAL_GUARD(dcmseal_gcm_init(&enc->gcm, keys->payload, 1, err));
 
     dcmseal_header_encode(enc->aad, &h);
     memcpy(header, enc->aad, DCMSEAL_HEADER_LEN);
@@ -126,7 +128,7 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
     *out = enc;
     enc = NULL;
 out:
-    OPENSSL_cleanse(&keys, sizeof keys);
+    OPENSSL_secure_clear_free(keys, sizeof *keys);
     dcmseal_encryptor_free(enc);
     return st;
 }
@@ -137,13 +139,14 @@ dcmseal_status dcmseal_encrypt_init(dcmseal_encryptor_t **out,
                                     dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    uint8_t dek[DCMSEAL_DEK_LEN], salt[DCMSEAL_SALT_LEN];
-    DCMSEAL_ENSURE(RAND_priv_bytes(dek, sizeof dek) == 1 &&
+    uint8_t *dek = OPENSSL_secure_malloc(DCMSEAL_DEK_LEN), salt[DCMSEAL_SALT_LEN];
+    DCMSEAL_ENSURE(dek != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    DCMSEAL_ENSURE(RAND_priv_bytes(dek, DCMSEAL_DEK_LEN) == 1 &&
                    RAND_bytes(salt, sizeof salt) == 1,
                    err, DCMSEAL_E_INTERNAL, "random generator failed");
     st = dcmseal_encrypt_init_fixed(out, header, params, dek, salt, err);
 out:
-    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_secure_clear_free(dek, DCMSEAL_DEK_LEN);
     return st;
 }
 
@@ -253,18 +256,20 @@ static dcmseal_status decrypt_start(dcmseal_decryptor_t *dec, dcmseal_error *err
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_slot slot;
-    dcmseal_keys keys;
-    memset(&keys, 0, sizeof keys);
+    memset(&slot, 0, sizeof slot);
     DCMSEAL_GUARD(dcmseal_preamble_decode(&dec->h, &slot, &dec->info, dec->pre,
                                           sizeof dec->pre, err));
-    DCMSEAL_GUARD(dcmseal_open_keys(&keys, &dec->h, &slot, dec->ring, err));
-    DCMSEAL_GUARD(dcmseal_gcm_init(&dec->gcm, keys.payload, 0, err));
-    memcpy(dec->identity_key, keys.identity, sizeof dec->identity_key);
+    dec->keys = OPENSSL_secure_zalloc(sizeof *dec->keys);
+    DCMSEAL_ENSURE(dec->keys != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    DCMSEAL_GUARD(dcmseal_open_keys(dec->keys, &dec->h, &slot, dec->ring, err));
+    DCMSEAL_GUARD(dcmseal_gcm_init(&dec->gcm, dec->keys->payload, 0, err));
+    /* What is left to do needs the identity key only. */
+    OPENSSL_cleanse(dec->keys->payload, sizeof dec->keys->payload);
+    OPENSSL_cleanse(dec->keys->commitment, sizeof dec->keys->commitment);
     dec->buf = OPENSSL_malloc(SEGMENT_CT(dec->h.segment_size));
     DCMSEAL_ENSURE(dec->buf != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     dec->have_header = 1;
 out:
-    OPENSSL_cleanse(&keys, sizeof keys);
     OPENSSL_cleanse(&slot, sizeof slot);
     return st;
 }
@@ -376,15 +381,11 @@ dcmseal_status dcmseal_decrypt_check_identity(const dcmseal_decryptor_t *dec,
                                               const dcmseal_identity *id,
                                               dcmseal_error *err)
 {
-    dcmseal_keys k;
     uint8_t tag[DCMSEAL_IDTAG_LEN];
     dcmseal_status st;
     if (!dec->have_header)
         return dcmseal_fail(err, DCMSEAL_E_USAGE, "identity check before the header");
-    memset(&k, 0, sizeof k);
-    memcpy(k.identity, dec->identity_key, sizeof k.identity);
-    st = dcmseal_identity_tag(tag, &k, id, err);
-    OPENSSL_cleanse(&k, sizeof k);
+    st = dcmseal_identity_tag(tag, dec->keys, id, err);
     if (st != DCMSEAL_OK)
         return st;
     if ((id != NULL) != dec->info.is_dicom ||
@@ -408,6 +409,7 @@ void dcmseal_decryptor_free(dcmseal_decryptor_t *dec)
     if (dec == NULL)
         return;
     EVP_CIPHER_CTX_free(dec->gcm);
+    OPENSSL_secure_clear_free(dec->keys, sizeof *dec->keys);
     if (dec->buf != NULL)
         OPENSSL_cleanse(dec->buf, dec->buf_used);
     OPENSSL_free(dec->buf);

@@ -118,6 +118,13 @@ dcmseal_status dcmseal_token_ring_set_current(dcmseal_token_ring_t *r, const cha
     r->has_current = 0;
     if ((st = dcmseal_kek_find(r->session, &r->current, name, version, err)) != DCMSEAL_OK)
         return st;
+    /* Said once here rather than at every object's wrap. */
+    if (r->current.weak & DCMSEAL_KEK_NO_PUBLIC)
+        return dcmseal_fail(err, DCMSEAL_E_KEY,
+                            "key '%s' v%u on token '%s' has no public half: objects under it "
+                            "still decrypt, but it cannot wrap",
+                            r->current.name, r->current.version,
+                            dcmseal_session_get0_token_label(r->session));
     r->has_current = 1;
     return DCMSEAL_OK;
 }

@@ -561,6 +561,108 @@ static void probe_private(struct probe *p)
     probe_locked(p);
 }
 
+/* ---- a key that only does what it is for -------------------------------- */
+
+/* Starts |init| with |mech| on the private half and, when the token accepts,
+ * runs the operation on junk so that it ends. */
+static CK_RV try_private(struct probe *p, CK_MECHANISM_TYPE type, int sign)
+{
+    CK_MECHANISM mech = {type, NULL, 0};
+    uint8_t junk[DCMSEAL_WRAPPED_MAX] = {0}, out[DCMSEAL_WRAPPED_MAX];
+    CK_ULONG out_len = sizeof out, n = p->key->bits / 8;
+    CK_RV rv = sign ? p->m->C_SignInit(p->s->h, &mech, p->key->priv)
+                    : p->m->C_DecryptInit(p->s->h, &mech, p->key->priv);
+    if (rv == CKR_OK && sign)
+        p->m->C_Sign(p->s->h, junk, 16, out, &out_len);
+    else if (rv == CKR_OK)
+        p->m->C_Decrypt(p->s->h, junk, n, out, &out_len);
+    OPENSSL_cleanse(out, sizeof out);
+    return rv;
+}
+
+/* What the template asks beyond the policy: RSA-OAEP only on the private
+ * half, a public half no one changes without the PIN, unwrapped keys of
+ * exactly a DEK's length. None is required: dcmseal works without them,
+ * and `key list` flags the keys that lack them. */
+static void probe_hardening(struct probe *p)
+{
+    CK_MECHANISM_TYPE mechs[8];
+    CK_BBOOL priv_pub = BOOL_UNSET, modifiable = BOOL_UNSET, off = CK_FALSE, on = CK_TRUE;
+    CK_ATTRIBUTE mt[] = {{CKA_ALLOWED_MECHANISMS, mechs, sizeof mechs}};
+    CK_ATTRIBUTE pt[] = {{CKA_PRIVATE, &priv_pub, 1}, {CKA_MODIFIABLE, &modifiable, 1}};
+    CK_ATTRIBUTE no_wrap[] = {{CKA_WRAP, &off, 1}}, wrap[] = {{CKA_WRAP, &on, 1}};
+    if (p->key == NULL) {
+        not_run(p, "allowed-mechanisms", 0, DCMSEAL_CHECK_FAIL, "no key pair was generated");
+        not_run(p, "public-half-locked", 0, DCMSEAL_CHECK_FAIL, "no key pair was generated");
+        not_run(p, "unwrap-length", 0, DCMSEAL_CHECK_INFO, "no key pair was generated");
+        return;
+    }
+    CK_RV rv = p11_read_attrs(p->s, p->key->priv, mt, 1);
+    int set = rv == CKR_OK && mt[0].ulValueLen == sizeof mechs[0] &&
+              mechs[0] == CKM_RSA_PKCS_OAEP;
+    CK_RV pkcs1 = try_private(p, CKM_RSA_PKCS, 0), raw = try_private(p, CKM_RSA_X_509, 0);
+    CK_RV sig = try_private(p, CKM_RSA_PKCS, 1);
+    int enforced = pkcs1 != CKR_OK && raw != CKR_OK && sig != CKR_OK;
+    add(p, "allowed-mechanisms", 0, pass_if(enforced), ckr_name(pkcs1),
+        "CKA_ALLOWED_MECHANISMS RSA-OAEP %s; the private half refuses C_DecryptInit with "
+        "PKCS#1 v1.5 (%s) and raw RSA (%s), and C_SignInit (%s)%s",
+        set ? "kept" : "not kept (the token refused it at generation or ignores it)",
+        ckr_name(pkcs1), ckr_name(raw), ckr_name(sig),
+        enforced ? "" : " -- the key can serve as a padding oracle or sign");
+
+    rv = p11_read_attrs(p->s, p->key->pub, pt, 2);
+    CK_RV change = p->m->C_SetAttributeValue(p->s->h, p->key->pub, no_wrap, 1);
+    if (change == CKR_OK)
+        p->m->C_SetAttributeValue(p->s->h, p->key->pub, wrap, 1);
+    int locked = rv == CKR_OK && priv_pub == CK_TRUE && modifiable == CK_FALSE && change != CKR_OK;
+    add(p, "public-half-locked", 0, pass_if(locked), ckr_name(change),
+        "public half CKA_PRIVATE=%s, CKA_MODIFIABLE=%s; C_SetAttributeValue CKA_WRAP=false: "
+        "%s%s",
+        priv_pub == CK_TRUE ? "true" : priv_pub == CK_FALSE ? "false" : "unset",
+        modifiable == CK_TRUE ? "true" : modifiable == CK_FALSE ? "false" : "unset",
+        ckr_name(change),
+        locked ? "" : " -- without the PIN it can be deleted or changed, and objects under it "
+                      "then cannot be encrypted");
+
+    /* How the unwrap dcmseal itself runs keeps a key of another length out:
+     * a 16-byte key, wrapped as a DEK would be, must be refused. */
+    int rewrapped = 0;
+    for (size_t i = 0; i < p->c->n; i++)
+        rewrapped |= strcmp(p->c->r[i].id, "rewrap-in-token") == 0 &&
+                     p->c->r[i].verdict == DCMSEAL_CHECK_PASS;
+    if (!rewrapped || !p->have_oaep) {
+        not_run(p, "unwrap-length", 0, DCMSEAL_CHECK_FAIL, "no in-token rewrap");
+        return;
+    }
+    CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &p->oaep, sizeof p->oaep};
+    uint8_t short_key[16], wrapped[DCMSEAL_WRAPPED_MAX];
+    CK_ULONG wrapped_len = sizeof wrapped;
+    CK_OBJECT_HANDLE dek = CK_INVALID_HANDLE;
+    if (RAND_bytes(short_key, sizeof short_key) != 1 ||
+        (rv = p->m->C_EncryptInit(p->s->h, &mech, p->key->pub)) != CKR_OK ||
+        (rv = p->m->C_Encrypt(p->s->h, short_key, sizeof short_key, wrapped, &wrapped_len)) !=
+            CKR_OK) {
+        add(p, "unwrap-length", 0, DCMSEAL_CHECK_FAIL, ckr_name(rv),
+            "could not wrap a 16-byte key to try");
+        return;
+    }
+    rv = kek_unwrap_dek(p->s, &mech, p->key->priv, wrapped, wrapped_len, &dek);
+    if (rv == CKR_OK)
+        p->m->C_DestroyObject(p->s->h, dek);
+    const CK_RV refused = (CK_RV)atomic_load(&p->s->tok->no_unwrap_value_len);
+    char how[160];
+    if (refused != CKR_OK)
+        snprintf(how, sizeof how,
+                 "C_UnwrapKey refuses CKA_VALUE_LEN (%s), so dcmseal measures each unwrapped "
+                 "key with CKM_AES_KEY_WRAP (to within 8 bytes)",
+                 ckr_name(refused));
+    else
+        snprintf(how, sizeof how, "C_UnwrapKey takes CKA_VALUE_LEN 32");
+    add(p, "unwrap-length", 0, pass_if(rv != CKR_OK), ckr_name(rv),
+        "%s; a 16-byte key was %s", how,
+        rv != CKR_OK ? "refused" : "unwrapped as a data key -- in-token rewrap cannot tell");
+}
+
 /* ---- sessions ----------------------------------------------------------- */
 
 /* Opens up to |max| sessions besides the two dcmseal holds (its login
@@ -703,6 +805,7 @@ dcmseal_status dcmseal_check_run(dcmseal_check_t **out, dcmseal_session_t *s,
     probe_rewrap(p);
     probe_disabled(p);
     probe_private(p);
+    probe_hardening(p);
     if (p->key != NULL)
         probe_sessions(p, max_sessions);
     else

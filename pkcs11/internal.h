@@ -50,11 +50,21 @@ struct dcmseal_token {
      * REWRAP_HOST, and never again. */
     atomic_int rewrap_path;
     char rewrap_refusal[128];
+    /* How the token refused CKA_VALUE_LEN in a C_UnwrapKey template (SoftHSM
+     * 2.6.1: CKR_ATTRIBUTE_READ_ONLY), 0 while it has not: unwrapped
+     * lengths are then measured (wrap.c). */
+    atomic_ulong no_unwrap_value_len;
     unsigned retry_max; /* DCMSEAL_RETRY_MAX, read at open */
     char label[33];
     char *object;
-    unsigned char pin[DCMSEAL_PIN_MAX];
+    /* The PIN is held only while dcmseal_token_open logs in (in OpenSSL's
+     * secure heap); a later login reads it again from |pin_source|, a file.
+     * A PIN from the environment cannot be read again: it is removed from
+     * the environment once read (|pin_from_env|). */
+    unsigned char *pin;
     size_t pin_len;
+    char *pin_source;
+    int pin_from_env;
 };
 
 /* The handles of the KEKs used last on this session, most recent first, so
@@ -66,6 +76,7 @@ struct kek_cache {
     char name[DCMSEAL_KEK_NAME_MAX + 1];
     uint32_t version;
     CK_OBJECT_HANDLE pub, priv;
+    int disabled; /* as read with the handles; dcmseal disabling clears the cache */
 };
 
 struct dcmseal_session {
@@ -73,8 +84,12 @@ struct dcmseal_session {
     CK_SESSION_HANDLE h;
     unsigned gen; /* of the token when |h| was opened */
     struct kek_cache cache[KEK_CACHE_SIZE];
+    /* A throwaway AES session key that measures the length of unwrapped
+     * keys (wrap.c), CK_INVALID_HANDLE until needed. */
+    CK_OBJECT_HANDLE len_probe;
 };
 
+/* Forgets the object handles of |s|: they may not survive a new session. */
 void cache_clear(dcmseal_session_t *s);
 
 /* One attempt at an operation on |s->h|. It must be repeatable from the
@@ -128,54 +143,67 @@ dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_tok
 
 /* ---- KEK objects (keyobj.c) ----------------------------------------------- */
 
-#define KEK_ID_MAX 32
+#define KEK_ID_MAX 96     /* "dcmseal-kek:" NAME ":v" VERSION */
 #define MODULUS_MAX 1024 /* RSA-8192: larger keys fail the policy anyway */
+#define EXPONENT_MAX 16
+#define MECHS_MAX 8
 #define BOOL_UNSET ((CK_BBOOL)0xff)
 
-/* Everything the policy and the fingerprint need about one KEK version. */
+/* Everything the policy, the fingerprint and the flags need about one KEK
+ * version. The public half is the one whose modulus is the private half's;
+ * |pub| is CK_INVALID_HANDLE when there is none. */
 struct kek_obj {
     CK_OBJECT_HANDLE pub, priv;
+    int legacy_id; /* found under the CKA_ID dcmseal gave before: dcmseal-kek-vN */
     CK_KEY_TYPE type;
-    CK_BBOOL sensitive, extractable, decrypt, unwrap, encrypt, wrap;
-    unsigned char modulus[MODULUS_MAX], pub_modulus[MODULUS_MAX], exponent[16];
-    CK_ULONG modulus_len, pub_modulus_len, exponent_len;
+    CK_BBOOL sensitive, extractable, decrypt, unwrap, sign, sign_recover;
+    CK_BBOOL encrypt, wrap, pub_private, pub_modifiable;
+    unsigned char modulus[MODULUS_MAX], exponent[EXPONENT_MAX], pub_exponent[EXPONENT_MAX];
+    CK_ULONG modulus_len, exponent_len, pub_exponent_len;
+    CK_MECHANISM_TYPE mechs[MECHS_MAX];
+    CK_ULONG mechs_len; /* bytes, or CK_UNAVAILABLE_INFORMATION */
 };
 
 /* 1..64 bytes of A-Z a-z 0-9 . _ - */
 int kek_name_ok(const char *name);
-/* Writes the CKA_ID of |version| to |id|; returns its length. */
-size_t kek_id(char id[KEK_ID_MAX], uint32_t version);
+/* Writes the CKA_ID of |name| v|version| to |id|, "dcmseal-kek:NAME:vN",
+ * unique per name and version; returns its length. Versions made before
+ * carry "dcmseal-kek-vN" under every name: kek_id_legacy. */
+size_t kek_id(char id[KEK_ID_MAX], const char *name, uint32_t version);
+size_t kek_id_legacy(char id[KEK_ID_MAX], uint32_t version);
 /* The size in bits of a big-endian modulus; 0 when unavailable. */
 unsigned kek_modulus_bits(const unsigned char *m, CK_ULONG len);
 /* All handles matching |t| into a growing array (free() it). */
 CK_RV p11_find_all(dcmseal_session_t *s, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE **out,
                    size_t *count);
-/* The first object of |cls| labelled |name| with the ID of |version|, or
- * CK_INVALID_HANDLE. */
-CK_RV kek_find_one(dcmseal_session_t *s, CK_OBJECT_CLASS cls, const char *name,
-                   uint32_t version, CK_OBJECT_HANDLE *h);
+
 /* C_GetAttributeValue that leaves missing, sensitive or oversized attributes
  * marked unavailable instead of failing. */
 CK_RV p11_read_attrs(dcmseal_session_t *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE *t, CK_ULONG n);
-/* Both halves of version |version| of |name|; o->priv is CK_INVALID_HANDLE
- * when there is none. */
+/* Both halves of version |version| of |name| (either CKA_ID form); o->priv
+ * is CK_INVALID_HANDLE when there is none. */
 CK_RV kek_read(dcmseal_session_t *s, const char *name, uint32_t version, struct kek_obj *o);
-/* Every use switched off, as dcmseal_kek_set_enabled(..., 0) leaves it. */
+/* The private half may neither decrypt nor unwrap, as
+ * dcmseal_kek_set_enabled(..., 0) leaves it. */
 int kek_disabled(const struct kek_obj *o);
-/* Fills |info| (name, version, bits, fingerprint, enabled) from |o|. */
-void kek_describe(dcmseal_kek_info *info, const struct kek_obj *o, const char *name,
-                  uint32_t version);
+/* The DCMSEAL_KEK_WEAK_* and DCMSEAL_KEK_NO_PUBLIC bits of |o|. */
+unsigned kek_weak(const struct kek_obj *o);
+/* Fills |info| (name, version, bits, fingerprint, enabled, weak) from |o|;
+ * 0 when the fingerprint cannot be computed (no public exponent). */
+int kek_describe(dcmseal_kek_info *info, const struct kek_obj *o, const char *name,
+                 uint32_t version);
 /* Remembers the handles of |o| as those of |name| v|version| on |s|. */
 void kek_cache_put(dcmseal_session_t *s, const char *name, uint32_t version,
                    const struct kek_obj *o);
-/* The handles of |kek|, from the cache or the token; |*gone| when the key is
- * absent or no longer has the fingerprint it was found with. */
+/* The handles of |kek| and whether it is disabled, from the cache or the
+ * token; |*gone| when the key is absent or no longer has the fingerprint it
+ * was found with. */
 CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek, CK_OBJECT_HANDLE *pub,
-                  CK_OBJECT_HANDLE *priv, int *gone);
+                  CK_OBJECT_HANDLE *priv, int *disabled, int *gone);
 /* Private keys labelled |name| (any when NULL). */
 CK_RV kek_versions(dcmseal_session_t *s, const char *name, CK_OBJECT_HANDLE **hs, size_t *n);
-/* CKA_LABEL and the version in CKA_ID of |h|; version 0 when it is not a
- * dcmseal KEK. */
+/* CKA_LABEL and the version in CKA_ID (either form) of |h|; version 0 when
+ * it is not a dcmseal KEK. */
 CK_RV kek_identity(dcmseal_session_t *s, CK_OBJECT_HANDLE h,
                    char label[DCMSEAL_KEK_NAME_MAX + 1], uint32_t *version);
 /* The versions of |name| that have a private key, highest first (free()). */
@@ -212,16 +240,25 @@ dcmseal_status kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, const char 
 /* ---- Generation and state (keygen.c), unwrap (wrap.c) ---------------------- */
 
 /* Generates version |version| of KEK |name| (RSA |bits|) on |s|'s token
- * with dcmseal's template: token objects, private half sensitive, never
- * extractable, decrypt and unwrap only; public half encrypt and wrap only.
- * One call, no retry: `key create`, `key rotate` and the token check share
- * it, so that the check tests exactly what dcmseal generates. */
+ * with dcmseal's template: token objects; private half sensitive, never
+ * extractable, decrypt and unwrap only, RSA-OAEP only
+ * (CKA_ALLOWED_MECHANISMS), no signing; public half encrypt and wrap only,
+ * private (invisible without the PIN) and not modifiable. A token that
+ * refuses an attribute of it gets the template without
+ * CKA_ALLOWED_MECHANISMS, then also without the public half's
+ * CKA_PRIVATE/CKA_MODIFIABLE and CKA_SIGN_RECOVER: the key made then says
+ * what it lacks when read back (kek_weak, `key list`, `hsm-check`). No
+ * session retry: `key create`, `key rotate` and the token check share it,
+ * so that the check tests exactly what dcmseal generates. */
 CK_RV kek_generate_pair(dcmseal_session_t *s, const char *name, uint32_t version,
                         CK_ULONG bits, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv);
 
 /* C_UnwrapKey of |in| with |key| and |mech| into a new sensitive,
- * extractable generic secret session object |*dek|: the first half of an
- * in-token rewrap, shared with the token check for the same reason. */
+ * extractable generic secret session object |*dek| of exactly
+ * DCMSEAL_DEK_LEN bytes (CKA_VALUE_LEN, or measured where the token refuses
+ * that attribute; another length is CKR_WRAPPED_KEY_INVALID): the first
+ * half of an in-token rewrap, shared with the token check for the same
+ * reason. */
 CK_RV kek_unwrap_dek(dcmseal_session_t *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
                      const uint8_t *in, size_t in_len, CK_OBJECT_HANDLE *dek);
 
@@ -244,9 +281,12 @@ typedef enum {
  * which hsm-check reports. */
 rewrap_fallback kek_rewrap_fallback(CK_RV rv, dcmseal_oaep used);
 
-/* Sets CKA_DECRYPT and CKA_UNWRAP of |priv|, then CKA_ENCRYPT and CKA_WRAP
- * of |pub|, to |enabled|: how dcmseal disables and enables a KEK version,
- * so that the token itself refuses a disabled one. Shared with the check. */
+/* Sets CKA_DECRYPT and CKA_UNWRAP of |priv| to |enabled|: how dcmseal
+ * disables and enables a KEK version, so that the token itself refuses to
+ * decrypt with a disabled one. The public half of a version made before
+ * (modifiable) gets CKA_ENCRYPT and CKA_WRAP set too; that of a version made
+ * now cannot be changed, and dcmseal refuses to wrap under a disabled
+ * version itself. |pub| may be CK_INVALID_HANDLE. Shared with the check. */
 CK_RV kek_set_uses(dcmseal_session_t *s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
                    CK_BBOOL enabled);
 

@@ -20,13 +20,26 @@ struct gen_ctx {
     int exists;       /* some key object carries the name */
 };
 
+/* Answers that mean "not this template": the token does not know or will
+ * not take one of its attributes. */
+static int template_refused(CK_RV rv)
+{
+    return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
+           rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT;
+}
+
 CK_RV kek_generate_pair(dcmseal_session_t *s, const char *name, uint32_t version,
                         CK_ULONG bits, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
 {
     static const unsigned char e65537[] = {0x01, 0x00, 0x01};
+    /* RSA-OAEP only: not raw RSA nor PKCS#1 v1.5, with which the key would
+     * sign anything or answer as a padding oracle. */
+    static const CK_MECHANISM_TYPE oaep_only[] = {CKM_RSA_PKCS_OAEP};
     CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
     char id[KEK_ID_MAX];
-    CK_ULONG id_len = kek_id(id, version);
+    CK_ULONG id_len = kek_id(id, name, version);
+    /* The hardening attributes come last, newest last, so that each
+     * fallback below only shortens the templates. */
     CK_ATTRIBUTE pub_t[] = {
         {CKA_TOKEN, (void *)&yes, 1},
         {CKA_ENCRYPT, (void *)&yes, 1},
@@ -36,6 +49,12 @@ CK_RV kek_generate_pair(dcmseal_session_t *s, const char *name, uint32_t version
         {CKA_ID, id, id_len},
         {CKA_MODULUS_BITS, &bits, sizeof bits},
         {CKA_PUBLIC_EXPONENT, (void *)e65537, sizeof e65537},
+        /* Without the PIN no one sees it, deletes it, turns CKA_WRAP off or
+         * plants another under a future version's ID. */
+        {CKA_PRIVATE, (void *)&yes, 1},
+        {CKA_MODIFIABLE, (void *)&no, 1},
+        {CKA_VERIFY_RECOVER, (void *)&no, 1},
+        {CKA_ALLOWED_MECHANISMS, (void *)oaep_only, sizeof oaep_only},
     };
     CK_ATTRIBUTE priv_t[] = {
         {CKA_TOKEN, (void *)&yes, 1},
@@ -47,9 +66,20 @@ CK_RV kek_generate_pair(dcmseal_session_t *s, const char *name, uint32_t version
         {CKA_SIGN, (void *)&no, 1},
         {CKA_LABEL, (void *)name, strlen(name)},
         {CKA_ID, id, id_len},
+        {CKA_SIGN_RECOVER, (void *)&no, 1},
+        {CKA_ALLOWED_MECHANISMS, (void *)oaep_only, sizeof oaep_only},
     };
-    return s->tok->mod->C_GenerateKeyPair(s->h, &mech, pub_t, sizeof pub_t / sizeof pub_t[0],
-                                          priv_t, sizeof priv_t / sizeof priv_t[0], pub, priv);
+    /* The whole template; without CKA_ALLOWED_MECHANISMS (PKCS#11 2.40);
+     * then without every attribute the first dcmseal templates lacked. */
+    static const CK_ULONG pub_n[] = {12, 11, 8}, priv_n[] = {11, 10, 9};
+    CK_RV rv = CKR_OK;
+    for (size_t i = 0; i < sizeof pub_n / sizeof pub_n[0]; i++) {
+        rv = s->tok->mod->C_GenerateKeyPair(s->h, &mech, pub_t, pub_n[i], priv_t, priv_n[i], pub,
+                                            priv);
+        if (!template_refused(rv))
+            break;
+    }
+    return rv;
 }
 
 /* Looks at every object labelled |name|, public halves and strays included,
@@ -162,31 +192,44 @@ struct state_ctx {
 CK_RV kek_set_uses(dcmseal_session_t *s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
                    CK_BBOOL enabled)
 {
+    CK_BBOOL modifiable = CK_TRUE;
     CK_ATTRIBUTE priv_t[] = {{CKA_DECRYPT, &enabled, 1}, {CKA_UNWRAP, &enabled, 1}};
     CK_ATTRIBUTE pub_t[] = {{CKA_ENCRYPT, &enabled, 1}, {CKA_WRAP, &enabled, 1}};
+    CK_ATTRIBUTE mod_t[] = {{CKA_MODIFIABLE, &modifiable, 1}};
     CK_RV rv = s->tok->mod->C_SetAttributeValue(s->h, priv, priv_t, 2);
-    return rv == CKR_OK ? s->tok->mod->C_SetAttributeValue(s->h, pub, pub_t, 2) : rv;
+    if (rv != CKR_OK || pub == CK_INVALID_HANDLE ||
+        (rv = p11_read_attrs(s, pub, mod_t, 1)) != CKR_OK || modifiable == CK_FALSE)
+        return rv;
+    return s->tok->mod->C_SetAttributeValue(s->h, pub, pub_t, 2);
 }
 
-/* Both halves at once: a half-disabled key is a policy violation. On a retry
- * after a partial destroy, the half that is left is destroyed. */
+/* The public half goes first, so that a destroy cut short leaves the
+ * private half, which a retry finds (a public half alone has no modulus to
+ * be matched by). A version without a public half can be disabled: it
+ * still decrypts. */
 static CK_RV state_op(dcmseal_session_t *s, void *arg)
 {
     struct state_ctx *c = arg;
     CK_FUNCTION_LIST *m = s->tok->mod;
+    struct kek_obj *o = malloc(sizeof *o);
     CK_OBJECT_HANDLE h[2];
-    CK_RV rv;
-    if ((rv = kek_find_one(s, CKO_PRIVATE_KEY, c->name, c->version, &h[0])) != CKR_OK ||
-        (rv = kek_find_one(s, CKO_PUBLIC_KEY, c->name, c->version, &h[1])) != CKR_OK)
-        return rv;
+    CK_RV rv = o == NULL ? CKR_HOST_MEMORY : kek_read(s, c->name, c->version, o);
+    if (rv != CKR_OK)
+        goto out;
+    h[0] = o->priv;
+    h[1] = o->pub;
     c->gone = c->destroy ? h[0] == CK_INVALID_HANDLE && h[1] == CK_INVALID_HANDLE
-                         : h[0] == CK_INVALID_HANDLE || h[1] == CK_INVALID_HANDLE;
+                         : h[0] == CK_INVALID_HANDLE;
     if (c->gone)
-        return rv;
-    if (!c->destroy)
-        return kek_set_uses(s, h[0], h[1], c->enabled);
-    for (int i = 0; i < 2 && rv == CKR_OK; i++)
+        goto out;
+    if (!c->destroy) {
+        rv = kek_set_uses(s, h[0], h[1], c->enabled);
+        goto out;
+    }
+    for (int i = 1; i >= 0 && rv == CKR_OK; i--)
         rv = h[i] == CK_INVALID_HANDLE ? CKR_OK : m->C_DestroyObject(s->h, h[i]);
+out:
+    free(o);
     return rv;
 }
 

@@ -12,7 +12,11 @@
 
 #include "internal.h"
 
-#define KEK_ID_PREFIX "dcmseal-kek-v"
+/* CKA_ID: "dcmseal-kek:NAME:vN" since it must differ between names (tools
+ * that select keys by ID took one name's v1 for another's); versions made
+ * before carry "dcmseal-kek-vN", and are read as well. */
+#define KEK_ID_TAG "dcmseal-kek:"
+#define KEK_ID_LEGACY "dcmseal-kek-v"
 
 int kek_name_ok(const char *name)
 {
@@ -22,25 +26,43 @@ int kek_name_ok(const char *name)
     return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
-size_t kek_id(char id[KEK_ID_MAX], uint32_t version)
+size_t kek_id(char id[KEK_ID_MAX], const char *name, uint32_t version)
 {
-    return (size_t)snprintf(id, KEK_ID_MAX, KEK_ID_PREFIX "%u", (unsigned)version);
+    return (size_t)snprintf(id, KEK_ID_MAX, KEK_ID_TAG "%s:v%u", name, (unsigned)version);
 }
 
-/* The version in a CKA_ID, or 0 when it is not a dcmseal KEK ID. */
-static uint32_t kek_id_version(const unsigned char *id, CK_ULONG len)
+size_t kek_id_legacy(char id[KEK_ID_MAX], uint32_t version)
 {
-    const size_t plen = sizeof KEK_ID_PREFIX - 1;
+    return (size_t)snprintf(id, KEK_ID_MAX, KEK_ID_LEGACY "%u", (unsigned)version);
+}
+
+/* The decimal version at |p| (|len| bytes, no leading zero), 0 when none. */
+static uint32_t parse_version(const unsigned char *p, size_t len)
+{
     uint64_t v = 0;
-    if (len == CK_UNAVAILABLE_INFORMATION || len <= plen || len > plen + 10 ||
-        memcmp(id, KEK_ID_PREFIX, plen) != 0 || id[plen] == '0')
+    if (len == 0 || len > 10 || p[0] == '0')
         return 0;
-    for (CK_ULONG i = plen; i < len; i++) {
-        if (id[i] < '0' || id[i] > '9')
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
             return 0;
-        v = v * 10 + (uint64_t)(id[i] - '0');
+        v = v * 10 + (uint64_t)(p[i] - '0');
     }
     return v <= UINT32_MAX ? (uint32_t)v : 0;
+}
+
+/* The version in a CKA_ID of either form for |label|, or 0. */
+static uint32_t kek_id_version(const unsigned char *id, CK_ULONG len, const char *label)
+{
+    const size_t tag = sizeof KEK_ID_TAG - 1, legacy = sizeof KEK_ID_LEGACY - 1;
+    const size_t n = strlen(label);
+    if (len == CK_UNAVAILABLE_INFORMATION)
+        return 0;
+    if (len > legacy && memcmp(id, KEK_ID_LEGACY, legacy) == 0)
+        return parse_version(id + legacy, len - legacy);
+    if (len > tag + n + 2 && memcmp(id, KEK_ID_TAG, tag) == 0 &&
+        memcmp(id + tag, label, n) == 0 && id[tag + n] == ':' && id[tag + n + 1] == 'v')
+        return parse_version(id + tag + n + 2, len - tag - n - 2);
+    return 0;
 }
 
 unsigned kek_modulus_bits(const unsigned char *m, CK_ULONG len)
@@ -95,22 +117,25 @@ CK_RV p11_find_all(dcmseal_session_t *s, CK_ATTRIBUTE *t, CK_ULONG n,
     return rv;
 }
 
-/* The first object of |cls| labelled |name| with the ID of |version|, or
- * CK_INVALID_HANDLE. */
-CK_RV kek_find_one(dcmseal_session_t *s, CK_OBJECT_CLASS cls, const char *name,
-                   uint32_t version, CK_OBJECT_HANDLE *h)
+/* The objects of |cls| labelled |name| with the CKA_ID of |version|: the
+ * form dcmseal gives now, else the one it gave before (|*legacy|). */
+static CK_RV kek_find_version(dcmseal_session_t *s, CK_OBJECT_CLASS cls, const char *name,
+                              uint32_t version, CK_OBJECT_HANDLE **hs, size_t *n, int *legacy)
 {
     char id[KEK_ID_MAX];
     CK_ATTRIBUTE t[] = {
         {CKA_CLASS, &cls, sizeof cls},
         {CKA_LABEL, (void *)name, strlen(name)},
-        {CKA_ID, id, kek_id(id, version)},
+        {CKA_ID, id, kek_id(id, name, version)},
     };
-    CK_OBJECT_HANDLE *hs = NULL;
-    size_t n = 0;
-    CK_RV rv = p11_find_all(s, t, 3, &hs, &n);
-    *h = n > 0 ? hs[0] : CK_INVALID_HANDLE;
-    free(hs);
+    CK_RV rv = p11_find_all(s, t, 3, hs, n);
+    *legacy = 0;
+    if (rv == CKR_OK && *n == 0) {
+        free(*hs);
+        t[2].ulValueLen = kek_id_legacy(id, version);
+        rv = p11_find_all(s, t, 3, hs, n);
+        *legacy = 1;
+    }
     return rv;
 }
 
@@ -128,34 +153,68 @@ CK_RV p11_read_attrs(dcmseal_session_t *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE *t, 
 CK_RV kek_read(dcmseal_session_t *s, const char *name, uint32_t version,
                struct kek_obj *o)
 {
+    CK_OBJECT_HANDLE *hs = NULL;
+    size_t n = 0;
+    int legacy;
     CK_RV rv;
     memset(o, 0, sizeof *o);
+    o->pub = o->priv = CK_INVALID_HANDLE;
     o->type = (CK_KEY_TYPE)-1;
-    o->sensitive = o->extractable = o->decrypt = o->unwrap = o->encrypt = o->wrap = BOOL_UNSET;
+    o->sensitive = o->extractable = o->decrypt = o->unwrap = o->sign = o->sign_recover =
+        BOOL_UNSET;
+    o->encrypt = o->wrap = o->pub_private = o->pub_modifiable = BOOL_UNSET;
     CK_ATTRIBUTE priv[] = {
         {CKA_MODULUS, o->modulus, sizeof o->modulus},
+        {CKA_PUBLIC_EXPONENT, o->exponent, sizeof o->exponent},
         {CKA_KEY_TYPE, &o->type, sizeof o->type},
         {CKA_SENSITIVE, &o->sensitive, 1},
         {CKA_EXTRACTABLE, &o->extractable, 1},
         {CKA_DECRYPT, &o->decrypt, 1},
         {CKA_UNWRAP, &o->unwrap, 1},
+        {CKA_SIGN, &o->sign, 1},
+        {CKA_SIGN_RECOVER, &o->sign_recover, 1},
+        {CKA_ALLOWED_MECHANISMS, o->mechs, sizeof o->mechs},
     };
-    CK_ATTRIBUTE pub[] = {
-        {CKA_MODULUS, o->pub_modulus, sizeof o->pub_modulus},
-        {CKA_PUBLIC_EXPONENT, o->exponent, sizeof o->exponent},
-        {CKA_ENCRYPT, &o->encrypt, 1},
-        {CKA_WRAP, &o->wrap, 1},
-    };
-    if ((rv = kek_find_one(s, CKO_PRIVATE_KEY, name, version, &o->priv)) != CKR_OK ||
-        o->priv == CK_INVALID_HANDLE || (rv = p11_read_attrs(s, o->priv, priv, 6)) != CKR_OK)
-        return rv;
+    if ((rv = kek_find_version(s, CKO_PRIVATE_KEY, name, version, &hs, &n, &legacy)) != CKR_OK ||
+        n == 0)
+        goto out;
+    o->priv = hs[0];
+    o->legacy_id = legacy;
+    if ((rv = p11_read_attrs(s, o->priv, priv, sizeof priv / sizeof priv[0])) != CKR_OK)
+        goto out;
     o->modulus_len = priv[0].ulValueLen;
-    if ((rv = kek_find_one(s, CKO_PUBLIC_KEY, name, version, &o->pub)) != CKR_OK ||
-        o->pub == CK_INVALID_HANDLE || (rv = p11_read_attrs(s, o->pub, pub, 4)) != CKR_OK)
-        return rv;
-    o->pub_modulus_len = pub[0].ulValueLen;
-    o->exponent_len = pub[1].ulValueLen;
-    return CKR_OK;
+    o->exponent_len = priv[1].ulValueLen;
+    o->mechs_len = priv[9].ulValueLen;
+    free(hs);
+    hs = NULL;
+    /* Any public object may carry the version's label and ID, and one
+     * needs no PIN to be made: the version's public half is the one whose
+     * modulus is its private half's. */
+    if ((rv = kek_find_version(s, CKO_PUBLIC_KEY, name, version, &hs, &n, &legacy)) != CKR_OK)
+        goto out;
+    for (size_t i = 0; i < n && o->pub == CK_INVALID_HANDLE; i++) {
+        unsigned char m[MODULUS_MAX];
+        CK_ATTRIBUTE pub[] = {
+            {CKA_MODULUS, m, sizeof m},
+            {CKA_PUBLIC_EXPONENT, o->pub_exponent, sizeof o->pub_exponent},
+            {CKA_ENCRYPT, &o->encrypt, 1},
+            {CKA_WRAP, &o->wrap, 1},
+            {CKA_PRIVATE, &o->pub_private, 1},
+            {CKA_MODIFIABLE, &o->pub_modifiable, 1},
+        };
+        if ((rv = p11_read_attrs(s, hs[i], pub, sizeof pub / sizeof pub[0])) != CKR_OK)
+            goto out;
+        if (o->modulus_len != CK_UNAVAILABLE_INFORMATION && pub[0].ulValueLen == o->modulus_len &&
+            memcmp(m, o->modulus, o->modulus_len) == 0) {
+            o->pub = hs[i];
+            o->pub_exponent_len = pub[1].ulValueLen;
+        } else {
+            o->encrypt = o->wrap = o->pub_private = o->pub_modifiable = BOOL_UNSET;
+        }
+    }
+out:
+    free(hs);
+    return rv;
 }
 
 /* SHA-256 of the DER SubjectPublicKeyInfo, the form `openssl pkey -pubin
@@ -169,11 +228,19 @@ static int kek_fingerprint(const struct kek_obj *o, uint8_t fp[DCMSEAL_KEK_FINGE
     BIGNUM *n = NULL, *e = NULL;
     unsigned char *der = NULL;
     int der_len = 0, ok = 0;
-    if (o->pub == CK_INVALID_HANDLE || o->pub_modulus_len == CK_UNAVAILABLE_INFORMATION ||
-        o->exponent_len == CK_UNAVAILABLE_INFORMATION)
+    /* From the private half, so that decryption needs nothing else; its
+     * exponent from the matching public half where a token keeps none. */
+    const unsigned char *exp = o->exponent;
+    CK_ULONG exp_len = o->exponent_len;
+    if (exp_len == CK_UNAVAILABLE_INFORMATION || exp_len == 0) {
+        exp = o->pub_exponent;
+        exp_len = o->pub != CK_INVALID_HANDLE ? o->pub_exponent_len : CK_UNAVAILABLE_INFORMATION;
+    }
+    if (o->priv == CK_INVALID_HANDLE || o->modulus_len == CK_UNAVAILABLE_INFORMATION ||
+        exp_len == CK_UNAVAILABLE_INFORMATION || exp_len == 0)
         goto out;
-    if ((n = BN_bin2bn(o->pub_modulus, (int)o->pub_modulus_len, NULL)) == NULL ||
-        (e = BN_bin2bn(o->exponent, (int)o->exponent_len, NULL)) == NULL ||
+    if ((n = BN_bin2bn(o->modulus, (int)o->modulus_len, NULL)) == NULL ||
+        (e = BN_bin2bn(exp, (int)exp_len, NULL)) == NULL ||
         (bld = OSSL_PARAM_BLD_new()) == NULL ||
         !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
         !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) ||
@@ -197,24 +264,46 @@ out:
     return ok;
 }
 
-/* What dcmseal_kek_set_enabled(..., 0) leaves: every use switched off, so
- * that the token itself refuses the key. Any other mix is not "disabled"
- * but a policy violation that kek_judge names. */
+/* What dcmseal_kek_set_enabled(..., 0) leaves: the token refuses to decrypt
+ * and unwrap with it. One use off and the other on is not "disabled" but a
+ * policy violation that kek_judge names. */
 int kek_disabled(const struct kek_obj *o)
 {
-    return o->decrypt == CK_FALSE && o->unwrap == CK_FALSE && o->encrypt == CK_FALSE &&
-           o->wrap == CK_FALSE;
+    return o->decrypt == CK_FALSE && o->unwrap == CK_FALSE;
 }
 
-void kek_describe(dcmseal_kek_info *info, const struct kek_obj *o, const char *name,
-                  uint32_t version)
+/* An attribute the token does not report counts as weak: it cannot be
+ * shown to be otherwise. */
+unsigned kek_weak(const struct kek_obj *o)
+{
+    unsigned w = 0;
+    int oaep_only = o->mechs_len != CK_UNAVAILABLE_INFORMATION &&
+                    o->mechs_len >= sizeof o->mechs[0];
+    for (CK_ULONG i = 0; oaep_only && i < o->mechs_len / sizeof o->mechs[0]; i++)
+        oaep_only = o->mechs[i] == CKM_RSA_PKCS_OAEP;
+    if (o->legacy_id)
+        w |= DCMSEAL_KEK_WEAK_SHARED_ID;
+    if (!oaep_only)
+        w |= DCMSEAL_KEK_WEAK_MECHANISMS;
+    if (o->sign != CK_FALSE || o->sign_recover != CK_FALSE)
+        w |= DCMSEAL_KEK_WEAK_SIGN;
+    if (o->pub == CK_INVALID_HANDLE)
+        w |= DCMSEAL_KEK_NO_PUBLIC;
+    else if (o->pub_private != CK_TRUE || o->pub_modifiable != CK_FALSE)
+        w |= DCMSEAL_KEK_WEAK_PUBLIC;
+    return w;
+}
+
+int kek_describe(dcmseal_kek_info *info, const struct kek_obj *o, const char *name,
+                 uint32_t version)
 {
     memset(info, 0, sizeof *info);
     info->enabled = !kek_disabled(o);
+    info->weak = kek_weak(o);
     snprintf(info->name, sizeof info->name, "%s", name);
     info->version = version;
     info->bits = kek_modulus_bits(o->modulus, o->modulus_len);
-    kek_fingerprint(o, info->fingerprint);
+    return kek_fingerprint(o, info->fingerprint);
 }
 
 /* ---- the handle cache --------------------------------------------------- */
@@ -236,6 +325,7 @@ void kek_cache_put(dcmseal_session_t *s, const char *name, uint32_t version,
     e->version = version;
     e->pub = o->pub;
     e->priv = o->priv;
+    e->disabled = kek_disabled(o);
     e->valid = 1;
     cache_front(s, KEK_CACHE_SIZE - 1);
 }
@@ -252,10 +342,10 @@ static int cache_get(dcmseal_session_t *s, const dcmseal_kek_info *kek)
     return 0;
 }
 
-/* The handles of |kek|, from the cache or the token. A key whose public half
- * no longer has the fingerprint it was found with counts as gone. */
+/* The handles of |kek|, from the cache or the token. A key that no longer
+ * has the fingerprint it was found with counts as gone. */
 CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek,
-                  CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv, int *gone)
+                  CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv, int *disabled, int *gone)
 {
     struct kek_obj *o = NULL;
     uint8_t fp[DCMSEAL_KEK_FINGERPRINT_LEN];
@@ -275,6 +365,7 @@ CK_RV kek_handles(dcmseal_session_t *s, const dcmseal_kek_info *kek,
     }
     *pub = s->cache[0].pub;
     *priv = s->cache[0].priv;
+    *disabled = s->cache[0].disabled;
 out:
     free(o);
     return rv;
@@ -310,7 +401,7 @@ CK_RV kek_identity(dcmseal_session_t *s, CK_OBJECT_HANDLE h,
         return rv;
     label[t[0].ulValueLen] = '\0';
     if (strlen(label) == t[0].ulValueLen && kek_name_ok(label))
-        *version = kek_id_version(id, t[1].ulValueLen);
+        *version = kek_id_version(id, t[1].ulValueLen, label);
     return CKR_OK;
 }
 

@@ -45,18 +45,13 @@ dcmseal_status kek_judge(dcmseal_session_t *s, dcmseal_kek_info *info,
         snprintf(why, sizeof why, "private key has CKA_DECRYPT=%s", bool_str(o->decrypt));
     else if (o->unwrap != CK_TRUE)
         snprintf(why, sizeof why, "private key has CKA_UNWRAP=%s", bool_str(o->unwrap));
-    else if (o->pub == CK_INVALID_HANDLE)
-        snprintf(why, sizeof why, "public key missing");
-    else if (o->encrypt != CK_TRUE)
-        snprintf(why, sizeof why, "public key has CKA_ENCRYPT=%s", bool_str(o->encrypt));
-    else if (o->wrap != CK_TRUE)
-        snprintf(why, sizeof why, "public key has CKA_WRAP=%s", bool_str(o->wrap));
-    else if (o->pub_modulus_len != o->modulus_len ||
-             memcmp(o->pub_modulus, o->modulus, o->modulus_len) != 0)
-        snprintf(why, sizeof why, "public key CKA_MODULUS differs from the private key's");
+    else if (!kek_describe(info, o, name, version))
+        snprintf(why, sizeof why, "no public exponent on either half, so no fingerprint");
+    /* Nothing here depends on the public half: decryption never does. A
+     * version without one (DCMSEAL_KEK_NO_PUBLIC) cannot wrap, and the
+     * token refuses to wrap under one whose CKA_ENCRYPT/CKA_WRAP is off. */
     DCMSEAL_ENSURE(why[0] == '\0', err, DCMSEAL_E_KEY, "key '%s' v%u on token '%s' refused: %s",
                    name, (unsigned)version, s->tok->label, why);
-    kek_describe(info, o, name, version);
 out:
     return st;
 }

@@ -1,12 +1,15 @@
 /* Module loading, token selection, PIN, login and self-healing sessions. */
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -24,8 +27,14 @@ dcmseal_status p11_fail(dcmseal_error *err, dcmseal_status st, const dcmseal_tok
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return dcmseal_fail(err, st, "%s on token '%s' failed: %s", what, tok->label,
-                        ckr_name(rv));
+    /* The one login failure an operator can prevent: say how. */
+    const char *hint = rv == CKR_USER_NOT_LOGGED_IN && tok->pin_from_env
+                           ? " (the token wanted a new login; the PIN came from the "
+                             "environment, which dcmseal clears once read: pin-source=file: "
+                             "lets it log in again)"
+                           : "";
+    return dcmseal_fail(err, st, "%s on token '%s' failed: %s%s", what, tok->label,
+                        ckr_name(rv), hint);
 }
 
 const char *dcmseal_oaep_name(dcmseal_oaep oaep)
@@ -40,20 +49,90 @@ const char *dcmseal_oaep_name(dcmseal_oaep oaep)
 
 /* ---- PIN ---------------------------------------------------------------- */
 
+/* Why the last pin-source of this thread could not be read, for the error
+ * message: p11-kit's callbacks can only say NULL. */
+static __thread char pin_why[200];
+
+/* Removes |name| from the environment and overwrites its "NAME=value"
+ * string where it lies: unsetenv alone would leave the value in memory and
+ * in /proc/PID/environ, which shows the block the process started with. */
+static void env_scrub(const char *name)
+{
+    extern char **environ;
+    char *hit[8];
+    size_t n = strlen(name), nhit = 0;
+    for (char **e = environ; e != NULL && *e != NULL && nhit < 8; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            hit[nhit++] = *e;
+    unsetenv(name);
+    for (size_t i = 0; i < nhit; i++)
+        OPENSSL_cleanse(hit[i], strlen(hit[i]));
+}
+
+/* A pin-source file, as ssh treats private keys: it must belong to the user
+ * that runs dcmseal and be closed to everyone else, or another account could
+ * read the PIN or put another one there. Checked on the open file, so that
+ * the file read is the file checked. */
+static P11KitPin *pin_from_file(const char *path)
+{
+    unsigned char buf[DCMSEAL_PIN_MAX + 2];
+    size_t len = 0;
+    ssize_t n = 1;
+    struct stat sb;
+    P11KitPin *pin = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        snprintf(pin_why, sizeof pin_why, ": %s", strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &sb) != 0) {
+        snprintf(pin_why, sizeof pin_why, ": %s", strerror(errno));
+    } else if (sb.st_uid != geteuid()) {
+        snprintf(pin_why, sizeof pin_why,
+                 ": it is owned by uid %u, not by uid %u that runs dcmseal; chown it",
+                 (unsigned)sb.st_uid, (unsigned)geteuid());
+    } else if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(pin_why, sizeof pin_why,
+                 ": it is accessible to group or others (mode %04o); chmod 600 it",
+                 (unsigned)(sb.st_mode & 07777));
+    } else {
+        while (len < sizeof buf && (n = read(fd, buf + len, sizeof buf - len)) != 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                break;
+            len += (size_t)n;
+        }
+        if (n < 0)
+            snprintf(pin_why, sizeof pin_why, ": %s", strerror(errno));
+        else
+            pin = p11_kit_pin_new(buf, len);
+    }
+    OPENSSL_cleanse(buf, sizeof buf);
+    close(fd);
+    return pin;
+}
+
 /* p11-kit 0.24's file callback open()s the pin-source verbatim, so an RFC 7512
  * "file:" URI would name a relative file called "file:...". */
 static P11KitPin *pin_callback(const char *source, P11KitUri *uri, const char *desc,
                                P11KitPinFlags flags, void *data)
 {
+    (void)uri, (void)desc, (void)flags, (void)data;
+    pin_why[0] = '\0';
     if (strncmp(source, "env:", 4) == 0) {
         const char *v = getenv(source + 4);
-        return v != NULL ? p11_kit_pin_new_for_string(v) : NULL;
+        P11KitPin *pin = v != NULL ? p11_kit_pin_new_for_string(v) : NULL;
+        if (v == NULL)
+            snprintf(pin_why, sizeof pin_why, ": %s is not set", source + 4);
+        env_scrub(source + 4);
+        return pin;
     }
     if (strncmp(source, "file://", 7) == 0 && source[7] == '/')
         source += 7;
     else if (strncmp(source, "file:", 5) == 0)
         source += 5;
-    return p11_kit_pin_file_callback(source, uri, desc, flags, data);
+    return pin_from_file(source);
 }
 
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
@@ -63,20 +142,23 @@ static void pin_register(void)
     p11_kit_pin_register_callback(P11_KIT_PIN_FALLBACK, pin_callback, NULL, NULL);
 }
 
-static dcmseal_status token_read_pin(dcmseal_token_t *tok, P11KitUri *uri, dcmseal_error *err)
+/* Reads the PIN from |tok->pin_source|, or from DCMSEAL_PIN when there is
+ * none, into a secure-heap buffer (*pin, free with pin_free). */
+static dcmseal_status pin_read(dcmseal_token_t *tok, unsigned char **pin, size_t *pin_len,
+                               dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    const char *source = p11_kit_uri_get_pin_source(uri);
-    P11KitPin *pin = NULL;
+    P11KitPin *p = NULL;
     const unsigned char *v;
     size_t len = 0, n;
-    if (source != NULL) {
+    *pin = NULL;
+    if (tok->pin_source != NULL) {
         pthread_once(&pin_once, pin_register);
-        pin = p11_kit_pin_request(source, uri, tok->label, P11_KIT_PIN_FLAGS_USER_LOGIN);
-        DCMSEAL_ENSURE(pin != NULL, err, DCMSEAL_E_TOKEN,
-                       "cannot read the PIN for token '%s' from pin-source '%s'", tok->label,
-                       source);
-        v = p11_kit_pin_get_value(pin, &len);
+        p = p11_kit_pin_request(tok->pin_source, NULL, tok->label, P11_KIT_PIN_FLAGS_USER_LOGIN);
+        DCMSEAL_ENSURE(p != NULL, err, DCMSEAL_E_TOKEN,
+                       "cannot read the PIN for token '%s' from pin-source '%s'%s", tok->label,
+                       tok->pin_source, pin_why);
+        v = p11_kit_pin_get_value(p, &len);
     } else {
         v = (const unsigned char *)getenv("DCMSEAL_PIN");
         DCMSEAL_ENSURE(v != NULL, err, DCMSEAL_E_TOKEN,
@@ -86,26 +168,53 @@ static dcmseal_status token_read_pin(dcmseal_token_t *tok, P11KitUri *uri, dcmse
     n = len;
     if (n > 0 && v[n - 1] == '\n')
         n -= 1 + (n > 1 && v[n - 2] == '\r');
-    DCMSEAL_ENSURE(n < sizeof tok->pin, err, DCMSEAL_E_TOKEN, "PIN for token '%s' is too long",
+    DCMSEAL_ENSURE(n < DCMSEAL_PIN_MAX, err, DCMSEAL_E_TOKEN, "PIN for token '%s' is too long",
                    tok->label);
-    memcpy(tok->pin, v, n);
-    tok->pin_len = n;
+    *pin = OPENSSL_secure_malloc(n + 1);
+    DCMSEAL_ENSURE(*pin != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    memcpy(*pin, v, n);
+    *pin_len = n;
 out:
-    if (pin != NULL) {
+    if (p != NULL) {
         /* p11-kit frees its copies without wiping them. */
         OPENSSL_cleanse((void *)v, len);
-        p11_kit_pin_unref(pin);
+        p11_kit_pin_unref(p);
+    } else if (tok->pin_source == NULL) {
+        env_scrub("DCMSEAL_PIN");
     }
     return st;
 }
 
+static void pin_free(unsigned char *pin, size_t len)
+{
+    OPENSSL_secure_clear_free(pin, len + 1);
+}
+
 /* ---- login and sessions ------------------------------------------------- */
 
+/* Logs the user in unless the token already is (login is per application:
+ * every session after the first finds it done). The PIN is the one
+ * dcmseal_token_open holds while it runs; later, the pin-source file is
+ * read again for the new login and the PIN wiped right after it. Without
+ * a PIN the token is never asked: a failed C_Login counts against the
+ * token's PIN retry counter. */
 static CK_RV token_login(dcmseal_token_t *tok, CK_SESSION_HANDLE h)
 {
+    CK_SESSION_INFO si;
+    unsigned char *pin = NULL;
+    size_t len = 0;
     CK_RV rv;
     pthread_mutex_lock(&tok->lock);
-    rv = tok->mod->C_Login(h, CKU_USER, tok->pin, tok->pin_len);
+    rv = tok->mod->C_GetSessionInfo(h, &si);
+    if (rv == CKR_OK && si.state != CKS_RO_USER_FUNCTIONS && si.state != CKS_RW_USER_FUNCTIONS) {
+        if (tok->pin != NULL)
+            rv = tok->mod->C_Login(h, CKU_USER, tok->pin, tok->pin_len);
+        else if (tok->pin_from_env || pin_read(tok, &pin, &len, NULL) != DCMSEAL_OK)
+            rv = CKR_USER_NOT_LOGGED_IN;
+        else
+            rv = tok->mod->C_Login(h, CKU_USER, pin, len);
+    }
+    pin_free(pin, len);
     pthread_mutex_unlock(&tok->lock);
     return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
 }
@@ -168,6 +277,7 @@ void cache_clear(dcmseal_session_t *s)
 {
     for (size_t i = 0; i < KEK_CACHE_SIZE; i++)
         s->cache[i].valid = 0;
+    s->len_probe = CK_INVALID_HANDLE;
 }
 
 static int token_alive(dcmseal_token_t *tok)
@@ -473,7 +583,14 @@ dcmseal_status dcmseal_token_open(dcmseal_token_t **out, const char *uri,
         tok->object = OPENSSL_strndup(object->pValue, object->ulValueLen);
         DCMSEAL_ENSURE(tok->object != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     }
-    DCMSEAL_GUARD(token_read_pin(tok, u, err));
+    if (p11_kit_uri_get_pin_source(u) != NULL) {
+        tok->pin_source = OPENSSL_strdup(p11_kit_uri_get_pin_source(u));
+        DCMSEAL_ENSURE(tok->pin_source != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+        tok->pin_from_env = strncmp(tok->pin_source, "env:", 4) == 0;
+    } else {
+        tok->pin_from_env = 1;
+    }
+    DCMSEAL_GUARD(pin_read(tok, &tok->pin, &tok->pin_len, err));
     /* Logging in here reports a wrong PIN at open rather than mid-batch.
      * SoftHSM 2.6.1 answers CKR_USER_PIN_NOT_INITIALIZED or
      * CKR_GENERAL_ERROR when it read its token file while another process
@@ -494,10 +611,15 @@ dcmseal_status dcmseal_token_open(dcmseal_token_t **out, const char *uri,
         goto out;
     }
     *out = tok;
-    tok = NULL;
 out:
+    /* Logged in, or not: either way the PIN has served. */
+    if (tok != NULL) {
+        pin_free(tok->pin, tok->pin_len);
+        tok->pin = NULL;
+    }
+    if (st != DCMSEAL_OK)
+        dcmseal_token_free(tok);
     p11_kit_uri_free(u);
-    dcmseal_token_free(tok);
     return st;
 }
 
@@ -513,7 +635,8 @@ void dcmseal_token_free(dcmseal_token_t *tok)
         p11_kit_module_finalize(tok->mod);
         p11_kit_module_release(tok->mod);
     }
-    OPENSSL_cleanse(tok->pin, sizeof tok->pin);
+    pin_free(tok->pin, tok->pin_len);
+    OPENSSL_free(tok->pin_source);
     OPENSSL_free(tok->object);
     pthread_mutex_destroy(&tok->lock);
     pthread_mutex_destroy(&tok->one_caller);
@@ -542,6 +665,7 @@ dcmseal_status dcmseal_session_open(dcmseal_session_t **out, dcmseal_token_t *to
     s = OPENSSL_zalloc(sizeof *s);
     DCMSEAL_ENSURE(s != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     s->tok = tok;
+    s->len_probe = CK_INVALID_HANDLE;
     module_enter(tok);
     s->gen = tok->gen;
     rv = session_start(tok, &s->h);

@@ -30,6 +30,9 @@ struct crypt_ctx {
     unsigned char buf[DCMSEAL_WRAPPED_MAX];
     CK_ULONG buf_len;
     int gone, in_final; /* in_final: the token accepted key and mechanism */
+    /* Wrapping: the version has no public half, or its private half is
+     * disabled (the public half of a version made now cannot be). */
+    int no_public, disabled;
 };
 
 /* One OAEP step with |mech|: an operation's init, C_UnwrapKey, C_WrapKey. */
@@ -66,21 +69,33 @@ static CK_RV crypt_init(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
                       : s->tok->mod->C_EncryptInit(s->h, mech, c->key);
 }
 
-/* The handle of |c->kek| that |c| needs. */
+/* The handle of |c->kek| that |c| needs. A version disabled as dcmseal
+ * disables it refuses to decrypt in the token; dcmseal refuses to wrap
+ * under it (its public half may not be switchable). */
 static CK_RV crypt_key(dcmseal_session_t *s, struct crypt_ctx *c)
 {
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-    CK_RV rv = kek_handles(s, c->kek, &pub, &priv, &c->gone);
+    int disabled = 0;
+    CK_RV rv = kek_handles(s, c->kek, &pub, &priv, &disabled, &c->gone);
     c->key = c->decrypt ? priv : pub;
     c->in_final = 0;
+    c->no_public = !c->decrypt && pub == CK_INVALID_HANDLE;
+    c->disabled = !c->decrypt && disabled;
     return rv;
+}
+
+/* The key can be used for what |c| does. */
+static int crypt_usable(const struct crypt_ctx *c)
+{
+    return !c->gone && !c->no_public && !c->disabled;
 }
 
 static CK_RV crypt_op(dcmseal_session_t *s, void *arg)
 {
     struct crypt_ctx *c = arg;
     CK_RV rv = crypt_key(s, c);
-    if (rv != CKR_OK || c->gone || (rv = oaep_run(s, c->prefer, &c->used, crypt_init, c)) != CKR_OK)
+    if (rv != CKR_OK || !crypt_usable(c) ||
+        (rv = oaep_run(s, c->prefer, &c->used, crypt_init, c)) != CKR_OK)
         return rv;
     c->in_final = 1;
     c->buf_len = sizeof c->buf;
@@ -107,6 +122,14 @@ static dcmseal_status crypt_fail(dcmseal_session_t *s, const struct crypt_ctx *c
     if (c->gone)
         return dcmseal_fail(err, st, "key '%s' (v%u) not found on token '%s'", kek->name,
                             (unsigned)kek->version, s->tok->label);
+    if (c->no_public)
+        return dcmseal_fail(err, DCMSEAL_E_KEY,
+                            "key '%s' v%u on token '%s' has no public half: objects under it "
+                            "still decrypt, but it cannot wrap",
+                            kek->name, (unsigned)kek->version, s->tok->label);
+    if (c->disabled)
+        return dcmseal_fail(err, DCMSEAL_E_KEY, "key '%s' v%u on token '%s' is disabled",
+                            kek->name, (unsigned)kek->version, s->tok->label);
     if (!c->in_final && ckr_mechanism_refused(rv))
         return dcmseal_fail(err, st,
                             "key '%s' v%u: token '%s' does not support RSA-OAEP-%s (%s)",
@@ -129,7 +152,7 @@ static dcmseal_status crypt_fail(dcmseal_session_t *s, const struct crypt_ctx *c
 static dcmseal_status kek_crypt(dcmseal_session_t *s, struct crypt_ctx *c, dcmseal_error *err)
 {
     CK_RV rv = session_run(s, crypt_op, c);
-    return rv == CKR_OK && !c->gone ? DCMSEAL_OK : crypt_fail(s, c, rv, err);
+    return rv == CKR_OK && crypt_usable(c) ? DCMSEAL_OK : crypt_fail(s, c, rv, err);
 }
 
 static int oaep_valid(dcmseal_oaep o, int allow_auto)
@@ -170,22 +193,25 @@ dcmseal_status dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out
                                   dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    struct crypt_ctx c = {
-        .kek = kek, .decrypt = 1, .prefer = oaep, .in = wrapped, .in_len = wrapped_len};
+    /* Its buffer receives the key: in the secure heap (see dcmseal/pkcs11.h). */
+    struct crypt_ctx *c = OPENSSL_secure_zalloc(sizeof *c);
     DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && kek != NULL &&
                        wrapped != NULL && oaep_valid(oaep, 0),
                    err, DCMSEAL_E_USAGE, "key unwrap: missing or bad argument");
-    DCMSEAL_GUARD(kek_crypt(s, &c, err));
+    DCMSEAL_ENSURE(c != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    *c = (struct crypt_ctx){
+        .kek = kek, .decrypt = 1, .prefer = oaep, .in = wrapped, .in_len = wrapped_len};
+    DCMSEAL_GUARD(kek_crypt(s, c, err));
     /* A longer plaintext than the caller's key cannot be a dcmseal DEK. */
-    DCMSEAL_ENSURE(c.buf_len <= out_cap, err, DCMSEAL_E_AUTH,
+    DCMSEAL_ENSURE(c->buf_len <= out_cap, err, DCMSEAL_E_AUTH,
                    "authentication failed: key '%s' v%u on token '%s' unwrapped %lu bytes, "
                    "expected at most %zu",
-                   kek->name, (unsigned)kek->version, s->tok->label, (unsigned long)c.buf_len,
+                   kek->name, (unsigned)kek->version, s->tok->label, (unsigned long)c->buf_len,
                    out_cap);
-    memcpy(out, c.buf, c.buf_len);
-    *out_len = c.buf_len;
+    memcpy(out, c->buf, c->buf_len);
+    *out_len = c->buf_len;
 out:
-    OPENSSL_cleanse(c.buf, sizeof c.buf);
+    OPENSSL_secure_clear_free(c, sizeof *c);
     return st;
 }
 
@@ -200,19 +226,70 @@ struct rewrap_ctx {
     int exposed;          /* it was not: the token ignored CKA_SENSITIVE */
 };
 
+/* Where the token will not take CKA_VALUE_LEN when unwrapping (SoftHSM
+ * 2.6.1 answers CKR_ATTRIBUTE_READ_ONLY and records no length), the
+ * unwrapped key is measured: wrapped under a throwaway AES key of the
+ * session with CKM_AES_KEY_WRAP, whose output is the key, zero-padded to
+ * 8 bytes, and 8 more. Keys of 25 to 31 bytes pass for 32 there; none
+ * shorter or longer does. The output is the key encrypted under a key
+ * that never leaves the token, and is dropped. */
+static CK_RV dek_measure(dcmseal_session_t *s, CK_OBJECT_HANDLE dek)
+{
+    static const CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    static const CK_KEY_TYPE type = CKK_AES;
+    static const CK_ULONG len = 32;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, (void *)&cls, sizeof cls}, {CKA_KEY_TYPE, (void *)&type, sizeof type},
+        {CKA_VALUE_LEN, (void *)&len, sizeof len}, {CKA_TOKEN, (void *)&no, 1},
+        {CKA_PRIVATE, (void *)&yes, 1},         {CKA_SENSITIVE, (void *)&yes, 1},
+        {CKA_EXTRACTABLE, (void *)&no, 1},      {CKA_WRAP, (void *)&yes, 1},
+        {CKA_ENCRYPT, (void *)&no, 1},          {CKA_DECRYPT, (void *)&no, 1},
+        {CKA_UNWRAP, (void *)&no, 1},
+    };
+    CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0}, kw = {CKM_AES_KEY_WRAP, NULL, 0};
+    unsigned char out[DCMSEAL_WRAPPED_MAX + 8];
+    CK_ULONG out_len = sizeof out;
+    CK_RV rv = CKR_OK;
+    if (s->len_probe == CK_INVALID_HANDLE)
+        rv = s->tok->mod->C_GenerateKey(s->h, &gen, t, sizeof t / sizeof t[0], &s->len_probe);
+    if (rv == CKR_OK)
+        rv = s->tok->mod->C_WrapKey(s->h, &kw, s->len_probe, dek, out, &out_len);
+    /* KEY_SIZE_RANGE: under 16 bytes, which AES key wrap cannot take. */
+    if (rv == CKR_KEY_SIZE_RANGE || rv == CKR_BUFFER_TOO_SMALL ||
+        (rv == CKR_OK && out_len != DCMSEAL_DEK_LEN + 8))
+        rv = CKR_WRAPPED_KEY_INVALID;
+    return rv;
+}
+
 CK_RV kek_unwrap_dek(dcmseal_session_t *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
                      const uint8_t *in, size_t in_len, CK_OBJECT_HANDLE *dek)
 {
     static const CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     static const CK_KEY_TYPE type = CKK_GENERIC_SECRET;
-    /* Sensitive: never readable; extractable: C_WrapKey needs it. */
+    static const CK_ULONG len = DCMSEAL_DEK_LEN;
+    /* Sensitive: never readable; extractable: C_WrapKey needs it; exactly a
+     * DEK long, or the key would be "rewrapped" into an object that never
+     * opens. */
     CK_ATTRIBUTE t[] = {
         {CKA_CLASS, (void *)&cls, sizeof cls},   {CKA_KEY_TYPE, (void *)&type, sizeof type},
         {CKA_TOKEN, (void *)&no, 1},             {CKA_PRIVATE, (void *)&yes, 1},
         {CKA_SENSITIVE, (void *)&yes, 1},        {CKA_EXTRACTABLE, (void *)&yes, 1},
+        {CKA_VALUE_LEN, (void *)&len, sizeof len},
     };
-    return s->tok->mod->C_UnwrapKey(s->h, mech, key, (CK_BYTE *)in, in_len, t,
-                                    sizeof t / sizeof t[0], dek);
+    const CK_ULONG n = sizeof t / sizeof t[0];
+    int measure = atomic_load(&s->tok->no_unwrap_value_len) != 0;
+    CK_RV rv = s->tok->mod->C_UnwrapKey(s->h, mech, key, (CK_BYTE *)in, in_len, t,
+                                        measure ? n - 1 : n, dek);
+    if (!measure && (rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_ATTRIBUTE_TYPE_INVALID)) {
+        atomic_store(&s->tok->no_unwrap_value_len, rv);
+        measure = 1;
+        rv = s->tok->mod->C_UnwrapKey(s->h, mech, key, (CK_BYTE *)in, in_len, t, n - 1, dek);
+    }
+    if (rv == CKR_OK && measure && (rv = dek_measure(s, *dek)) != CKR_OK) {
+        s->tok->mod->C_DestroyObject(s->h, *dek);
+        *dek = CK_INVALID_HANDLE;
+    }
+    return rv;
 }
 
 static CK_RV unwrap_key(dcmseal_session_t *s, CK_MECHANISM *mech, void *arg)
@@ -245,7 +322,7 @@ static CK_RV rewrap_op(dcmseal_session_t *s, void *arg)
     if ((rv = crypt_key(s, &r->u)) != CKR_OK || r->u.gone)
         return rv;
     r->failed = &r->w;
-    if ((rv = crypt_key(s, &r->w)) != CKR_OK || r->w.gone)
+    if ((rv = crypt_key(s, &r->w)) != CKR_OK || !crypt_usable(&r->w))
         return rv;
     /* Neither step has a separate init: a refused mechanism and refused
      * bytes come from the same call. */
@@ -273,6 +350,11 @@ rewrap_fallback kek_rewrap_fallback(CK_RV rv, dcmseal_oaep used)
      * C_DecryptInit says whether the token does it at all, and a SHA-1
      * object still goes in the token. */
     if (ckr_mechanism_refused(rv) && used == DCMSEAL_OAEP_SHA256)
+        return REWRAP_FALLBACK_OBJECT;
+    /* With CKA_VALUE_LEN in the unwrap template, these can be the answer to
+     * a key of the wrong length in these bytes, not to the token: the host
+     * path checks the length itself. */
+    if (rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_VALUE_INVALID)
         return REWRAP_FALLBACK_OBJECT;
     if (ckr_class(rv) == P11_REFUSED)
         return REWRAP_FALLBACK_TOKEN;
@@ -312,7 +394,7 @@ static dcmseal_status rewrap_in_token(dcmseal_session_t *s, struct rewrap_ctx *r
     r->verify_hidden = undecided;
     CK_RV rv = session_run(s, rewrap_op, r);
     *done = 0;
-    if (r->u.gone || r->w.gone)
+    if (r->u.gone || !crypt_usable(&r->w))
         return crypt_fail(s, r->failed, rv, err);
     if (rv == CKR_OK && r->exposed) {
         rewrap_refuse(tok, "C_UnwrapKey",
@@ -343,7 +425,7 @@ dcmseal_status dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out
 {
     dcmseal_status st = DCMSEAL_OK;
     struct rewrap_ctx *r = NULL;
-    uint8_t dek[DCMSEAL_WRAPPED_MAX];
+    uint8_t *dek = NULL;
     size_t dek_len = 0;
     int done = 0;
     DCMSEAL_ENSURE(s != NULL && out != NULL && out_len != NULL && used != NULL &&
@@ -369,14 +451,20 @@ dcmseal_status dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out
             goto out;
         }
     }
-    /* The host path: the key is in this buffer from the unwrap to the
+    /* The host path: the key is in secure memory from the unwrap to the
      * wrap, and wiped right after. */
-    DCMSEAL_GUARD(dcmseal_kek_unwrap(s, dek, sizeof dek, &dek_len, from, from_oaep, wrapped,
+    dek = OPENSSL_secure_malloc(DCMSEAL_DEK_LEN);
+    DCMSEAL_ENSURE(dek != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
+    DCMSEAL_GUARD(dcmseal_kek_unwrap(s, dek, DCMSEAL_DEK_LEN, &dek_len, from, from_oaep, wrapped,
                                      wrapped_len, err));
+    DCMSEAL_ENSURE(dek_len == DCMSEAL_DEK_LEN, err, DCMSEAL_E_AUTH,
+                   "authentication failed: key '%s' v%u on token '%s' unwrapped %zu bytes, "
+                   "not a %d-byte data key",
+                   from->name, (unsigned)from->version, s->tok->label, dek_len, DCMSEAL_DEK_LEN);
     DCMSEAL_GUARD(dcmseal_kek_wrap(s, out, out_cap, out_len, used, to, prefer, dek, dek_len,
                                    err));
 out:
-    OPENSSL_cleanse(dek, sizeof dek);
+    OPENSSL_secure_clear_free(dek, DCMSEAL_DEK_LEN);
     OPENSSL_free(r);
     return st;
 }

@@ -10,6 +10,15 @@
  * Streams follow init / update / final with caller-supplied buffers. After a
  * failure a stream refuses further input (returning the first error again)
  * and zeroes whatever output the failing call had written.
+ *
+ * Key material: each DEK (DCMSEAL_DEK_LEN bytes) and the keys derived from
+ * it are allocated in OpenSSL's secure heap (OPENSSL_secure_zalloc) and
+ * wiped when freed, and so is the DEK buffer handed to a dcmseal_keyring.
+ * That works whether or not the program initialised the secure heap: call
+ * CRYPTO_secure_malloc_init (e.g. 256 KiB, 32) before using the library to
+ * have them locked in memory and left out of core dumps; without it they
+ * live in ordinary memory, still wiped. The AES key schedule lives in
+ * OpenSSL's own cipher context, which OpenSSL wipes on free.
  */
 #ifndef DCMSEAL_ENGINE_H
 #define DCMSEAL_ENGINE_H
@@ -25,7 +34,6 @@ extern "C" {
 #endif
 
 #define DCMSEAL_FORMAT_VERSION 1
-#define DCMSEAL_DEK_LEN 32
 #define DCMSEAL_TAG_LEN 16
 #define DCMSEAL_HEADER_LEN 128           /* immutable header */
 #define DCMSEAL_SLOT_LEN 1024            /* one key slot */
@@ -191,6 +199,10 @@ typedef struct dcmseal_header_info {
     int other_slot_state;    /* 0 empty, 1 valid, -1 damaged */
     dcmseal_wrap_meta wrap;  /* of the active slot */
     size_t wrapped_len;
+    /* Of the other slot when other_slot_state is 1: a key wrapped under this
+     * KEK is in the file too (a rewrap stopped before it wiped its old slot,
+     * or an object rewrapped by dcmseal before 0.2). */
+    dcmseal_wrap_meta other_wrap;
 } dcmseal_header_info;
 
 /* Parses the first DCMSEAL_PREAMBLE_LEN bytes of an object. Errors:
@@ -377,43 +389,84 @@ dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
 /* ---- Rotation: rewrapping in place -------------------------------------- */
 
 typedef struct dcmseal_rewrap_report {
-    int changed;            /* 0: already under the target KEK */
+    int changed;            /* a new slot was written (0: already under the target KEK) */
     int in_token;           /* the DEK never left the token */
     dcmseal_wrap_meta from; /* the slot that was active */
     dcmseal_wrap_meta to;   /* the new slot (== from when unchanged) */
     uint64_t generation;    /* of the slot now active */
+    /* Set by _start: work is left for _finish (and the object is locked):
+     * a new slot to flush and the old one to wipe, or, for an object
+     * already under the target, a leftover key in its other slot. */
+    int pending;
+    /* Set by _finish: the other slot is all zeros and flushed: no wrap of
+     * the DEK under any other KEK is left in the file. */
+    int retired;
 } dcmseal_rewrap_report;
 
-/* Moves the object in |fd| (open read-write) to |keyring|'s current KEK by
- * writing the inactive key slot with a higher generation and flushing it
- * (fdatasync). The immutable header and the payload are never written, and
- * until the flush completes the old slot stays the one readers use, so a
- * crash at any point leaves an object that opens under the old or the new
- * KEK. Holds an exclusive flock on |fd| meanwhile, so concurrent rewraps of
- * one file serialize. An object already under the target KEK is left alone
- * (|rep->changed| = 0). Errors: DCMSEAL_E_FORMAT, DCMSEAL_E_AUTH (no intact
- * slot, or the token rejects the wrapped key), key ring errors,
- * DCMSEAL_E_IO. */
+/* Moves the object in |fd| (open read-write) to |keyring|'s current KEK and
+ * retires the old wrap (FORMAT.md "Key slots"):
+ *   1. writes the inactive key slot with a higher generation;
+ *   2. flushes it (fdatasync): the object now opens under the new KEK;
+ *   3. overwrites the old slot with zeros, and flushes again: from then on
+ *      the file holds no wrap of the DEK under the old KEK, so neither a
+ *      damaged new slot nor an old slot with its generation raised makes it
+ *      open under the old KEK again.
+ * The immutable header and the payload are never written. A crash at any
+ * point leaves an object that opens under the old or the new KEK; a re-run
+ * finishes the job, including step 3 for an object already moved. Holds an
+ * exclusive flock on |fd| meanwhile, so concurrent rewraps of one file
+ * serialize. An object already under the target KEK with an empty other
+ * slot is left alone (|rep->changed| and |rep->pending| 0). Errors:
+ * DCMSEAL_E_FORMAT, DCMSEAL_E_AUTH (no intact slot, or the token rejects
+ * the wrapped key), key ring errors, DCMSEAL_E_IO. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
                   const dcmseal_keyring *keyring, dcmseal_error *err);
 
 /* dcmseal_rewrap_fd in two halves, so that a caller with many objects can
- * flush some while its token works on the next ones. _start does all but the
- * flush: when it returns DCMSEAL_OK with |rep->changed| set, the new slot is
- * written but not yet durable, and |fd| is still locked. The caller must
- * then call dcmseal_rewrap_fd_finish (from any thread), and may count the
- * object as moved only when that succeeds. Otherwise (an error, or nothing
- * to change) the lock is already released and _finish must not be called.
- * Errors as dcmseal_rewrap_fd. */
+ * finish some while its token works on the next ones. _start does step 1
+ * (or nothing, for an object already moved): when it returns DCMSEAL_OK
+ * with |rep->pending| set, |fd| is still locked and the caller must call
+ * dcmseal_rewrap_fd_finish or dcmseal_rewrap_group_finish (from any
+ * thread); it may count the object as moved only when that succeeds.
+ * Otherwise (an error, or nothing to do) the lock is already released and
+ * no finish may be called. Errors as dcmseal_rewrap_fd. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
                         const dcmseal_keyring *keyring, dcmseal_error *err);
-/* Flushes what dcmseal_rewrap_fd_start wrote to |fd| (fdatasync), then
- * releases the lock, whatever the outcome. Errors: DCMSEAL_E_IO (the object
- * then opens under the old or the new KEK; a re-run settles which). */
+/* Steps 2 and 3 of what dcmseal_rewrap_fd_start left in |fd| (fdatasync,
+ * wipe, fdatasync), then releases the lock, whatever the outcome; sets
+ * |rep->retired| on success. Errors: DCMSEAL_E_USAGE when nothing is
+ * pending; DCMSEAL_E_IO (the object then opens under the old or the new
+ * KEK; a re-run settles which and wipes what is left). */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
-dcmseal_rewrap_fd_finish(const dcmseal_rewrap_report *rep, int fd, dcmseal_error *err);
+dcmseal_rewrap_fd_finish(dcmseal_rewrap_report *rep, int fd, dcmseal_error *err);
+
+/* Group commit: objects finished at the same time, from many threads,
+ * share their flushes. Each dcmseal_rewrap_group_finish joins the group
+ * being formed; one caller at a time commits all that joined: one flush
+ * of each file system they are on (syncfs) makes every new slot durable,
+ * then every old slot is wiped, then one more flush, and only then does
+ * each call return (a group of one uses fdatasync, cheaper for a single
+ * file). Meanwhile the next group forms. So two flushes per object cost
+ * two per group: with many objects in flight, a fraction of one
+ * fdatasync each. syncfs also flushes what other programs wrote to the
+ * same file system. Thread-safe. */
+typedef struct dcmseal_rewrap_group dcmseal_rewrap_group_t;
+
+/* Errors: DCMSEAL_E_INTERNAL (out of memory). Free with
+ * dcmseal_rewrap_group_free once no finish is running. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_rewrap_group_new(dcmseal_rewrap_group_t **out, dcmseal_error *err);
+/* dcmseal_rewrap_fd_finish, committed with the group: blocks until the
+ * object's group is done. A failed flush fails every object of that file
+ * system in the group; a failed wipe only its own. Errors as
+ * dcmseal_rewrap_fd_finish. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_rewrap_group_finish(dcmseal_rewrap_group_t *g, dcmseal_rewrap_report *rep, int fd,
+                            dcmseal_error *err);
+/* Accepts NULL. */
+DCMSEAL_API void dcmseal_rewrap_group_free(dcmseal_rewrap_group_t *g);
 
 /* An output file that appears under its name only once complete: written to
  * a temporary file in the same directory, flushed, then linked into place.

@@ -18,6 +18,14 @@
  *                       doubling to 800 ms; DCMSEAL_RETRY_MAX in the
  *                       environment (0..20) sets the count. Once the token
  *                       answers again, the same objects carry on.
+ *
+ * Secrets: data keys that pass through this module (unwrap, the host path of
+ * rewrap) and the PIN are held in OpenSSL's secure heap (OPENSSL_secure_*)
+ * and wiped when done. That works whether or not the program initialised
+ * the secure heap; a program that calls CRYPTO_secure_malloc_init first gets
+ * them in memory that is locked and left out of core dumps (the dcmseal
+ * command does, with a 256 KiB heap). Data keys are 32 bytes
+ * (DCMSEAL_DEK_LEN).
  */
 #ifndef DCMSEAL_PKCS11_H
 #define DCMSEAL_PKCS11_H
@@ -34,6 +42,7 @@ extern "C" {
 typedef struct dcmseal_token dcmseal_token_t;
 typedef struct dcmseal_session dcmseal_session_t;
 
+#define DCMSEAL_DEK_LEN 32             /* a data key: what KEKs wrap */
 #define DCMSEAL_KEK_NAME_MAX 64        /* bytes, without NUL */
 #define DCMSEAL_KEK_FINGERPRINT_LEN 32 /* SHA-256 of the DER SubjectPublicKeyInfo */
 #define DCMSEAL_WRAPPED_MAX 512        /* RSA-4096 ciphertext */
@@ -54,8 +63,8 @@ typedef struct dcmseal_kek_info {
     unsigned bits;    /* RSA modulus size */
     uint8_t fingerprint[DCMSEAL_KEK_FINGERPRINT_LEN];
     /* A disabled version has CKA_DECRYPT and CKA_UNWRAP false on its private
-     * half and CKA_ENCRYPT and CKA_WRAP false on its public half, so that
-     * the token itself refuses it. */
+     * half, so that the token itself refuses to decrypt with it; dcmseal
+     * does not wrap under it. */
     int enabled;
     /* The primary version of a name is its highest enabled one: new objects
      * are wrapped under it. */
@@ -63,7 +72,21 @@ typedef struct dcmseal_kek_info {
     /* The minimum decryption version of the name (0: none); versions below
      * it are refused by dcmseal_kek_find. See dcmseal_kek_set_min_version. */
     uint32_t min_version;
+    /* What this version lacks of the protections dcmseal gives keys now
+     * (DCMSEAL_KEK_WEAK_*, DCMSEAL_KEK_NO_PUBLIC; 0: none): versions made
+     * before, or on a token that refused part of the template, keep
+     * working and say so here. */
+    unsigned weak;
 } dcmseal_kek_info;
+
+/* Bits of dcmseal_kek_info.weak. */
+#define DCMSEAL_KEK_WEAK_SHARED_ID 0x01u  /* CKA_ID "dcmseal-kek-vN", the same under every name */
+#define DCMSEAL_KEK_WEAK_MECHANISMS 0x02u /* private half not limited to RSA-OAEP
+                                             (CKA_ALLOWED_MECHANISMS) */
+#define DCMSEAL_KEK_WEAK_SIGN 0x04u       /* private half may sign (CKA_SIGN, CKA_SIGN_RECOVER) */
+#define DCMSEAL_KEK_WEAK_PUBLIC 0x08u     /* public half visible or changeable without the
+                                             PIN (CKA_PRIVATE, CKA_MODIFIABLE) */
+#define DCMSEAL_KEK_NO_PUBLIC 0x10u       /* no public half: decrypts, cannot wrap */
 
 /* Opens the token named by |uri| ("pkcs11:token=...?module-path=...").
  *
@@ -74,16 +97,25 @@ typedef struct dcmseal_kek_info {
  * The user PIN comes from the URI's pin-source ("file:/path", a plain path,
  * or "env:VAR"), or else from the environment variable DCMSEAL_PIN. A URI
  * that carries pin-value is refused (DCMSEAL_E_USAGE): URIs end up in argv,
- * shell history and process listings.
+ * shell history and process listings. A pin-source file must belong to the
+ * effective user and give group and others no access (as ssh wants of
+ * private keys), or it is refused (DCMSEAL_E_TOKEN, naming the file, its
+ * owner or mode). An environment variable that held the PIN is removed
+ * from the environment, and its string overwritten, once read (not
+ * thread-safe against other uses of the environment, as unsetenv is not).
+ * The PIN is wiped as soon as the login is done. Should the token need a
+ * new login later (it restarted, or logged out), a pin-source file is read
+ * again; a PIN from the environment cannot be, and calls then fail with
+ * DCMSEAL_E_TOKEN naming CKR_USER_NOT_LOGGED_IN.
  *
  * Errors: DCMSEAL_E_USAGE (bad URI), DCMSEAL_E_TOKEN (module fails to load,
- * no matching token, no PIN, wrong PIN). On success |*out| must be released
- * with dcmseal_token_free. */
+ * no matching token, no PIN, a pin-source refused, wrong PIN). On success
+ * |*out| must be released with dcmseal_token_free. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_token_open(dcmseal_token_t **out, const char *uri, dcmseal_error *err);
 
-/* Logs out, finalizes the module and wipes the PIN. Accepts NULL. All
- * sessions must have been freed. */
+/* Logs out and finalizes the module. Accepts NULL. All sessions must have
+ * been freed. */
 DCMSEAL_API void dcmseal_token_free(dcmseal_token_t *tok);
 
 /* The token's label, without padding (borrowed). */
@@ -104,8 +136,12 @@ DCMSEAL_API const char *dcmseal_session_get0_token_label(const dcmseal_session_t
 DCMSEAL_API void dcmseal_session_free(dcmseal_session_t *s);
 
 /* Generates a new KEK |name| (version 1) of |bits| (2048 or 3072) inside the
- * token. Errors: DCMSEAL_E_USAGE for another size or a name that is empty,
- * too long or already present; DCMSEAL_E_TOKEN when generation fails. */
+ * token: private half sensitive, never extractable, RSA-OAEP decrypt and
+ * unwrap only; public half private and not modifiable; CKA_LABEL |name|,
+ * CKA_ID "dcmseal-kek:NAME:v1". Where the token refuses part of that
+ * template the key is made without it and |out->weak| says what it lacks.
+ * Errors: DCMSEAL_E_USAGE for another size or a name that is empty, too
+ * long or already present; DCMSEAL_E_TOKEN when generation fails. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_create(dcmseal_session_t *s, dcmseal_kek_info *out,
                    const char *name, unsigned bits, dcmseal_error *err);
@@ -118,8 +154,12 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_rotate(dcmseal_session_t *s, dcmseal_kek_info *out,
                    const char *name, unsigned bits, dcmseal_error *err);
 
-/* Enables or disables version |version| of |name| (see dcmseal_kek_info).
- * Idempotent. Errors: DCMSEAL_E_KEY when absent; DCMSEAL_E_TOKEN. */
+/* Enables or disables version |version| of |name|: CKA_DECRYPT and
+ * CKA_UNWRAP of its private half, so that the token refuses to decrypt with
+ * a disabled version; dcmseal refuses to wrap under one. (The public half
+ * of versions made before is switched too; that of versions made now
+ * cannot be changed.) Idempotent. Errors: DCMSEAL_E_KEY when absent;
+ * DCMSEAL_E_TOKEN. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_set_enabled(dcmseal_session_t *s, const char *name,
                         uint32_t version, int enabled, dcmseal_error *err);
@@ -142,12 +182,16 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint32_t version,
                     dcmseal_error *err);
 
-/* Re-wraps a data key from |from| (RSA-OAEP variant |from_oaep|) to |to|
- * (preference |prefer|, as for dcmseal_kek_wrap). Where the token allows it
- * the key never reaches host memory: C_UnwrapKey into a sensitive session
- * object, C_WrapKey under |to|, then C_DestroyObject. Otherwise it goes
- * through host memory: unwrap into a buffer, wrap, wipe the buffer at once.
- * |*in_token| says which path ran.
+/* Re-wraps a data key of exactly DCMSEAL_DEK_LEN bytes from |from| (RSA-OAEP
+ * variant |from_oaep|) to |to| (preference |prefer|, as for
+ * dcmseal_kek_wrap). Where the token allows it the key never reaches host
+ * memory: C_UnwrapKey into a sensitive session object (CKA_VALUE_LEN 32;
+ * where the token refuses that attribute the length is measured by
+ * wrapping the key under a throwaway AES session key with CKM_AES_KEY_WRAP,
+ * which tells it to within 8 bytes), C_WrapKey under |to|, then
+ * C_DestroyObject. Otherwise it goes through host memory: unwrap into a
+ * buffer in the secure heap, wrap, wipe the buffer at once. |*in_token|
+ * says which path ran.
  *
  * The path is decided per token, by the first rewraps, not by failing once
  * per object: when the token refuses the in-token path (a capability
@@ -156,7 +200,7 @@ dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint32_t version,
  * leaves the unwrapped key readable, every rewrap on the token from then
  * on takes the host path at once (see dcmseal_session_get0_rewrap_refusal).
  * A refusal is never an error of its own. Errors: those of unwrap and
- * wrap. */
+ * wrap; DCMSEAL_E_AUTH when the wrapped key is not a 32-byte key. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_rewrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
                    size_t *out_len, dcmseal_oaep *used, int *in_token,
@@ -173,7 +217,10 @@ DCMSEAL_API const char *dcmseal_session_get0_rewrap_refusal(const dcmseal_sessio
 
 /* Finds version |version| of KEK |name| (0: the primary version) and checks
  * the key policy: RSA 2048/3072, private key sensitive, not extractable and
- * allowed to decrypt and unwrap, public key allowed to encrypt and wrap.
+ * allowed to decrypt and unwrap. The fingerprint is computed from the
+ * private half (its modulus and exponent), and the public half is the one
+ * whose modulus matches: decryption never depends on the public half, and
+ * a public object planted under the version's label and ID is ignored.
  * Errors: DCMSEAL_E_KEY when absent, disabled (the message says "disabled"
  * and names key, version and token), below the minimum decryption version
  * (the message says "below the minimum decryption version") or when the
@@ -241,8 +288,9 @@ typedef struct dcmseal_check_result {
      * "mechanisms", "keygen-rsa2048", "keygen-rsa3072", "oaep-sha1",
      * "oaep-sha256", "oaep-sha256-mgf1-sha1", "oaep", "rewrap-in-token",
      * "disabled-refused", "private-not-readable", "private-not-wrappable",
-     * "private-attributes-locked", "sessions", "cleanup". docs/HSM.md says
-     * what each one means. */
+     * "private-attributes-locked", "allowed-mechanisms", "public-half-locked",
+     * "unwrap-length", "sessions", "cleanup". docs/HSM.md says what each one
+     * means. */
     const char *id;
     dcmseal_check_verdict verdict;
     /* dcmseal cannot work on the token unless this check passes. */

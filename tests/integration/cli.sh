@@ -179,7 +179,7 @@ check "missing key: one line naming the file" one_line_naming "$tmp/in.dcms"
 
 export SOFTHSM2_CONF=$tmp/hsm/softhsm2.conf DCMSEAL_TOKEN=$MAIN_TOKEN
 expect 0 "back on the right token" "$DCMSEAL" decrypt "$tmp/in.dcms" -o "$tmp/right.out"
-printf 'wrong-pin' > "$tmp/badpin"
+(umask 077; printf 'wrong-pin' > "$tmp/badpin")
 expect 69 "wrong PIN" "$DCMSEAL" decrypt --token "${MAIN_TOKEN%%&pin-source=*}&pin-source=file:$tmp/badpin" "$tmp/in.dcms" -o "$tmp/pin.out"
 check "wrong PIN: not echoed" not grep -q "wrong-pin" "$tmp/err"
 check "wrong PIN: one line naming the file" one_line_naming "$tmp/in.dcms"

@@ -81,7 +81,7 @@ only_whole_outputs() { # DST KIND
     ! diff -r -q "$orig" "$1" | grep -qv "^Only in $orig"
 }
 
-mid=0 ok_enc=0 ok_inplace=0 ok_dec=0 ok_rewrap=0 left=0
+mid=0 ok_enc=0 ok_inplace=0 ok_dec=0 ok_rewrap=0 left=0 unwiped=0
 "$DCMSEAL" key rotate k >/dev/null || fail "key rotate"
 for t in $(seq 1 "$trials"); do
     # encrypt -r SRC -o DST
@@ -120,16 +120,20 @@ for t in $(seq 1 "$trials"); do
         fail "decrypt -r, kill $t"
     fi
 
-    # rewrap -r, alternating between the two versions
+    # rewrap -r, alternating between the two versions: every object opens
+    # after the kill (some may still hold their old wrap: killed between
+    # the flush of the new slot and the wipe of the old), and the re-run
+    # leaves each under the target with its old slot wiped.
     to=$((t % 2 + 1))
     kill_during "$DCMSEAL" rewrap -r --jobs 2 --to-version "$to" "$tmp/enc" && mid=$((mid + 1))
+    unwiped=$((unwiped + $(old_slots_left "$tmp/enc")))
     if "$DCMSEAL" verify -r -q "$tmp/enc" 2>/dev/null &&
         "$DCMSEAL" rewrap -r -q --to-version "$to" "$tmp/enc" --report "$tmp/rw.jsonl" 2>/dev/null &&
         python3 -c "
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])][:-1]
 assert len(rows) == $nfiles and all(r['version'] == $to for r in rows)" "$tmp/rw.jsonl" &&
-        decrypts_to_orig "$tmp/enc"; then
+        [ "$(old_slots_left "$tmp/enc")" -eq 0 ] && decrypts_to_orig "$tmp/enc"; then
         ok_rewrap=$((ok_rewrap + 1))
     else
         fail "rewrap -r, kill $t"
@@ -139,10 +143,29 @@ echo "SIGKILL: $((4 * trials)) trials, $mid landed mid-run, $left temporary name
 check "encrypt -r: after each kill only whole outputs, and a re-run finishes ($ok_enc/$trials)" [ "$ok_enc" -eq "$trials" ]
 check "encrypt --in-place: each file original or sealed, a re-run finishes ($ok_inplace/$trials)" [ "$ok_inplace" -eq "$trials" ]
 check "decrypt -r: only whole outputs, a re-run finishes ($ok_dec/$trials)" [ "$ok_dec" -eq "$trials" ]
-check "rewrap -r: every object opens, a re-run finishes ($ok_rewrap/$trials)" [ "$ok_rewrap" -eq "$trials" ]
+check "rewrap -r: every object opens, a re-run finishes and wipes every old slot ($ok_rewrap/$trials; $unwiped objects killed before their wipe)" [ "$ok_rewrap" -eq "$trials" ]
 check "most kills landed mid-run ($mid of $((4 * trials)))" [ "$mid" -ge $((2 * trials)) ]
 check "the originals were never touched" \
     [ "$(cd "$orig" && find . -type f -exec sha256sum {} + | sort -k2)" = "$(cat "$tmp/orig.sums")" ]
+
+# ---- the order rewrap's crash safety rests on ------------------------------------
+# Traced: for every object, the new slot is written, then a flush (syncfs of
+# its file system, or fdatasync of it) starts only after that write
+# returned; the old slot is zeroed only after that flush returned; another
+# flush follows; and the object is reported only after that one returned.
+if command -v strace >/dev/null; then
+    to=$(( $(python3 -c "import json,sys; print([json.loads(l) for l in open(sys.argv[1])][0]['version'])" "$tmp/rw.jsonl") % 2 + 1 ))
+    strace -f -y -ttt -T -qq -s 300 -e trace=pwrite64,fdatasync,syncfs,write -e signal=none \
+        -o "$tmp/trace" "$DCMSEAL" rewrap -r -q --jobs 2 --to-version "$to" "$tmp/enc" \
+        --report "$tmp/traced.jsonl" 2>/dev/null
+    check "traced rewrap succeeded" [ "$(grep -c '"outcome":"rewrapped"' "$tmp/traced.jsonl")" -eq "$nfiles" ]
+    check "each object: write, flush, wipe, flush, then reported" \
+        python3 "$here/rewrap_order.py" "$tmp/trace" "$tmp/traced.jsonl" "$nfiles"
+    check "one flush served many objects (group commit: $(grep -c 'syncfs(' "$tmp/trace") syncfs for $nfiles objects)" \
+        [ "$(grep -c 'syncfs(' "$tmp/trace")" -lt "$nfiles" ]
+else
+    echo "strace missing: the order of writes and flushes is not checked"
+fi
 
 # ---- a full file system --------------------------------------------------------
 head -c 3000000 /dev/urandom > "$tmp/big.in"

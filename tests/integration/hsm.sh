@@ -49,7 +49,8 @@ hsm_check() {
     cp "$tmp/out" "$tmp/check.txt"
     check "$where: names the token" grep -q "^dcmseal hsm-check: token 'hsm-test'" "$tmp/out"
     for id in keygen-rsa2048 keygen-rsa3072 oaep-sha1 oaep disabled-refused private-not-readable \
-        private-not-wrappable private-attributes-locked sessions cleanup; do
+        private-not-wrappable private-attributes-locked allowed-mechanisms public-half-locked \
+        sessions cleanup; do
         check "$where: $id passes" line pass "$id"
     done
     check "$where: SHA-1 works" line pass oaep-sha1 CKR_OK
@@ -69,6 +70,12 @@ hsm_check() {
     fi
     check "$where: the disabled key is refused by the token" line pass disabled-refused CKR_KEY_FUNCTION_NOT_PERMITTED
     check "$where: the private exponent is sensitive" line pass private-not-readable CKR_ATTRIBUTE_SENSITIVE
+    check "$where: PKCS#1 v1.5 refused by the token" line pass allowed-mechanisms CKR_MECHANISM_INVALID
+    check "$where: the public half cannot be changed" line pass public-half-locked CKR_ACTION_PROHIBITED
+    if [ "$TOKEN_IMPL" = softhsm ]; then
+        check "$where: a 16-byte key is not unwrapped as a data key" line pass unwrap-length CKR_WRAPPED_KEY_INVALID
+        check "$where: saying how" grep -q "C_UnwrapKey refuses CKA_VALUE_LEN (CKR_ATTRIBUTE_READ_ONLY)" "$tmp/out"
+    fi
     check "$where: usable" grep -q '^usable: yes' "$tmp/out"
     check "$where: every check line has a verdict and a code" \
         [ "$(grep -Evc '^(pass|fail|info) +[a-z0-9-]+ +(CKR_[A-Z0-9_]+|-) ' "$tmp/out")" -eq 2 ]
@@ -91,7 +98,7 @@ hsm_check direct
 expect 69 "hsm-check, no such token" "$DCMSEAL" hsm-check \
     --token "pkcs11:token=nosuch?module-path=$TOKEN_MODULE&pin-source=file:$pin"
 check "no such token: one line" one_line_naming "no token labelled 'nosuch'"
-echo 00000000 > "$tmp/badpin"
+(umask 077; echo 00000000 > "$tmp/badpin")
 expect 69 "hsm-check, wrong PIN" "$DCMSEAL" hsm-check \
     --token "pkcs11:token=hsm-test?module-path=$TOKEN_MODULE&pin-source=file:$tmp/badpin"
 check "wrong PIN: one line" one_line_naming "CKR_PIN_INCORRECT"

@@ -78,6 +78,14 @@ for f in $(cd "$tmp/enc" && find . -name '*.dcms'); do
         [ "$(generation_of "$tmp/enc/$f")" = 2 ] && moved_ok=$((moved_ok + 1))
 done
 check "every object at v2, generation 2, header and payload byte-identical ($moved_ok)" [ "$moved_ok" -eq "$nfiles" ]
+# Rotation retires the old wrap: the slot that held the v1 wrap is zeros.
+check "every old slot wiped ($(old_slots_left "$tmp/enc") left)" [ "$(old_slots_left "$tmp/enc")" -eq 0 ]
+check "the log says so" grep -q "v1 -> v2, RSA-OAEP sha1, in the token (C_UnwrapKey + C_WrapKey); old slot wiped" "$tmp/err"
+# So a damaged new slot no longer opens the object under v1 (before, it did).
+cp "$tmp/enc/f1.dcms" "$tmp/zeroed.dcms"
+dd if=/dev/zero of="$tmp/zeroed.dcms" bs=1 seek=1152 count=1024 conv=notrunc 2>/dev/null
+expect 65 "the new slot zeroed: no slot opens the object, v1 none either" "$DCMSEAL" decrypt "$tmp/zeroed.dcms" -o "$tmp/zeroed.out"
+check "and it says so" grep -q "no intact key slot" "$tmp/err"
 cp -r "$tmp/enc" "$tmp/after1"
 expect 0 "rewrap again" "$DCMSEAL" rewrap -r "$tmp/enc"
 check "second rewrap moves nothing" grep -q "rewrap: $nfiles files: 0 rewrapped, $nfiles skipped (already under the target version), 0 failed" "$tmp/err"
@@ -138,9 +146,17 @@ expect 64 "destroy an enabled version" "$DCMSEAL" key destroy kek 1
 expect 0 "disable v1 again" "$DCMSEAL" key disable kek 1
 expect 64 "destroy while objects depend on it" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
 check "destroy: counts the dependants" grep -q "1 objects under $tmp/enc still depend on it" "$tmp/err"
+# An object moved to v2 that still holds its v1 wrap in the other slot (as
+# dcmseal before 0.2 left them, or a crash between the two flushes) depends
+# on v1 too: put f2's v1 slot back beside its v2 one.
+dd if="$tmp/before/f2.dcms" of="$tmp/enc/f2.dcms" bs=1 skip=128 seek=128 count=1024 conv=notrunc 2>/dev/null
+expect 64 "destroy while a leftover v1 wrap remains" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
+check "destroy: counts the leftover too" grep -q "1 objects under $tmp/enc still depend on it, and 1 more hold a key wrapped under it in their other slot" "$tmp/err"
 cp "$one" "$tmp/stray.dcms" # a v1 object that lives outside the archive
 expect 0 "enable for the last rewrap" "$DCMSEAL" key enable kek 1
-expect 0 "rewrap the straggler" "$DCMSEAL" rewrap -r "$tmp/enc"
+expect 0 "rewrap the straggler" "$DCMSEAL" -v rewrap -r "$tmp/enc"
+check "the leftover wrap wiped" grep -q "f2.dcms: 'kek' v2 already; the key left in its other slot wiped" "$tmp/err"
+check "no old slot left" [ "$(old_slots_left "$tmp/enc")" -eq 0 ]
 expect 0 "disable v1 for good" "$DCMSEAL" key disable kek 1
 expect 0 "destroy v1" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
 expect 69 "decrypt under a destroyed version" "$DCMSEAL" decrypt "$tmp/stray.dcms" -o "$tmp/stray.out"
@@ -268,5 +284,51 @@ for v in 1 2; do
     expect 0 "destroy tmpk v$v" "$DCMSEAL" key destroy tmpk $v
 done
 expect 0 "create tmpk again" "$DCMSEAL" key create tmpk --bits 2048
+
+# ---- KEK objects that only do what they are for --------------------------------
+# pkcs11-tool sees the token as any other PKCS#11 application would. (A
+# throwaway token: its PIN may go on this command line.)
+p11() { pkcs11-tool --module "$SOFTHSM_MODULE" --token-label keys-test "$@" 2>/dev/null; }
+hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+# A version as dcmseal made them before: CKA_ID dcmseal-kek-v1 under every
+# name, public half public and modifiable, private half allowed anything.
+p11 --login --pin "$(cat "$tmp/hsm/pin")" --keypairgen --key-type rsa:2048 --label legacy \
+    --id "$(hex dcmseal-kek-v1)" --usage-decrypt --usage-wrap >/dev/null || fail "make a legacy key"
+expect 0 "key list with a legacy version" "$DCMSEAL" key list legacy
+check "key list flags what it lacks" \
+    grep -q "^legacy .* weak:shared-id,any-mechanism,may-sign,public-half-open$" "$tmp/out"
+expect 0 "key list --json" "$DCMSEAL" key list legacy --json
+check "json too" grep -q '"weak":\["shared-id","any-mechanism","may-sign","public-half-open"\]' "$tmp/out"
+expect 0 "a legacy version still encrypts" "$DCMSEAL" encrypt --key legacy "$tmp/plain/f1" -o "$tmp/legacy.dcms"
+expect 0 "and decrypts" "$DCMSEAL" decrypt "$tmp/legacy.dcms" -o "$tmp/legacy.out"
+check "to the original" cmp -s "$tmp/plain/f1" "$tmp/legacy.out"
+expect 0 "rotate the legacy key" "$DCMSEAL" key rotate legacy
+expect 0 "key list legacy" "$DCMSEAL" key list legacy --json
+check "its next version lacks nothing" grep -q '"version":2,.*"weak":\[\]' "$tmp/out"
+check "CKA_ID names the key and version" grep -q "ID: *$(hex dcmseal-kek:legacy:v2)$" \
+    <(p11 --login --pin "$(cat "$tmp/hsm/pin")" --list-objects --type privkey)
+# Without the PIN: a version made now shows nothing, one made before its
+# public half (which anyone could then delete or change).
+p11 --list-objects > "$tmp/nopin"
+check "without the PIN no public half of a version made now shows" not grep -q "label: *kek$" "$tmp/nopin"
+check "while the legacy one's does" grep -q "label: *legacy$" "$tmp/nopin"
+# The log names the key actually used.
+expect 0 "rewrap into another key" "$DCMSEAL" -v rewrap --key legacy "$tmp/legacy.dcms" "$tmp/new.dcms"
+check "the line names both keys" grep -q "new.dcms: 'kek' v2 -> 'legacy' v2, RSA-OAEP" "$tmp/err"
+check "and the same key once" grep -q "legacy.dcms: 'legacy' v1 -> v2, RSA-OAEP" "$tmp/err"
+
+# A token that refuses an attribute of the template (here: the first
+# C_GenerateKeyPair fails with CKR_ATTRIBUTE_TYPE_INVALID): the key is made
+# without it, and says so now and in key list.
+good_token=$DCMSEAL_TOKEN
+export FAULTY_PKCS11_MODULE=$SOFTHSM_MODULE FAULTY_PKCS11_PLAN=$tmp/plan
+export DCMSEAL_TOKEN="pkcs11:token=keys-test?module-path=$FAULTY&pin-source=file:$tmp/hsm/pin"
+printf 'C_GenerateKeyPair 0x12 1\n' > "$tmp/plan"
+expect 0 "create on a token that refuses part of the template" "$DCMSEAL" key create trimmed --bits 2048
+check "it says what the key lacks" grep -q "this version lacks: any-mechanism " "$tmp/err"
+rm -f "$tmp/plan"
+export DCMSEAL_TOKEN=$good_token
+expect 0 "key list trimmed" "$DCMSEAL" key list trimmed
+check "key list flags it" grep -q "^trimmed .* weak:any-mechanism$" "$tmp/out"
 
 finish

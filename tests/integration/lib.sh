@@ -55,6 +55,25 @@ dead_pid() {
     echo "$pid"
 }
 
+# How many objects under $1 have anything but zeros in their inactive slot
+# (FORMAT.md: the active slot is the intact one with the higher generation).
+old_slots_left() {
+    python3 - "$1" <<'PY'
+import hashlib, os, sys
+def intact(s):
+    return s[:4] == b"SLOT" and hashlib.sha256(s[:992]).digest() == s[992:]
+left = 0
+for d, _, fs in os.walk(sys.argv[1]):
+    for f in fs:
+        b = open(os.path.join(d, f), "rb").read(2176)
+        a, c = b[128:1152], b[1152:2176]
+        ga = int.from_bytes(a[8:16], "big") if intact(a) else -1
+        gc = int.from_bytes(c[8:16], "big") if intact(c) else -1
+        left += any((c if ga >= gc else a))
+print(left)
+PY
+}
+
 # The closing line that CI reads; the exit status says whether all passed.
 finish() {
     echo "$NAME: $passed passed, $failed failed"

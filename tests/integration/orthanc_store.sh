@@ -215,7 +215,7 @@ rm -rf "$tmp/env"
 ORTHANC_ENV="DCMSEAL_TOKEN=$NET_TOKEN" check "DCMSEAL_TOKEN in the environment is the fallback" \
     orthanc_start env '{ "Key": "kek" }'
 orthanc_stop env
-echo 0000 > "$tmp/wrong-pin"
+(umask 077; echo 0000 > "$tmp/wrong-pin")
 bad_config "wrong PIN" "{ \"Token\": \"${NET_TOKEN%%&pin-source=*}&pin-source=file:$tmp/wrong-pin\", \"Key\": \"kek\" }" "" "CKR_PIN_INCORRECT"
 
 finish

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -22,12 +23,19 @@ static EVP_PKEY_CTX *oaep_ctx(soft_ring *r, int encrypt)
     return c;
 }
 
+static void note_dek(soft_ring *r, const uint8_t *dek)
+{
+    if (CRYPTO_secure_malloc_initialized() && !CRYPTO_secure_allocated(dek))
+        r->insecure_deks++;
+}
+
 static dcmseal_status wrap(void *self, dcmseal_wrap_meta *meta, uint8_t *out, size_t cap,
                            size_t *len, const uint8_t dek[DCMSEAL_DEK_LEN],
                            dcmseal_error *err)
 {
     soft_ring *r = self;
     EVP_PKEY_CTX *c = oaep_ctx(r, 1);
+    note_dek(r, dek);
     *len = cap;
     int ok = c != NULL && EVP_PKEY_encrypt(c, out, len, dek, DCMSEAL_DEK_LEN) == 1;
     EVP_PKEY_CTX_free(c);
@@ -47,6 +55,7 @@ static dcmseal_status unwrap(void *self, uint8_t dek[DCMSEAL_DEK_LEN],
     uint8_t buf[512];
     size_t n = sizeof buf;
     r->unwraps++;
+    note_dek(r, dek);
     if (memcmp(meta->kek_fingerprint, r->meta.kek_fingerprint, DCMSEAL_KEK_FINGERPRINT_LEN) != 0)
         return r->previous != NULL
                    ? unwrap(r->previous, dek, meta, wrapped, wrapped_len, err)

@@ -12,6 +12,9 @@ typedef struct soft_ring {
     dcmseal_wrap_meta meta;
     uint8_t last_dek[DCMSEAL_DEK_LEN]; /* what the last wrap saw, for tests */
     int wraps, unwraps;
+    /* Wraps and unwraps handed a DEK buffer outside OpenSSL's secure heap
+     * while that heap was initialised. */
+    int insecure_deks;
     /* Unwraps what this ring's own key cannot: a ring for the new KEK with
      * the old ring here can rewrap (on the host). */
     struct soft_ring *previous;

@@ -69,7 +69,7 @@ static int import_key(dcmseal_session_t *s, dcmseal_kek_info *kek, const char *n
     };
     CK_ULONG len[8];
     char id[KEK_ID_MAX];
-    CK_ULONG id_len = kek_id(id, version);
+    CK_ULONG id_len = kek_id(id, name, version);
     CK_OBJECT_HANDLE h;
     dcmseal_error err;
     EVP_PKEY *pk = NULL;

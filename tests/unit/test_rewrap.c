@@ -2,6 +2,7 @@
  * the immutable header never do, and an interrupted slot write is harmless. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +40,9 @@ static int sealed_file(size_t n, char *path)
 static uint8_t *slurp_fd(int fd, size_t *n)
 {
     off_t end = lseek(fd, 0, SEEK_END);
-    uint8_t *p = malloc((size_t)end);
-    *n = pread(fd, p, (size_t)end, 0) == end ? (size_t)end : 0;
+    size_t len = end > 0 ? (size_t)end : 0;
+    uint8_t *p = malloc(len + 1);
+    *n = p != NULL && pread(fd, p, len, 0) == (ssize_t)len ? len : 0;
     return p;
 }
 
@@ -56,6 +58,81 @@ static int opens_with(int fd, const dcmseal_keyring *ring, size_t n)
         ok = pt[i] == (uint8_t)(i * 7);
     dcmseal_reader_free(r);
     return ok;
+}
+
+/* ---- group commit ---------------------------------------------------------- */
+
+#define GROUP_FILES 24
+#define GROUP_THREADS 6
+
+struct group_worker {
+    dcmseal_rewrap_group_t *g;
+    soft_ring v1, v2; /* this thread's copies: the counters are not shared */
+    int fds[GROUP_FILES / GROUP_THREADS];
+    int ok;
+};
+
+static void *group_run(void *arg)
+{
+    struct group_worker *w = arg;
+    w->v2.previous = &w->v1;
+    w->ok = 1;
+    for (size_t i = 0; i < GROUP_FILES / GROUP_THREADS; i++) {
+        dcmseal_rewrap_report rep;
+        dcmseal_error err;
+        w->ok &= dcmseal_rewrap_fd_start(&rep, w->fds[i], &w->v2.ring, &err) == DCMSEAL_OK &&
+                 rep.pending &&
+                 dcmseal_rewrap_group_finish(w->g, &rep, w->fds[i], &err) == DCMSEAL_OK &&
+                 rep.changed && rep.retired;
+    }
+    return NULL;
+}
+
+/* Threads finishing at once share the flushes (one of the file system for
+ * all their new slots, one for all the wiped old ones), and each object
+ * still comes out moved and retired. */
+static void test_group(void)
+{
+    dcmseal_rewrap_group_t *g = NULL;
+    struct group_worker w[GROUP_THREADS];
+    pthread_t th[GROUP_THREADS];
+    dcmseal_error err;
+    char path[64];
+    static const uint8_t zero_slot[DCMSEAL_SLOT_LEN];
+    CHECK(dcmseal_rewrap_group_new(&g, &err) == DCMSEAL_OK, "group: %s", err.message);
+    for (int t = 0; t < GROUP_THREADS; t++) {
+        w[t].g = g;
+        w[t].v1 = v1;
+        w[t].v2 = v2;
+        for (int i = 0; i < GROUP_FILES / GROUP_THREADS; i++) {
+            w[t].fds[i] = sealed_file(3000 + (size_t)i, path);
+            unlink(path);
+        }
+    }
+    for (int t = 0; t < GROUP_THREADS; t++)
+        pthread_create(&th[t], NULL, group_run, &w[t]);
+    int all = 1, wiped = 0;
+    for (int t = 0; t < GROUP_THREADS; t++) {
+        pthread_join(th[t], NULL);
+        all &= w[t].ok;
+        for (int i = 0; i < GROUP_FILES / GROUP_THREADS; i++) {
+            uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+            dcmseal_header_info info;
+            if (pread(w[t].fds[i], pre, sizeof pre, 0) == (ssize_t)sizeof pre &&
+                dcmseal_header_inspect(&info, pre, sizeof pre, NULL) == DCMSEAL_OK &&
+                info.wrap.kek_version == 2 && info.other_slot_state == 0 &&
+                memcmp(pre + DCMSEAL_HEADER_LEN + (size_t)(1 - info.active_slot) *
+                                                      DCMSEAL_SLOT_LEN,
+                       zero_slot, DCMSEAL_SLOT_LEN) == 0 &&
+                opens_with(w[t].fds[i], &v2.ring, 3000 + (size_t)i))
+                wiped++;
+            close(w[t].fds[i]);
+        }
+    }
+    CHECK(all, "a group finish failed");
+    CHECK(wiped == GROUP_FILES, "%d of %d objects moved, their old slot wiped", wiped,
+          GROUP_FILES);
+    dcmseal_rewrap_group_free(g);
 }
 
 int main(void)
@@ -79,17 +156,38 @@ int main(void)
               rep.to.oaep == DCMSEAL_OAEP_SHA1 && rep.generation == 2, "report");
     uint8_t *after = slurp_fd(fd, &len1);
     const size_t slot_b = DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_LEN;
-    CHECK(len0 == len1 && memcmp(before, after, slot_b) == 0 &&
+    CHECK(len0 == len1 && memcmp(before, after, DCMSEAL_HEADER_LEN) == 0 &&
               memcmp(before + DCMSEAL_PREAMBLE_LEN, after + DCMSEAL_PREAMBLE_LEN,
                      len0 - DCMSEAL_PREAMBLE_LEN) == 0,
-          "header, slot A or payload changed");
+          "header or payload changed");
     CHECK(memcmp(before + slot_b, after + slot_b, DCMSEAL_SLOT_LEN) != 0, "slot B unchanged");
     CHECK(opens_with(fd, &v2.ring, n), "opens under v2");
     dcmseal_header_info info;
     CHECK(dcmseal_header_inspect(&info, after, len1, NULL) == DCMSEAL_OK &&
-              info.active_slot == 1 && info.wrap.kek_version == 2 && info.other_slot_state == 1,
-          "slot B active, A still intact");
+              info.active_slot == 1 && info.wrap.kek_version == 2 && info.other_slot_state == 0,
+          "slot B active, A wiped");
+    /* Rotation retires the old wrap: nothing under v1 is left in the file,
+     * so that neither zeroing the new slot nor raising the old one's
+     * generation opens it under v1 again. */
+    static const uint8_t zero_slot[DCMSEAL_SLOT_LEN];
+    CHECK(memcmp(after + DCMSEAL_HEADER_LEN, zero_slot, DCMSEAL_SLOT_LEN) == 0,
+          "the old slot is not all zeros");
+    CHECK(rep.retired, "the report does not say the old slot was wiped");
     free(after);
+    {
+        char cpath[64];
+        int copy = sealed_file(n, cpath);
+        unlink(cpath);
+        size_t lc;
+        uint8_t *all = slurp_fd(fd, &lc);
+        CHECK(copy >= 0 && pwrite(copy, all, lc, 0) == (ssize_t)lc &&
+                  pwrite(copy, zero_slot, sizeof zero_slot, slot_b) == (ssize_t)sizeof zero_slot,
+              "a copy with the new slot zeroed");
+        CHECK(!opens_with(copy, &v1.ring, n) && !opens_with(copy, &v2.ring, n),
+              "with the new slot zeroed the object opens under some key");
+        free(all);
+        close(copy);
+    }
 
     /* Idempotent: nothing is written when the object is already there. */
     CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed &&
@@ -99,6 +197,25 @@ int main(void)
     uint8_t *again = slurp_fd(fd, &len1);
     CHECK(memcmp(after, again, len1) == 0, "idempotent rewrap wrote bytes");
     free(again);
+
+    /* An object under the target whose other slot still holds a key (left
+     * by a rewrap that stopped between its flushes, or by an older dcmseal)
+     * gets that slot wiped, and nothing else written. */
+    CHECK(pwrite(fd, before + DCMSEAL_HEADER_LEN, DCMSEAL_SLOT_LEN, DCMSEAL_HEADER_LEN) ==
+              DCMSEAL_SLOT_LEN,
+          "put the v1 slot back");
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed &&
+              rep.retired && rep.generation == 2,
+          "a leftover slot: changed %d retired %d: %s", rep.changed, rep.retired, err.message);
+    {
+        size_t ln;
+        uint8_t *now = slurp_fd(fd, &ln);
+        CHECK(ln == len1 && memcmp(now + DCMSEAL_HEADER_LEN, zero_slot, DCMSEAL_SLOT_LEN) == 0 &&
+                  memcmp(now + slot_b, after + slot_b, ln - slot_b) == 0 &&
+                  opens_with(fd, &v2.ring, n),
+              "the leftover slot is not wiped, or more was written");
+        free(now);
+    }
 
     /* A torn write of the next slot (here: garbage in slot A, the inactive
      * one) leaves the object opening under the last complete slot. */
@@ -123,14 +240,32 @@ int main(void)
     CHECK(other >= 0, "second open");
     CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && rep.changed &&
               rep.generation == 4 && rep.to.kek_version == 2, "start: %s", err.message);
+    CHECK(rep.pending && !rep.retired, "start left nothing to finish");
     CHECK(flock(other, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK,
           "start released the lock before the flush");
     CHECK(opens_with(fd, &v2.ring, n), "the new slot is written before the flush");
-    CHECK(dcmseal_rewrap_fd_finish(&rep, fd, &err) == DCMSEAL_OK, "finish: %s", err.message);
+    /* Until the new slot is flushed the old one stays: a crash here leaves
+     * an object that opens under one or the other. */
+    {
+        uint8_t old[DCMSEAL_SLOT_LEN];
+        dcmseal_slot os;
+        CHECK(pread(fd, old, sizeof old, DCMSEAL_HEADER_LEN) == (ssize_t)sizeof old &&
+                  dcmseal_slot_decode(&os, old) == 1 && os.meta.kek_version == 1,
+              "the old slot went before the flush");
+    }
+    CHECK(dcmseal_rewrap_fd_finish(&rep, fd, &err) == DCMSEAL_OK && rep.retired, "finish: %s",
+          err.message);
     CHECK(flock(other, LOCK_EX | LOCK_NB) == 0, "finish kept the lock");
     flock(other, LOCK_UN);
+    {
+        uint8_t old[DCMSEAL_SLOT_LEN];
+        CHECK(pread(fd, old, sizeof old, DCMSEAL_HEADER_LEN) == (ssize_t)sizeof old &&
+                  memcmp(old, zero_slot, sizeof old) == 0,
+              "finish did not wipe the old slot");
+    }
     /* Nothing to move: no lock is kept, and there is nothing to finish. */
-    CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed,
+    CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed &&
+              !rep.pending,
           "start of an object already there");
     CHECK(flock(other, LOCK_EX | LOCK_NB) == 0, "an unchanged object stayed locked");
     flock(other, LOCK_UN);
@@ -168,6 +303,8 @@ int main(void)
     free(before);
     free(after);
     close(fd);
+    v2.previous = &v1;
+    test_group();
     soft_ring_free(&v1);
     soft_ring_free(&v2);
     return check_done("test_rewrap");
