@@ -24,7 +24,7 @@
  * fsyncs together: on ext4 16 threads flushed 1,000 files of 256 KiB
  * in 0.7 ms a file, one thread in 5 ms. The queue bounds how many files
  * (each an open input and output) wait at once. */
-#define FINISHERS 64
+#define FINISHERS 16
 #define FINISH_QUEUE 32
 /* A command may ask for more (cli_batch_cmd.finishers): rewrap's group
  * commit flushes as many objects at once as there are finishers waiting. */
@@ -378,7 +378,7 @@ static int work(const cli_entry *e, void *worker)
  * in hand also its input and output. Deeper directories are reported, not
  * walked, instead of failing files with EMFILE; 16 levels at least. The
  * soft limit is raised to the hard one first, as it is there to be raised. */
-static int depth_limit(const cli_opts *o, int jobs)
+static int depth_limit(const cli_opts *o, int jobs, int finishers)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -390,7 +390,7 @@ static int depth_limit(const cli_opts *o, int jobs)
             rl.rlim_cur = cur;
     }
     const long dirs = o->out && !o->in_place ? 2 : 1;
-    const long in_hand = jobs + FINISH_QUEUE + FINISHERS;
+    const long in_hand = jobs + 3L * finishers; /* the queue holds twice as many */
     const long in_flight = dirs * (CLI_QUEUE_LEN + in_hand) + 2 * in_hand;
     const long reserve = 64; /* the token, the report, stdio, libraries */
     const long per_level = (dirs + 1) + 2;
@@ -527,7 +527,9 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         rc = cli_report(o->nargs == 1 ? o->args[0] : "token", &err);
         goto out;
     }
-    b.wo.max_depth = depth_limit(o, jobs);
+    const int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
+                                   ? cmd->finishers : FINISHERS;
+    b.wo.max_depth = depth_limit(o, jobs, cmd->finish != NULL ? want_finishers : 0);
     if (o->report != NULL && (b.report = fopen(o->report, "we")) == NULL) {
         fprintf(stderr, "dcmseal: %s: cannot write the report: %s\n", o->report,
                 strerror(errno));
@@ -538,8 +540,6 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     pthread_cond_init(&b.finished_cond, NULL);
     pthread_t finishers[FINISHERS_MAX];
     int nfinishers = 0;
-    const int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
-                                   ? cmd->finishers : FINISHERS;
     if (cli_queue_init(&b.finishing, FINISH_QUEUE * (size_t)want_finishers / FINISHERS) !=
         EX_OK) {
         rc = EX_OSERR;

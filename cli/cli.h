@@ -198,6 +198,7 @@ typedef struct cli_queue {
     void **items;
     size_t cap, head, count;
     int closed;
+    int pushers; /* waiting for room */
 } cli_queue;
 
 /* An empty open queue for at most |cap| items; EX_OK or EX_OSERR. */

@@ -426,16 +426,20 @@ static void tree_transform(const cli_worker *w, int dir_fd, const char *name, in
  * (--durability file). */
 #define GROUP_FILES 64
 #define GROUP_BYTES (64u << 20)
-#define GROUP_WAIT_MS (unsigned)(getenv("GW") ? atoi(getenv("GW")) : 20)
+#define GROUP_WAIT_MS 20
 static dcmseal_commit_group_t *group;
 
 /* cli_batch_run for encrypt and decrypt, with the group of the run. */
-static int tree_run(const cli_batch_cmd *cmd, const cli_opts *o)
+static int tree_run(cli_batch_cmd *cmd, const cli_opts *o)
 {
     dcmseal_error err;
     if (!o->durability_file &&
-        dcmseal_commit_group_new(&group, GROUP_FILES, GROUP_BYTES, GROUP_WAIT_MS, &err) != DCMSEAL_OK)
+        dcmseal_commit_group_new(&group, GROUP_FILES, GROUP_BYTES, GROUP_WAIT_MS, &err) !=
+            DCMSEAL_OK)
         return cli_report(cmd->name, &err);
+    /* A full group's files wait in finishers, each on its own thread. */
+    if (group != NULL)
+        cmd->finishers = GROUP_FILES;
     int rc = cli_batch_run(cmd, o);
     if (group != NULL && cli_verbose) {
         uint64_t commits, files;
@@ -596,7 +600,7 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
 
 int cli_cmd_encrypt(int argc, char **argv)
 {
-    static const cli_batch_cmd cmd = {.name = "encrypt",
+    cli_batch_cmd cmd = {.name = "encrypt",
                                       .done = "encrypted",
                                       .skipped = "already done",
                                       .wrap = 1,
@@ -645,7 +649,7 @@ int cli_cmd_encrypt(int argc, char **argv)
 
 int cli_cmd_decrypt(int argc, char **argv)
 {
-    static const cli_batch_cmd cmd = {.name = "decrypt",
+    cli_batch_cmd cmd = {.name = "decrypt",
                                       .done = "decrypted",
                                       .skipped = "already done",
                                       .counts_bytes = 1,

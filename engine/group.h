@@ -5,7 +5,7 @@
  * it is full or its oldest file has waited |max_wait| (the time bound), so
  * that files that finish a little apart still share a flush: on a fast
  * disk the previous commit alone gathers two or three. Used by outfile.c
- * (outputs of tree runs). */
+ * (outputs of tree runs) and rewrap.c (key slots rewritten in place). */
 #ifndef DCMSEAL_ENGINE_GROUP_H
 #define DCMSEAL_ENGINE_GROUP_H
 
@@ -20,6 +20,8 @@
  * finished and one to commit next, not every thread that waits. */
 typedef struct commit_member {
     void *item;           /* the commit function's */
+    int fd;               /* the file to flush (commit_flush) */
+    uint64_t dev;         /* and its file system */
     struct timespec at;   /* when it joined */
     uint64_t bytes;       /* what it weighs against the byte budget */
     dcmseal_error *err;
@@ -53,5 +55,13 @@ void commit_group_destroy(commit_group *g);
  * through the commit untouched) and returns once its group is committed,
  * with m->st. */
 dcmseal_status commit_group_join(commit_group *g, commit_member *m);
+
+/* Makes the data of each member of |list| that has not failed durable (its
+ * |fd|): fsync (fdatasync with |data_only|) when there is one, else one
+ * syncfs per file system (|dev|), then each file's own write-back errors
+ * since it was opened, which sync_file_range reports (and, with nothing
+ * left to write, waits for nothing) and syncfs does not. A failure fails
+ * the members it concerns. */
+void commit_flush(commit_member *list, int data_only);
 
 #endif

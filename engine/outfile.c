@@ -47,7 +47,6 @@ struct dcmseal_outfile {
     unsigned mode; /* given at commit */
     int target_set; /* replace |name| only while it is (tdev, ino) */
     uint64_t tdev, ino;
-    uint64_t dev; /* of the file system it is on, for a group's syncfs */
     char *name;
     size_t prefix; /* length of |tmp| without its random suffix */
     char tmp[NAME_MAX + 1];
@@ -311,45 +310,6 @@ struct dcmseal_commit_group {
 
 #define OUTFILE(m) ((dcmseal_outfile_t *)(m)->item)
 
-/* Fails the members from |m| on whose file is on |dev| (data: 1) or in the
- * directory |dir_fd| (data: 0) and that have not failed yet. */
-static void fail_alike(commit_member *m, int data, uint64_t dev, int dir_fd, const char *what,
-                       int e)
-{
-    for (; m != NULL; m = m->next)
-        if (m->st == DCMSEAL_OK && (data ? OUTFILE(m)->dev == dev : OUTFILE(m)->dir_fd == dir_fd))
-            m->st = dcmseal_fail(m->err, DCMSEAL_E_IO, "%s failed: %s", what, strerror(e));
-}
-
-/* The data of every member still without an error made durable: fsync for
- * a single one; else one syncfs per file system, then each file's own
- * writeback errors since it was opened, which sync_file_range reports (and,
- * with nothing left to write, waits for nothing) and syncfs does not. */
-static void flush_data(commit_member *list)
-{
-    commit_member *m, *p;
-    size_t live = 0;
-    for (m = list; m != NULL; m = m->next)
-        live += m->st == DCMSEAL_OK;
-    if (live == 1) {
-        for (m = list; m != NULL; m = m->next)
-            if (m->st == DCMSEAL_OK && fsync(OUTFILE(m)->fd) != 0)
-                m->st = dcmseal_fail(m->err, DCMSEAL_E_IO, "fsync failed: %s", strerror(errno));
-        return;
-    }
-    for (m = list; m != NULL; m = m->next) {
-        int first = m->st == DCMSEAL_OK;
-        for (p = list; first && p != m; p = p->next)
-            first = !(p->st == DCMSEAL_OK && OUTFILE(p)->dev == OUTFILE(m)->dev);
-        if (first && syncfs(OUTFILE(m)->fd) != 0)
-            fail_alike(m, 1, OUTFILE(m)->dev, -1, "flush", errno);
-    }
-    for (m = list; m != NULL; m = m->next)
-        if (m->st == DCMSEAL_OK &&
-            sync_file_range(OUTFILE(m)->fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE) != 0)
-            m->st = dcmseal_fail(m->err, DCMSEAL_E_IO, "flush failed: %s", strerror(errno));
-}
-
 /* dcmseal_outfile_commit for a group: modes, one flush of all the data,
  * the names, then each directory flushed once. */
 static void outfile_group_commit(commit_member *list)
@@ -358,7 +318,7 @@ static void outfile_group_commit(commit_member *list)
     for (m = list; m != NULL; m = m->next)
         if (m->st == DCMSEAL_OK)
             m->st = commit_mode(OUTFILE(m), m->err);
-    flush_data(list);
+    commit_flush(list, 0);
     for (m = list; m != NULL; m = m->next)
         if (m->st == DCMSEAL_OK)
             m->st = commit_name(OUTFILE(m), m->err);
@@ -369,8 +329,13 @@ static void outfile_group_commit(commit_member *list)
         int first = m->st == DCMSEAL_OK;
         for (p = list; first && p != m; p = p->next)
             first = !(p->st == DCMSEAL_OK && OUTFILE(p)->dir_fd == OUTFILE(m)->dir_fd);
-        if (first && fsync(OUTFILE(m)->dir_fd) != 0)
-            fail_alike(m, 0, 0, OUTFILE(m)->dir_fd, "fsync of directory", errno);
+        if (!first || fsync(OUTFILE(m)->dir_fd) == 0)
+            continue;
+        const int e = errno;
+        for (p = m; p != NULL; p = p->next)
+            if (p->st == DCMSEAL_OK && OUTFILE(p)->dir_fd == OUTFILE(m)->dir_fd)
+                p->st = dcmseal_fail(p->err, DCMSEAL_E_IO, "fsync of directory failed: %s",
+                                     strerror(e));
     }
 }
 
@@ -393,13 +358,13 @@ dcmseal_status dcmseal_outfile_commit_group(dcmseal_commit_group_t *g, dcmseal_o
                                             dcmseal_error *err)
 {
     struct stat sb;
-    commit_member me = {.item = f, .err = err, .st = DCMSEAL_OK};
+    commit_member me = {.item = f, .fd = f ? f->fd : -1, .err = err, .st = DCMSEAL_OK};
     if (g == NULL || f == NULL) {
         dcmseal_outfile_abort(f);
         return dcmseal_fail(err, DCMSEAL_E_USAGE, "commit group: missing argument");
     }
     if (fstat(f->fd, &sb) == 0) {
-        f->dev = (uint64_t)sb.st_dev;
+        me.dev = (uint64_t)sb.st_dev;
         me.bytes = (uint64_t)sb.st_size;
     } else {
         me.st = dcmseal_fail(err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
