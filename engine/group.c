@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* syncfs, sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,7 +13,7 @@ void commit_group_init(commit_group *g, commit_fn commit, unsigned max_files,
                        uint64_t max_bytes, long max_wait_ns)
 {
     pthread_condattr_t ca;
-    *g = (commit_group){.commit = commit, .max_files = max_files ? max_files : 1,
+    *g = (commit_group){.commit = commit, .max_files = max_files ? max_files : UINT_MAX,
                         .max_bytes = max_bytes ? max_bytes : UINT64_MAX,
                         .max_wait_ns = max_wait_ns > 0 ? max_wait_ns : 0};
     pthread_mutex_init(&g->lock, NULL);

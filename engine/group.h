@@ -41,8 +41,8 @@ typedef struct commit_group {
     uint64_t joined_bytes;
     int committing, gathering;
     pthread_cond_t full; /* signalled to the gathering committer */
-    unsigned max_files;   /* per commit, at least 1 */
-    uint64_t max_bytes;   /* per commit; a member alone may exceed it */
+    unsigned max_files;   /* per commit (0 given: no limit) */
+    uint64_t max_bytes;   /* per commit (0 given: no limit); one alone may exceed it */
     long max_wait_ns;     /* how long a group may gather; 0: no wait */
     commit_fn commit;
     uint64_t commits, members; /* counted, for the tests' and bench's eyes */

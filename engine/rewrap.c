@@ -4,7 +4,6 @@
  * shares the flushes (group commit). */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -219,7 +218,7 @@ dcmseal_status dcmseal_rewrap_group_new(dcmseal_rewrap_group_t **out, dcmseal_er
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
     /* No count, byte or time bound: the objects finishing at once (the
      * finishers waiting) make a group. */
-    commit_group_init(&g->g, group_commit, UINT_MAX, 0, 0);
+    commit_group_init(&g->g, group_commit, 0, 0, 0);
     *out = g;
     return DCMSEAL_OK;
 }
