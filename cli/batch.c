@@ -4,6 +4,7 @@
  * (--report, one JSON object per line). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,8 +27,9 @@
  * (each an open input and output) wait at once. */
 #define FINISHERS 16
 #define FINISH_QUEUE 32
-/* A command may ask for more (cli_batch_cmd.finishers): rewrap's group
- * commit flushes as many objects at once as there are finishers waiting. */
+/* A command may ask for more (cli_batch_cmd.finishers): a group commit
+ * (rewrap's, encrypt's and decrypt's) flushes as many files at once as there
+ * are finishers waiting. */
 #define FINISHERS_MAX 128
 
 /* A file on its way through a worker and perhaps a finisher. */
@@ -51,6 +53,7 @@ typedef struct batch {
     int token_lost;
     int rc; /* the highest exit code of a failed file */
     unsigned long done, opaque, skipped, ignored, failed, host_path, not_started;
+    unsigned long dirs_failed; /* output directories that could not be made */
     uint64_t bytes, skipped_bytes;
     /* From the counting walk, for the progress line. */
     unsigned long total_files;
@@ -58,7 +61,19 @@ typedef struct batch {
     int total_known;
 
     cli_queue finishing; /* files waiting for a finisher */
+
+    /* The lines on stdout (verify's OK lines) come in walk order, whatever
+     * order the workers finish in: each entry's line (or NULL) waits in
+     * |told| at its seq until every earlier one is out. The walk waits
+     * while it is TOLD_WINDOW entries ahead of the oldest untold one, so
+     * memory stays bounded. */
+    pthread_cond_t told_cond;
+    char **told;
+    unsigned char *told_set;
+    unsigned long told_next;
 } batch;
+
+#define TOLD_WINDOW 4096
 
 static double seconds_since(const struct timespec *t0)
 {
@@ -212,7 +227,9 @@ static void report_line(batch *b, const cli_entry *e, const cli_result *r)
         fputs(",\"reason\":", f);
         cli_json_string(f, r->reason);
     }
-    if (r->kind >= 0)
+    if (r->directory)
+        fputs(",\"kind\":\"directory\"", f);
+    else if (r->kind >= 0)
         fprintf(f, ",\"kind\":\"%s\"", r->kind ? "dicom" : "opaque");
     if (r->outcome == CLI_DONE || r->outcome == CLI_SKIPPED)
         fprintf(f, ",\"bytes\":%llu", (unsigned long long)r->bytes);
@@ -231,9 +248,50 @@ static void report_line(batch *b, const cli_entry *e, const cli_result *r)
     fflush(f);
 }
 
+/* Called with the lock held: |line| (NULL: nothing) is entry |seq|'s; out
+ * goes every line whose turn it is. */
+static void tell(batch *b, unsigned long seq, char *line)
+{
+    b->told[seq % TOLD_WINDOW] = line;
+    b->told_set[seq % TOLD_WINDOW] = 1;
+    while (b->told_set[b->told_next % TOLD_WINDOW]) {
+        size_t i = b->told_next++ % TOLD_WINDOW;
+        if (b->told[i] != NULL)
+            fputs(b->told[i], stdout);
+        free(b->told[i]);
+        b->told[i] = NULL;
+        b->told_set[i] = 0;
+    }
+    pthread_cond_broadcast(&b->told_cond);
+}
+
+/* The lines of entries that were never told (a run cut short), in order. */
+static void tell_rest(batch *b)
+{
+    for (unsigned long n = 0; n < TOLD_WINDOW; n++, b->told_next++) {
+        size_t i = b->told_next % TOLD_WINDOW;
+        if (b->told[i] != NULL)
+            fputs(b->told[i], stdout);
+        free(b->told[i]);
+        b->told[i] = NULL;
+        b->told_set[i] = 0;
+    }
+}
+
+/* An entry that will have nothing to tell (not started). */
+static void tell_nothing(batch *b, unsigned long seq)
+{
+    pthread_mutex_lock(&b->lock);
+    tell(b, seq, NULL);
+    pthread_mutex_unlock(&b->lock);
+}
+
 static void record(batch *b, const cli_entry *e, cli_result *r)
 {
     const int quiet = b->o->quiet;
+    char *line = NULL;
+    if (r->say == CLI_SAY_STDOUT && !quiet && asprintf(&line, "%s: %s\n", e->path, r->line) < 0)
+        line = NULL;
     pthread_mutex_lock(&b->lock);
     switch (r->outcome) {
     case CLI_DONE:
@@ -255,7 +313,11 @@ static void record(batch *b, const cli_entry *e, cli_result *r)
         break;
     case CLI_FAILED: {
         int rc = cli_exit_code(r->err.status);
-        b->failed++;
+        /* A directory is not a file: the summary counts it apart. */
+        if (r->directory)
+            b->dirs_failed++;
+        else
+            b->failed++;
         b->rc = rc > b->rc ? rc : b->rc;
         /* Past the session's retries the token is gone: starting more
          * files would only fail them one by one. */
@@ -266,9 +328,8 @@ static void record(batch *b, const cli_entry *e, cli_result *r)
         break;
     }
     }
-    if (r->say == CLI_SAY_STDOUT && !quiet) {
-        printf("%s: %s\n", e->path, r->line);
-    } else if ((r->say == CLI_SAY_NOTICE && !quiet) || (r->say == CLI_SAY_VERBOSE && cli_verbose)) {
+    tell(b, e->seq, line);
+    if ((r->say == CLI_SAY_NOTICE && !quiet) || (r->say == CLI_SAY_VERBOSE && cli_verbose)) {
         clear_progress(b);
         fprintf(stderr, "dcmseal: %s: %s\n", e->path, r->line);
     }
@@ -284,27 +345,43 @@ static int visit(const cli_entry *e, void *ctx)
 {
     batch *b = ctx;
     cli_result r = {.outcome = CLI_IGNORED, .kind = -1, .reason = e->why};
+    pthread_mutex_lock(&b->lock);
+    while (e->seq - b->told_next >= TOLD_WINDOW)
+        pthread_cond_wait(&b->told_cond, &b->lock);
+    pthread_mutex_unlock(&b->lock);
     /* After a signal the operator wants the prompt back; after a lost token
      * the rest of the walk only counts what was not started. */
-    if (e->kind == CLI_ENTRY_FILE)
-        return cli_interrupted() ? CLI_WALK_STOP : may_start(b) ? EX_OK : CLI_POOL_SKIP;
-    if (e->kind == CLI_ENTRY_DIR) {
-        if (b->o->out == NULL || b->o->in_place)
+    if (e->kind == CLI_ENTRY_FILE) {
+        if (cli_interrupted())
+            return CLI_WALK_STOP;
+        if (may_start(b))
             return EX_OK;
+        tell_nothing(b, e->seq);
+        return CLI_POOL_SKIP;
+    }
+    if (e->kind == CLI_ENTRY_DIR) {
+        if (b->o->out == NULL || b->o->in_place) {
+            tell_nothing(b, e->seq);
+            return EX_OK;
+        }
         /* The copy below DST, made and opened relative to its parent's copy
          * (DST itself by the path given): a symbolic link planted in DST is
          * never followed. The files below are then created relative to it. */
         cli_dir *at = e->dir ? cli_dir_get0_out(e->dir) : NULL, *out;
-        if (e->dir != NULL && at == NULL)
-            return EX_OK; /* its parent's copy failed, and said so */
+        if (e->dir != NULL && at == NULL) {
+            tell_nothing(b, e->seq); /* its parent's copy failed, and said so */
+            return EX_OK;
+        }
         /* Writable by us while we fill it, whatever the source says. */
         int err = cli_dir_make(&out, at, at ? e->name : b->o->out,
                                (e->sb->st_mode & 0777) | 0700);
         if (err == 0) {
             cli_dir_set_out(e->self, out);
+            tell_nothing(b, e->seq);
             return EX_OK;
         }
         r.outcome = CLI_FAILED;
+        r.directory = 1;
         snprintf(r.output, sizeof r.output, "%s%s%s", b->o->out, e->rel[0] ? "/" : "", e->rel);
         r.culprit = r.output;
         if (err == ENOTDIR)
@@ -345,19 +422,23 @@ static int work(const cli_entry *e, void *worker)
 {
     cli_worker *w = worker;
     batch *b = w->batch;
-    if (!may_start(b))
-        return EX_OK;
     /* On the heap, with its own copy of the path and its own reference to
      * the directory: a finisher may outlive the walk's entry, and the
      * result points into itself (culprit). */
     size_t len = strlen(e->path);
+    if (!may_start(b)) {
+        tell_nothing(b, e->seq);
+        return EX_OK;
+    }
     job *j = malloc(sizeof *j + len + 1);
-    if (j == NULL)
+    if (j == NULL) {
+        tell_nothing(b, e->seq);
         return EX_OSERR;
+    }
     memcpy(j->path, e->path, len + 1);
     j->e = (cli_entry){.path = j->path, .rel = j->path + (e->rel - e->path),
                        .dir = cli_dir_ref(e->dir), .name = j->path + (e->name - e->path),
-                       .kind = CLI_ENTRY_FILE};
+                       .kind = CLI_ENTRY_FILE, .seq = e->seq};
     j->r = (cli_result){.outcome = CLI_FAILED, .kind = -1, .fd = -1};
     dcmseal_error_clear(&j->r.err);
     b->cmd->one(w, &j->e, &j->r);
@@ -409,8 +490,76 @@ const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token)
     return key ? key : dcmseal_token_get0_object(token);
 }
 
+/* |path| made absolute and free of links as far as it exists, the rest
+ * (which mkdir -p would make) appended as it is; -1 when that rest holds
+ * "." or "..", which would make the comparison below meaningless. */
+static int resolve(const char *path, char out[PATH_MAX])
+{
+    char have[PATH_MAX], rest[PATH_MAX] = "";
+    if ((size_t)snprintf(have, sizeof have, "%s", path) >= sizeof have)
+        return -1;
+    for (size_t n = strlen(have); n > 1 && have[n - 1] == '/'; n--)
+        have[n - 1] = '\0';
+    while (realpath(have[0] ? have : ".", out) == NULL) {
+        char *slash = strrchr(have, '/'), tmp[PATH_MAX];
+        const char *last = slash ? slash + 1 : have;
+        /* ENOTDIR: a file in the way, which making the parents will say. */
+        if ((errno != ENOENT && errno != ENOTDIR) || strcmp(last, ".") == 0 || strcmp(last, "..") == 0 ||
+            (size_t)snprintf(tmp, sizeof tmp, "/%s%s", last, rest) >= sizeof tmp)
+            return -1;
+        memcpy(rest, tmp, sizeof rest);
+        if (slash == NULL)
+            have[0] = '\0';
+        else
+            slash[slash == have] = '\0'; /* "/x" leaves "/" */
+    }
+    if (strlen(out) + strlen(rest) >= PATH_MAX)
+        return -1;
+    strcat(out, strcmp(out, "/") == 0 && rest[0] ? rest + 1 : rest);
+    return 0;
+}
+
+/* mkdir -p of the parents of |path|: the tree's root is made by the walk,
+ * with the source's mode. EX_OK, or EX_IOERR (said). */
+static int make_parents(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+        dir[n - 1] = '\0';
+    for (char *p = strchr(dir + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+        struct stat sb;
+        const char *why = NULL;
+        *p = '\0';
+        if (stat(dir, &sb) == 0) {
+            if (!S_ISDIR(sb.st_mode))
+                why = "not a directory";
+        } else if (errno != ENOENT || mkdir(dir, 0777) != 0) {
+            why = strerror(errno);
+        } else {
+            /* Made, and flushed in its parent: the outputs below count as
+             * done only once durable, their names included. */
+            char *slash = strrchr(dir, '/');
+            *slash = '\0';
+            int fd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            *slash = '/';
+            if (fd < 0 || fsync(fd) != 0)
+                why = strerror(errno);
+            if (fd >= 0)
+                close(fd);
+        }
+        if (why != NULL) {
+            fprintf(stderr, "dcmseal: %s: cannot create directory: %s\n", dir, why);
+            return EX_IOERR;
+        }
+        *p = '/';
+    }
+    return EX_OK;
+}
+
 /* With -o, the output tree must not be inside the input tree, or the walk
- * would meet its own output. */
+ * would meet its own output. It need not exist yet, nor its parents: they
+ * are made once that is checked. */
 static int check_output_root(const cli_opts *o)
 {
     char src[PATH_MAX], dst[PATH_MAX];
@@ -419,25 +568,15 @@ static int check_output_root(const cli_opts *o)
         return cli_usage_error("-r with -o takes one source directory");
     if (realpath(o->args[0], src) == NULL)
         return cli_usage_error("%s: %s", o->args[0], strerror(errno));
-    /* The output directory may not exist yet: resolve its parent. */
-    char *copy = strdup(o->out), *slash;
-    if (copy == NULL)
-        return EX_OSERR;
-    for (size_t n = strlen(copy); n > 1 && copy[n - 1] == '/'; n--)
-        copy[n - 1] = '\0';
-    slash = strrchr(copy, '/');
-    const char *parent = slash == NULL ? "." : slash == copy ? "/" : (*slash = '\0', copy);
-    const char *base = slash == NULL ? copy : slash + 1;
-    int ok = realpath(parent, dst) != NULL;
-    if (ok && strlen(dst) + strlen(base) + 2 < sizeof dst)
-        strcat(strcat(dst, strcmp(dst, "/") ? "/" : ""), base);
-    free(copy);
-    if (!ok)
-        return cli_usage_error("%s: %s", o->out, strerror(errno));
+    if (resolve(o->out, dst) != 0)
+        return cli_usage_error("%s: %s", o->out,
+                               errno != ENOENT ? strerror(errno)
+                                               : "name the output without . or .. where it "
+                                                 "does not exist yet");
     size_t n = strlen(src);
     if (strncmp(src, dst, n) == 0 && (dst[n] == '\0' || dst[n] == '/' || n == 1))
         return cli_usage_error("%s: the output directory is inside the input", o->out);
-    return EX_OK;
+    return make_parents(o->out);
 }
 
 /* On stderr when |shown|, and in the report. */
@@ -446,11 +585,12 @@ static void summary(batch *b, int rc, int stopped_by, int shown)
     char bytes[32];
     double t = seconds_since(&b->start);
     unsigned long files = b->done + b->skipped + b->ignored + b->failed + b->not_started;
+    const unsigned long dirs = b->dirs_failed;
     human_bytes(bytes, sizeof bytes, (double)b->bytes);
     if (!shown)
         goto report;
-    fprintf(stderr, "dcmseal: %s: %lu files: %lu %s", b->cmd->name, files, b->done,
-            b->cmd->done);
+    fprintf(stderr, "dcmseal: %s: %lu %s: %lu %s", b->cmd->name, files,
+            cli_plural(files, "file", "files"), b->done, b->cmd->done);
     if (b->opaque)
         fprintf(stderr, " (%lu opaque)", b->opaque);
     if (b->skipped)
@@ -460,6 +600,8 @@ static void summary(batch *b, int rc, int stopped_by, int shown)
     fprintf(stderr, ", %lu failed", b->failed);
     if (b->not_started)
         fprintf(stderr, ", %lu not started", b->not_started);
+    if (dirs)
+        fprintf(stderr, "; %lu %s not made", dirs, cli_plural(dirs, "directory", "directories"));
     if (b->cmd->counts_bytes)
         fprintf(stderr, "; %s in %.1f s", bytes, t);
     else
@@ -473,10 +615,10 @@ report:
     if (b->report != NULL) {
         fprintf(b->report, "{\"summary\":{\"command\":\"%s\",\"files\":%lu,\"%s\":%lu,"
                            "\"opaque\":%lu,\"skipped\":%lu,\"ignored\":%lu,\"failed\":%lu,"
-                           "\"not_started\":%lu,\"bytes\":%llu,\"seconds\":%.3f,\"complete\":%s,"
-                           "\"exit\":%d}}\n",
+                           "\"not_started\":%lu,\"directories_failed\":%lu,\"bytes\":%llu,"
+                           "\"seconds\":%.3f,\"complete\":%s,\"exit\":%d}}\n",
                 b->cmd->name, files, b->cmd->done, b->done, b->opaque, b->skipped, b->ignored,
-                b->failed, b->not_started, (unsigned long long)b->bytes, t,
+                b->failed, b->not_started, dirs, (unsigned long long)b->bytes, t,
                 stopped_by ? "false" : "true", rc);
     }
 }
@@ -538,10 +680,14 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     }
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.finished_cond, NULL);
+    pthread_cond_init(&b.told_cond, NULL);
+    b.told = calloc(TOLD_WINDOW, sizeof *b.told);
+    b.told_set = calloc(TOLD_WINDOW, 1);
     pthread_t finishers[FINISHERS_MAX];
     int nfinishers = 0;
-    if (cli_queue_init(&b.finishing, FINISH_QUEUE * (size_t)want_finishers / FINISHERS) !=
-        EX_OK) {
+    if (b.told == NULL || b.told_set == NULL ||
+        cli_queue_init(&b.finishing, FINISH_QUEUE * (size_t)want_finishers / FINISHERS) !=
+            EX_OK) {
         rc = EX_OSERR;
         goto out_lock;
     }
@@ -578,6 +724,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     pthread_mutex_lock(&b.lock);
     b.finished = 1;
     pthread_cond_broadcast(&b.finished_cond);
+    tell_rest(&b);
     pthread_mutex_unlock(&b.lock);
     if (b.progress)
         pthread_join(drawer, NULL);
@@ -609,7 +756,10 @@ out_lock:
     if (b.report != NULL) /* a run that never started: nothing to flush */
         fclose(b.report);
     pthread_cond_destroy(&b.finished_cond);
+    pthread_cond_destroy(&b.told_cond);
     pthread_mutex_destroy(&b.lock);
+    free(b.told);
+    free(b.told_set);
 out:
     for (int i = 0; i < jobs; i++) {
         dcmseal_token_ring_free(workers[i].ring);

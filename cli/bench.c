@@ -6,7 +6,6 @@
  * are wrapped data keys held in memory; files and their I/O are not part of
  * it. The KEK is a scratch one (v1 -> v2) made for the run and destroyed
  * after it, unless --keep, or an existing one named with --key. */
-#include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,8 +21,7 @@
 #include "cli.h"
 
 #define BENCH_OBJECTS_DEFAULT 200
-#define BENCH_OBJECTS_MAX 1000000
-#define BENCH_COUNTS_MAX 16
+#define BENCH_COUNTS_MAX CLI_SESSIONS_MAX
 
 typedef enum { OP_UNWRAP, OP_REWRAP_TOKEN, OP_REWRAP_HOST, OP_WRAP, OP_COUNT } bench_op;
 
@@ -93,75 +91,29 @@ static double now(void)
 
 /* ---- options ------------------------------------------------------------ */
 
-static int parse_counts(bench_opts *o, const char *list)
+/* The options, with bench's defaults where they were not given. */
+static int bench_options(bench_opts *b, const cli_opts *o)
 {
-    const char *p = list;
-    o->ncounts = 0;
-    while (*p != '\0') {
-        char *end;
-        unsigned long v = strtoul(p, &end, 10);
-        if (end == p || v < 1 || v > CLI_JOBS_MAX || (*end != ',' && *end != '\0') ||
-            o->ncounts == BENCH_COUNTS_MAX)
-            return cli_usage_error("--sessions %s: a list of at most %d counts of 1..%d, "
-                                   "e.g. 1,2,4", list, BENCH_COUNTS_MAX, CLI_JOBS_MAX);
-        o->counts[o->ncounts++] = (int)v;
-        p = *end == ',' ? end + 1 : end;
-    }
-    return o->ncounts > 0 ? EX_OK : cli_usage_error("--sessions: give at least one count");
-}
-
-static int bench_parse(bench_opts *o, int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"token", required_argument, NULL, 't'}, {"key", required_argument, NULL, 'k'},
-        {"objects", required_argument, NULL, 'n'}, {"sessions", required_argument, NULL, 's'},
-        {"bits", required_argument, NULL, 'b'}, {"keep", no_argument, NULL, 'K'},
-        {"json", no_argument, NULL, 'j'}, {0, 0, 0, 0},
-    };
-    int c, rc;
-    char *end;
-    unsigned long v;
-    memset(o, 0, sizeof *o);
-    o->objects = BENCH_OBJECTS_DEFAULT;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 't': o->token = optarg; break;
-        case 'k': o->key = optarg; break;
-        case 'K': o->keep = 1; break;
-        case 'j': o->json = 1; break;
-        case 'n':
-            v = strtoul(optarg, &end, 10);
-            if (*end != '\0' || optarg[0] == '\0' || v < 1 || v > BENCH_OBJECTS_MAX)
-                return cli_usage_error("--objects %s: must be 1..%d", optarg,
-                                       BENCH_OBJECTS_MAX);
-            o->objects = (unsigned)v;
-            break;
-        case 's':
-            if ((rc = parse_counts(o, optarg)) != EX_OK)
-                return rc;
-            break;
-        case 'b':
-            v = strtoul(optarg, &end, 10);
-            if (*end != '\0' || (v != 2048 && v != 3072))
-                return cli_usage_error("--bits %s: KEKs are RSA 2048 or 3072", optarg);
-            o->bits = (unsigned)v;
-            break;
-        default: return cli_usage_error("bench: bad option");
-        }
-    }
-    if (optind < argc)
+    memset(b, 0, sizeof *b);
+    if (o->nargs != 0)
         return cli_usage_error("bench takes no arguments");
     if (o->key != NULL && (o->bits != 0 || o->keep))
         return cli_usage_error("bench: --bits and --keep apply to the scratch key, not to "
                                "--key %s", o->key);
-    if (o->ncounts == 0) {
+    b->token = o->token;
+    b->key = o->key;
+    b->keep = o->keep;
+    b->json = o->json;
+    b->objects = o->objects ? o->objects : BENCH_OBJECTS_DEFAULT;
+    b->bits = o->bits ? o->bits : 3072; /* what `key create` makes */
+    memcpy(b->counts, o->sessions, o->nsessions * sizeof o->sessions[0]);
+    b->ncounts = o->nsessions;
+    if (b->ncounts == 0) {
         /* One session, then one per core: where the token's parallelism shows. */
-        o->counts[o->ncounts++] = 1;
+        b->counts[b->ncounts++] = 1;
         if (cli_default_jobs() > 1)
-            o->counts[o->ncounts++] = cli_default_jobs();
+            b->counts[b->ncounts++] = cli_default_jobs();
     }
-    if (o->bits == 0)
-        o->bits = 3072; /* what `key create` makes */
     return EX_OK;
 }
 
@@ -392,9 +344,10 @@ static void print_head(const bench_opts *o, const bench_data *d, const char *lab
                        int scratch)
 {
     printf("dcmseal bench: token '%s', %s key '%s' v%u -> v%u, RSA-%u, RSA-OAEP %s, "
-           "%u objects\n",
+           "%u %s\n",
            label, scratch ? "scratch" : "existing", d->from.name, d->from.version,
-           d->to.version, d->to.bits, dcmseal_oaep_name(d->oaep), o->objects);
+           d->to.version, d->to.bits, dcmseal_oaep_name(d->oaep), o->objects,
+           cli_plural(o->objects, "object", "objects"));
     printf("%8s  %-20s %10s %9s %9s %10s\n", "sessions", "operation", "objects/s", "p50 ms",
            "p99 ms", "vs unwrap");
 }
@@ -490,7 +443,7 @@ out:
     return st;
 }
 
-int cli_cmd_bench(int argc, char **argv)
+int cli_cmd_bench(const cli_opts *opts)
 {
     bench_opts o;
     cli_token t;
@@ -500,7 +453,7 @@ int cli_cmd_bench(int argc, char **argv)
     size_t nrows = 0;
     char scratch[DCMSEAL_KEK_NAME_MAX + 1] = "", label[33];
     dcmseal_status st;
-    int rc = bench_parse(&o, argc, argv);
+    int rc = bench_options(&o, opts);
     if (rc != EX_OK)
         return rc;
     if ((rc = cli_token_open(&t, o.token, "token")) != EX_OK)
@@ -526,7 +479,7 @@ int cli_cmd_bench(int argc, char **argv)
         fprintf(stderr,
                 "dcmseal: bench: kept scratch key '%s' (v1, v2); to remove it: for v in 1 2; "
                 "do dcmseal key disable %s $v; done; for v in 1 2; do dcmseal key destroy %s "
-                "$v; done\n",
+                "$v --no-archive-check; done\n",
                 scratch, scratch, scratch);
     } else if (scratch[0] != '\0') {
         dcmseal_error derr;

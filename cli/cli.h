@@ -19,46 +19,73 @@ typedef struct cli_token {
     dcmseal_session_t *session;
 } cli_token;
 
-/* Options every command may take; each command says which it accepts. */
+/* ---- Options (args.c) -------------------------------------------------------
+ *
+ * Every option dcmseal knows is parsed wherever it stands, before or after
+ * the command words; each command says which ones it accepts (the command
+ * table, commands.c), and the others are refused with a line naming them. */
 enum {
-    OPT_TOKEN = 1 << 0,
-    OPT_KEY = 1 << 1,
-    OPT_OUT = 1 << 2,
-    OPT_FORCE = 1 << 3,
-    OPT_STRICT = 1 << 4,
-    OPT_JSON = 1 << 5,
-    OPT_BITS = 1 << 6,
-    OPT_SEGMENT = 1 << 7,
-    OPT_OAEP = 1 << 8,
-    OPT_RECURSIVE = 1 << 9,
-    OPT_TO_VERSION = 1 << 10,
-    OPT_ARCHIVE = 1 << 11,
-    OPT_JOBS = 1 << 12,
-    OPT_IN_PLACE = 1 << 13,
-    OPT_REPORT = 1 << 14,
-    OPT_QUIET = 1 << 15,
-    OPT_SHARD = 1 << 16,
-    OPT_FOLLOW = 1 << 17,
-    OPT_VERIFY_EXISTING = 1 << 18,
-    OPT_DURABILITY = 1 << 19,
+    OPT_TOKEN = 1u << 0,
+    OPT_KEY = 1u << 1,
+    OPT_OUT = 1u << 2,
+    OPT_FORCE = 1u << 3,
+    OPT_STRICT = 1u << 4,
+    OPT_JSON = 1u << 5,
+    OPT_BITS = 1u << 6,
+    OPT_SEGMENT = 1u << 7,
+    OPT_OAEP = 1u << 8,
+    OPT_RECURSIVE = 1u << 9,
+    OPT_TO_VERSION = 1u << 10,
+    OPT_ARCHIVE = 1u << 11,
+    OPT_JOBS = 1u << 12,
+    OPT_IN_PLACE = 1u << 13,
+    OPT_REPORT = 1u << 14,
+    OPT_QUIET = 1u << 15,
+    OPT_SHARD = 1u << 16,
+    OPT_FOLLOW = 1u << 17,
+    OPT_NO_ARCHIVE_CHECK = 1u << 18,
+    OPT_RETENTION = 1u << 19,
+    OPT_PURGE_PROTECTION = 1u << 20,
+    OPT_OBJECTS = 1u << 21,
+    OPT_SESSIONS = 1u << 22,
+    OPT_KEEP = 1u << 23,
+    OPT_VERBOSE = 1u << 24,
+    OPT_HELP = 1u << 25,
+    OPT_VERSION = 1u << 26,
+    OPT_VERIFY_EXISTING = 1u << 27,
+    OPT_DURABILITY = 1u << 28,
+    /* What every command accepts. */
+    OPT_ALWAYS = OPT_VERBOSE | OPT_HELP | OPT_VERSION,
     /* What every command over many files takes. */
     OPT_BATCH = OPT_TOKEN | OPT_RECURSIVE | OPT_JOBS | OPT_REPORT | OPT_QUIET | OPT_SHARD,
 };
 
+#define CLI_ARCHIVES_MAX 16
+#define CLI_SESSIONS_MAX 16
+
 typedef struct cli_opts {
-    const char *token, *key, *out, *archive, *report;
+    unsigned given; /* the OPT_* that appeared */
+    const char *token, *key, *out, *report;
+    const char *archives[CLI_ARCHIVES_MAX]; /* --archive, in order */
+    int narchives;
     int force, strict, json, recursive, in_place, quiet, follow;
     int verify_existing; /* skip an existing output only once its content is checked */
-    int durability_set, durability_file; /* --durability given; "file": each
-                                          * output flushed on its own */
+    int durability_file; /* --durability file: each output flushed on its own */
+    int no_archive_check, purge_protection, keep;
     uint32_t shard_k, shard_n; /* --shard K/N; shard_n 0: not given */
     uint32_t to_version;
+    uint32_t retention_days;   /* with OPT_RETENTION in |given| */
+    uint32_t objects;          /* bench --objects; 0: not given */
+    int sessions[CLI_SESSIONS_MAX]; /* bench --sessions */
+    size_t nsessions;
     int jobs; /* 0: not given */
     unsigned bits;
     uint32_t segment_size;
     dcmseal_oaep oaep;
-    char **args; /* positional arguments */
+    char **args; /* the other arguments, in order; after dispatch, those
+                    that follow the command words */
     int nargs;
+    char problem[256]; /* the first thing wrong with the command line */
 } cli_opts;
 
 /* Keeps the process's secrets in it (cli/protect.c): no core dumps, not
@@ -67,30 +94,133 @@ typedef struct cli_opts {
  * (reported) when the process cannot be protected. */
 int cli_protect_process(void);
 
-/* Parses argv[1..] of a command; returns EX_OK or EX_USAGE (reported). */
-int cli_parse(cli_opts *o, int argc, char **argv, unsigned allowed);
+/* What the option table says about one option (for help and the manual). */
+typedef struct cli_option {
+    unsigned flag;
+    const char *name; /* long name, without "--" */
+    char letter;      /* short name, or 0 */
+    const char *arg;  /* metavariable of its value, or NULL */
+    const char *help; /* what it does, for any command that takes it */
+} cli_option;
+
+/* The options, in the order help lists them. */
+extern const cli_option cli_options[];
+extern const size_t cli_noptions;
+
+/* Parses all of argv[1..]: options wherever they stand (up to "--") and
+ * the other arguments, in order, into o->args (free with cli_opts_free).
+ * Never prints: the first problem (an unknown option, a missing or bad
+ * value) is kept in o->problem and parsing goes on, so that --help and the
+ * command can still be found. Returns EX_OK, EX_USAGE (o->problem says why)
+ * or EX_OSERR. */
+int cli_parse(cli_opts *o, int argc, char **argv);
+/* EX_OK when every option given is in |allowed|, else EX_USAGE with
+ * o->problem naming the first that is not. */
+int cli_check_options(cli_opts *o, unsigned allowed);
+void cli_opts_free(cli_opts *o);
+
+/* "2" -> 2; 0 when |s| is not a version number. */
+uint32_t cli_version(const char *s);
+
+/* ---- Commands (commands.c) and their help (help.c) ------------------------- */
+
+/* A command's own wording of an option it takes. */
+typedef struct cli_option_note {
+    unsigned flag;
+    const char *help;
+} cli_option_note;
+
+typedef struct cli_command {
+    const char *name;     /* "encrypt", "key create" */
+    const char *group;    /* what the overview lists it under */
+    int (*run)(const cli_opts *o);
+    unsigned options;     /* the OPT_* it accepts besides OPT_ALWAYS */
+    const char *synopsis; /* lines of what follows "dcmseal NAME" */
+    const char *summary;  /* one line for the overview */
+    const char *text;     /* paragraphs, wrapped at 76 columns */
+    const cli_option_note *notes; /* ended by {0} */
+    const char *examples; /* lines; "# " starts a comment line */
+} cli_command;
+
+/* The commands, in the order help lists them. */
+extern const cli_command cli_commands[];
+extern const size_t cli_ncommands;
+
+/* The command that |words| start with, and how many words name it; NULL
+ * when none does. */
+const cli_command *cli_command_find(char *const *words, int nwords, int *used);
+/* Whether |word| is a command group ("key", "token"). */
+int cli_is_group(const char *word);
+
+/* The command being run, for error lines (NULL before dispatch). */
+extern const cli_command *cli_current;
+
+/* Parses, then runs the command or prints help: main() after set-up. */
+int cli_dispatch(int argc, char **argv);
+
+/* The help of everything, of a group ("key") or of one command. */
+void cli_help_overview(FILE *f);
+void cli_help_group(FILE *f, const char *group);
+void cli_help_command(FILE *f, const cli_command *c);
+/* The wording of option |opt| for |c| (its note, else the table's). */
+const char *cli_option_help(const cli_command *c, const cli_option *opt);
+
+/* What both help and the manual say besides the commands. */
+extern const char cli_doc_description[]; /* what dcmseal does */
+extern const char cli_doc_environment[];  /* "NAME\tparagraph" lines */
+extern const char cli_doc_exit_status[];
+extern const char cli_doc_notes[];        /* outputs, inputs, opaque objects */
+
+/* ---- What the user sees (report.c) --------------------------------------- */
 
 /* Maps a status to its sysexits code: the only place that does. */
 int cli_exit_code(dcmseal_status st);
 /* Prints "dcmseal: WHAT: message" and returns the exit code. */
 int cli_report(const char *what, const dcmseal_error *err);
+/* Prints "dcmseal: MESSAGE (see dcmseal COMMAND --help)"; returns EX_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "file" or "files" for |n| */
+const char *cli_plural(unsigned long n, const char *one, const char *many);
+/* Writes |text| to |f| from column |col|, breaking lines at spaces before
+ * |width| columns and starting each further line at column |indent|.
+ * Newlines in |text| are kept. */
+void cli_wrap(FILE *f, const char *text, int col, int indent, int width);
 
+void cli_json_string(FILE *f, const char *s);
+void cli_hex(FILE *f, const uint8_t *p, size_t n);
+
+/* ---- The token (token.c) ---------------------------------------------------- */
+
+/* The token URI: --token, else $DCMSEAL_TOKEN; NULL when neither. */
+const char *cli_token_uri(const cli_opts *o);
 /* Opens --token (or $DCMSEAL_TOKEN) and one session; reports failures as
  * "dcmseal: WHAT: ...", WHAT naming the file the command is for. */
 int cli_token_open(cli_token *t, const char *uri, const char *what);
 void cli_token_close(cli_token *t);
 
-void cli_json_string(FILE *f, const char *s);
-void cli_hex(FILE *f, const uint8_t *p, size_t n);
+/* The key new objects are wrapped under: --key, $DCMSEAL_KEY or the token
+ * URI's object= attribute; NULL when none is given. */
+const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token);
 
-int cli_cmd_encrypt(int argc, char **argv);
-int cli_cmd_decrypt(int argc, char **argv);
-int cli_cmd_verify(int argc, char **argv);
-int cli_cmd_inspect(int argc, char **argv);
-int cli_cmd_key(int argc, char **argv);
-int cli_cmd_rewrap(int argc, char **argv);
-int cli_cmd_health(int argc, char **argv);
+/* ---- Command implementations ------------------------------------------------ */
+
+int cli_cmd_encrypt(const cli_opts *o);
+int cli_cmd_decrypt(const cli_opts *o);
+int cli_cmd_verify(const cli_opts *o);
+int cli_cmd_inspect(const cli_opts *o);
+int cli_cmd_rewrap(const cli_opts *o);
+int cli_cmd_key_create(const cli_opts *o);
+int cli_cmd_key_rotate(const cli_opts *o);
+int cli_cmd_key_list(const cli_opts *o);
+int cli_cmd_key_policy(const cli_opts *o);
+int cli_cmd_key_enable(const cli_opts *o);
+int cli_cmd_key_disable(const cli_opts *o);
+int cli_cmd_key_destroy(const cli_opts *o);
+int cli_cmd_key_min_version(const cli_opts *o);
+int cli_cmd_token_list(const cli_opts *o);
+int cli_cmd_health(const cli_opts *o);
+int cli_cmd_hsm_check(const cli_opts *o);
+int cli_cmd_bench(const cli_opts *o);
 
 /* ---- Walking (walk.c) ----------------------------------------------------- */
 
@@ -147,6 +277,7 @@ typedef struct cli_entry {
     int rc;            /* ERROR: its exit code */
     int stale;         /* IGNORED: a dead dcmseal's temporary file */
     const struct stat *sb; /* FILE, DIR: as the walk saw it */
+    unsigned long seq; /* its place in the walk (cli_pool_walk numbers them) */
 } cli_entry;
 
 /* Opens the file |e| relative to its directory for reading (|flags| 0) or
@@ -229,8 +360,10 @@ typedef struct cli_pool_ops {
 } cli_pool_ops;
 
 /* cli_walk, with queued files handled on |jobs| (1..CLI_JOBS_MAX) threads,
- * worker i getting |workers[i]|. The queue is bounded, so memory is too,
- * however large the tree. Returns as cli_walk. */
+ * worker i getting |workers[i]|. Every entry gets its |seq| in walk order,
+ * 0, 1, 2, ..., for whoever wants to tell of them in that order. The queue
+ * is bounded, so memory is too, however large the tree. Returns as
+ * cli_walk. */
 int cli_pool_walk(const char *const *paths, int npaths, const cli_walk_opts *wo, int jobs,
                   const cli_pool_ops *ops, void **workers);
 
@@ -261,6 +394,7 @@ typedef struct cli_result {
      * which is recorded only after that, so that a file counts as done only
      * once it is durable. */
     int pending;
+    int directory;               /* FAILED: a directory of the output tree */
     dcmseal_outfile_t *out_file; /* encrypt, decrypt: the output to commit */
     int fd;                      /* the file worked on, kept open for |finish| */
     struct stat sb;              /* what it was when read */
@@ -304,17 +438,6 @@ int cli_open_input(const cli_worker *w, const cli_entry *e, int flags, struct st
  * o->out) on o->jobs workers: progress line, --report, summary, stop on
  * SIGINT/SIGTERM or a lost token. Returns the exit status of the run. */
 int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o);
-
-/* The key new objects are wrapped under: --key, $DCMSEAL_KEY or the token
- * URI's object= attribute; NULL when none is given. */
-const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token);
-
-/* "2" -> 2; 0 when |s| is not a version number. */
-uint32_t cli_version(const char *s);
-
-/* hsm-check and bench (cli/hsmcheck.c, cli/bench.c). */
-int cli_cmd_hsm_check(int argc, char **argv);
-int cli_cmd_bench(int argc, char **argv);
 
 /* For commands that must finish what they hold before they stop
  * (cli/interrupt.c): after cli_interrupt_arm, the first SIGINT, SIGTERM or

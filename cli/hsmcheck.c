@@ -35,43 +35,58 @@ static void print_json(const dcmseal_check_t *c, const char *label)
     fputs("]}\n", stdout);
 }
 
+/* The ids of the checks that failed, required or optional, ", "-separated. */
+static void failed_ids(char *buf, size_t cap, const dcmseal_check_t *c, int required)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < dcmseal_check_count(c) && len < cap; i++) {
+        const dcmseal_check_result *r = dcmseal_check_get0_result(c, i);
+        if (r->verdict == DCMSEAL_CHECK_FAIL && r->required == required)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", r->id);
+    }
+}
+
+/* One head line per check (verdict, id, whether dcmseal needs it, the
+ * PKCS#11 code) and its detail below, so that every line fits a terminal. */
 static void print_text(const dcmseal_check_t *c, const char *label)
 {
-    const char *sep = "";
+    char required[512], optional[512], line[1100];
     printf("dcmseal hsm-check: token '%s'\n", label);
     for (size_t i = 0; i < dcmseal_check_count(c); i++) {
         const dcmseal_check_result *r = dcmseal_check_get0_result(c, i);
-        printf("%-4s  %-26s %-30s %s\n", verdict_name(r->verdict), r->id, r->ckr, r->detail);
+        printf("%-4s  %-26s %-9s %s\n      ", verdict_name(r->verdict), r->id,
+               r->verdict == DCMSEAL_CHECK_INFO ? "-" : r->required ? "required" : "optional",
+               r->ckr);
+        cli_wrap(stdout, r->detail, 6, 6, 79);
+        fputc('\n', stdout);
     }
-    if (dcmseal_check_usable(c)) {
-        printf("usable: yes -- dcmseal can create, use, disable and rewrap keys on this "
-               "token\n");
-        return;
-    }
-    fputs("usable: NO -- required checks failed:", stdout);
-    for (size_t i = 0; i < dcmseal_check_count(c); i++) {
-        const dcmseal_check_result *r = dcmseal_check_get0_result(c, i);
-        if (r->required && r->verdict != DCMSEAL_CHECK_PASS) {
-            printf("%s %s", sep, r->id);
-            sep = ",";
-        }
-    }
+    failed_ids(required, sizeof required, c, 1);
+    failed_ids(optional, sizeof optional, c, 0);
+    if (dcmseal_check_usable(c))
+        snprintf(line, sizeof line,
+                 "usable: yes -- every required check passed: dcmseal can create, use, "
+                 "disable and rewrap keys on this token%s%s%s",
+                 optional[0] ? ". Optional checks that failed (dcmseal does without them, as "
+                               "their lines say): " : "",
+                 optional, optional[0] ? "" : "; every optional check passed too");
+    else
+        snprintf(line, sizeof line, "usable: NO -- required checks failed: %s%s%s", required,
+                 optional[0] ? "; optional ones too: " : "", optional);
+    cli_wrap(stdout, line, 0, 8, 79);
     fputc('\n', stdout);
 }
 
-int cli_cmd_hsm_check(int argc, char **argv)
+int cli_cmd_hsm_check(const cli_opts *o)
 {
-    cli_opts o;
     cli_token t;
     dcmseal_error err;
     dcmseal_check_t *c = NULL;
     char label[33];
-    int rc = cli_parse(&o, argc, argv, OPT_TOKEN | OPT_JSON);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs != 0)
+    int rc;
+    if (o->nargs != 0)
         return cli_usage_error("hsm-check takes no arguments");
-    if ((rc = cli_token_open(&t, o.token, "token")) != EX_OK)
+    if ((rc = cli_token_open(&t, o->token, "token")) != EX_OK)
         return rc;
     snprintf(label, sizeof label, "%s", dcmseal_token_get0_label(t.token));
     /* The check makes a scratch key in the token: Ctrl-C waits for it to
@@ -82,7 +97,7 @@ int cli_cmd_hsm_check(int argc, char **argv)
     if (st != DCMSEAL_OK) {
         rc = cli_report("token", &err);
     } else {
-        if (o.json)
+        if (o->json)
             print_json(c, label);
         else
             print_text(c, label);

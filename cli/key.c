@@ -1,10 +1,11 @@
-/* key create|rotate|list|enable|disable|destroy|min-version, and health. */
+/* key create|rotate|list|disable|enable|destroy|policy|min-version, and health. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -50,28 +51,35 @@ static void print_created(const cli_token *t, const dcmseal_kek_info *k)
 }
 
 /* key create NAME / key rotate NAME */
-static int key_make(int argc, char **argv, int rotate)
+static int key_make(const cli_opts *o, int rotate)
 {
-    cli_opts o;
     cli_token t;
     dcmseal_error err;
     dcmseal_kek_info info;
-    int rc = cli_parse(&o, argc, argv, OPT_TOKEN | OPT_BITS);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs != 1)
-        return cli_usage_error("key %s takes one NAME", argv[0]);
-    if ((rc = cli_token_open(&t, o.token, o.args[0])) != EX_OK)
+    int rc;
+    if (o->nargs != 1)
+        return cli_usage_error("key %s takes one NAME", rotate ? "rotate" : "create");
+    if ((rc = cli_token_open(&t, o->token, o->args[0])) != EX_OK)
         return rc;
     dcmseal_status st =
-        rotate ? dcmseal_kek_rotate(t.session, &info, o.args[0], o.bits, &err)
-               : dcmseal_kek_create(t.session, &info, o.args[0], o.bits ? o.bits : 3072, &err);
+        rotate ? dcmseal_kek_rotate(t.session, &info, o->args[0], o->bits, &err)
+               : dcmseal_kek_create(t.session, &info, o->args[0], o->bits ? o->bits : 3072, &err);
     if (st == DCMSEAL_OK)
         print_created(&t, &info);
     else
-        rc = cli_report(o.args[0], &err);
+        rc = cli_report(o->args[0], &err);
     cli_token_close(&t);
     return rc;
+}
+
+int cli_cmd_key_create(const cli_opts *o)
+{
+    return key_make(o, 0);
+}
+
+int cli_cmd_key_rotate(const cli_opts *o)
+{
+    return key_make(o, 1);
 }
 
 /* All versions (of |name|, or of every key), allocated; NULL on failure. */
@@ -113,8 +121,23 @@ static dcmseal_status probe(const cli_token *t, const dcmseal_kek_info *k, dcmse
     return st;
 }
 
+/* The text columns of key list and health: 80 wide. */
+#define KEY_COLUMNS "%-16s %-4s %-8s %-8s %-6s %-16s %s"
+
+/* "2026-12-01 09:21" (|iso|: "2026-12-01T09:21:00Z"), or "-" for 0. */
+static const char *when(char *buf, size_t cap, int64_t t, int iso)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (t == 0 || gmtime_r(&tt, &tm) == NULL ||
+        strftime(buf, cap, iso ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%d %H:%M", &tm) == 0)
+        snprintf(buf, cap, "-");
+    return buf;
+}
+
 static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int first)
 {
+    char at[32];
     if (json) {
         fputs(first ? "{\"name\":" : ",{\"name\":", stdout);
         cli_json_string(stdout, k->name);
@@ -124,50 +147,89 @@ static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
         printf("\",\"min_decryption_version\":%u,\"weak\":[", k->min_version);
         print_weak(stdout, k->weak, 1);
-        fputs("]}", stdout);
-    } else {
-        printf("%-20s v%-3u RSA-%u  %-8s %-7s oaep:%-6s sha256:", k->name, k->version, k->bits,
-               k->enabled ? "enabled" : "disabled", k->primary ? "primary" : "", oaep);
-        cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf(" min:%u", k->min_version);
-        /* Versions made before this dcmseal, or on a token that refused
-         * part of the template: they work, with less protection. */
-        if (k->weak) {
-            fputs(" weak:", stdout);
-            print_weak(stdout, k->weak, 0);
-        }
-        putchar('\n');
+        fputs("],\"disabled_at\":", stdout);
+        if (k->disabled_at != 0)
+            printf("\"%s\"", when(at, sizeof at, k->disabled_at, 1));
+        else
+            fputs("null", stdout);
+        printf(",\"retention_days\":%u,\"purge_protection\":%s,\"purge_locked\":%s}",
+               k->retention_days, k->purge_protection ? "true" : "false",
+               k->purge_locked ? "true" : "false");
+        return;
     }
+    char version[16], bits[16], fp[2 * 8 + 1];
+    snprintf(version, sizeof version, "v%u", k->version);
+    snprintf(bits, sizeof bits, "RSA-%u", k->bits);
+    for (size_t i = 0; i < 8; i++) /* enough to tell keys apart; --json has it all */
+        snprintf(fp + 2 * i, 3, "%02x", k->fingerprint[i]);
+    printf(KEY_COLUMNS, k->name, version, bits,
+           k->primary ? "primary" : k->enabled ? "enabled" : "disabled", oaep,
+           k->enabled ? "-" : k->disabled_at ? when(at, sizeof at, k->disabled_at, 0) : "?", fp);
+    /* Versions made before this dcmseal, or on a token that refused part
+     * of the template: they work, with less protection. At the row's end,
+     * past the 80 columns, where only such versions reach. */
+    if (k->weak) {
+        fputs(" weak:", stdout);
+        print_weak(stdout, k->weak, 0);
+    }
+    putchar('\n');
+}
+
+/* "minimum decryption version 2; retention 30 days, purge protection" for
+ * the name of |k|; "" when it has no policy. */
+static void policy_text(char *buf, size_t cap, const dcmseal_kek_info *k)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    if (k->min_version)
+        len += (size_t)snprintf(buf, cap, "minimum decryption version %u", k->min_version);
+    if (k->retention_days && len < cap)
+        len += (size_t)snprintf(buf + len, cap - len, "%sretention %u %s", len ? "; " : "",
+                                k->retention_days, cli_plural(k->retention_days, "day", "days"));
+    if (k->purge_protection && len < cap)
+        snprintf(buf + len, cap - len, ", purge protection (%s)",
+                 k->purge_locked ? "the token refuses to remove it"
+                                 : "kept by dcmseal; the token does not know CKA_DESTROYABLE");
 }
 
 /* key list [NAME] and health share the walk over versions; health also
  * probes each enabled version and fails unless every primary works. */
-static int key_report(int argc, char **argv, int health)
+static int key_report(const cli_opts *o, int health)
 {
-    cli_opts o;
     cli_token t;
     dcmseal_error err;
     size_t n = 0;
-    int rc = cli_parse(&o, argc, argv, OPT_TOKEN | OPT_JSON);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs > (health ? 0 : 1))
-        return cli_usage_error("%s: too many arguments", argv[0]);
-    if ((rc = cli_token_open(&t, o.token, "token")) != EX_OK) {
+    int rc;
+    const char *name = o->nargs ? o->args[0] : NULL;
+    if (o->nargs > (health ? 0 : 1))
+        return cli_usage_error("%s: too many arguments", health ? "health" : "key list");
+    if ((rc = cli_token_open(&t, o->token, "token")) != EX_OK) {
         if (health)
-            printf(o.json ? "{\"token\":\"unreachable\",\"healthy\":false}\n"
-                          : "token: unreachable or login failed\n");
+            printf(o->json ? "{\"token\":\"unreachable\",\"healthy\":false}\n"
+                           : "token: unreachable or login failed\n");
         return rc;
     }
-    dcmseal_kek_info *keys = list_keys(&t, o.nargs ? o.args[0] : NULL, &n, &err);
+    const char *label = dcmseal_token_get0_label(t.token);
+    dcmseal_kek_info *keys = list_keys(&t, name, &n, &err);
     if (keys == NULL) {
         rc = cli_report("token", &err);
         goto out;
     }
-    if (health && !o.json)
-        printf("token '%s': reachable, login ok\n", dcmseal_token_get0_label(t.token));
+    if (!health && name != NULL && n == 0) {
+        /* As for every other use of a name that is not there. */
+        fprintf(stderr, "dcmseal: key '%s' not found on token '%s'\n", name, label);
+        rc = EX_UNAVAILABLE;
+        goto out;
+    }
+    if (health && !o->json)
+        printf("token '%s': reachable, login ok\n", label);
+    if (!o->json && n == 0)
+        printf("no dcmseal keys on token '%s' (see dcmseal key create --help)\n", label);
+    else if (!o->json)
+        printf(KEY_COLUMNS "\n", "NAME", "VER", "SIZE", "STATE", "OAEP", "DISABLED (UTC)",
+               "FINGERPRINT");
     int primaries = 0, primaries_ok = 0;
-    if (o.json)
+    if (o->json)
         fputs(health ? "{\"token\":\"ok\",\"keys\":[" : "[", stdout);
     for (size_t i = 0; i < n; i++) {
         dcmseal_oaep oaep = DCMSEAL_OAEP_AUTO;
@@ -175,16 +237,23 @@ static int key_report(int argc, char **argv, int health)
         if (keys[i].enabled) {
             dcmseal_status st = probe(&t, &keys[i], &oaep, &err);
             mech = st == DCMSEAL_OK ? dcmseal_oaep_name(oaep) : "FAIL";
-            if (st != DCMSEAL_OK && !o.json)
+            if (st != DCMSEAL_OK && !o->json)
                 fprintf(stderr, "dcmseal: %s\n", err.message);
             primaries_ok += keys[i].primary && st == DCMSEAL_OK;
         }
         primaries += keys[i].primary;
-        print_key(&keys[i], mech, o.json, i == 0);
+        print_key(&keys[i], mech, o->json, i == 0);
+    }
+    /* The policy of each name, under the table. */
+    for (size_t i = 0, blank = 0; !o->json && i < n; i++) {
+        char policy[256];
+        policy_text(policy, sizeof policy, &keys[i]);
+        if (policy[0] && (i + 1 == n || strcmp(keys[i + 1].name, keys[i].name) != 0))
+            printf("%s%s: %s\n", blank++ ? "" : "\n", keys[i].name, policy);
     }
     /* Every name with an enabled version has one primary. */
     int healthy = n > 0 && primaries > 0 && primaries_ok == primaries;
-    if (o.json)
+    if (o->json)
         printf(health ? "],\"healthy\":%s}\n" : "]\n", healthy ? "true" : "false");
     else if (health)
         printf("%s\n", healthy ? "healthy: every primary version wraps and unwraps"
@@ -195,6 +264,16 @@ out:
     free(keys);
     cli_token_close(&t);
     return rc;
+}
+
+int cli_cmd_key_list(const cli_opts *o)
+{
+    return key_report(o, 0);
+}
+
+int cli_cmd_health(const cli_opts *o)
+{
+    return key_report(o, 1);
 }
 
 typedef struct depends {
@@ -238,81 +317,179 @@ static int count_dependent(const cli_entry *e, void *ctx)
     return EX_OK;
 }
 
-/* key enable|disable|destroy NAME VERSION */
-static int key_state(int argc, char **argv, const char *verb)
+/* NAME VERSION, checked; 0 (reported) when they are not. */
+static uint32_t name_version(const cli_opts *o, const char *cmd)
 {
-    cli_opts o;
+    uint32_t version = o->nargs == 2 ? cli_version(o->args[1]) : 0;
+    if (version == 0)
+        cli_usage_error("key %s takes NAME VERSION", cmd);
+    return version;
+}
+
+/* key enable|disable NAME VERSION */
+static int key_enable(const cli_opts *o, int enable)
+{
     cli_token t;
     dcmseal_error err;
-    const int destroy = strcmp(verb, "destroy") == 0;
-    int rc = cli_parse(&o, argc, argv, OPT_TOKEN | (destroy ? OPT_ARCHIVE : 0));
-    if (rc != EX_OK)
-        return rc;
-    uint32_t version = o.nargs == 2 ? cli_version(o.args[1]) : 0;
+    int rc;
+    uint32_t version = name_version(o, enable ? "enable" : "disable");
     if (version == 0)
-        return cli_usage_error("key %s takes NAME VERSION", verb);
-    const char *name = o.args[0];
-    if ((rc = cli_token_open(&t, o.token, name)) != EX_OK)
+        return EX_USAGE;
+    const char *name = o->args[0];
+    if ((rc = cli_token_open(&t, o->token, name)) != EX_OK)
         return rc;
-    dcmseal_status st = DCMSEAL_OK;
-    if (destroy) {
-        /* Soft delete first, purge second: refuse to strand data. */
-        size_t n = 0;
-        dcmseal_kek_info *keys = list_keys(&t, name, &n, &err);
-        const dcmseal_kek_info *k = NULL;
-        for (size_t i = 0; keys != NULL && i < n; i++)
-            if (keys[i].version == version)
-                k = &keys[i];
-        depends d = {name, version, 0, 0};
-        if (keys == NULL)
-            st = err.status;
-        else if (k == NULL)
-            st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' v%u not found on token '%s'", name,
-                              version, dcmseal_token_get0_label(t.token));
-        else if (k->primary || k->enabled)
-            st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
-                              "key '%s' v%u is %s; rotate, rewrap, then 'key disable %s %u' "
-                              "before destroying it", name, version,
-                              k->primary ? "the primary version" : "enabled", name, version);
-        else if (o.archive != NULL &&
-                 (rc = cli_walk(&o.archive, 1, &(cli_walk_opts){.recursive = 1},
-                                count_dependent, &d)) == EX_OK &&
-                 d.count + d.other > 0)
-            st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
-                              "key '%s' v%u: %lu objects under %s still depend on it, and %lu "
-                              "more hold a key wrapped under it in their other slot; rewrap "
-                              "them first", name, version, d.count, o.archive, d.other);
-        else if (rc == EX_OK)
-            st = dcmseal_kek_destroy(t.session, name, version, &err);
-        free(keys);
-    } else {
-        st = dcmseal_kek_set_enabled(t.session, name, version, strcmp(verb, "enable") == 0,
-                                     &err);
-    }
-    if (st != DCMSEAL_OK)
+    if (dcmseal_kek_set_enabled(t.session, name, version, enable, &err) != DCMSEAL_OK)
         rc = cli_report(name, &err);
-    else if (rc == EX_OK)
-        printf("key '%s' v%u %s on token '%s'\n", name, version,
-               destroy ? "destroyed" : strcmp(verb, "enable") == 0 ? "enabled" : "disabled",
+    else
+        printf("key '%s' v%u %s on token '%s'\n", name, version, enable ? "enabled" : "disabled",
                dcmseal_token_get0_label(t.token));
     cli_token_close(&t);
     return rc;
 }
 
-/* key min-version NAME VERSION (0 clears) */
-static int key_min_version(int argc, char **argv)
+int cli_cmd_key_enable(const cli_opts *o)
 {
-    cli_opts o;
+    return key_enable(o, 1);
+}
+
+int cli_cmd_key_disable(const cli_opts *o)
+{
+    return key_enable(o, 0);
+}
+
+/* On a terminal, the operator types the key's name to go on; elsewhere
+ * (scripts) the options already said what to check. Returns EX_OK to go on. */
+static int confirm_destroy(const char *name, uint32_t version, const char *label)
+{
+    char line[DCMSEAL_KEK_NAME_MAX + 8];
+    if (!isatty(STDIN_FILENO))
+        return EX_OK;
+    fprintf(stderr,
+            "dcmseal: key '%s' v%u on token '%s' will be destroyed for good: whatever it\n"
+            "wraps can never be decrypted again. Type the key name to destroy it: ",
+            name, version, label);
+    fflush(stderr);
+    if (fgets(line, sizeof line, stdin) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (strcmp(line, name) == 0)
+            return EX_OK;
+    }
+    fprintf(stderr, "dcmseal: %s: not destroyed: the name typed was not '%s'\n", name, name);
+    return EX_USAGE;
+}
+
+/* key destroy NAME VERSION: soft delete first, then purge, and only when no
+ * object that is known of still needs the version. */
+int cli_cmd_key_destroy(const cli_opts *o)
+{
     cli_token t;
     dcmseal_error err;
-    int rc = cli_parse(&o, argc, argv, OPT_TOKEN);
-    if (rc != EX_OK)
+    size_t n = 0;
+    int rc;
+    uint32_t version = name_version(o, "destroy");
+    if (version == 0)
+        return EX_USAGE;
+    const char *name = o->args[0];
+    if (o->narchives == 0 && !o->no_archive_check)
+        return cli_usage_error("key destroy: give --archive DIR for every place that may hold "
+                               "objects under '%s' v%u, or --no-archive-check", name, version);
+    if (o->narchives > 0 && o->no_archive_check)
+        return cli_usage_error("key destroy: --archive and --no-archive-check exclude each "
+                               "other");
+    if ((rc = cli_token_open(&t, o->token, name)) != EX_OK)
         return rc;
-    uint32_t version = o.nargs == 2 ? cli_version(o.args[1]) : 0;
-    if (version == 0 && (o.nargs != 2 || strcmp(o.args[1], "0") != 0))
+    const char *label = dcmseal_token_get0_label(t.token);
+    dcmseal_kek_info *keys = list_keys(&t, name, &n, &err);
+    const dcmseal_kek_info *k = NULL;
+    for (size_t i = 0; keys != NULL && i < n; i++)
+        if (keys[i].version == version)
+            k = &keys[i];
+    depends d = {name, version, 0, 0};
+    dcmseal_status st = keys == NULL ? err.status : DCMSEAL_OK;
+    if (st == DCMSEAL_OK && k == NULL)
+        st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' v%u not found on token '%s'", name,
+                          version, label);
+    if (st == DCMSEAL_OK && (k->primary || k->enabled))
+        st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
+                          "key '%s' v%u is %s; rotate, rewrap, then 'key disable %s %u' "
+                          "before destroying it", name, version,
+                          k->primary ? "the primary version" : "enabled", name, version);
+    if (st == DCMSEAL_OK)
+        st = dcmseal_kek_destroy_check(t.session, name, version, &err);
+    for (int i = 0; st == DCMSEAL_OK && rc == EX_OK && i < o->narchives; i++)
+        rc = cli_walk(&o->archives[i], 1, &(cli_walk_opts){.recursive = 1}, count_dependent, &d);
+    if (st == DCMSEAL_OK && rc == EX_OK && d.count + d.other > 0) {
+        char more[128] = "";
+        if (d.other > 0)
+            snprintf(more, sizeof more, ", and %lu more %s a key wrapped under it in %s other slot",
+                     d.other, cli_plural(d.other, "holds", "hold"),
+                     cli_plural(d.other, "its", "their"));
+        st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
+                          "key '%s' v%u: %lu %s under %s still %s on it%s; rewrap them first",
+                          name, version, d.count, cli_plural(d.count, "object", "objects"),
+                          o->narchives == 1 ? o->archives[0] : "the --archive directories",
+                          cli_plural(d.count, "depends", "depend"), more);
+    }
+    if (st == DCMSEAL_OK && rc == EX_OK && (rc = confirm_destroy(name, version, label)) == EX_OK)
+        st = dcmseal_kek_destroy(t.session, name, version, &err);
+    free(keys);
+    if (st != DCMSEAL_OK)
+        rc = cli_report(name, &err);
+    else if (rc == EX_OK)
+        printf("key '%s' v%u destroyed on token '%s'\n", name, version, label);
+    cli_token_close(&t);
+    return rc;
+}
+
+/* key policy NAME [--retention DAYS] [--purge-protection]: shows the
+ * policy of NAME, after changing it when asked to. */
+int cli_cmd_key_policy(const cli_opts *o)
+{
+    cli_token t;
+    dcmseal_error err;
+    size_t n = 0;
+    int rc;
+    char policy[256];
+    if (o->nargs != 1)
+        return cli_usage_error("key policy takes one NAME");
+    const char *name = o->args[0];
+    if ((rc = cli_token_open(&t, o->token, name)) != EX_OK)
+        return rc;
+    const char *label = dcmseal_token_get0_label(t.token);
+    dcmseal_kek_info *keys = list_keys(&t, name, &n, &err);
+    dcmseal_status st = keys == NULL ? err.status : DCMSEAL_OK;
+    if (st == DCMSEAL_OK && n == 0)
+        st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' not found on token '%s'", name, label);
+    if (st == DCMSEAL_OK && (o->given & (OPT_RETENTION | OPT_PURGE_PROTECTION))) {
+        uint32_t days = o->given & OPT_RETENTION ? o->retention_days : keys[0].retention_days;
+        st = dcmseal_kek_set_retention(t.session, name, days, o->purge_protection, &err);
+        free(keys);
+        keys = st == DCMSEAL_OK ? list_keys(&t, name, &n, &err) : NULL;
+        st = st == DCMSEAL_OK && keys == NULL ? err.status : st;
+    }
+    if (st == DCMSEAL_OK) {
+        policy_text(policy, sizeof policy, &keys[0]);
+        printf("key '%s' on token '%s': %s\n", name, label,
+               policy[0] ? policy : "no minimum decryption version, no retention");
+    } else {
+        rc = cli_report(name, &err);
+    }
+    free(keys);
+    cli_token_close(&t);
+    return rc;
+}
+
+/* key min-version NAME VERSION (0 clears) */
+int cli_cmd_key_min_version(const cli_opts *o)
+{
+    cli_token t;
+    dcmseal_error err;
+    int rc;
+    uint32_t version = o->nargs == 2 ? cli_version(o->args[1]) : 0;
+    if (version == 0 && (o->nargs != 2 || strcmp(o->args[1], "0") != 0))
         return cli_usage_error("key min-version takes NAME VERSION (0 clears)");
-    const char *name = o.args[0];
-    if ((rc = cli_token_open(&t, o.token, name)) != EX_OK)
+    const char *name = o->args[0];
+    if ((rc = cli_token_open(&t, o->token, name)) != EX_OK)
         return rc;
     if (dcmseal_kek_set_min_version(t.session, name, version, &err) != DCMSEAL_OK)
         rc = cli_report(name, &err);
@@ -321,26 +498,4 @@ static int key_min_version(int argc, char **argv)
                version == 0 ? " (none)" : "", dcmseal_token_get0_label(t.token));
     cli_token_close(&t);
     return rc;
-}
-
-int cli_cmd_key(int argc, char **argv)
-{
-    if (argc < 2)
-        return cli_usage_error("key needs a subcommand: create, rotate, list, enable, "
-                               "disable, destroy or min-version");
-    const char *sub = argv[1];
-    if (strcmp(sub, "create") == 0 || strcmp(sub, "rotate") == 0)
-        return key_make(argc - 1, argv + 1, sub[0] == 'r');
-    if (strcmp(sub, "list") == 0)
-        return key_report(argc - 1, argv + 1, 0);
-    if (strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0 || strcmp(sub, "destroy") == 0)
-        return key_state(argc - 1, argv + 1, sub);
-    if (strcmp(sub, "min-version") == 0)
-        return key_min_version(argc - 1, argv + 1);
-    return cli_usage_error("unknown key subcommand '%s'", sub);
-}
-
-int cli_cmd_health(int argc, char **argv)
-{
-    return key_report(argc, argv, 1);
 }

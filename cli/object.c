@@ -1,4 +1,4 @@
-/* encrypt, decrypt, verify, inspect: one object per file. */
+/* encrypt, decrypt, verify: one object per file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -277,54 +277,56 @@ out:
     return st;
 }
 
-/* The cheap test of whether |fd| is what |in_fd| (whose fstat is |in|)
- * makes: the plain-text size (of |fd| when |out_sealed|, else of |in_fd|'s
- * object), |*plain|, and the modification time, which every output copies
- * from its input. */
-static int same_size_and_time(int fd, int out_sealed, int in_fd, const struct stat *in,
-                              uint64_t *plain)
+/* Whether |fd| has the plain-text size that the input |in_fd| (whose fstat
+ * is |in|) makes: that of |fd| when |out_sealed| (encrypt: the object holds
+ * it), else that of |in_fd|'s object. |*sb| is |fd|'s fstat, |*info| the
+ * object's header. */
+static int same_size(int fd, int out_sealed, int in_fd, const struct stat *in, struct stat *sb,
+                     dcmseal_header_info *info, uint64_t *plain)
 {
-    dcmseal_header_info info;
     dcmseal_error err;
-    struct stat sb;
     *plain = 0;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !same_time(sb.st_mtim, in->st_mtim))
-        return 0;
-    if (out_sealed) /* encrypt: the output holds the plain-text size */
-        return dcmseal_inspect_fd(&info, plain, fd, &err) == DCMSEAL_OK &&
-               *plain == (uint64_t)in->st_size;
-    /* decrypt: the input does */
-    return dcmseal_inspect_fd(&info, plain, in_fd, &err) == DCMSEAL_OK &&
-           *plain == (uint64_t)sb.st_size;
+    return fstat(fd, sb) == 0 && S_ISREG(sb->st_mode) &&
+           dcmseal_inspect_fd(info, plain, out_sealed ? fd : in_fd, &err) == DCMSEAL_OK &&
+           *plain == (uint64_t)(out_sealed ? in->st_size : sb->st_size);
 }
 
 /* Whether the entry |name| of |dir_fd| (res->output) is what an earlier run
  * made of the input |in|: the only kind of existing output that a run
  * without --force leaves alone. Outputs appear only when complete (they are
- * renamed into place), so size and time suffice for a resume. A file planted
- * with those two would pass, so --verify-existing also decrypts whichever of
- * the two is the object and compares it with the other, byte for byte (with
- * |ring|; NULL where there is no token session, and then such an output is
- * left for a re-run to check). Anything else there is refused: it is
- * someone's data. */
+ * renamed into place), so the cheap test suffices for a resume: the
+ * plain-text size (of the output when |out_sealed|, else of |in_fd|'s
+ * object) and the modification time, which every output copies from its
+ * input. A rewrap changes an object's time (it rewrites a key slot: backups
+ * must see that) and raises its generation: then the object is decrypted
+ * and compared with the plain file instead, so that a re-run after a
+ * rotation still skips what is done. A file planted with the right size and
+ * time would pass, so --verify-existing compares content always. Content is
+ * compared through |ring|; NULL where there is no token session, and then
+ * such an output is left for a re-run to check. Anything else there is
+ * refused: it is someone's data. */
 static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_fd,
                         const char *name, int out_sealed, int in_fd, const struct stat *in,
                         cli_result *res)
 {
+    dcmseal_header_info info;
     dcmseal_error err;
     uint64_t plain = 0;
+    struct stat sb = {0};
     const char *why = "exists and is not an earlier run's output for this input";
     int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 && errno == ENOENT)
         return 0;
-    int same = fd >= 0 && same_size_and_time(fd, out_sealed, in_fd, in, &plain);
-    if (same && o->verify_existing && ring == NULL) {
+    const int sealed_fd = out_sealed ? fd : in_fd, plain_fd = out_sealed ? in_fd : fd;
+    int same = fd >= 0 && same_size(fd, out_sealed, in_fd, in, &sb, &info, &plain);
+    const int rotated = same && !same_time(sb.st_mtim, in->st_mtim);
+    if (rotated && info.generation <= 1)
         same = 0;
-        why = "appeared while this run was writing it (run again to check it with "
-              "--verify-existing)";
-    } else if (same && o->verify_existing) {
-        dcmseal_status st = same_plain_text(&same, ring, out_sealed ? fd : in_fd,
-                                            out_sealed ? in_fd : fd, plain, &err);
+    if (same && (o->verify_existing || rotated) && ring == NULL) {
+        same = 0;
+        why = "appeared while this run was writing it (run again to check it)";
+    } else if (same && (o->verify_existing || rotated)) {
+        dcmseal_status st = same_plain_text(&same, ring, sealed_fd, plain_fd, plain, &err);
         /* An output that does not open is not ours; an input that does not
          * open, or a key that cannot be used, is an error of its own. */
         if (st != DCMSEAL_OK &&
@@ -334,10 +336,11 @@ static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_
             res->culprit = out_sealed ? res->output : NULL;
             return -1;
         }
-        if (!same)
+        if (!same && !rotated)
             why = "exists with this input's size and time, but not its content "
                   "(--verify-existing)";
     }
+    const int dir = fd >= 0 && S_ISDIR(sb.st_mode);
     if (fd >= 0)
         close(fd);
     if (same) {
@@ -347,7 +350,10 @@ static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_
         return 1;
     }
     res->culprit = res->output;
-    dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "%s (use --force to replace it)", why);
+    if (dir)
+        dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "a directory is in the way of the output");
+    else
+        dcmseal_fail(&res->err, DCMSEAL_E_USAGE, "%s (use --force to replace it)", why);
     return -1;
 }
 
@@ -359,13 +365,14 @@ static void done_meanwhile(const cli_opts *o, const cli_entry *e, int out_sealed
                            cli_result *res)
 {
     struct stat now;
+    dcmseal_header_info info;
     uint64_t plain;
     int fd = openat(cli_dir_fd(e->dir), e->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return;
-    if (!o->verify_existing && fstat(fd, &now) == 0 &&
+    if (!o->verify_existing && same_size(fd, out_sealed, res->fd, &res->sb, &now, &info, &plain) &&
         (now.st_dev != res->sb.st_dev || now.st_ino != res->sb.st_ino) &&
-        same_size_and_time(fd, out_sealed, res->fd, &res->sb, &plain)) {
+        same_time(now.st_mtim, res->sb.st_mtim)) {
         res->outcome = CLI_SKIPPED;
         res->reason = "done meanwhile by another run";
         res->bytes = plain;
@@ -418,34 +425,34 @@ static void tree_transform(const cli_worker *w, int dir_fd, const char *name, in
 
 /* The outputs of a tree run committed together (--durability group, the
  * default): one flush of their data, then their names, then one flush of
- * each directory, whatever the number of files that finish at once. A
- * group is what the finishers gathered while the previous commit ran; it
- * holds at most GROUP_FILES files and GROUP_BYTES of data, so a kill loses
- * little work and the report stays live. One group for the run, and a
- * process runs one command. NULL: each output committed on its own
- * (--durability file). */
+ * each directory, whatever the number of files that finish at once. The
+ * finishers let a group gather for at most GROUP_WAIT_MS, GROUP_FILES
+ * files or GROUP_BYTES of data, so that files finishing a little apart
+ * share a flush while a kill loses little work and the report stays live.
+ * One group for the run, and a process runs one command. NULL: each output
+ * committed on its own (--durability file). */
 #define GROUP_FILES 64
 #define GROUP_BYTES (64u << 20)
 #define GROUP_WAIT_MS 20
 static dcmseal_commit_group_t *group;
 
 /* cli_batch_run for encrypt and decrypt, with the group of the run. */
-static int tree_run(cli_batch_cmd *cmd, const cli_opts *o)
+static int tree_run(cli_batch_cmd cmd, const cli_opts *o)
 {
     dcmseal_error err;
     if (!o->durability_file &&
         dcmseal_commit_group_new(&group, GROUP_FILES, GROUP_BYTES, GROUP_WAIT_MS, &err) !=
             DCMSEAL_OK)
-        return cli_report(cmd->name, &err);
+        return cli_report(cmd.name, &err);
     /* A full group's files wait in finishers, each on its own thread. */
     if (group != NULL)
-        cmd->finishers = GROUP_FILES;
-    int rc = cli_batch_run(cmd, o);
+        cmd.finishers = GROUP_FILES;
+    int rc = cli_batch_run(&cmd, o);
     if (group != NULL && cli_verbose) {
         uint64_t commits, files;
         dcmseal_commit_group_stats(group, &commits, &files);
         fprintf(stderr, "dcmseal: %s: %llu outputs committed in %llu group commits\n",
-                cmd->name, (unsigned long long)files, (unsigned long long)commits);
+                cmd.name, (unsigned long long)files, (unsigned long long)commits);
     }
     dcmseal_commit_group_free(group);
     group = NULL;
@@ -454,10 +461,10 @@ static int tree_run(cli_batch_cmd *cmd, const cli_opts *o)
 
 /* cli_batch_cmd.finish of encrypt and decrypt: commits what tree_transform
  * left pending (its data durable, its name, its directory durable, with the
- * group or alone; then the directories above it that this run made). Another process working on the
- * same tree may have put the output in place first (or, in place, replaced
- * the file): when what it made is what this one would have, the file counts
- * as done (skipped). */
+ * group or alone; then the directories above it that this run made).
+ * Another process working on the same tree may have put the output in place
+ * first (or, in place, replaced the file): when what it made is what this
+ * one would have, the file counts as done (skipped). */
 static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
                         int out_sealed)
 {
@@ -598,167 +605,86 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
 
 /* ---- Commands ----------------------------------------------------------------- */
 
-int cli_cmd_encrypt(int argc, char **argv)
+int cli_cmd_encrypt(const cli_opts *o)
 {
-    cli_batch_cmd cmd = {.name = "encrypt",
+    static const cli_batch_cmd cmd = {.name = "encrypt",
                                       .done = "encrypted",
                                       .skipped = "already done",
                                       .wrap = 1,
                                       .counts_bytes = 1,
                                       .one = encrypt_one,
                                       .finish = encrypt_finish};
-    cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
+    int rc;
     read_umask();
-    int rc = cli_parse(&o, argc, argv,
-                       OPT_BATCH | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT | OPT_SEGMENT |
-                           OPT_OAEP | OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING |
-                           OPT_DURABILITY);
-    if (rc != EX_OK)
-        return rc;
-    if (o.recursive || o.in_place)
-        return o.nargs < 1 ? cli_usage_error("encrypt: no input") : tree_run(&cmd, &o);
-    if (o.verify_existing || o.durability_set)
+    if (o->recursive || o->in_place)
+        return o->nargs < 1 ? cli_usage_error("encrypt: no input") : tree_run(cmd, o);
+    if (o->verify_existing || (o->given & OPT_DURABILITY))
         return cli_usage_error("encrypt: --%s is for -r and --in-place",
-                               o.verify_existing ? "verify-existing" : "durability");
-    if (o.nargs != 1 || o.out == NULL)
+                               o->verify_existing ? "verify-existing" : "durability");
+    if (o->nargs != 1 || o->out == NULL)
         return cli_usage_error("encrypt takes one input and -o OUTPUT (or -r, --in-place)");
-    if ((rc = ring_open(&r, &o, 1, o.args[0])) != EX_OK)
+    if ((rc = ring_open(&r, o, 1, o->args[0])) != EX_OK)
         return rc;
     const dcmseal_seal_opts so = {
         .keyring = dcmseal_token_ring_get0_keyring(r.ring),
-        .segment_size = o.segment_size,
-        .strict = o.strict,
+        .segment_size = o->segment_size,
+        .strict = o->strict,
     };
-    rc = run_single(o.args[0], o.out, o.force, seal_fn, (void *)&so, &rep);
+    rc = run_single(o->args[0], o->out, o->force, seal_fn, (void *)&so, &rep);
     if (rc == EX_OK) {
         if (!rep.is_dicom)
-            fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o.args[0],
+            fprintf(stderr, "dcmseal: %s: encrypted as an opaque object (%s)\n", o->args[0],
                     rep.not_dicom_reason);
         else if (rep.notice[0] != '\0')
-            fprintf(stderr, "dcmseal: %s: encrypted (DICOM); note: %s\n", o.args[0],
+            fprintf(stderr, "dcmseal: %s: encrypted (DICOM); note: %s\n", o->args[0],
                     rep.notice);
-        say_single(o.args[0], &rep,
-                   o.oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
+        say_single(o->args[0], &rep,
+                   o->oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
                        ? " (fallback: the token refused SHA-256)" : "");
     }
     ring_close(&r);
     return rc;
 }
 
-int cli_cmd_decrypt(int argc, char **argv)
+int cli_cmd_decrypt(const cli_opts *o)
 {
-    cli_batch_cmd cmd = {.name = "decrypt",
+    static const cli_batch_cmd cmd = {.name = "decrypt",
                                       .done = "decrypted",
                                       .skipped = "already done",
                                       .counts_bytes = 1,
                                       .one = decrypt_one,
                                       .finish = decrypt_finish};
-    cli_opts o;
     cli_ring r;
     dcmseal_object_report rep;
+    int rc;
     read_umask();
-    int rc = cli_parse(&o, argc, argv,
-                       OPT_BATCH | OPT_OUT | OPT_FORCE | OPT_IN_PLACE | OPT_FOLLOW |
-                           OPT_VERIFY_EXISTING | OPT_DURABILITY);
-    if (rc != EX_OK)
-        return rc;
-    if (o.recursive || o.in_place)
-        return o.nargs < 1 ? cli_usage_error("decrypt: no input") : tree_run(&cmd, &o);
-    if (o.verify_existing || o.durability_set)
+    if (o->recursive || o->in_place)
+        return o->nargs < 1 ? cli_usage_error("decrypt: no input") : tree_run(cmd, o);
+    if (o->verify_existing || (o->given & OPT_DURABILITY))
         return cli_usage_error("decrypt: --%s is for -r and --in-place",
-                               o.verify_existing ? "verify-existing" : "durability");
-    if (o.nargs != 1 || o.out == NULL)
+                               o->verify_existing ? "verify-existing" : "durability");
+    if (o->nargs != 1 || o->out == NULL)
         return cli_usage_error("decrypt takes one input and -o OUTPUT (or -r, --in-place)");
-    if ((rc = ring_open(&r, &o, 0, o.args[0])) != EX_OK)
+    if ((rc = ring_open(&r, o, 0, o->args[0])) != EX_OK)
         return rc;
-    rc = run_single(o.args[0], o.out, o.force, open_fn,
+    rc = run_single(o->args[0], o->out, o->force, open_fn,
                     (void *)dcmseal_token_ring_get0_keyring(r.ring), &rep);
     if (rc == EX_OK)
-        say_single(o.args[0], &rep, "");
+        say_single(o->args[0], &rep, "");
     ring_close(&r);
     return rc;
 }
 
-int cli_cmd_verify(int argc, char **argv)
+int cli_cmd_verify(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "verify",
                                       .done = "verified",
                                       .skipped = "",
                                       .counts_bytes = 1,
                                       .one = verify_one};
-    cli_opts o;
-    int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_FOLLOW);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs < 1)
+    if (o->nargs < 1)
         return cli_usage_error("verify takes one or more files");
-    return cli_batch_run(&cmd, &o);
-}
-
-static const char *slot_state(int s) { return s == 1 ? "valid" : s == 0 ? "empty" : "damaged"; }
-
-int cli_cmd_inspect(int argc, char **argv)
-{
-    cli_opts o;
-    dcmseal_error err;
-    dcmseal_header_info h;
-    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
-    uint64_t plain = 0;
-    struct stat sb;
-    int rc = cli_parse(&o, argc, argv, OPT_JSON);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs != 1)
-        return cli_usage_error("inspect takes one file");
-    const char *path = o.args[0];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "dcmseal: %s: cannot open: %s\n", path, strerror(errno));
-        return EX_IOERR;
-    }
-    ssize_t n = pread(fd, pre, sizeof pre, 0);
-    int ok = n >= 0 && fstat(fd, &sb) == 0;
-    close(fd);
-    if (!ok) {
-        fprintf(stderr, "dcmseal: %s: read failed: %s\n", path, strerror(errno));
-        return EX_IOERR;
-    }
-    if (dcmseal_header_inspect(&h, pre, (size_t)n, &err) != DCMSEAL_OK ||
-        dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, h.segment_size, &err) !=
-            DCMSEAL_OK)
-        return cli_report(path, &err);
-    FILE *f = stdout;
-    if (o.json) {
-        fputs("{\"file\":", f);
-        cli_json_string(f, path);
-        fprintf(f, ",\"format_version\":%u,\"kind\":\"%s\",\"key\":{\"name\":", h.version,
-                h.is_dicom ? "dicom" : "opaque");
-        cli_json_string(f, h.wrap.kek_name);
-        fprintf(f, ",\"version\":%u,\"oaep\":\"%s\",\"fingerprint\":\"", h.wrap.kek_version,
-                dcmseal_oaep_name(h.wrap.oaep));
-        cli_hex(f, h.wrap.kek_fingerprint, sizeof h.wrap.kek_fingerprint);
-        fprintf(f, "\"},\"slot\":{\"active\":%d,\"generation\":%llu,\"other\":\"%s\"},"
-                   "\"segment_size\":%u,\"plain_bytes\":%llu,\"sealed_bytes\":%llu}\n",
-                h.active_slot, (unsigned long long)h.generation,
-                slot_state(h.other_slot_state), h.segment_size, (unsigned long long)plain,
-                (unsigned long long)sb.st_size);
-    } else {
-        fprintf(f, "file:            %s\n", path);
-        fprintf(f, "format:          dcmseal v%u\n", h.version);
-        fprintf(f, "object:          %s\n",
-                h.is_dicom ? "DICOM (identity bound)" : "opaque (no DICOM identity)");
-        fprintf(f, "key:             %s v%u\n", h.wrap.kek_name, h.wrap.kek_version);
-        fputs("key fingerprint: sha256:", f);
-        cli_hex(f, h.wrap.kek_fingerprint, sizeof h.wrap.kek_fingerprint);
-        fprintf(f, "\nwrap mechanism:  RSA-OAEP %s\n", dcmseal_oaep_name(h.wrap.oaep));
-        fprintf(f, "key slot:        %c, generation %llu (other slot %s)\n",
-                'A' + h.active_slot, (unsigned long long)h.generation,
-                slot_state(h.other_slot_state));
-        fprintf(f, "segment size:    %u\n", h.segment_size);
-        fprintf(f, "plain size:      %llu\n", (unsigned long long)plain);
-        fprintf(f, "sealed size:     %llu\n", (unsigned long long)sb.st_size);
-    }
-    return EX_OK;
+    return cli_batch_run(&cmd, o);
 }

@@ -11,9 +11,10 @@
 
 #include "cli.h"
 
-/* A queued file: its directory (a reference), where the relative part of
- * its path and its name start, and the path. */
+/* A queued file: its place in the walk, its directory (a reference),
+ * where the relative part of its path and its name start, and the path. */
 typedef struct item {
+    unsigned long seq;
     cli_dir *dir;
     size_t rel, name;
     char path[];
@@ -24,6 +25,7 @@ typedef struct pool {
     pthread_mutex_t lock; /* guards rc */
     int rc;
     const cli_pool_ops *ops;
+    unsigned long seq; /* the next entry's, on the walking thread */
 } pool;
 
 typedef struct worker_arg {
@@ -91,22 +93,30 @@ void cli_queue_destroy(cli_queue *q)
     free(q->items);
 }
 
-static int enqueue(const cli_entry *e, void *ctx)
+static int enqueue(const cli_entry *walked, void *ctx)
 {
     pool *p = ctx;
-    int rc = p->ops->visit(e, p->ops->ctx);
+    cli_entry e = *walked;
+    e.seq = p->seq++;
+    int rc = p->ops->visit(&e, p->ops->ctx);
     if (rc == CLI_POOL_SKIP)
         return EX_OK;
-    if (e->kind != CLI_ENTRY_FILE || rc != EX_OK)
+    if (e.kind != CLI_ENTRY_FILE || rc != EX_OK)
         return rc;
-    size_t len = strlen(e->path);
+    size_t len = strlen(e.path);
     item *it = malloc(sizeof *it + len + 1);
-    if (it == NULL)
-        return EX_OSERR;
-    it->dir = cli_dir_ref(e->dir);
-    it->rel = (size_t)(e->rel - e->path);
-    it->name = (size_t)(e->name - e->path);
-    memcpy(it->path, e->path, len + 1);
+    if (it == NULL) {
+        /* Stop: an entry that no one will tell of would hold up the rest. */
+        pthread_mutex_lock(&p->lock);
+        p->rc = EX_OSERR;
+        pthread_mutex_unlock(&p->lock);
+        return CLI_WALK_STOP;
+    }
+    it->seq = e.seq;
+    it->dir = cli_dir_ref(e.dir);
+    it->rel = (size_t)(e.rel - e.path);
+    it->name = (size_t)(e.name - e.path);
+    memcpy(it->path, e.path, len + 1);
     cli_queue_push(&p->q, it);
     return EX_OK;
 }
@@ -118,7 +128,8 @@ static void *work(void *arg)
     item *it;
     while ((it = cli_queue_pop(&p->q)) != NULL) {
         const cli_entry e = {.path = it->path, .rel = it->path + it->rel, .dir = it->dir,
-                             .name = it->path + it->name, .kind = CLI_ENTRY_FILE};
+                             .name = it->path + it->name, .kind = CLI_ENTRY_FILE,
+                             .seq = it->seq};
         int rc = p->ops->file(&e, w->ctx);
         cli_dir_unref(it->dir);
         free(it);

@@ -101,7 +101,7 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
     res->fd = -1;
 }
 
-int cli_cmd_rewrap(int argc, char **argv)
+int cli_cmd_rewrap(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "rewrap",
                                       .done = "rewrapped",
@@ -111,16 +111,12 @@ int cli_cmd_rewrap(int argc, char **argv)
                                       .finish = rewrap_finish,
                                       /* The objects of a group commit. */
                                       .finishers = 64};
-    cli_opts o;
     dcmseal_error err;
-    int rc = cli_parse(&o, argc, argv, OPT_BATCH | OPT_KEY | OPT_TO_VERSION);
-    if (rc != EX_OK)
-        return rc;
-    if (o.nargs < 1)
+    if (o->nargs < 1)
         return cli_usage_error("rewrap takes one or more paths");
     if (dcmseal_rewrap_group_new(&group, &err) != DCMSEAL_OK)
         return cli_report("rewrap", &err);
-    rc = cli_batch_run(&cmd, &o);
+    int rc = cli_batch_run(&cmd, o);
     dcmseal_rewrap_group_free(group);
     group = NULL;
     return rc;

@@ -138,6 +138,9 @@ static dcmseal_status outfile_new(dcmseal_outfile_t **out, int dir_fd, int own_d
     /* A symbolic link counts as existing: it is never written through. */
     DCMSEAL_ENSURE(replace || fstatat(dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0, err,
                    DCMSEAL_E_USAGE, "output exists (use --force to replace it)");
+    /* Said now, not by the rename at commit, after all the work. */
+    DCMSEAL_ENSURE(fstatat(dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(sb.st_mode),
+                   err, DCMSEAL_E_USAGE, "output is a directory; give the name of a file");
     f = OPENSSL_zalloc(sizeof *f);
     DCMSEAL_ENSURE(f != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     f->fd = -1;

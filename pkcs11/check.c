@@ -604,8 +604,8 @@ static void probe_hardening(struct probe *p)
     CK_RV sig = try_private(p, CKM_RSA_PKCS, 1);
     int enforced = pkcs1 != CKR_OK && raw != CKR_OK && sig != CKR_OK;
     add(p, "allowed-mechanisms", 0, pass_if(enforced), ckr_name(pkcs1),
-        "CKA_ALLOWED_MECHANISMS RSA-OAEP %s; the private half refuses C_DecryptInit with "
-        "PKCS#1 v1.5 (%s) and raw RSA (%s), and C_SignInit (%s)%s",
+        "CKA_ALLOWED_MECHANISMS RSA-OAEP %s; the private half answers C_DecryptInit "
+        "with PKCS#1 v1.5 %s and with raw RSA %s, and C_SignInit %s%s",
         set ? "kept" : "not kept (the token refused it at generation or ignores it)",
         ckr_name(pkcs1), ckr_name(raw), ckr_name(sig),
         enforced ? "" : " -- the key can serve as a padding oracle or sign");
@@ -696,13 +696,13 @@ static void probe_sessions(struct probe *p, unsigned max)
     free(hs);
     if (!p->have_oaep)
         r = add(p, "sessions", 1, pass_if(n >= 1), ckr_name(stop),
-            "%u sessions opened at once besides dcmseal's 2%s; no decrypt tried (no working "
+            "%u session%s opened at once besides dcmseal's 2%s; no decrypt tried (no working "
             "RSA-OAEP variant)",
-            n, n == max ? " (the most it tries)" : "");
+            n, n == 1 ? "" : "s", n == max ? " (the most it tries)" : "");
     else
         r = add(p, "sessions", 1, pass_if(n >= 1 && decrypted == n), ckr_name(bad ? bad : stop),
-            "%u sessions opened at once besides dcmseal's 2%s%s; a decrypt ran in %u of them",
-            n, n == max ? " (the most it tries)" : ", then C_OpenSession answered ",
+            "%u session%s opened at once besides dcmseal's 2%s%s; a decrypt ran in %u of them",
+            n, n == 1 ? "" : "s", n == max ? " (the most it tries)" : ", then C_OpenSession answered ",
             n == max ? "" : ckr_name(stop), decrypted);
     if (r != NULL)
         r->count = (long)n;
@@ -751,8 +751,8 @@ static void cleanup(struct probe *p)
             p->name);
     else if (n != 0)
         add(p, "cleanup", 1, DCMSEAL_CHECK_FAIL, ckr_name(first),
-            "%lu objects of scratch key '%s' are left: remove them with `dcmseal key destroy`",
-            (unsigned long)n, p->name);
+            "%lu object%s of scratch key '%s' left: remove %s with `dcmseal key destroy`",
+            (unsigned long)n, n == 1 ? "" : "s", p->name, n == 1 ? "it" : "them");
     else
         add(p, "cleanup", 1, DCMSEAL_CHECK_PASS, "CKR_OK",
             "scratch key '%s' destroyed; nothing of the check is left on the token", p->name);

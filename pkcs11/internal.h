@@ -2,11 +2,13 @@
  *   ckr.c     PKCS#11 return codes: names, and what each means to dcmseal
  *   token.c   modules, tokens, PINs, sessions, retries
  *   keyobj.c  KEK objects: names and versions, attributes, fingerprints, handle cache
- *   policy.c  what makes a KEK acceptable; the minimum decryption version
+ *   policy.c  what makes a KEK acceptable; the minimum decryption version;
+ *             retention, purge protection and when a version was disabled
  *   lookup.c  finding a version or a primary; listing
  *   keygen.c  generation, enable/disable, destroy
  *   wrap.c    wrap, unwrap, rewrap (RSA-OAEP in the token; the rewrap path)
- *   check.c   what a token can do for dcmseal (hsm-check) */
+ *   check.c   what a token can do for dcmseal (hsm-check)
+ *   slots.c   the slots and tokens a module offers (token list) */
 #ifndef DCMSEAL_PKCS11_INTERNAL_H
 #define DCMSEAL_PKCS11_INTERNAL_H
 
@@ -105,6 +107,19 @@ CK_RV session_run(dcmseal_session_t *s, session_op op, void *arg);
 /* CKR_OK when |s| is logged in as the user, else CKR_USER_NOT_LOGGED_IN or
  * the failure of C_GetSessionInfo. */
 CK_RV session_check_login(dcmseal_session_t *s);
+
+/* The modules a token URI's module-path names (a NULL-terminated array of
+ * one), or, without one or when it is p11-kit's own proxy, every module
+ * p11-kit registers; loaded and initialized. Errors: DCMSEAL_E_TOKEN. */
+dcmseal_status p11_modules_load(CK_FUNCTION_LIST ***out, const char *path, dcmseal_error *err);
+/* Finalizes and releases every module of |mods| but |keep|, and frees the
+ * array. Accepts NULL. */
+void p11_modules_release(CK_FUNCTION_LIST **mods, const CK_FUNCTION_LIST *keep);
+/* Copies a blank-padded PKCS#11 string of |len| bytes, without the padding. */
+void p11_copy_padded(char *dst, const unsigned char *src, size_t len);
+/* Appends "'label'" for every initialized token of |mod| to |buf| (at
+ * |*len|), ", "-separated, as far as |cap| allows (slots.c). */
+void p11_token_labels(CK_FUNCTION_LIST *mod, char *buf, size_t cap, size_t *len);
 
 /* ---- Return codes (ckr.c) ------------------------------------------------ */
 
@@ -218,6 +233,21 @@ dcmseal_status kek_judge(dcmseal_session_t *s, dcmseal_kek_info *info, const str
  * policy objects that hold it (free() them). */
 CK_RV kek_min_read(dcmseal_session_t *s, const char *name, uint32_t *min, CK_OBJECT_HANDLE **hs,
                    size_t *n);
+
+/* The retention of |name| in days (the longest of its retention objects,
+ * 0: none) and whether purge protection is on; |locked| (may be NULL): the
+ * token itself refuses to destroy a purge-protected one. */
+CK_RV kek_retention_read(dcmseal_session_t *s, const char *name, uint32_t *days, int *purge,
+                         int *locked);
+/* When version |version| of |name| was last disabled (seconds since 1970),
+ * or 0 when that is not recorded. */
+CK_RV kek_disabled_read(dcmseal_session_t *s, const char *name, uint32_t version, int64_t *at);
+/* Records that the version is disabled now: with |renew| (it was enabled
+ * until now) in place of any earlier record, else only when there is none
+ * (disabling it again does not restart its retention). */
+CK_RV kek_disabled_note(dcmseal_session_t *s, const char *name, uint32_t version, int renew);
+/* Removes the version's disabled-at records (enabled again, destroyed). */
+CK_RV kek_disabled_forget(dcmseal_session_t *s, const char *name, uint32_t version);
 
 /* ---- Lookup (lookup.c) ---------------------------------------------------- */
 

@@ -206,13 +206,17 @@ CK_RV kek_set_uses(dcmseal_session_t *s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE
 /* The public half goes first, so that a destroy cut short leaves the
  * private half, which a retry finds (a public half alone has no modulus to
  * be matched by). A version without a public half can be disabled: it
- * still decrypts. */
+ * still decrypts. When the version was disabled is recorded in the token
+ * (policy.c), after the change: a record must never claim a version
+ * disabled that was not. */
 static CK_RV state_op(dcmseal_session_t *s, void *arg)
 {
     struct state_ctx *c = arg;
     CK_FUNCTION_LIST *m = s->tok->mod;
     struct kek_obj *o = malloc(sizeof *o);
     CK_OBJECT_HANDLE h[2];
+    CK_BBOOL decrypt = BOOL_UNSET;
+    CK_ATTRIBUTE was[] = {{CKA_DECRYPT, &decrypt, 1}};
     CK_RV rv = o == NULL ? CKR_HOST_MEMORY : kek_read(s, c->name, c->version, o);
     if (rv != CKR_OK)
         goto out;
@@ -223,11 +227,16 @@ static CK_RV state_op(dcmseal_session_t *s, void *arg)
     if (c->gone)
         goto out;
     if (!c->destroy) {
-        rv = kek_set_uses(s, h[0], h[1], c->enabled);
+        if ((rv = p11_read_attrs(s, h[0], was, 1)) == CKR_OK &&
+            (rv = kek_set_uses(s, h[0], h[1], c->enabled)) == CKR_OK)
+            rv = c->enabled ? kek_disabled_forget(s, c->name, c->version)
+                            : kek_disabled_note(s, c->name, c->version, decrypt != CK_FALSE);
         goto out;
     }
     for (int i = 1; i >= 0 && rv == CKR_OK; i--)
         rv = h[i] == CK_INVALID_HANDLE ? CKR_OK : m->C_DestroyObject(s->h, h[i]);
+    if (rv == CKR_OK)
+        rv = kek_disabled_forget(s, c->name, c->version);
 out:
     free(o);
     return rv;
@@ -267,5 +276,6 @@ dcmseal_status dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint3
                                    dcmseal_error *err)
 {
     struct state_ctx c = {name, version, 1, CK_FALSE, 0};
-    return kek_state(s, &c, err);
+    dcmseal_status st = dcmseal_kek_destroy_check(s, name, version, err);
+    return st == DCMSEAL_OK ? kek_state(s, &c, err) : st;
 }

@@ -104,8 +104,13 @@ static CK_RV list_op(dcmseal_session_t *s, void *arg)
         if ((rv = kek_identity(s, hs[i], label, &v)) != CKR_OK || v == 0 ||
             (rv = kek_read(s, label, v, o)) != CKR_OK)
             continue;
-        kek_describe(&c->keys[c->n], o, label, v);
-        rv = kek_min_read(s, label, &c->keys[c->n++].min_version, NULL, NULL);
+        dcmseal_kek_info *k = &c->keys[c->n++];
+        kek_describe(k, o, label, v);
+        if ((rv = kek_min_read(s, label, &k->min_version, NULL, NULL)) == CKR_OK &&
+            (rv = kek_retention_read(s, label, &k->retention_days, &k->purge_protection,
+                                     &k->purge_locked)) == CKR_OK &&
+            !k->enabled)
+            rv = kek_disabled_read(s, label, v, &k->disabled_at);
     }
     free(hs);
     free(o);

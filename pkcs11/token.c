@@ -302,7 +302,7 @@ CK_RV session_check_login(dcmseal_session_t *s)
     return rv;
 }
 
-static void copy_padded(char *dst, const unsigned char *src, size_t len)
+void p11_copy_padded(char *dst, const unsigned char *src, size_t len)
 {
     while (len > 0 && src[len - 1] == ' ')
         len--;
@@ -325,7 +325,7 @@ static int token_find_slot(dcmseal_token_t *tok)
         char label[33];
         if (tok->mod->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
             continue;
-        copy_padded(label, ti.label, sizeof ti.label);
+        p11_copy_padded(label, ti.label, sizeof ti.label);
         if (strcmp(label, tok->label) == 0 &&
             memcmp(ti.serialNumber, tok->serial, sizeof tok->serial) == 0) {
             tok->slot = slots[i];
@@ -447,7 +447,7 @@ static int module_find_slot(CK_FUNCTION_LIST *mod, P11KitUri *uri, CK_SLOT_ID *s
             mod->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
             p11_kit_uri_match_token_info(uri, &ti)) {
             *slot = slots[i];
-            copy_padded(label, ti.label, sizeof ti.label);
+            p11_copy_padded(label, ti.label, sizeof ti.label);
             memcpy(serial, ti.serialNumber, sizeof ti.serialNumber);
             found = 1;
         }
@@ -493,49 +493,78 @@ static int module_serialized(CK_FUNCTION_LIST *mod)
             (info.libraryVersion.major == 3 && info.libraryVersion.minor < 14));
 }
 
-/* Loads the candidate modules, keeps the first with a matching token and
- * releases the others. |*absent|: the modules loaded, but no token matched. */
-static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, int *absent,
-                                   dcmseal_error *err)
+dcmseal_status p11_modules_load(CK_FUNCTION_LIST ***out, const char *path, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    const char *path = p11_kit_uri_get_module_path(uri);
-    CK_FUNCTION_LIST *one[2] = {NULL, NULL}, **mods = one, **all = NULL;
-    char want[33];
+    CK_FUNCTION_LIST **mods = NULL;
     CK_RV rv;
-    copy_padded(want, p11_kit_uri_get_token_info(uri)->label, 32);
+    *out = NULL;
     if (path != NULL && !is_p11kit_proxy(path)) {
-        one[0] = p11_kit_module_load(path, 0);
-        DCMSEAL_ENSURE(one[0] != NULL, err, DCMSEAL_E_TOKEN,
+        mods = calloc(2, sizeof *mods);
+        DCMSEAL_ENSURE(mods != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+        mods[0] = p11_kit_module_load(path, 0);
+        DCMSEAL_ENSURE(mods[0] != NULL, err, DCMSEAL_E_TOKEN,
                        "cannot load PKCS#11 module '%s': %s", path,
                        or_unknown(p11_kit_message()));
-        if ((rv = p11_kit_module_initialize(one[0])) != CKR_OK) {
-            p11_kit_module_release(one[0]);
+        if ((rv = p11_kit_module_initialize(mods[0])) != CKR_OK) {
+            p11_kit_module_release(mods[0]);
+            mods[0] = NULL;
             st = dcmseal_fail(err, DCMSEAL_E_TOKEN, "cannot initialize PKCS#11 module '%s': %s",
                               path, ckr_name(rv));
             goto out;
         }
     } else {
-        mods = all = p11_kit_modules_load_and_initialize(0);
-        DCMSEAL_ENSURE(all != NULL, err, DCMSEAL_E_TOKEN,
+        mods = p11_kit_modules_load_and_initialize(0);
+        DCMSEAL_ENSURE(mods != NULL, err, DCMSEAL_E_TOKEN,
                        "cannot load the registered PKCS#11 modules: %s",
                        or_unknown(p11_kit_message()));
     }
-    for (size_t i = 0; mods[i] != NULL; i++) {
-        if (tok->mod == NULL &&
-            module_find_slot(mods[i], uri, &tok->slot, tok->label, tok->serial)) {
-            tok->mod = mods[i];
-        } else {
+    *out = mods;
+    mods = NULL;
+out:
+    free(mods);
+    return st;
+}
+
+void p11_modules_release(CK_FUNCTION_LIST **mods, const CK_FUNCTION_LIST *keep)
+{
+    for (size_t i = 0; mods != NULL && mods[i] != NULL; i++) {
+        if (mods[i] != keep) {
             p11_kit_module_finalize(mods[i]);
             p11_kit_module_release(mods[i]);
         }
     }
+    free(mods);
+}
+
+/* Loads the candidate modules, keeps the first with a matching token and
+ * releases the others. |*absent|: the modules loaded, but no token matched;
+ * the error then names the tokens they do have. */
+static dcmseal_status token_select(dcmseal_token_t *tok, P11KitUri *uri, int *absent,
+                                   dcmseal_error *err)
+{
+    const char *path = p11_kit_uri_get_module_path(uri);
+    CK_FUNCTION_LIST **mods = NULL;
+    char want[33], have[256] = "";
+    size_t have_len = 0;
+    p11_copy_padded(want, p11_kit_uri_get_token_info(uri)->label, 32);
+    dcmseal_status st = p11_modules_load(&mods, path, err);
+    if (st != DCMSEAL_OK)
+        return st;
+    for (size_t i = 0; mods[i] != NULL && tok->mod == NULL; i++)
+        if (module_find_slot(mods[i], uri, &tok->slot, tok->label, tok->serial))
+            tok->mod = mods[i];
+    for (size_t i = 0; tok->mod == NULL && mods[i] != NULL; i++)
+        p11_token_labels(mods[i], have, sizeof have, &have_len);
+    p11_modules_release(mods, tok->mod);
     *absent = tok->mod == NULL;
-    DCMSEAL_ENSURE(tok->mod != NULL, err, DCMSEAL_E_TOKEN, "no token labelled '%s' found%s%s",
-                   want[0] ? want : "(any)", path ? " in module " : "", path ? path : "");
-out:
-    free(all);
-    return st;
+    if (tok->mod == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_TOKEN, "no token labelled '%s' found %s%s; %s%s",
+                            want[0] ? want : "(any)", path ? "in module " : "in the registered "
+                            "modules", path ? path : "",
+                            have_len ? "tokens there: " : "no initialized token there (see "
+                            "dcmseal token list --help)", have);
+    return DCMSEAL_OK;
 }
 
 /* ---- public API --------------------------------------------------------- */

@@ -483,7 +483,9 @@ typedef struct dcmseal_outfile dcmseal_outfile_t;
  * what the file gets at commit, as given (the umask is the caller's to
  * apply, as cp applies it). Without |replace| an existing entry |name|
  * (a symbolic link too, which is never followed) is refused with
- * DCMSEAL_E_USAGE, at open and again at commit. Errors: DCMSEAL_E_USAGE
+ * DCMSEAL_E_USAGE, at open and again at commit; with |replace|, a
+ * directory named |name| is refused at open (DCMSEAL_E_USAGE), before any
+ * output is written. Errors: DCMSEAL_E_USAGE
  * (also for a |name| that is not one component), DCMSEAL_E_IO. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_outfile_openat(dcmseal_outfile_t **out, int dir_fd, const char *name,

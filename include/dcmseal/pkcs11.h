@@ -77,7 +77,16 @@ typedef struct dcmseal_kek_info {
      * before, or on a token that refused part of the template, keep
      * working and say so here. */
     unsigned weak;
+    /* Filled by dcmseal_kek_list only (0 from the other functions): */
+    int64_t disabled_at;     /* when the version was disabled, seconds since
+                                1970 UTC; 0 when enabled or not recorded */
+    uint32_t retention_days; /* of the name; see dcmseal_kek_set_retention */
+    int purge_protection;    /* on for the name: the retention only grows */
+    int purge_locked;        /* the token itself refuses to remove it */
 } dcmseal_kek_info;
+
+/* The longest retention, in days (100 years). */
+#define DCMSEAL_RETENTION_MAX 36500u
 
 /* Bits of dcmseal_kek_info.weak. */
 #define DCMSEAL_KEK_WEAK_SHARED_ID 0x01u  /* CKA_ID "dcmseal-kek-vN", the same under every name */
@@ -109,13 +118,63 @@ typedef struct dcmseal_kek_info {
  * DCMSEAL_E_TOKEN naming CKR_USER_NOT_LOGGED_IN.
  *
  * Errors: DCMSEAL_E_USAGE (bad URI), DCMSEAL_E_TOKEN (module fails to load,
- * no matching token, no PIN, a pin-source refused, wrong PIN). On success
- * |*out| must be released with dcmseal_token_free. */
+ * no matching token, no PIN, a pin-source refused, wrong PIN). When no
+ * token matches, the message names the tokens the modules do have (see
+ * dcmseal_slot_list_new). On success |*out| must be released with
+ * dcmseal_token_free. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_token_open(dcmseal_token_t **out, const char *uri, dcmseal_error *err);
 
-/* Logs out and finalizes the module. Accepts NULL. All sessions must have
- * been freed. */
+/* ---- Finding a token --------------------------------------------------------
+ *
+ * What a module offers, as `pkcs11-tool -L` shows it: for choosing the URI
+ * that dcmseal_token_open takes. Needs no PIN and opens no session. */
+
+typedef struct dcmseal_slot_list dcmseal_slot_list_t;
+
+/* One slot of a module, and the token in it. */
+typedef struct dcmseal_slot_info {
+    char module[256];          /* the module's file, or its p11-kit name */
+    char library[33];          /* the module's own description (CK_INFO) */
+    unsigned long slot_id;     /* CK_SLOT_ID, as the module numbers it */
+    char slot_description[65];
+    int token_present;
+    /* The rest only when |token_present|: CK_TOKEN_INFO, without padding. */
+    char label[33], manufacturer[33], model[17], serial[17];
+    unsigned long flags;       /* CK_TOKEN_INFO flags (CKF_*) */
+    int initialized;           /* CKF_TOKEN_INITIALIZED: it has a label and an SO PIN */
+    int user_pin_initialized;  /* CKF_USER_PIN_INITIALIZED: dcmseal can log in */
+    int login_required;        /* CKF_LOGIN_REQUIRED */
+    int write_protected;       /* CKF_WRITE_PROTECTED: keys cannot be made */
+    /* For an initialized token: a PKCS#11 URI that names it by label and
+     * module file, e.g. "pkcs11:token=archive?module-path=/usr/lib/...";
+     * add "&pin-source=file:PATH" for dcmseal_token_open. Else "". */
+    char uri[512];
+} dcmseal_slot_info;
+
+/* Lists every slot of the modules that |where| names: a module file
+ * ("/usr/lib/softhsm/libsofthsm2.so"), or a PKCS#11 URI, of which only the
+ * module-path or module-name counts (not the token attributes: the point
+ * is to see the tokens there), or NULL for every module p11-kit registers.
+ * Slots come in module order, then in the module's slot order. Errors:
+ * DCMSEAL_E_USAGE for a bad URI, DCMSEAL_E_TOKEN when a module does not
+ * load or answer, DCMSEAL_E_INTERNAL. On success |*out| must be released
+ * with dcmseal_slot_list_free. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_slot_list_new(dcmseal_slot_list_t **out, const char *where, dcmseal_error *err);
+
+/* The number of slots. */
+DCMSEAL_API size_t dcmseal_slot_list_count(const dcmseal_slot_list_t *l);
+
+/* Slot |i| (0 <= i < dcmseal_slot_list_count), borrowed from |l|. */
+DCMSEAL_API const dcmseal_slot_info *dcmseal_slot_list_get0(const dcmseal_slot_list_t *l,
+                                                            size_t i);
+
+/* Frees |l|. Accepts NULL. */
+DCMSEAL_API void dcmseal_slot_list_free(dcmseal_slot_list_t *l);
+
+/* Logs out, finalizes the module and wipes the PIN. Accepts NULL. All
+ * sessions must have been freed. */
 DCMSEAL_API void dcmseal_token_free(dcmseal_token_t *tok);
 
 /* The token's label, without padding (borrowed). */
@@ -158,8 +217,11 @@ dcmseal_kek_rotate(dcmseal_session_t *s, dcmseal_kek_info *out,
  * CKA_UNWRAP of its private half, so that the token refuses to decrypt with
  * a disabled version; dcmseal refuses to wrap under one. (The public half
  * of versions made before is switched too; that of versions made now
- * cannot be changed.) Idempotent. Errors: DCMSEAL_E_KEY when absent;
- * DCMSEAL_E_TOKEN. */
+ * cannot be changed.) Disabling records the time in the token (a private
+ * CKO_DATA object, CKA_APPLICATION "dcmseal-kek-disabled"), unless the
+ * version was disabled already and that is recorded: the retention of
+ * dcmseal_kek_destroy counts from it. Enabling removes the record.
+ * Idempotent. Errors: DCMSEAL_E_KEY when absent; DCMSEAL_E_TOKEN. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_set_enabled(dcmseal_session_t *s, const char *name,
                         uint32_t version, int enabled, dcmseal_error *err);
@@ -176,8 +238,38 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_set_min_version(dcmseal_session_t *s, const char *name, uint32_t min_version,
                             dcmseal_error *err);
 
-/* Destroys both halves of version |version| of |name|. The caller decides
- * whether that is safe (the CLI refuses primary or enabled versions). */
+/* Sets the retention of |name| to |days| (0..DCMSEAL_RETENTION_MAX, 0: none):
+ * dcmseal_kek_destroy then refuses a version until it has been disabled
+ * that long. With |purge_protection|, from now on and for good, the
+ * retention can only grow: shortening or removing it is refused, and on
+ * tokens that know CKA_DESTROYABLE (PKCS#11 2.40) the token itself refuses
+ * to destroy it (dcmseal_kek_info.purge_locked). A |purge_protection| of 0
+ * leaves protection as it is; it cannot turn it off. Kept in the token as
+ * private CKO_DATA objects (CKA_APPLICATION "dcmseal-kek-retention",
+ * CKA_LABEL |name|, CKA_VALUE days and flags, 4 bytes each, big-endian);
+ * the longest one is in force. Idempotent. Errors: DCMSEAL_E_KEY when no
+ * version of |name| exists; DCMSEAL_E_USAGE for a retention too long, a
+ * shorter one under purge protection, or purge protection with 0 days;
+ * DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_set_retention(dcmseal_session_t *s, const char *name, uint32_t days,
+                          int purge_protection, dcmseal_error *err);
+
+/* Whether dcmseal_kek_destroy may destroy version |version| of |name| now:
+ * DCMSEAL_OK when the name has no retention, or when the version has been
+ * disabled for at least its retention (by the host's clock). Errors:
+ * DCMSEAL_E_USAGE naming the reason (enabled, within the retention and
+ * until when, or disabled without a record of when); DCMSEAL_E_KEY when
+ * absent; DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_destroy_check(dcmseal_session_t *s, const char *name, uint32_t version,
+                          dcmseal_error *err);
+
+/* Destroys both halves of version |version| of |name|, after
+ * dcmseal_kek_destroy_check. Whether objects still need it is the caller's
+ * to find out (the CLI also refuses primary and enabled versions, and
+ * counts the objects below --archive directories). Errors: those of
+ * dcmseal_kek_destroy_check; DCMSEAL_E_TOKEN. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_destroy(dcmseal_session_t *s, const char *name, uint32_t version,
                     dcmseal_error *err);

@@ -195,7 +195,7 @@ expect 0 "token back" "$DCMSEAL" decrypt "$tmp/in.dcms" -o "$tmp/moved.out"
 
 # ---- usage -------------------------------------------------------------------
 expect 0 "--help" "$DCMSEAL" --help
-check "--help lists the commands" grep -q "key create NAME" "$tmp/out"
+check "--help lists the commands" grep -q "^  key create  " "$tmp/out"
 expect 64 "no command" "$DCMSEAL"
 expect 64 "unknown command" "$DCMSEAL" frobnicate
 expect 64 "missing -o" "$DCMSEAL" encrypt "$tmp/in.dcm"

@@ -80,7 +80,11 @@ done
 check "every object at v2, generation 2, header and payload byte-identical ($moved_ok)" [ "$moved_ok" -eq "$nfiles" ]
 # Rotation retires the old wrap: the slot that held the v1 wrap is zeros.
 check "every old slot wiped ($(old_slots_left "$tmp/enc") left)" [ "$(old_slots_left "$tmp/enc")" -eq 0 ]
-check "the log says so" grep -q "v1 -> v2, RSA-OAEP sha1, in the token (C_UnwrapKey + C_WrapKey); old slot wiped" "$tmp/err"
+if [ "$TOKEN_REWRAP" = in-token ]; then
+    check "the log says so" grep -q "v1 -> v2, RSA-OAEP $TOKEN_OAEP, in the token (C_UnwrapKey + C_WrapKey); old slot wiped" "$tmp/err"
+else
+    check "the log says so" grep -q "v1 -> v2, RSA-OAEP $TOKEN_OAEP, through host memory .*; old slot wiped" "$tmp/err"
+fi
 # So a damaged new slot no longer opens the object under v1 (before, it did).
 cp "$tmp/enc/f1.dcms" "$tmp/zeroed.dcms"
 dd if=/dev/zero of="$tmp/zeroed.dcms" bs=1 seek=1152 count=1024 conv=notrunc 2>/dev/null
@@ -140,18 +144,18 @@ expect 0 "decrypt after enable" "$DCMSEAL" decrypt "$one" -o "$tmp/dis.out"
 check "decrypt after enable is right" cmp -s "$tmp/plain/f1" "$tmp/dis.out"
 
 # ---- destroy refusals ---------------------------------------------------------
-expect 64 "destroy the primary" "$DCMSEAL" key destroy kek 2
+expect 64 "destroy the primary" "$DCMSEAL" key destroy kek 2 --no-archive-check
 check "destroy primary: says why" grep -q "primary" "$tmp/err"
-expect 64 "destroy an enabled version" "$DCMSEAL" key destroy kek 1
+expect 64 "destroy an enabled version" "$DCMSEAL" key destroy kek 1 --no-archive-check
 expect 0 "disable v1 again" "$DCMSEAL" key disable kek 1
 expect 64 "destroy while objects depend on it" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
-check "destroy: counts the dependants" grep -q "1 objects under $tmp/enc still depend on it" "$tmp/err"
+check "destroy: counts the dependants" grep -q "1 object under $tmp/enc still depends on it" "$tmp/err"
 # An object moved to v2 that still holds its v1 wrap in the other slot (as
 # dcmseal before 0.2 left them, or a crash between the two flushes) depends
 # on v1 too: put f2's v1 slot back beside its v2 one.
 dd if="$tmp/before/f2.dcms" of="$tmp/enc/f2.dcms" bs=1 skip=128 seek=128 count=1024 conv=notrunc 2>/dev/null
 expect 64 "destroy while a leftover v1 wrap remains" "$DCMSEAL" key destroy kek 1 --archive "$tmp/enc"
-check "destroy: counts the leftover too" grep -q "1 objects under $tmp/enc still depend on it, and 1 more hold a key wrapped under it in their other slot" "$tmp/err"
+check "destroy: counts the leftover too" grep -q "1 object under $tmp/enc still depends on it, and 1 more holds a key wrapped under it in its other slot" "$tmp/err"
 cp "$one" "$tmp/stray.dcms" # a v1 object that lives outside the archive
 expect 0 "enable for the last rewrap" "$DCMSEAL" key enable kek 1
 expect 0 "rewrap the straggler" "$DCMSEAL" -v rewrap -r "$tmp/enc"
@@ -281,11 +285,14 @@ expect 0 "rotate tmpk" "$DCMSEAL" key rotate tmpk
 expect 0 "min-version tmpk 2" "$DCMSEAL" key min-version tmpk 2
 for v in 1 2; do
     expect 0 "disable tmpk v$v" "$DCMSEAL" key disable tmpk $v
-    expect 0 "destroy tmpk v$v" "$DCMSEAL" key destroy tmpk $v
+    expect 0 "destroy tmpk v$v" "$DCMSEAL" key destroy tmpk $v --no-archive-check
 done
 expect 0 "create tmpk again" "$DCMSEAL" key create tmpk --bits 2048
 
 # ---- KEK objects that only do what they are for --------------------------------
+# On SoftHSM, through pkcs11-tool and the fault-injecting module; openCryptoki
+# refuses CKA_ALLOWED_MECHANISMS at generation, which hsm.sh checks there.
+if [ "$TOKEN_IMPL" = softhsm ]; then
 # pkcs11-tool sees the token as any other PKCS#11 application would. (A
 # throwaway token: its PIN may go on this command line.)
 p11() { pkcs11-tool --module "$SOFTHSM_MODULE" --token-label keys-test "$@" 2>/dev/null; }
@@ -330,5 +337,6 @@ rm -f "$tmp/plan"
 export DCMSEAL_TOKEN=$good_token
 expect 0 "key list trimmed" "$DCMSEAL" key list trimmed
 check "key list flags it" grep -q "^trimmed .* weak:any-mechanism$" "$tmp/out"
+fi
 
 finish

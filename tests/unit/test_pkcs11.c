@@ -931,6 +931,145 @@ static void test_min_version(dcmseal_token_t **tokp, dcmseal_session_t **sp, con
     EXPECT(dcmseal_kek_set_min_version(s, "minv", 0, &err), DCMSEAL_OK, err, "clear again");
 }
 
+/* ---- retention and purge protection --------------------------------------- */
+
+/* The data objects of |app| labelled |label|, as the module sees them; the
+ * first into |*h| (may be NULL). */
+static CK_ULONG raw_data(const char *app, const char *label, CK_OBJECT_HANDLE *h)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_APPLICATION, (void *)app, strlen(app)},
+        {CKA_LABEL, (void *)label, strlen(label)},
+    };
+    CK_OBJECT_HANDLE hs[8];
+    CK_ULONG n = 0;
+    if (raw->C_FindObjectsInit(raw_h, t, 3) != CKR_OK)
+        return 99;
+    raw->C_FindObjects(raw_h, hs, 8, &n);
+    raw->C_FindObjectsFinal(raw_h);
+    if (h != NULL)
+        *h = n > 0 ? hs[0] : CK_INVALID_HANDLE;
+    return n;
+}
+
+/* Replaces the disabled-at record of |label| v|version| by one that says
+ * |at|, as an older run might have left it. */
+static int raw_disabled_at(const char *label, uint32_t version, int64_t at)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_BBOOL yes = CK_TRUE;
+    CK_OBJECT_HANDLE h;
+    unsigned char v[12];
+    uint64_t u = (uint64_t)at;
+    for (int i = 0; i < 4; i++)
+        v[i] = (unsigned char)(version >> (24 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        v[4 + i] = (unsigned char)(u >> (56 - 8 * i));
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls}, {CKA_TOKEN, &yes, 1}, {CKA_PRIVATE, &yes, 1},
+        {CKA_APPLICATION, "dcmseal-kek-disabled", 20}, {CKA_LABEL, (void *)label, strlen(label)},
+        {CKA_VALUE, v, sizeof v},
+    };
+    while (raw_data("dcmseal-kek-disabled", label, &h) > 0)
+        if (raw->C_DestroyObject(raw_h, h) != CKR_OK)
+            return 0;
+    return at == 0 || raw->C_CreateObject(raw_h, t, 6, &h) == CKR_OK;
+}
+
+/* Version |v| of "ret" as dcmseal_kek_list reports it. */
+static dcmseal_kek_info listed(dcmseal_session_t *s, uint32_t v)
+{
+    dcmseal_kek_info keys[8], none;
+    dcmseal_error err;
+    size_t n = 0;
+    memset(&none, 0, sizeof none);
+    if (dcmseal_kek_list(s, keys, 8, &n, "ret", &err) != DCMSEAL_OK)
+        return none;
+    for (size_t i = 0; i < n && i < 8; i++)
+        if (keys[i].version == v)
+            return keys[i];
+    return none;
+}
+
+static void test_retention(dcmseal_session_t *s)
+{
+    dcmseal_error err;
+    dcmseal_kek_info info;
+    CK_OBJECT_HANDLE h;
+    const char *const RET = "dcmseal-kek-retention", *const DIS = "dcmseal-kek-disabled";
+
+    EXPECT(dcmseal_kek_create(s, &info, "ret", 2048, &err), DCMSEAL_OK, err, "create ret");
+    for (int i = 0; i < 3; i++)
+        EXPECT(dcmseal_kek_rotate(s, &info, "ret", 0, &err), DCMSEAL_OK, err, "rotate ret");
+    info = listed(s, 1);
+    CHECK(info.version == 1 && info.retention_days == 0 && info.disabled_at == 0 &&
+              !info.purge_protection, "fresh: no retention, not disabled");
+    EXPECT(dcmseal_kek_destroy_check(s, "ret", 1, &err), DCMSEAL_OK, err,
+           "no retention: destroying may follow at once");
+
+    /* Disabled-at: recorded, kept when disabled again, dropped on enable. */
+    int64_t before = (int64_t)time(NULL);
+    EXPECT(dcmseal_kek_set_enabled(s, "ret", 1, 0, &err), DCMSEAL_OK, err, "disable v1");
+    int64_t after = (int64_t)time(NULL);
+    info = listed(s, 1);
+    CHECK(info.disabled_at >= before && info.disabled_at <= after,
+          "disabled_at %lld within [%lld, %lld]", (long long)info.disabled_at,
+          (long long)before, (long long)after);
+    CHECK(raw_data(DIS, "ret", NULL) == 1, "one disabled-at object in the token");
+    CHECK(raw_disabled_at("ret", 1, before - 100), "backdate the record");
+    EXPECT(dcmseal_kek_set_enabled(s, "ret", 1, 0, &err), DCMSEAL_OK, err, "disable v1 again");
+    CHECK(listed(s, 1).disabled_at == before - 100 && raw_data(DIS, "ret", NULL) == 1,
+          "disabling again keeps the record: the retention does not restart");
+    EXPECT(dcmseal_kek_set_enabled(s, "ret", 1, 1, &err), DCMSEAL_OK, err, "enable v1");
+    CHECK(raw_data(DIS, "ret", NULL) == 0 && listed(s, 1).disabled_at == 0,
+          "enabling removes the record");
+    EXPECT(dcmseal_kek_set_enabled(s, "ret", 1, 0, &err), DCMSEAL_OK, err, "disable v1, anew");
+    CHECK(listed(s, 1).disabled_at >= before, "a new record after enable and disable");
+
+    /* A retention: destroy waits for it, in the library itself. */
+    EXPECT(dcmseal_kek_set_retention(s, "ret", 2, 0, &err), DCMSEAL_OK, err, "retention 2");
+    CHECK(raw_data(RET, "ret", NULL) == 1 && listed(s, 2).retention_days == 2,
+          "one retention object; every version reports 2 days");
+    EXPECT(dcmseal_kek_destroy(s, "ret", 1, &err), DCMSEAL_E_USAGE, err, "destroy within");
+    CHECK(strstr(err.message, "within its retention of 2 days") != NULL, "says why: %s",
+          err.message);
+    CHECK(raw_version(CKO_PRIVATE_KEY, "ret", 1) != CK_INVALID_HANDLE, "v1 is still there");
+    EXPECT(dcmseal_kek_destroy_check(s, "ret", 3, &err), DCMSEAL_E_USAGE, err,
+           "an enabled version under a retention");
+    CHECK(raw_disabled_at("ret", 1, (int64_t)time(NULL) - 2 * 86400 - 60), "2 days ago");
+    EXPECT(dcmseal_kek_destroy(s, "ret", 1, &err), DCMSEAL_OK, err, "destroy once it passed");
+    CHECK(raw_version(CKO_PRIVATE_KEY, "ret", 1) == CK_INVALID_HANDLE &&
+              raw_data(DIS, "ret", NULL) == 0, "v1 and its record are gone");
+    EXPECT(dcmseal_kek_set_enabled(s, "ret", 2, 0, &err), DCMSEAL_OK, err, "disable v2");
+    CHECK(raw_disabled_at("ret", 2, 0), "lose the record of v2");
+    EXPECT(dcmseal_kek_destroy(s, "ret", 2, &err), DCMSEAL_E_USAGE, err, "no record");
+    CHECK(strstr(err.message, "not recorded") != NULL, "says so: %s", err.message);
+    EXPECT(dcmseal_kek_set_retention(s, "ret", 1, 0, &err), DCMSEAL_OK, err, "shorten to 1");
+    CHECK(raw_data(RET, "ret", NULL) == 1 && listed(s, 3).retention_days == 1, "now 1 day");
+
+    /* Purge protection: the retention only grows, and the token keeps it. */
+    EXPECT(dcmseal_kek_set_retention(s, "ret", 0, 1, &err), DCMSEAL_E_USAGE, err,
+           "purge protection without a retention");
+    EXPECT(dcmseal_kek_set_retention(s, "ret", 3, 1, &err), DCMSEAL_OK, err, "purge on, 3 days");
+    info = listed(s, 3);
+    CHECK(info.retention_days == 3 && info.purge_protection && info.purge_locked,
+          "3 days, protected, locked by the token");
+    CHECK(raw_data(RET, "ret", &h) == 1 && raw->C_DestroyObject(raw_h, h) == CKR_ACTION_PROHIBITED,
+          "the token refuses to destroy the retention object");
+    EXPECT(dcmseal_kek_set_retention(s, "ret", 2, 0, &err), DCMSEAL_E_USAGE, err, "shorten");
+    EXPECT(dcmseal_kek_set_retention(s, "ret", 0, 0, &err), DCMSEAL_E_USAGE, err, "remove");
+    CHECK(strstr(err.message, "purge protection") != NULL, "says why: %s", err.message);
+    EXPECT(dcmseal_kek_set_retention(s, "ret", 5, 0, &err), DCMSEAL_OK, err, "lengthen to 5");
+    EXPECT(dcmseal_kek_set_retention(s, "ret", 5, 1, &err), DCMSEAL_OK, err, "again: a no-op");
+    info = listed(s, 3);
+    CHECK(info.retention_days == 5 && info.purge_protection && raw_data(RET, "ret", NULL) == 2,
+          "5 days, still protected; the 3-day object stays, locked");
+    EXPECT(dcmseal_kek_set_retention(s, "nosuch", 5, 0, &err), DCMSEAL_E_KEY, err,
+           "retention of a name that is not there");
+}
+
 /* ---- rewrap -------------------------------------------------------------- */
 
 /* Data keys unwrapped into the token and not destroyed: generic secrets
@@ -1435,6 +1574,7 @@ int main(void)
         test_reopen(s, &alpha);
         test_versions(s);
         test_min_version(&tok, &s, uri);
+        test_retention(s);
         test_rewrap(s, &alpha, &beta);
         test_faults(&alpha, &beta);
         test_classes_crypt(&alpha);
