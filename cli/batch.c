@@ -671,7 +671,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     }
     const int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
                                    ? cmd->finishers : FINISHERS;
-    b.wo.max_depth = depth_limit(o, jobs, cmd->finish != NULL ? want_finishers : 0);
+    b.wo.max_depth = depth_limit(o, jobs, want_finishers);
     if (o->report != NULL && (b.report = fopen(o->report, "we")) == NULL) {
         fprintf(stderr, "dcmseal: %s: cannot write the report: %s\n", o->report,
                 strerror(errno));

@@ -325,9 +325,9 @@ static void outfile_group_commit(commit_member *list)
     for (m = list; m != NULL; m = m->next)
         if (m->st == DCMSEAL_OK)
             m->st = commit_name(OUTFILE(m), m->err);
-    /* One descriptor per directory in a tree run (and an outfile's
-     * directory cannot change while it is open), so the descriptor tells
-     * the directories apart. */
+    /* Told apart by descriptor: each stays open until its outfiles are
+     * committed, so one number is one directory. Two descriptors of one
+     * directory are flushed twice (a tree run has one per directory). */
     for (m = list; m != NULL; m = m->next) {
         int first = m->st == DCMSEAL_OK;
         for (p = list; first && p != m; p = p->next)
