@@ -24,9 +24,9 @@ import re
 import sys
 from collections import defaultdict
 
+import strace_calls
+
 trace, report, nfiles = sys.argv[1], os.path.realpath(sys.argv[2]), int(sys.argv[3])
-LINE = re.compile(r'^(\d+) +([\d.]+) (.*)$')
-RESUMED = re.compile(r'<\.\.\. (\w+) resumed>(.*)$')
 FD = r'(-?\d+|AT_FDCWD)(?:<([^>]*)>(?:\(deleted\))?)?'
 STR = r'"((?:[^"\\]|\\.)*)"'
 
@@ -35,26 +35,7 @@ def unescape(s):
     return s.encode("latin-1", "replace").decode("unicode_escape")
 
 
-pending = {}  # pid -> (entry time, text before "<unfinished ...>")
-calls = []    # (entry, exit, name, args text, return value text)
-for raw in open(trace, errors="replace"):
-    m = LINE.match(raw.rstrip("\n"))
-    if not m:
-        continue
-    pid, ts, rest = m.group(1), float(m.group(2)), m.group(3)
-    if rest.endswith("<unfinished ...>"):
-        pending[pid] = (ts, rest[: -len("<unfinished ...>")])
-        continue
-    entry = ts
-    r = RESUMED.match(rest)
-    if r:
-        entry, head = pending.pop(pid, (ts, r.group(1) + "("))
-        rest = head + r.group(2)
-    d = re.search(r'\) += (.*) <([\d.]+)>$', rest)
-    n = re.match(r'(\w+)\((.*)$', rest)
-    if not d or not n or d.group(1).startswith("-1"):
-        continue
-    calls.append((entry, entry + float(d.group(2)), n.group(1), n.group(2), d.group(1)))
+calls = strace_calls.calls(trace)  # (entry, exit, name, args, return value)
 # In the order the kernel did them: a descriptor exists from the moment its
 # openat returns (its number may have been another file's until just then).
 calls.sort(key=lambda c: c[1] if c[2] == "openat" else c[0])
