@@ -847,14 +847,17 @@ class Bench:
                 None, "(limit)")
             # What rewrap asks of the token: in-token rewrap, the limit of
             # rewrap -r (SoftHSM runs it on the same cores).
-            intoken = f"loop.kek{bits}.rewrap-in-token"
-            row("4", f"RSA-{bits}: in-token rewrap loop", self.med(intoken), "obj/s",
+            # A token that refuses it (openCryptoki 3.8.1): rewrap -r goes
+            # through host memory, whose loop is then its limit.
+            intoken, limit = f"loop.kek{bits}.rewrap-in-token", "in-token rewrap loop"
+            if not self.samples.get(intoken):
+                intoken, limit = f"loop.kek{bits}.rewrap-host", "host rewrap loop"
+            row("4", f"RSA-{bits}: {limit}", self.med(intoken), "obj/s",
                 "C_Decrypt loop", self.ratio(intoken, loop), "(limit of rewrap)")
             # The archive's decrypt -r has no target: its bytes (about
             # a few hundred KiB an object) cost more than its unwraps (RESULTS.md).
             for key, what, ref, refname, target in (
-                    (f"{pre}.rewrap", f"rewrap -r, {N} jobs", intoken, "in-token rewrap loop",
-                     0.90),
+                    (f"{pre}.rewrap", f"rewrap -r, {N} jobs", intoken, limit, 0.90),
                     (f"{pre}.decrypt", f"decrypt -r, {N} jobs", loop, "C_Decrypt loop", None)):
                 rate = f"{key}.rate"
                 self.samples[rate] = [n / t for t in self.samples[key]]
@@ -867,7 +870,7 @@ class Bench:
             cpu = f"{pre}.rewrap.cpu.per"
             self.samples[cpu] = [c / n for c in self.samples[f"{pre}.rewrap.cpu"]]
             row("4", f"RSA-{bits}: rewrap -r, CPU ms per object", self.med(cpu) * 1e3, "ms",
-                "in-token rewrap loop", self.ratio(cpu, f"{intoken}.cpu", invert=True),
+                limit, self.ratio(cpu, f"{intoken}.cpu", invert=True),
                 "(same, by CPU)")
             # Small files, against the loop run next to them: by wall time
             # (the goals), then by CPU time per object (user + system of the

@@ -5,7 +5,7 @@
  * hook: the same tests run against any build, the tree before a fix too.
  *
  *   DCMSEAL_PAUSE_AT=FAMILY:NAME   FAMILY is open, link, rename, unlink or
- *       write; NAME is the last part of the path the call names (for link
+ *       write (write, pwrite); NAME is the last part of the path the call names (for link
  *       and rename the new name; for write the file written), or a prefix
  *       ending in '*'. The first matching call, in any thread, waits
  *       before it runs; other calls go on.
@@ -189,9 +189,8 @@ int unlinkat(int dir, const char *path, int flags)
 
 /* The file a descriptor names, for write: looked up only when waiting at a
  * write is what was asked for. */
-ssize_t write(int fd, const void *buf, size_t n)
+static void pause_write(int fd)
 {
-    NEXT(write);
     if (family != NULL && family_len == 5 && strncmp(family, "write", 5) == 0 && !fired) {
         char proc[64], path[4096];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
@@ -201,5 +200,26 @@ ssize_t write(int fd, const void *buf, size_t n)
             pause_if("write", path);
         }
     }
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    NEXT(write);
+    pause_write(fd);
     return next_write(fd, buf, n);
+}
+
+/* rewrap writes key slots in place. */
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t at)
+{
+    NEXT(pwrite);
+    pause_write(fd);
+    return next_pwrite(fd, buf, n, at);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t at)
+{
+    NEXT(pwrite64);
+    pause_write(fd);
+    return next_pwrite64(fd, buf, n, at);
 }
