@@ -27,6 +27,10 @@ const cli_option cli_options[] = {
      "skip an existing output only once its content is checked with the token (a file "
      "planted with the right size and time passes the cheap test); in place, "
      "authenticate each encrypted object before skipping it"},
+    {OPT_DURABILITY, "durability", 0, "group|file",
+     "group (default): the outputs that finish together share one flush of their data, "
+     "then get their names, then one flush per directory; file: a flush per output. "
+     "Either way a file is reported done only once it and its name are on disk"},
     {OPT_STRICT, "strict", 0, NULL,
      "refuse input that is not DICOM instead of encrypting it as an opaque object"},
     {OPT_SEGMENT, "segment-size", 0, "SIZE",
@@ -143,6 +147,11 @@ static void take(cli_opts *o, unsigned flag, const char *v)
     case OPT_QUIET: o->quiet = 1; break;
     case OPT_FOLLOW: o->follow = 1; break;
     case OPT_VERIFY_EXISTING: o->verify_existing = 1; break;
+    case OPT_DURABILITY:
+        if (strcmp(v, "group") != 0 && strcmp(v, "file") != 0)
+            problem(o, "--durability %s: use group or file", v);
+        o->durability_file = strcmp(v, "file") == 0;
+        break;
     case OPT_NO_ARCHIVE_CHECK: o->no_archive_check = 1; break;
     case OPT_PURGE_PROTECTION: o->purge_protection = 1; break;
     case OPT_KEEP: o->keep = 1; break;

@@ -53,6 +53,7 @@ enum {
     OPT_HELP = 1u << 25,
     OPT_VERSION = 1u << 26,
     OPT_VERIFY_EXISTING = 1u << 27,
+    OPT_DURABILITY = 1u << 28,
     /* What every command accepts. */
     OPT_ALWAYS = OPT_VERBOSE | OPT_HELP | OPT_VERSION,
     /* What every command over many files takes. */
@@ -69,6 +70,7 @@ typedef struct cli_opts {
     int narchives;
     int force, strict, json, recursive, in_place, quiet, follow;
     int verify_existing; /* skip an existing output only once its content is checked */
+    int durability_file; /* --durability file: each output flushed on its own */
     int no_archive_check, purge_protection, keep;
     uint32_t shard_k, shard_n; /* --shard K/N; shard_n 0: not given */
     uint32_t to_version;
@@ -327,6 +329,7 @@ typedef struct cli_queue {
     void **items;
     size_t cap, head, count;
     int closed;
+    int pushers; /* waiting for room */
 } cli_queue;
 
 /* An empty open queue for at most |cap| items; EX_OK or EX_OSERR. */
