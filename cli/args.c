@@ -31,6 +31,10 @@ const cli_option cli_options[] = {
      "store each file under a name made from a keyed hash of its path (ab/cd/<32 hex "
      "digits>); the path, mode and time go encrypted into the object, and decrypt -r "
      "puts the tree back"},
+    {OPT_DURABILITY, "durability", 0, "group|file",
+     "group (default): the outputs that finish together share one flush of their data, "
+     "then get their names, then one flush per directory; file: a flush per output. "
+     "Either way a file is reported done only once it and its name are on disk"},
     {OPT_STRICT, "strict", 0, NULL,
      "refuse input that is not DICOM instead of encrypting it as an opaque object"},
     {OPT_SEGMENT, "segment-size", 0, "SIZE",
@@ -136,7 +140,7 @@ static void parse_sessions(cli_opts *o, const char *list)
 }
 
 /* An option with its value, checked. */
-static void take(cli_opts *o, unsigned flag, const char *v)
+static void take(cli_opts *o, cli_optset flag, const char *v)
 {
     char *end;
     unsigned long n;
@@ -158,6 +162,11 @@ static void take(cli_opts *o, unsigned flag, const char *v)
     case OPT_UPGRADE: o->upgrade = 1; break;
     case OPT_REQUIRE_ORIGIN:
     case OPT_NO_REQUIRE_ORIGIN: break; /* |given| says which */
+    case OPT_DURABILITY:
+        if (strcmp(v, "group") != 0 && strcmp(v, "file") != 0)
+            problem(o, "--durability %s: use group or file", v);
+        o->durability_file = strcmp(v, "file") == 0;
+        break;
     case OPT_NO_ARCHIVE_CHECK: o->no_archive_check = 1; break;
     case OPT_PURGE_PROTECTION: o->purge_protection = 1; break;
     case OPT_KEEP: o->keep = 1; break;
@@ -296,9 +305,9 @@ int cli_parse(cli_opts *o, int argc, char **argv)
     return o->problem[0] ? EX_USAGE : EX_OK;
 }
 
-int cli_check_options(cli_opts *o, unsigned allowed)
+int cli_check_options(cli_opts *o, cli_optset allowed)
 {
-    unsigned extra = o->given & ~(allowed | OPT_ALWAYS);
+    cli_optset extra = o->given & ~(allowed | OPT_ALWAYS);
     for (size_t i = 0; extra != 0 && i < cli_noptions; i++)
         if (extra & cli_options[i].flag) {
             problem(o, "--%s does not apply here", cli_options[i].name);

@@ -27,8 +27,9 @@
  * (each an open input and output) wait at once. */
 #define FINISHERS 16
 #define FINISH_QUEUE 32
-/* A command may ask for more (cli_batch_cmd.finishers): rewrap's group
- * commit flushes as many objects at once as there are finishers waiting. */
+/* A command may ask for more (cli_batch_cmd.finishers): a group commit
+ * (rewrap's, encrypt's and decrypt's) flushes as many files at once as there
+ * are finishers waiting. */
 #define FINISHERS_MAX 128
 
 /* A file on its way through a worker and perhaps a finisher. */
@@ -503,7 +504,7 @@ static int work(const cli_entry *e, void *worker)
  * in hand also its input and output. Deeper directories are reported, not
  * walked, instead of failing files with EMFILE; 16 levels at least. The
  * soft limit is raised to the hard one first, as it is there to be raised. */
-static int depth_limit(const cli_opts *o, int jobs)
+static int depth_limit(const cli_opts *o, int jobs, int finishers)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -515,7 +516,7 @@ static int depth_limit(const cli_opts *o, int jobs)
             rl.rlim_cur = cur;
     }
     const long dirs = o->out && !o->in_place ? 2 : 1;
-    const long in_hand = jobs + FINISH_QUEUE + FINISHERS;
+    const long in_hand = jobs + 3L * finishers; /* the queue holds twice as many */
     const long in_flight = dirs * (CLI_QUEUE_LEN + in_hand) + 2 * in_hand;
     const long reserve = 64; /* the token, the report, stdio, libraries */
     const long per_level = (dirs + 1) + 2;
@@ -830,7 +831,9 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         rc = cli_report(o->nargs == 1 ? o->args[0] : "token", &err);
         goto out;
     }
-    b.wo.max_depth = depth_limit(o, jobs);
+    const int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
+                                   ? cmd->finishers : FINISHERS;
+    b.wo.max_depth = depth_limit(o, jobs, want_finishers);
     if (o->report != NULL && (b.report = fopen(o->report, "we")) == NULL) {
         fprintf(stderr, "dcmseal: %s: cannot write the report: %s\n", o->report,
                 strerror(errno));
@@ -845,8 +848,6 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     b.told_set = calloc(TOLD_WINDOW, 1);
     pthread_t finishers[FINISHERS_MAX];
     int nfinishers = 0;
-    const int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
-                                   ? cmd->finishers : FINISHERS;
     if (b.told == NULL || b.told_set == NULL ||
         cli_queue_init(&b.finishing, FINISH_QUEUE * (size_t)want_finishers / FINISHERS) !=
             EX_OK) {

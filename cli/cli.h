@@ -24,6 +24,9 @@ typedef struct cli_token {
  * Every option dcmseal knows is parsed wherever it stands, before or after
  * the command words; each command says which ones it accepts (the command
  * table, commands.c), and the others are refused with a line naming them. */
+/* A set of OPT_* bits: more than 32 options. */
+typedef uint64_t cli_optset;
+
 enum {
     OPT_TOKEN = 1u << 0,
     OPT_KEY = 1u << 1,
@@ -53,10 +56,12 @@ enum {
     OPT_HELP = 1u << 25,
     OPT_VERSION = 1u << 26,
     OPT_VERIFY_EXISTING = 1u << 27,
-    OPT_CONCEAL = 1u << 28,           /* encrypt --conceal-names */
-    OPT_UPGRADE = 1u << 29,           /* rewrap --upgrade */
-    OPT_REQUIRE_ORIGIN = 1u << 30,    /* key policy --require-origin */
-    OPT_NO_REQUIRE_ORIGIN = 1u << 31, /* key policy --no-require-origin */
+    OPT_DURABILITY = 1u << 28,
+    /* Past 32 bits: cli_optset is 64 bits wide. */
+    OPT_CONCEAL = 1ull << 32,           /* encrypt --conceal-names */
+    OPT_UPGRADE = 1ull << 33,           /* rewrap --upgrade */
+    OPT_REQUIRE_ORIGIN = 1ull << 34,    /* key policy --require-origin */
+    OPT_NO_REQUIRE_ORIGIN = 1ull << 35, /* key policy --no-require-origin */
     /* What every command accepts. */
     OPT_ALWAYS = OPT_VERBOSE | OPT_HELP | OPT_VERSION,
     /* What every command over many files takes. */
@@ -67,12 +72,13 @@ enum {
 #define CLI_SESSIONS_MAX 16
 
 typedef struct cli_opts {
-    unsigned given; /* the OPT_* that appeared */
+    cli_optset given; /* the OPT_* that appeared */
     const char *token, *key, *out, *report;
     const char *archives[CLI_ARCHIVES_MAX]; /* --archive, in order */
     int narchives;
     int force, strict, json, recursive, in_place, quiet, follow, conceal, upgrade;
     int verify_existing; /* skip an existing output only once its content is checked */
+    int durability_file; /* --durability file: each output flushed on its own */
     int no_archive_check, purge_protection, keep;
     uint32_t shard_k, shard_n; /* --shard K/N; shard_n 0: not given */
     uint32_t to_version;
@@ -98,7 +104,7 @@ int cli_protect_process(void);
 
 /* What the option table says about one option (for help and the manual). */
 typedef struct cli_option {
-    unsigned flag;
+    cli_optset flag;
     const char *name; /* long name, without "--" */
     char letter;      /* short name, or 0 */
     const char *arg;  /* metavariable of its value, or NULL */
@@ -118,7 +124,7 @@ extern const size_t cli_noptions;
 int cli_parse(cli_opts *o, int argc, char **argv);
 /* EX_OK when every option given is in |allowed|, else EX_USAGE with
  * o->problem naming the first that is not. */
-int cli_check_options(cli_opts *o, unsigned allowed);
+int cli_check_options(cli_opts *o, cli_optset allowed);
 void cli_opts_free(cli_opts *o);
 
 /* "2" -> 2; 0 when |s| is not a version number. */
@@ -128,7 +134,7 @@ uint32_t cli_version(const char *s);
 
 /* A command's own wording of an option it takes. */
 typedef struct cli_option_note {
-    unsigned flag;
+    cli_optset flag;
     const char *help;
 } cli_option_note;
 
@@ -136,7 +142,7 @@ typedef struct cli_command {
     const char *name;     /* "encrypt", "key create" */
     const char *group;    /* what the overview lists it under */
     int (*run)(const cli_opts *o);
-    unsigned options;     /* the OPT_* it accepts besides OPT_ALWAYS */
+    cli_optset options;   /* the OPT_* it accepts besides OPT_ALWAYS */
     const char *synopsis; /* lines of what follows "dcmseal NAME" */
     const char *summary;  /* one line for the overview */
     const char *text;     /* paragraphs, wrapped at 76 columns */
@@ -345,6 +351,7 @@ typedef struct cli_queue {
     void **items;
     size_t cap, head, count;
     int closed;
+    int pushers; /* waiting for room */
 } cli_queue;
 
 /* An empty open queue for at most |cap| items; EX_OK or EX_OSERR. */

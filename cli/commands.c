@@ -57,6 +57,12 @@ const char cli_doc_exit_status[] =
     "130, 143) and a lost token stops the run (exit 69): either way, run the\n"            \
     "same command again to finish.\n"                                                     \
     "\n"                                                                                   \
+    "Outputs that finish together are committed as a group: one flush of\n"              \
+    "their data, then their names, then one flush of each directory\n"                   \
+    "(--durability file: a flush per output). A file is reported done only\n"           \
+    "once it and its name are on disk; a kill leaves each output whole or\n"             \
+    "absent.\n"                                                                           \
+    "\n"                                                                                   \
     "A re-run skips what is done. An output counts as done when it is what\n"             \
     "this run would make of its input: for encrypt, an encrypted object with\n"           \
     "the input's plain-text size and modification time; for decrypt, a file\n"           \
@@ -116,7 +122,7 @@ static const cli_option_note bench_notes[] = {
 const cli_command cli_commands[] = {
     {"encrypt", "files", cli_cmd_encrypt,
      OPT_BATCH | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT | OPT_SEGMENT | OPT_OAEP |
-         OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING | OPT_CONCEAL,
+         OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING | OPT_DURABILITY | OPT_CONCEAL,
      "[OPTIONS] IN -o OUT\n"
      "-r [OPTIONS] SRC -o DST\n"
      "-r --conceal-names [OPTIONS] SRC -o DST\n"
@@ -149,7 +155,8 @@ const cli_command cli_commands[] = {
      "dcmseal encrypt - -o - < IM000123 > IM000123.dcms"},
 
     {"decrypt", "files", cli_cmd_decrypt,
-     OPT_BATCH | OPT_OUT | OPT_FORCE | OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING,
+     OPT_BATCH | OPT_OUT | OPT_FORCE | OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING |
+         OPT_DURABILITY,
      "[OPTIONS] IN -o OUT\n"
      "-r [OPTIONS] SRC -o DST\n"
      "--in-place [-r] [OPTIONS] PATH...",

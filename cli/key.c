@@ -474,7 +474,7 @@ int cli_cmd_key_policy(const cli_opts *o)
     dcmseal_status st = keys == NULL ? err.status : DCMSEAL_OK;
     if (st == DCMSEAL_OK && n == 0)
         st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' not found on token '%s'", name, label);
-    const unsigned origin = o->given & (OPT_REQUIRE_ORIGIN | OPT_NO_REQUIRE_ORIGIN);
+    const cli_optset origin = o->given & (OPT_REQUIRE_ORIGIN | OPT_NO_REQUIRE_ORIGIN);
     if (st == DCMSEAL_OK && origin == (OPT_REQUIRE_ORIGIN | OPT_NO_REQUIRE_ORIGIN))
         st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
                           "--require-origin and --no-require-origin contradict each other");

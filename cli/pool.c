@@ -47,8 +47,11 @@ int cli_queue_init(cli_queue *q, size_t cap)
 void cli_queue_push(cli_queue *q, void *it)
 {
     pthread_mutex_lock(&q->lock);
-    while (q->count == q->cap)
+    while (q->count == q->cap) {
+        q->pushers++;
         pthread_cond_wait(&q->not_full, &q->lock);
+        q->pushers--;
+    }
     q->items[(q->head + q->count++) % q->cap] = it;
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);
@@ -64,7 +67,11 @@ void *cli_queue_pop(cli_queue *q)
         it = q->items[q->head];
         q->head = (q->head + 1) % q->cap;
         q->count--;
-        pthread_cond_signal(&q->not_full);
+        /* A producer that waits for room is woken once half the queue is
+         * free, not for each item taken: it then refills in one go, instead
+         * of a wake-up and a sleep per file. */
+        if (q->pushers > 0 && q->count <= q->cap / 2)
+            pthread_cond_broadcast(&q->not_full);
     }
     pthread_mutex_unlock(&q->lock);
     return it;

@@ -14,7 +14,12 @@
  * ".NAME.dcmseal-HOST-PID-XXXXXX", so that a walk can tell a file left by a
  * process that is gone (dcmseal_temp_state) and remove it. Either way the
  * file is 0600 until commit: plain text being written is never readable by
- * others under a temporary name. */
+ * others under a temporary name.
+ *
+ * Many outputs finishing at once can share the flushes (group commit, as
+ * databases commit transactions): modes, one flush of all their data, the
+ * names, one flush of each directory. No name ever points at data that is
+ * not durable, and none is reported done before its directory is. */
 #define _GNU_SOURCE /* O_TMPFILE */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +34,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "group.h"
 #include "internal.h"
 
 struct dcmseal_outfile {
@@ -39,8 +45,8 @@ struct dcmseal_outfile {
     int unnamed;  /* O_TMPFILE: no name until commit */
     int named;    /* |tmp| exists and is ours to remove */
     unsigned mode; /* given at commit */
-    int target_set; /* replace |name| only while it is (dev, ino) */
-    uint64_t dev, ino;
+    int target_set; /* replace |name| only while it is (tdev, ino) */
+    uint64_t tdev, ino;
     char *name;
     size_t prefix; /* length of |tmp| without its random suffix */
     char tmp[NAME_MAX + 1];
@@ -202,7 +208,7 @@ int dcmseal_outfile_fd(const dcmseal_outfile_t *f) { return f->fd; }
 void dcmseal_outfile_set_target(dcmseal_outfile_t *f, uint64_t dev, uint64_t ino)
 {
     f->target_set = 1;
-    f->dev = dev;
+    f->tdev = dev;
     f->ino = ino;
 }
 
@@ -233,17 +239,23 @@ static int target_unchanged(const dcmseal_outfile_t *f)
     struct stat sb;
     return !f->target_set ||
            (fstatat(f->dir_fd, f->name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-            (uint64_t)sb.st_dev == f->dev && (uint64_t)sb.st_ino == f->ino);
+            (uint64_t)sb.st_dev == f->tdev && (uint64_t)sb.st_ino == f->ino);
 }
 
-dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
+/* Before the flush: the content is complete, so only now may it have its
+ * final mode. */
+static dcmseal_status commit_mode(dcmseal_outfile_t *f, dcmseal_error *err)
+{
+    if (fchmod(f->fd, f->mode) != 0)
+        return dcmseal_fail(err, DCMSEAL_E_IO, "chmod failed: %s", strerror(errno));
+    return DCMSEAL_OK;
+}
+
+/* After the flush: the name, then the descriptor closed. The directory's
+ * flush is the caller's. */
+static dcmseal_status commit_name(dcmseal_outfile_t *f, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    /* The content is complete: only now may it have its final mode. */
-    DCMSEAL_ENSURE(fchmod(f->fd, f->mode) == 0, err, DCMSEAL_E_IO, "chmod failed: %s",
-                   strerror(errno));
-    DCMSEAL_ENSURE(fsync(f->fd) == 0, err, DCMSEAL_E_IO, "fsync failed: %s",
-                   strerror(errno));
     if (f->unnamed && !f->replace) {
         /* linkat refuses an existing name, so a file that appeared while we
          * worked is never overwritten. */
@@ -275,11 +287,110 @@ dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
     /* The data was flushed before the name appeared, so a late close error
      * is the file system's to report, and ours to pass on. */
     DCMSEAL_ENSURE(rc == 0, err, DCMSEAL_E_IO, "close failed: %s", strerror(errno));
+out:
+    return st;
+}
+
+dcmseal_status dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    DCMSEAL_GUARD(commit_mode(f, err));
+    DCMSEAL_ENSURE(fsync(f->fd) == 0, err, DCMSEAL_E_IO, "fsync failed: %s",
+                   strerror(errno));
+    DCMSEAL_GUARD(commit_name(f, err));
     DCMSEAL_ENSURE(fsync(f->dir_fd) == 0, err, DCMSEAL_E_IO,
                    "fsync of directory failed: %s", strerror(errno));
 out:
     dcmseal_outfile_abort(f);
     return st;
+}
+
+/* ---- group commit ---------------------------------------------------------- */
+
+struct dcmseal_commit_group {
+    commit_group g;
+};
+
+#define OUTFILE(m) ((dcmseal_outfile_t *)(m)->item)
+
+/* dcmseal_outfile_commit for a group: modes, one flush of all the data,
+ * the names, then each directory flushed once. */
+static void outfile_group_commit(commit_member *list)
+{
+    commit_member *m, *p;
+    for (m = list; m != NULL; m = m->next)
+        if (m->st == DCMSEAL_OK)
+            m->st = commit_mode(OUTFILE(m), m->err);
+    commit_flush(list, 0);
+    for (m = list; m != NULL; m = m->next)
+        if (m->st == DCMSEAL_OK)
+            m->st = commit_name(OUTFILE(m), m->err);
+    /* Told apart by descriptor: each stays open until its outfiles are
+     * committed, so one number is one directory. Two descriptors of one
+     * directory are flushed twice (a tree run has one per directory). */
+    for (m = list; m != NULL; m = m->next) {
+        int first = m->st == DCMSEAL_OK;
+        for (p = list; first && p != m; p = p->next)
+            first = !(p->st == DCMSEAL_OK && OUTFILE(p)->dir_fd == OUTFILE(m)->dir_fd);
+        if (!first || fsync(OUTFILE(m)->dir_fd) == 0)
+            continue;
+        const int e = errno;
+        for (p = m; p != NULL; p = p->next)
+            if (p->st == DCMSEAL_OK && OUTFILE(p)->dir_fd == OUTFILE(m)->dir_fd)
+                p->st = dcmseal_fail(p->err, DCMSEAL_E_IO, "fsync of directory failed: %s",
+                                     strerror(e));
+    }
+}
+
+dcmseal_status dcmseal_commit_group_new(dcmseal_commit_group_t **out, unsigned max_files,
+                                        uint64_t max_bytes, unsigned max_wait_ms,
+                                        dcmseal_error *err)
+{
+    dcmseal_commit_group_t *g;
+    if (out == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "commit group: missing argument");
+    if ((g = OPENSSL_zalloc(sizeof *g)) == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
+    commit_group_init(&g->g, outfile_group_commit, max_files, max_bytes,
+                      (long)max_wait_ms * 1000000L);
+    *out = g;
+    return DCMSEAL_OK;
+}
+
+dcmseal_status dcmseal_outfile_commit_group(dcmseal_commit_group_t *g, dcmseal_outfile_t *f,
+                                            dcmseal_error *err)
+{
+    struct stat sb;
+    commit_member me = {.item = f, .fd = f ? f->fd : -1, .err = err, .st = DCMSEAL_OK};
+    if (g == NULL || f == NULL) {
+        dcmseal_outfile_abort(f);
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "commit group: missing argument");
+    }
+    if (fstat(f->fd, &sb) == 0) {
+        me.dev = (uint64_t)sb.st_dev;
+        me.bytes = (uint64_t)sb.st_size;
+    } else {
+        me.st = dcmseal_fail(err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
+    }
+    dcmseal_status st = commit_group_join(&g->g, &me);
+    dcmseal_outfile_abort(f);
+    return st;
+}
+
+void dcmseal_commit_group_stats(dcmseal_commit_group_t *g, uint64_t *commits, uint64_t *files)
+{
+    pthread_mutex_lock(&g->g.lock);
+    *commits = g->g.commits;
+    *files = g->g.members;
+    pthread_mutex_unlock(&g->g.lock);
+}
+
+void dcmseal_commit_group_free(dcmseal_commit_group_t *g)
+{
+    if (g == NULL)
+        return;
+    commit_group_destroy(&g->g);
+    OPENSSL_free(g);
 }
 
 void dcmseal_outfile_abort(dcmseal_outfile_t *f)

@@ -2,10 +2,8 @@
  * it is durable the old slot is wiped, so that the old KEK no longer opens
  * the object (FORMAT.md "Key slots"). Finishing many objects at once
  * shares the flushes (group commit). */
-#define _GNU_SOURCE /* syncfs, sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -14,6 +12,7 @@
 
 #include <openssl/crypto.h>
 
+#include "group.h"
 #include "internal.h"
 
 static int same_kek(const dcmseal_wrap_meta *a, const dcmseal_wrap_meta *b)
@@ -226,73 +225,26 @@ dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
     return st;
 }
 
-/* ---- group commit ---------------------------------------------------------- */
-
-/* An object waiting for its group, on the stack of the thread finishing it.
- * Each has a condition of its own, so that a commit wakes the threads it
- * finished and one to commit next, not every finisher that waits. */
-struct member {
-    int fd;
-    dev_t dev;
-    dcmseal_rewrap_report *rep;
-    dcmseal_error *err;
-    dcmseal_status st;
-    int done;
-    pthread_cond_t wake;
-    struct member *next;
-};
+/* ---- group commit (group.c) ------------------------------------------------ */
 
 struct dcmseal_rewrap_group {
-    pthread_mutex_t lock;
-    struct member *joined; /* for the next commit */
-    int committing;
+    commit_group g;
 };
 
-/* One flush for the members still without an error: fdatasync for a
- * single one, else syncfs of each file system they are on, then each
- * file's own writeback errors since it was opened (sync_file_range waits
- * for nothing left and reports them), which syncfs does not. */
-static void group_flush(struct member *list)
-{
-    struct member *m, *p;
-    size_t live = 0;
-    for (m = list; m != NULL; m = m->next)
-        live += m->st == DCMSEAL_OK;
-    if (live == 1) {
-        for (m = list; m != NULL; m = m->next)
-            if (m->st == DCMSEAL_OK)
-                m->st = flush_fd(m->fd, m->err);
-        return;
-    }
-    for (m = list; m != NULL; m = m->next) {
-        int first = m->st == DCMSEAL_OK;
-        for (p = list; first && p != m; p = p->next)
-            first = !(p->dev == m->dev && p->st == DCMSEAL_OK);
-        if (!first || syncfs(m->fd) == 0)
-            continue;
-        const int e = errno;
-        for (p = m; p != NULL; p = p->next)
-            if (p->dev == m->dev && p->st == DCMSEAL_OK)
-                p->st = dcmseal_fail(p->err, DCMSEAL_E_IO, "flush failed: %s", strerror(e));
-    }
-    for (m = list; m != NULL; m = m->next)
-        if (m->st == DCMSEAL_OK &&
-            sync_file_range(m->fd, 0, DCMSEAL_PREAMBLE_LEN, SYNC_FILE_RANGE_WAIT_BEFORE) != 0)
-            m->st = dcmseal_fail(m->err, DCMSEAL_E_IO, "flush failed: %s", strerror(errno));
-}
+#define REPORT(m) ((dcmseal_rewrap_report *)(m)->item)
 
 /* What dcmseal_rewrap_fd_finish does for one object, for a whole group. */
-static void group_commit(struct member *list)
+static void group_commit(commit_member *list)
 {
-    struct member *m;
-    group_flush(list);
+    commit_member *m;
+    commit_flush(list, 1);
     for (m = list; m != NULL; m = m->next)
         if (m->st == DCMSEAL_OK)
             m->st = wipe_other(m->fd, m->err);
-    group_flush(list);
+    commit_flush(list, 1);
     for (m = list; m != NULL; m = m->next) {
-        m->rep->retired = m->st == DCMSEAL_OK;
-        m->rep->pending = 0;
+        REPORT(m)->retired = m->st == DCMSEAL_OK;
+        REPORT(m)->pending = 0;
         flock(m->fd, LOCK_UN);
     }
 }
@@ -304,7 +256,9 @@ dcmseal_status dcmseal_rewrap_group_new(dcmseal_rewrap_group_t **out, dcmseal_er
         return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap group: missing argument");
     if ((g = OPENSSL_zalloc(sizeof *g)) == NULL)
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
-    pthread_mutex_init(&g->lock, NULL);
+    /* No count, byte or time bound: the objects finishing at once (the
+     * finishers waiting) make a group. */
+    commit_group_init(&g->g, group_commit, 0, 0, 0);
     *out = g;
     return DCMSEAL_OK;
 }
@@ -312,52 +266,21 @@ dcmseal_status dcmseal_rewrap_group_new(dcmseal_rewrap_group_t **out, dcmseal_er
 dcmseal_status dcmseal_rewrap_group_finish(dcmseal_rewrap_group_t *g, dcmseal_rewrap_report *rep,
                                            int fd, dcmseal_error *err)
 {
-    struct member me = {.fd = fd, .rep = rep, .err = err, .st = DCMSEAL_OK};
+    commit_member me = {.item = rep, .fd = fd, .err = err, .st = DCMSEAL_OK};
     struct stat sb;
     if (g == NULL || rep == NULL || !rep->pending)
         return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap: nothing to finish");
     if (fstat(fd, &sb) == 0)
-        me.dev = sb.st_dev;
+        me.dev = (uint64_t)sb.st_dev;
     else
         me.st = dcmseal_fail(err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
-    pthread_cond_init(&me.wake, NULL);
-    pthread_mutex_lock(&g->lock);
-    me.next = g->joined;
-    g->joined = &me;
-    /* Whoever finds no commit running commits all that joined, itself
-     * included; the rest wait, and the next group's commit is started by
-     * one of its members, woken when this one ends. */
-    while (!me.done) {
-        if (g->committing) {
-            pthread_cond_wait(&me.wake, &g->lock);
-            continue;
-        }
-        struct member *list = g->joined, *next;
-        g->joined = NULL;
-        g->committing = 1;
-        pthread_mutex_unlock(&g->lock);
-        group_commit(list);
-        pthread_mutex_lock(&g->lock);
-        /* Under the lock: a member's thread, and its stack, stay until it
-         * sees |done| after this. */
-        for (struct member *m = list; m != NULL; m = next) {
-            next = m->next;
-            m->done = 1;
-            pthread_cond_signal(&m->wake);
-        }
-        g->committing = 0;
-        if (g->joined != NULL)
-            pthread_cond_signal(&g->joined->wake);
-    }
-    pthread_mutex_unlock(&g->lock);
-    pthread_cond_destroy(&me.wake);
-    return me.st;
+    return commit_group_join(&g->g, &me);
 }
 
 void dcmseal_rewrap_group_free(dcmseal_rewrap_group_t *g)
 {
     if (g == NULL)
         return;
-    pthread_mutex_destroy(&g->lock);
+    commit_group_destroy(&g->g);
     OPENSSL_free(g);
 }

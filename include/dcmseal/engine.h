@@ -671,6 +671,37 @@ dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err);
 /* Removes the temporary file and frees |f|. Accepts NULL. */
 DCMSEAL_API void dcmseal_outfile_abort(dcmseal_outfile_t *f);
 
+/* Group commit of outfiles: threads that each commit one outfile through
+ * the same group share the flushes. Whichever finds no commit running
+ * becomes the committer: it lets the group fill until it holds |max_files|
+ * outfiles or |max_bytes| of data (0: no limit) or its oldest outfile has
+ * waited |max_wait_ms| (0: no wait, a group is what joined while the
+ * previous commit ran), then commits the oldest that fit (one at least):
+ * their modes, their data made durable with one flush (syncfs of each file
+ * system, then each file's own write-back errors; fsync when alone), their
+ * names, then each directory flushed once. Thread-safe; free with
+ * dcmseal_commit_group_free once no commit is running. Errors:
+ * DCMSEAL_E_USAGE (|out| NULL), DCMSEAL_E_INTERNAL (out of memory). */
+typedef struct dcmseal_commit_group dcmseal_commit_group_t;
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_commit_group_new(dcmseal_commit_group_t **out, unsigned max_files, uint64_t max_bytes,
+                         unsigned max_wait_ms, dcmseal_error *err);
+/* dcmseal_outfile_commit, with the group: blocks until |f|'s group is
+ * committed and returns |f|'s own outcome. A failed flush of a file system
+ * fails each of its outfiles in the group, a failed directory flush each
+ * in that directory; on failure nothing appears under |f|'s name (but, as
+ * with dcmseal_outfile_commit, after a failed directory flush). Frees |f|
+ * whatever the outcome. Errors: as dcmseal_outfile_commit; DCMSEAL_E_USAGE
+ * when |g| or |f| is NULL. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_outfile_commit_group(dcmseal_commit_group_t *g, dcmseal_outfile_t *f,
+                             dcmseal_error *err);
+/* How many commits the group ran, and for how many outfiles in all. */
+DCMSEAL_API void dcmseal_commit_group_stats(dcmseal_commit_group_t *g, uint64_t *commits,
+                                            uint64_t *files);
+/* Accepts NULL. */
+DCMSEAL_API void dcmseal_commit_group_free(dcmseal_commit_group_t *g);
+
 /* What a file name says about it, for walks over trees that outfiles write
  * into: not a temporary file, one of a process that may still be running,
  * or one that a process on this machine, now gone, left behind (a kill

@@ -31,6 +31,8 @@ nfiles=$(find "$orig" -type f | wc -l)
 "$DCMSEAL" encrypt -r -q "$orig" -o "$tmp/enc" 2>/dev/null || fail "encrypt the reference tree"
 
 temps() { find "$1" -name '.*.dcmseal-*' | wc -l; }
+# The first bytes of every encrypted object.
+magic=$(head -c 8 "$(find "$tmp/enc" -type f | head -1)" | od -An -tx1 | tr -d ' \n')
 
 # Starts "$@" in the background and SIGKILLs it once it has finished a
 # random number of files, at least one (SoftHSM 2.6.1 rewrites its token
@@ -51,6 +53,31 @@ kill_during() {
     wait "$pid" 2>/dev/null
     # Whether it died mid-run: no summary line yet.
     ! grep -q '"summary"' "$tmp/kill.jsonl"
+}
+
+# Every file the killed run reported done is there and whole, whatever the
+# kill interrupted (a group commit gathering, flushing or naming): the report
+# says done only once the output and its name are durable. With -o the
+# output exists (only_whole_outputs checks what is in it); in place, the
+# file is an encrypted object (each_original_or_sealed checks it opens).
+reported_are_there() {
+    python3 - "$tmp/kill.jsonl" "$magic" <<'EOF2'
+import json, os, sys
+done = 0
+for line in open(sys.argv[1]):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue  # the line the kill cut short
+    if r.get("outcome") not in ("encrypted", "decrypted"):
+        continue
+    done += 1
+    out = r.get("output") or r["path"]
+    if not os.path.isfile(out):
+        sys.exit(f"reported done, absent: {out}")
+    if "output" not in r and open(out, "rb").read(len(sys.argv[2]) // 2).hex() != sys.argv[2]:
+        sys.exit(f"reported encrypted in place, not an encrypted object: {out}")
+EOF2
 }
 
 # Every file of tree $1 is either the original or an encrypted object that
@@ -88,7 +115,7 @@ for t in $(seq 1 "$trials"); do
     rm -rf "$tmp/dst"
     kill_during "$DCMSEAL" encrypt -r --jobs 2 "$orig" -o "$tmp/dst" && mid=$((mid + 1))
     left=$((left + $(temps "$tmp/dst")))
-    if only_whole_outputs "$tmp/dst" sealed &&
+    if reported_are_there && only_whole_outputs "$tmp/dst" sealed &&
         "$DCMSEAL" encrypt -r -q "$orig" -o "$tmp/dst" 2>/dev/null && decrypts_to_orig "$tmp/dst" &&
         [ "$(temps "$tmp/dst")" -eq 0 ]; then
         ok_enc=$((ok_enc + 1))
@@ -101,7 +128,7 @@ for t in $(seq 1 "$trials"); do
     cp -a "$orig" "$tmp/ip"
     kill_during "$DCMSEAL" encrypt --in-place -r --jobs 2 "$tmp/ip" && mid=$((mid + 1))
     left=$((left + $(temps "$tmp/ip")))
-    if each_original_or_sealed "$tmp/ip" &&
+    if reported_are_there && each_original_or_sealed "$tmp/ip" &&
         "$DCMSEAL" encrypt --in-place -r -q "$tmp/ip" 2>/dev/null && decrypts_to_orig "$tmp/ip" &&
         [ "$(temps "$tmp/ip")" -eq 0 ] && [ "$(find "$tmp/ip" -type f | wc -l)" -eq "$nfiles" ]; then
         ok_inplace=$((ok_inplace + 1))
@@ -112,7 +139,7 @@ for t in $(seq 1 "$trials"); do
     # decrypt -r SRC -o DST
     rm -rf "$tmp/dec"
     kill_during "$DCMSEAL" decrypt -r --jobs 2 "$tmp/enc" -o "$tmp/dec" && mid=$((mid + 1))
-    if only_whole_outputs "$tmp/dec" plain &&
+    if reported_are_there && only_whole_outputs "$tmp/dec" plain &&
         "$DCMSEAL" decrypt -r -q "$tmp/enc" -o "$tmp/dec" 2>/dev/null &&
         diff -r -q "$orig" "$tmp/dec" >/dev/null && [ "$(temps "$tmp/dec")" -eq 0 ]; then
         ok_dec=$((ok_dec + 1))
@@ -165,6 +192,51 @@ if command -v strace >/dev/null; then
         [ "$(grep -c 'syncfs(' "$tmp/trace")" -lt "$nfiles" ]
 else
     echo "strace missing: the order of writes and flushes is not checked"
+fi
+
+# ---- the order tree runs' crash safety rests on ------------------------------------
+# Traced (tree_order.py): for every output, its data is flushed before its
+# name appears, its directory after, and it is reported only then; every
+# directory the run made is flushed into its parent before anything below
+# it is reported. A SIGKILL cannot show a missing flush (the page cache
+# survives it); the trace can. Both durability modes, -o and in place.
+if command -v strace >/dev/null; then
+    trace_tree() { # NAME, then the command's arguments
+        local name=$1; shift
+        strace -f -y -ttt -T -qq -s 300 -e signal=none \
+            -e trace=openat,write,fsync,fdatasync,syncfs,linkat,renameat,renameat2,mkdir,mkdirat \
+            -o "$tmp/trace.$name" "$DCMSEAL" "$@" -q --jobs 2 --report "$tmp/$name.jsonl" 2>/dev/null
+    }
+    rm -rf "$tmp/odec" "$tmp/ofile" "$tmp/oip"
+    mkdir "$tmp/odec"
+    trace_tree group decrypt -r "$tmp/enc" -o "$tmp/odec/new"
+    trace_tree file decrypt -r --durability file "$tmp/enc" -o "$tmp/ofile"
+    cp -a "$orig" "$tmp/oip"
+    trace_tree inplace encrypt --in-place -r "$tmp/oip"
+    for name in group file inplace; do
+        check "traced $name run: every file done" \
+            [ "$(grep -c '"outcome":"[a-z]*crypted"' "$tmp/$name.jsonl")" -eq "$nfiles" ]
+        check "$name: each output flushed, then named, its directory flushed, then reported" \
+            python3 "$here/tree_order.py" "$tmp/trace.$name" "$tmp/$name.jsonl" "$nfiles"
+    done
+    check "group commit: one syncfs served many outputs ($(grep -c 'syncfs(' "$tmp/trace.group") for $nfiles)" \
+        [ "$(grep -c 'syncfs(' "$tmp/trace.group")" -lt $((nfiles / 2)) ]
+    check "--durability file: no syncfs, an fsync per output" \
+        [ "$(grep -c 'syncfs(' "$tmp/trace.file")" -eq 0 ]
+    # The checker itself fails on the orders it is there to catch: the same
+    # trace without the data flushes, without the flushes of one of DST's
+    # subdirectories, and without the flush that records DST in its parent.
+    check "order check catches a name before its data's flush" not \
+        python3 "$here/tree_order.py" <(grep -v 'syncfs(\|fsync([0-9]*<[^>]*#' "$tmp/trace.group") \
+        "$tmp/group.jsonl" "$nfiles" >/dev/null
+    check "order check catches a report before its directory's flush" not \
+        python3 "$here/tree_order.py" <(grep -v "fsync([0-9]*<$tmp/odec/new/S1>" "$tmp/trace.group") \
+        "$tmp/group.jsonl" "$nfiles" >/dev/null
+    check "order check catches a new directory not flushed into its parent" not \
+        python3 "$here/tree_order.py" <(grep -v "fsync([0-9]*<$tmp/odec>" "$tmp/trace.group") \
+        "$tmp/group.jsonl" "$nfiles" >/dev/null
+else
+    echo "strace missing: the order of writes, flushes and names is not checked"
 fi
 
 # ---- a full file system --------------------------------------------------------

@@ -16,33 +16,16 @@ import re
 import sys
 from collections import defaultdict
 
-trace, report, nfiles = sys.argv[1], sys.argv[2], int(sys.argv[3])
-LINE = re.compile(r'^(\d+) +([\d.]+) (.*)$')
-RESUMED = re.compile(r'<\.\.\. (\w+) resumed>(.*)$')
-CALL = re.compile(r'(\w+)\((\d+)<([^>]*)>(?:, "((?:[^"\\]|\\.)*)")?')
+import strace_calls
 
-pending = {}  # pid -> (entry time, text before "<unfinished ...>")
-calls = []    # (entry, exit, name, path, data as strace printed it)
-for raw in open(trace, errors="replace"):
-    m = LINE.match(raw.rstrip("\n"))
-    if not m:
-        continue
-    pid, ts, rest = m.group(1), float(m.group(2)), m.group(3)
-    if rest.endswith("<unfinished ...>"):
-        pending[pid] = (ts, rest[: -len("<unfinished ...>")])
-        continue
-    entry = ts
-    r = RESUMED.match(rest)
-    if r:
-        entry, head = pending.pop(pid, (ts, r.group(1) + "("))
-        rest = head + r.group(2)
-    d = re.search(r'<([\d.]+)>$', rest)
-    if not d or " = -1 " in rest:
-        continue
-    c = CALL.match(rest)
+trace, report, nfiles = sys.argv[1], sys.argv[2], int(sys.argv[3])
+CALL = re.compile(r'(\d+)<([^>]*)>(?:, "((?:[^"\\]|\\.)*)")?')
+
+calls = []  # (entry, exit, name, path, data as strace printed it)
+for entry, exit_, name, args, _ in strace_calls.calls(trace):
+    c = CALL.match(args)
     if c:
-        calls.append((entry, entry + float(d.group(1)), c.group(1), c.group(3),
-                      c.group(4) or ""))
+        calls.append((entry, exit_, name, c.group(2), c.group(3) or ""))
 
 flushes = [(e, x, n, p) for e, x, n, p, _ in calls if n in ("syncfs", "fdatasync")]
 

@@ -94,6 +94,19 @@ check "decrypted tree keeps times and modes" \
       "$(cd "$tmp/dec" && find . -type f -printf '%p %m %T@\n' | sort)" ]
 expect 64 "output inside the input is refused" "$DCMSEAL" decrypt -r "$tmp/enc" -o "$tmp/enc/x"
 expect 64 "-o with --in-place is refused" "$DCMSEAL" decrypt -r --in-place "$tmp/enc" -o "$tmp/y"
+# The same with a flush per file; and what --durability takes.
+expect 0 "decrypt -r --durability file" "$DCMSEAL" decrypt -r --durability file "$tmp/enc" -o "$tmp/dec-file"
+check "  the same tree, times and modes as with group commit" \
+    [ "$(cd "$tmp/dec" && find . -type f -printf '%p %m %T@ %s\n' | sort)" = \
+      "$(cd "$tmp/dec-file" && find . -type f -printf '%p %m %T@ %s\n' | sort)" ]
+check "  byte for byte" diff -r -q "$tmp/dec" "$tmp/dec-file"
+expect 64 "--durability takes group or file" \
+    "$DCMSEAL" decrypt -r --durability sometimes "$tmp/enc" -o "$tmp/dec-bad"
+check "  and says so in one line" one_line_naming "--durability sometimes: use group or file"
+check "  and writes nothing" [ ! -e "$tmp/dec-bad" ]
+expect 64 "--durability is for tree runs" \
+    "$DCMSEAL" decrypt --durability file "$tmp/enc/big.bin" -o "$tmp/one.bin"
+check "  and says so in one line" one_line_naming "--durability is for -r and --in-place"
 
 # ---- verify -r: every object authenticates and its identity matches -----------
 expect 0 "verify -r" "$DCMSEAL" verify -r "$tmp/enc" --report "$tmp/verify.jsonl"

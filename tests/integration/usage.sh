@@ -51,7 +51,7 @@ value_of() {
     --token) echo 'pkcs11:token=nosuch?module-path=/nonexistent.so' ;;
     --bits) echo 2048 ;; --segment-size) echo 64K ;; --oaep) echo auto ;;
     --to-version|--jobs|--objects|--retention) echo 1 ;; --shard) echo 1/2 ;;
-    --sessions) echo 1,2 ;; *) echo "$tmp/v" ;;
+    --sessions) echo 1,2 ;; --durability) echo group ;; *) echo "$tmp/v" ;;
     esac
 }
 # listed [COMMAND]: "--name" or "--name ARG" for each option its help lists.
