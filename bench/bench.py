@@ -255,10 +255,11 @@ class Bench:
         hsm = os.path.join(self.work, "hsm")
         rm(hsm)
         script = (f'. "{ROOT}/tests/integration/token.sh" && test_token "$1" bench && '
-                  'printf "%s\\n%s\\n" "$DCMSEAL_TOKEN" "${SOFTHSM2_CONF:-}"')
+                  'printf "%s\\n%s\\n%s\\n" "$DCMSEAL_TOKEN" "$TOKEN_MODULE" '
+                  '"${SOFTHSM2_CONF:-}"')
         p = subprocess.run(["bash", "-c", script, "bash", hsm], capture_output=True,
                            text=True, check=True)
-        uri, conf = (p.stdout.splitlines() + [""])[:2]
+        uri, module, conf = (p.stdout.splitlines() + ["", ""])[:3]
         if conf:
             self.env["SOFTHSM2_CONF"] = conf
         self.env["DCMSEAL_TOKEN"] = uri
@@ -267,6 +268,17 @@ class Bench:
             name = f"kek{bits}"
             self.run(self.dcmseal("key", "create", name, "--bits", str(bits)), "setup")
             self.run(self.dcmseal("key", "rotate", name, "--bits", str(bits)), "setup")
+        # Row 4's "before": a key as an earlier dcmseal made it, a key pair
+        # and nothing else (no origin key), whose objects are format v1.
+        self.run(self.dcmseal("key", "create", "kek2048v1", "--bits", "2048"), "setup")
+        with open(os.path.join(hsm, "pin")) as f:
+            pin = f.read().strip()
+        for typ, extra in (("secrkey", ["--id", b"dcmseal-origin:kek2048v1:v1".hex()]),
+                           ("secrkey", ["--id", b"dcmseal-names:kek2048v1".hex()]),
+                           ("data", ["--application-label", "dcmseal-origin-policy"])):
+            self.run(["pkcs11-tool", "--module", module, "--token-label", "bench", "--login",
+                      "--pin", pin, "--delete-object", "--type", typ, "--label", "kek2048v1"]
+                     + extra, "setup")
 
     # ---- inputs -------------------------------------------------------------
 
@@ -490,13 +502,18 @@ class Bench:
         rm(self.enc2048)
         self.run(self.dcmseal("encrypt", "-r", "-q", "--key", "kek2048", "--jobs",
                               str(self.cores), self.arch, "-o", self.enc2048), "setup")
-        # Row 4's small files, under each KEK.
+        # Row 4's small files, under each KEK, and as format v1 (no origin
+        # proof) under a key made before origin keys.
         self.small_enc = {}
         for bits in (2048, 3072):
             enc = self.small_enc[bits] = os.path.join(self.inputs, f"small.enc{bits}")
             rm(enc)
             self.run(self.dcmseal("encrypt", "-r", "-q", "--key", f"kek{bits}", "--jobs",
                                   str(self.cores), self.smalls, "-o", enc), "setup")
+        self.small_v1 = os.path.join(self.inputs, "small.enc2048v1")
+        rm(self.small_v1)
+        self.run(self.dcmseal("encrypt", "-r", "-q", "--key", "kek2048v1", "--jobs",
+                              str(self.cores), self.smalls, "-o", self.small_v1), "setup")
         # Memory whatever the size: the same commands on one small object.
         small = next(os.path.join(d, f) for d, _, fs in sorted(os.walk(self.arch))
                      for f in sorted(fs))
@@ -611,6 +628,24 @@ class Bench:
                 self.timed(f"small{bits}.{name}",
                            cmd + (["-o", out] if args[0] == "decrypt" else []), tree=O)
                 rm(out)
+        # What origin proofs cost a tree run of small files, in the same run:
+        # decrypt of format v1 objects (no proof) beside v2 above, and
+        # encrypt with and without concealed names.
+        out = os.path.join(O, "small-v1")
+        rm(out)
+        warm(self.small_v1)
+        self.timed("small2048v1.decrypt", self.dcmseal(
+            "decrypt", "-r", "-q", "--jobs", N, self.small_v1, "-o", out), tree=O)
+        rm(out)
+        self.unwrap_loop("kek2048v1")
+        for key, extra in (("small2048.encrypt", []),
+                           ("small2048conceal.encrypt", ["--conceal-names"])):
+            out = os.path.join(O, "small-enc")
+            rm(out)
+            warm(self.smalls)
+            self.timed(key, self.dcmseal("encrypt", "-r", "-q", "--key", "kek2048", "--jobs", N,
+                                         self.smalls, "-o", out, *extra), tree=O)
+            rm(out)
         if run == 0:
             for key in ("archive.encrypt", "archive.decrypt", "archive.verify",
                         "archive.rewrap", "archive2048.decrypt", "archive2048.rewrap"):
@@ -618,6 +653,8 @@ class Bench:
             for key in list(self.samples):
                 if re.fullmatch(r"small\d+\.[a-z-]+", key):
                     self.check_summary(key, self.a.small_files)
+            for key in ("small2048v1.decrypt", "small2048conceal.encrypt"):
+                self.check_summary(key, self.a.small_files)
         rm(enc)
 
     def check_summary(self, key, n):
@@ -782,6 +819,7 @@ class Bench:
             self.rows_archive(row, files)
         if 4 in want:
             self.rows_token(row)
+            self.rows_origin(row)
         if 5 in want:
             self.rows_memory(row, size, files)
         if 6 in want:
@@ -854,6 +892,15 @@ class Bench:
                 intoken, limit = f"loop.kek{bits}.rewrap-host", "host rewrap loop"
             row("4", f"RSA-{bits}: {limit}", self.med(intoken), "obj/s",
                 "C_Decrypt loop", self.ratio(intoken, loop), "(limit of rewrap)")
+            # Format v2: a reader also checks each object's origin proof in
+            # the token, so decrypt's limit is unwrap + check on the same
+            # sessions (docs/HSM.md).
+            check = f"loop.kek{bits}.unwrap+check"
+            dec_ref, dec_name = loop, "C_Decrypt loop"
+            if check in self.samples:
+                row("4", f"RSA-{bits}: unwrap + proof check loop", self.med(check), "obj/s",
+                    "C_Decrypt loop", self.ratio(check, loop), "(limit of decrypt)")
+                dec_ref, dec_name = check, "unwrap+check loop"
             # The archive's decrypt -r has no target: its bytes (about
             # a few hundred KiB an object) cost more than its unwraps (RESULTS.md).
             for key, what, ref, refname, target in (
@@ -877,10 +924,16 @@ class Bench:
             # whole process, SoftHSM's RSA included), on this shared VM the
             # steadier figure, and the one that says what each object costs
             # beyond its unwrap.
-            loop = f"smallloop.kek{bits}.unwrap"
+            loop, loop_name = f"smallloop.kek{bits}.unwrap", "C_Decrypt loop"
             sm = self.a.small_files
             row("4", f"RSA-{bits}: C_Decrypt loop beside the small files", self.med(loop),
                 "obj/s", "", None, "(limit)")
+            # Format v2: each object's origin proof is checked in the token
+            # too, so decrypt's and verify's limit is unwrap + check.
+            if self.samples.get(f"smallloop.kek{bits}.unwrap+check"):
+                loop, loop_name = f"smallloop.kek{bits}.unwrap+check", "unwrap+check loop"
+                row("4", f"RSA-{bits}: unwrap + proof check loop beside them", self.med(loop),
+                    "obj/s", "", None, "(limit of decrypt)")
             small = [("decrypt", f"decrypt -r, {N} jobs, small files", 0.85),
                      ("decrypt-file", "same, --durability file", None),
                      ("verify", f"verify -r, {N} jobs, small files", 0.90)]
@@ -892,7 +945,7 @@ class Bench:
                 rate = f"{key}.rate"
                 self.samples[rate] = [sm / t for t in self.samples[key]]
                 r = self.ratio(rate, loop)
-                row("4", f"RSA-{bits}: {what}", self.med(rate), "obj/s", "C_Decrypt loop", r,
+                row("4", f"RSA-{bits}: {what}", self.med(rate), "obj/s", loop_name, r,
                     "" if target is None else f">= {target:.2f}",
                     None if target is None else r >= target)
             row("4", f"RSA-{bits}: C_Decrypt loop, CPU ms per object",
@@ -904,6 +957,26 @@ class Bench:
                 row("4", f"RSA-{bits}: {what}, CPU ms per object", self.med(per) * 1e3, "ms",
                     "C_Decrypt loop", self.ratio(per, f"{loop}.cpu", invert=True),
                     "(same, by CPU)")
+
+    def rows_origin(self, row):
+        """Row 4, continued: format v2's origin proof against format v1, and
+        concealed names, on the small files, all in the same run."""
+        N = self.cores
+        for key in ("small2048v1.decrypt", "small2048.encrypt", "small2048conceal.encrypt"):
+            self.samples[f"{key}.rate"] = [self.a.small_files / t for t in self.samples[key]]
+        loop = "loop.kek2048v1.unwrap"
+        row("4", f"RSA-2048: C_Decrypt loop, key without origin", self.med(loop), "obj/s", "",
+            None, "(limit of v1)")
+        r = self.ratio("small2048v1.decrypt.rate", loop)
+        row("4", f"RSA-2048: decrypt -r, {N} jobs, small files, v1", self.med(
+            "small2048v1.decrypt.rate"), "obj/s", "C_Decrypt loop", r, "(before)")
+        r = self.ratio("small2048.decrypt.rate", "small2048v1.decrypt.rate")
+        row("4", f"RSA-2048: decrypt -r, small files, v2 (proof)", self.med(
+            "small2048.decrypt.rate"), "obj/s", "the same, v1", r, "(after/before)")
+        r = self.ratio("small2048conceal.encrypt.rate", "small2048.encrypt.rate")
+        row("4", f"RSA-2048: encrypt -r --conceal-names, small", self.med(
+            "small2048conceal.encrypt.rate"), "obj/s", "encrypt -r, small files", r,
+            "(names cost)")
 
     def rows_memory(self, row, size, files):
         """The largest of all runs."""

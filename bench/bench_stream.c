@@ -109,7 +109,7 @@ static int raw_gcm(lane *l, size_t n, size_t seg, int enc)
 static int prepare(lane *l, phase ph, uint32_t seg)
 {
     size_t w;
-    dcmseal_encrypt_params p = {&l->ring.ring, seg, NULL};
+    dcmseal_encrypt_params p = {.keyring = &l->ring.ring, .segment_size = seg};
     switch (ph) {
     case PHASE_ENCRYPT:
         l->ct_len = DCMSEAL_PREAMBLE_LEN;

@@ -27,6 +27,10 @@ const cli_option cli_options[] = {
      "skip an existing output only once its content is checked with the token (a file "
      "planted with the right size and time passes the cheap test); in place, "
      "authenticate each encrypted object before skipping it"},
+    {OPT_CONCEAL, "conceal-names", 0, NULL,
+     "store each file under a name made from a keyed hash of its path (ab/cd/<32 hex "
+     "digits>); the path, mode and time go encrypted into the object, and decrypt -r "
+     "puts the tree back"},
     {OPT_DURABILITY, "durability", 0, "group|file",
      "group (default): the outputs that finish together share one flush of their data, "
      "then get their names, then one flush per directory; file: a flush per output. "
@@ -41,6 +45,9 @@ const cli_option cli_options[] = {
     {OPT_TO_VERSION, "to-version", 0, "N",
      "move objects to version N instead of the primary (also back)"},
     {OPT_BITS, "bits", 0, "2048|3072", "RSA modulus size of the new version"},
+    {OPT_UPGRADE, "upgrade", 0, NULL,
+     "give format v1 objects an origin proof, after authenticating every segment and "
+     "the DICOM identity"},
     {OPT_ARCHIVE, "archive", 0, "DIR",
      "refuse when any object below DIR still names the version; may be repeated"},
     {OPT_NO_ARCHIVE_CHECK, "no-archive-check", 0, NULL,
@@ -49,6 +56,10 @@ const cli_option cli_options[] = {
      "key destroy waits until a version has been disabled this many days (0: no wait)"},
     {OPT_PURGE_PROTECTION, "purge-protection", 0, NULL,
      "from now on the retention can only grow; this cannot be undone"},
+    {OPT_REQUIRE_ORIGIN, "require-origin", 0, NULL,
+     "refuse objects without an origin proof (format v1) under this KEK"},
+    {OPT_NO_REQUIRE_ORIGIN, "no-require-origin", 0, NULL,
+     "open objects without an origin proof, with a notice"},
     {OPT_JOBS, "jobs", 0, "N", "worker threads, one token session each (default: the cores)"},
     {OPT_REPORT, "report", 0, "FILE", "one JSON object per file, then a summary line"},
     {OPT_SHARD, "shard", 0, "K/N",
@@ -129,7 +140,7 @@ static void parse_sessions(cli_opts *o, const char *list)
 }
 
 /* An option with its value, checked. */
-static void take(cli_opts *o, unsigned flag, const char *v)
+static void take(cli_opts *o, cli_optset flag, const char *v)
 {
     char *end;
     unsigned long n;
@@ -147,6 +158,10 @@ static void take(cli_opts *o, unsigned flag, const char *v)
     case OPT_QUIET: o->quiet = 1; break;
     case OPT_FOLLOW: o->follow = 1; break;
     case OPT_VERIFY_EXISTING: o->verify_existing = 1; break;
+    case OPT_CONCEAL: o->conceal = 1; break;
+    case OPT_UPGRADE: o->upgrade = 1; break;
+    case OPT_REQUIRE_ORIGIN:
+    case OPT_NO_REQUIRE_ORIGIN: break; /* |given| says which */
     case OPT_DURABILITY:
         if (strcmp(v, "group") != 0 && strcmp(v, "file") != 0)
             problem(o, "--durability %s: use group or file", v);
@@ -290,9 +305,9 @@ int cli_parse(cli_opts *o, int argc, char **argv)
     return o->problem[0] ? EX_USAGE : EX_OK;
 }
 
-int cli_check_options(cli_opts *o, unsigned allowed)
+int cli_check_options(cli_opts *o, cli_optset allowed)
 {
-    unsigned extra = o->given & ~(allowed | OPT_ALWAYS);
+    cli_optset extra = o->given & ~(allowed | OPT_ALWAYS);
     for (size_t i = 0; extra != 0 && i < cli_noptions; i++)
         if (extra & cli_options[i].flag) {
             problem(o, "--%s does not apply here", cli_options[i].name);

@@ -53,6 +53,7 @@ typedef struct batch {
     int token_lost;
     int rc; /* the highest exit code of a failed file */
     unsigned long done, opaque, skipped, ignored, failed, host_path, not_started;
+    unsigned long unproven, upgraded; /* done without an origin proof; given one */
     unsigned long dirs_failed; /* output directories that could not be made */
     uint64_t bytes, skipped_bytes;
     /* From the counting walk, for the progress line. */
@@ -62,6 +63,14 @@ typedef struct batch {
 
     cli_queue finishing; /* files waiting for a finisher */
 
+    /* -o: DST's own directory, and the folders below it that outputs made
+     * for themselves (concealed names, restored original paths), shared so
+     * that each is made once and made durable by whoever commits into it
+     * first (cli_dir_durable). */
+    cli_dir *out_root;
+    pthread_mutex_t dirs_lock;
+    struct made_dir *dirs[1024];
+    size_t ndirs; /* in |dirs|, each holding a descriptor: at most DIRS_HELD */
     /* The lines on stdout (verify's OK lines) come in walk order, whatever
      * order the workers finish in: each entry's line (or NULL) waits in
      * |told| at its seq until every earlier one is out. The walk waits
@@ -73,7 +82,18 @@ typedef struct batch {
     unsigned long told_next;
 } batch;
 
+typedef struct made_dir {
+    struct made_dir *next;
+    cli_dir *dir;
+    char path[];
+} made_dir;
+
 #define TOLD_WINDOW 4096
+/* Folders cli_batch_out_dir keeps open between files. A concealed tree has
+ * up to 65,792 fan-out folders and a restored one as many as its source:
+ * the table is emptied when full rather than letting descriptors run out.
+ * Files in flight hold their own references. */
+#define DIRS_HELD 128
 
 static double seconds_since(const struct timespec *t0)
 {
@@ -222,6 +242,10 @@ static void report_line(batch *b, const cli_entry *e, const cli_result *r)
         fputs(",\"output\":", f);
         cli_json_string(f, r->output);
     }
+    if (r->original[0] != '\0') {
+        fputs(",\"original\":", f);
+        cli_json_string(f, r->original);
+    }
     fprintf(f, ",\"outcome\":\"%s\"", outcome_name(b, r->outcome));
     if (r->reason != NULL) {
         fputs(",\"reason\":", f);
@@ -238,6 +262,9 @@ static void report_line(batch *b, const cli_entry *e, const cli_result *r)
         cli_json_string(f, r->wrap.kek_name);
         fprintf(f, ",\"version\":%u", r->wrap.kek_version);
     }
+    if (r->format_version != 0)
+        fprintf(f, ",\"format_version\":%d,\"origin\":\"%s\"%s", r->format_version,
+                cli_origin_name(r->origin), r->upgraded ? ",\"upgraded\":true" : "");
     if (r->outcome == CLI_FAILED) {
         fputs(",\"error\":", f);
         cli_json_string(f, r->err.message);
@@ -297,6 +324,8 @@ static void record(batch *b, const cli_entry *e, cli_result *r)
     case CLI_DONE:
         b->done++;
         b->opaque += r->kind == 0;
+        b->unproven += r->format_version != 0 && r->origin == DCMSEAL_ORIGIN_NONE;
+        b->upgraded += (unsigned long)r->upgraded;
         b->bytes += r->bytes;
         b->host_path += (unsigned long)r->host_path;
         break;
@@ -364,6 +393,15 @@ static int visit(const cli_entry *e, void *ctx)
             tell_nothing(b, e->seq);
             return EX_OK;
         }
+        /* A concealed tree mirrors no folder: their names are what it
+         * hides. Restoring one makes no fan-out folder: an output whose
+         * input's folder was not mirrored makes the folders it goes into
+         * (cli_batch_out_dir). */
+        if (e->rel[0] != '\0' &&
+            (b->o->conceal || (!b->cmd->wrap && cli_fanout_dir(e->rel, cli_dir_fd(e->self))))) {
+            tell_nothing(b, e->seq);
+            return EX_OK;
+        }
         /* The copy below DST, made and opened relative to its parent's copy
          * (DST itself by the path given): a symbolic link planted in DST is
          * never followed. The files below are then created relative to it. */
@@ -376,6 +414,12 @@ static int visit(const cli_entry *e, void *ctx)
         int err = cli_dir_make(&out, at, at ? e->name : b->o->out,
                                (e->sb->st_mode & 0777) | 0700);
         if (err == 0) {
+            /* Where outputs that mirror no input folder go. Several
+             * directories named with one -o share DST: the first one's. */
+            pthread_mutex_lock(&b->dirs_lock);
+            if (at == NULL && b->out_root == NULL)
+                b->out_root = cli_dir_ref(out);
+            pthread_mutex_unlock(&b->dirs_lock);
             cli_dir_set_out(e->self, out);
             tell_nothing(b, e->seq);
             return EX_OK;
@@ -447,6 +491,7 @@ static int work(const cli_entry *e, void *worker)
         return EX_OK;
     }
     record(b, &j->e, &j->r);
+    cli_dir_unref(j->r.out_dir); /* the folder of an output not written */
     cli_dir_unref(j->e.dir);
     free(j);
     return EX_OK;
@@ -483,6 +528,88 @@ static int depth_limit(const cli_opts *o, int jobs, int finishers)
      * file with a reported error, never unsafely. */
     return depth < 16 ? 16 : depth > 1L << 20 ? 1 << 20 : (int)depth;
 }
+
+static size_t path_slot(const char *path)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *path; path++)
+        h = (h ^ (uint8_t)*path) * 16777619u;
+    return h % 1024;
+}
+
+/* Drops the folders held (not DST's own): a later file that needs one opens
+ * it again, without following links. */
+static void out_dirs_drop(batch *b)
+{
+    for (size_t i = 0; i < sizeof b->dirs / sizeof b->dirs[0]; i++) {
+        for (made_dir *d = b->dirs[i], *next; d != NULL; d = next) {
+            next = d->next;
+            cli_dir_unref(d->dir);
+            free(d);
+        }
+        b->dirs[i] = NULL;
+    }
+    b->ndirs = 0;
+}
+
+static void out_dirs_free(batch *b)
+{
+    out_dirs_drop(b);
+    cli_dir_unref(b->out_root);
+    b->out_root = NULL;
+}
+
+int cli_batch_out_dir(cli_dir **out, const cli_worker *w, const char *dirs)
+{
+    batch *b = w->batch;
+    char prefix[PATH_MAX];
+    size_t len = strlen(dirs);
+    int err = 0;
+    *out = NULL;
+    if (len >= sizeof prefix)
+        return ENAMETOOLONG;
+    pthread_mutex_lock(&b->dirs_lock);
+    cli_dir *at = cli_dir_ref(b->out_root);
+    if (at == NULL)
+        err = ENOENT; /* DST could not be made: said when it was tried */
+    /* Level by level: each prefix of |dirs| is found in the table or made
+     * below the one before, relative to its descriptor. */
+    for (size_t i = 0; err == 0 && i < len;) {
+        size_t n = strcspn(dirs + i, "/");
+        memcpy(prefix, dirs, i + n);
+        prefix[i + n] = '\0';
+        made_dir **slot = &b->dirs[path_slot(prefix)], *d = *slot;
+        while (d != NULL && strcmp(d->path, prefix) != 0)
+            d = d->next;
+        if (d == NULL) {
+            if (b->ndirs >= DIRS_HELD)
+                out_dirs_drop(b); /* |at| is our own reference; *slot is now NULL */
+            if ((d = malloc(sizeof *d + i + n + 1)) == NULL) {
+                err = ENOMEM;
+                break;
+            }
+            if ((err = cli_dir_make(&d->dir, at, prefix + i, 0777)) != 0) {
+                free(d);
+                break;
+            }
+            memcpy(d->path, prefix, i + n + 1);
+            d->next = *slot;
+            *slot = d;
+            b->ndirs++;
+        }
+        cli_dir_unref(at);
+        at = cli_dir_ref(d->dir);
+        i += n + (dirs[i + n] == '/');
+    }
+    pthread_mutex_unlock(&b->dirs_lock);
+    if (err != 0) {
+        cli_dir_unref(at);
+        return err;
+    }
+    *out = at;
+    return 0;
+}
+
 
 const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token)
 {
@@ -587,6 +714,21 @@ static void summary(batch *b, int rc, int stopped_by, int shown)
     unsigned long files = b->done + b->skipped + b->ignored + b->failed + b->not_started;
     const unsigned long dirs = b->dirs_failed;
     human_bytes(bytes, sizeof bytes, (double)b->bytes);
+    /* Once per run, even for one file: per file it would drown a legacy
+     * archive's run in notices. */
+    if (b->unproven && !b->o->quiet) {
+        const char *s = b->unproven == 1 ? "" : "s";
+        if (b->cmd->wrap)
+            fprintf(stderr, "dcmseal: %s: notice: %lu object%s written in format v1, without "
+                            "an origin proof: the key has no origin key (`dcmseal key upgrade "
+                            "NAME`, docs/KEYS.md)\n",
+                    b->cmd->name, b->unproven, s);
+        else
+            fprintf(stderr, "dcmseal: %s: notice: %lu object%s without an origin proof (format "
+                            "v1): anyone with the KEK's public half could have made %s "
+                            "(docs/KEYS.md)\n",
+                    b->cmd->name, b->unproven, s, b->unproven == 1 ? "it" : "them");
+    }
     if (!shown)
         goto report;
     fprintf(stderr, "dcmseal: %s: %lu %s: %lu %s", b->cmd->name, files,
@@ -595,6 +737,8 @@ static void summary(batch *b, int rc, int stopped_by, int shown)
         fprintf(stderr, " (%lu opaque)", b->opaque);
     if (b->skipped)
         fprintf(stderr, ", %lu skipped (%s)", b->skipped, b->cmd->skipped);
+    if (b->upgraded)
+        fprintf(stderr, " (%lu given an origin proof)", b->upgraded);
     if (b->ignored)
         fprintf(stderr, ", %lu ignored", b->ignored);
     fprintf(stderr, ", %lu failed", b->failed);
@@ -615,10 +759,12 @@ report:
     if (b->report != NULL) {
         fprintf(b->report, "{\"summary\":{\"command\":\"%s\",\"files\":%lu,\"%s\":%lu,"
                            "\"opaque\":%lu,\"skipped\":%lu,\"ignored\":%lu,\"failed\":%lu,"
-                           "\"not_started\":%lu,\"directories_failed\":%lu,\"bytes\":%llu,"
+                           "\"not_started\":%lu,\"directories_failed\":%lu,"
+                           "\"no_origin_proof\":%lu,\"upgraded\":%lu,\"bytes\":%llu,"
                            "\"seconds\":%.3f,\"complete\":%s,\"exit\":%d}}\n",
                 b->cmd->name, files, b->cmd->done, b->done, b->opaque, b->skipped, b->ignored,
-                b->failed, b->not_started, dirs, (unsigned long long)b->bytes, t,
+                b->failed, b->not_started, dirs, b->unproven, b->upgraded,
+                (unsigned long long)b->bytes, t,
                 stopped_by ? "false" : "true", rc);
     }
 }
@@ -649,10 +795,26 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         return cli_usage_error("no key: give --key NAME, DCMSEAL_KEY or object= in the "
                                "token URI");
     }
+    /* Fail at once, not per file: concealed names need format v2. */
+    if (o->conceal) {
+        dcmseal_kek_info k;
+        if (dcmseal_kek_find(t.session, &k, key, 0, &err) != DCMSEAL_OK) {
+            rc = cli_report(key, &err);
+            cli_token_close(&t);
+            return rc;
+        }
+        if (!k.has_origin) {
+            fprintf(stderr, "dcmseal: %s: key '%s' v%u has no origin key, and concealed names "
+                            "need format v2: run `dcmseal key upgrade %s`\n",
+                    o->args[0], key, k.version, key);
+            cli_token_close(&t);
+            return EX_UNAVAILABLE;
+        }
+    }
     const int want = o->jobs ? o->jobs : cli_default_jobs();
     for (; jobs < want; jobs++) {
         cli_worker *w = &workers[jobs];
-        *w = (cli_worker){.o = o, .batch = &b};
+        *w = (cli_worker){.o = o, .batch = &b, .wrap_key = key};
         ctxs[jobs] = w;
         /* The first worker reuses the session cli_token_open made. */
         if (jobs == 0)
@@ -679,6 +841,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         goto out;
     }
     pthread_mutex_init(&b.lock, NULL);
+    pthread_mutex_init(&b.dirs_lock, NULL);
     pthread_cond_init(&b.finished_cond, NULL);
     pthread_cond_init(&b.told_cond, NULL);
     b.told = calloc(TOLD_WINDOW, sizeof *b.told);
@@ -756,6 +919,8 @@ out_lock:
     if (b.report != NULL) /* a run that never started: nothing to flush */
         fclose(b.report);
     pthread_cond_destroy(&b.finished_cond);
+    out_dirs_free(&b);
+    pthread_mutex_destroy(&b.dirs_lock);
     pthread_cond_destroy(&b.told_cond);
     pthread_mutex_destroy(&b.lock);
     free(b.told);

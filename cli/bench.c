@@ -2,7 +2,10 @@
  * Per session count (one thread per session), objects per second and p50/p99
  * latency of: a raw unwrap loop (C_Decrypt, one RSA private-key operation
  * each: the token's limit), rewrap in the token and through host memory (the
- * two paths of dcmseal_kek_rewrap), and wrapping a new data key. The objects
+ * two paths of dcmseal_kek_rewrap), wrapping a new data key, and the origin
+ * proof of format v2: making one (C_Sign, what encrypt adds), checking one
+ * (C_Verify), and unwrap plus check on the same session (what decrypt asks of
+ * the token per object: its limit for format v2). The objects
  * are wrapped data keys held in memory; files and their I/O are not part of
  * it. The KEK is a scratch one (v1 -> v2) made for the run and destroyed
  * after it, unless --keep, or an existing one named with --key. */
@@ -23,12 +26,26 @@
 #define BENCH_OBJECTS_DEFAULT 200
 #define BENCH_COUNTS_MAX CLI_SESSIONS_MAX
 
-typedef enum { OP_UNWRAP, OP_REWRAP_TOKEN, OP_REWRAP_HOST, OP_WRAP, OP_COUNT } bench_op;
+typedef enum {
+    OP_UNWRAP,
+    OP_REWRAP_TOKEN,
+    OP_REWRAP_HOST,
+    OP_WRAP,
+    OP_PROVE,
+    OP_CHECK,
+    OP_UNWRAP_CHECK,
+    OP_COUNT
+} bench_op;
 
 static const char *const op_id[OP_COUNT] = {"unwrap", "rewrap-in-token", "rewrap-host",
-                                            "wrap"};
-static const char *const op_title[OP_COUNT] = {"unwrap (C_Decrypt)", "rewrap in token",
-                                               "rewrap via host", "wrap new DEK"};
+                                            "wrap",   "prove",           "check",
+                                            "unwrap+check"};
+static const char *const op_title[OP_COUNT] = {
+    "unwrap (C_Decrypt)", "rewrap in token",      "rewrap via host",  "wrap new DEK",
+    "origin proof (Sign)", "proof check (Verify)", "unwrap + check"};
+
+/* As long as the message an origin proof covers (FORMAT.md). */
+#define BENCH_PROOF_MSG 761
 
 typedef struct bench_opts {
     const char *token, *key;
@@ -48,6 +65,10 @@ typedef struct bench_data {
     uint8_t (*dek)[DCMSEAL_DEK_LEN];
     uint8_t (*wrapped)[DCMSEAL_WRAPPED_MAX];
     size_t *wrapped_len;
+    /* Per object, the message and origin proof under |from|; NULL when
+     * |from| has no origin key. */
+    uint8_t (*msg)[BENCH_PROOF_MSG];
+    uint8_t (*proof)[DCMSEAL_HMAC_LEN];
 } bench_data;
 
 /* One operation at one session count. */
@@ -157,6 +178,19 @@ static dcmseal_status bench_one(dcmseal_session_t *s, const bench_data *d, bench
         else
             st = dcmseal_kek_wrap(s, out, sizeof out, &out_len, &used, &d->to,
                                   DCMSEAL_OAEP_AUTO, dek, sizeof dek, err);
+        break;
+    case OP_UNWRAP_CHECK:
+        st = bench_one(s, d, OP_UNWRAP, i, err);
+        if (st == DCMSEAL_OK)
+            st = bench_one(s, d, OP_CHECK, i, err);
+        break;
+    case OP_PROVE:
+        st = dcmseal_origin_sign(s, out, d->from.name, d->from.version, d->msg[i],
+                                 sizeof d->msg[i], err);
+        break;
+    case OP_CHECK:
+        st = dcmseal_origin_verify(s, d->from.name, d->from.version, d->msg[i],
+                                   sizeof d->msg[i], d->proof[i], err);
         break;
     case OP_COUNT: break;
     }
@@ -317,6 +351,19 @@ static dcmseal_status objects_make(bench_data *d, const cli_token *t, unsigned n
                               &d->oaep, &d->from, DCMSEAL_OAEP_AUTO, d->dek[i], DCMSEAL_DEK_LEN,
                               err);
     }
+    /* The origin proofs that decrypt would check, untimed. */
+    if (st == DCMSEAL_OK && d->from.has_origin) {
+        d->msg = calloc(n, sizeof *d->msg);
+        d->proof = calloc(n, sizeof *d->proof);
+        if (d->msg == NULL || d->proof == NULL)
+            return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
+        for (unsigned i = 0; i < n && st == DCMSEAL_OK; i++) {
+            if (RAND_bytes(d->msg[i], sizeof d->msg[i]) != 1)
+                return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no random bytes");
+            st = dcmseal_origin_sign(t->session, d->proof[i], d->from.name, d->from.version,
+                                     d->msg[i], sizeof d->msg[i], err);
+        }
+    }
     /* One rewrap says whether the token keeps the key inside. */
     if (st == DCMSEAL_OK) {
         uint8_t out[DCMSEAL_WRAPPED_MAX];
@@ -336,6 +383,19 @@ static void objects_free(bench_data *d)
         OPENSSL_secure_clear_free(d->dek, (size_t)d->n * sizeof *d->dek);
     free(d->wrapped);
     free(d->wrapped_len);
+    free(d->msg);
+    free(d->proof);
+}
+
+/* Whether |op| can run: in-token rewrap needs a token that does it, proofs
+ * an origin key. */
+static int op_available(const bench_data *d, bench_op op)
+{
+    if (op == OP_REWRAP_TOKEN)
+        return d->in_token;
+    if (op == OP_PROVE || op == OP_CHECK || op == OP_UNWRAP_CHECK)
+        return d->proof != NULL;
+    return 1;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -355,8 +415,12 @@ static void print_head(const bench_opts *o, const bench_data *d, const char *lab
 static void print_row(const bench_row *r, double unwrap_rate, const bench_data *d)
 {
     if (!r->available) {
-        printf("%8d  %-20s %10s   (refused: %s; rewrap goes via host)\n", r->sessions,
-               op_title[r->op], "n/a", d->refusal != NULL ? d->refusal : "see hsm-check");
+        if (r->op == OP_REWRAP_TOKEN)
+            printf("%8d  %-20s %10s   (refused: %s; rewrap goes via host)\n", r->sessions,
+                   op_title[r->op], "n/a", d->refusal != NULL ? d->refusal : "see hsm-check");
+        else
+            printf("%8d  %-20s %10s   (the key has no origin key: see `dcmseal key upgrade`)\n",
+                   r->sessions, op_title[r->op], "n/a");
         return;
     }
     printf("%8d  %-20s %10.1f %9.2f %9.2f %10.2f\n", r->sessions, op_title[r->op],
@@ -427,8 +491,8 @@ static dcmseal_status bench_all(const bench_opts *o, const bench_data *d, const 
         double unwrap_rate = 0;
         for (int op = 0; op < OP_COUNT; op++) {
             bench_row *r = &rows[(*nrows)++];
-            if (op == OP_REWRAP_TOKEN && !d->in_token)
-                *r = (bench_row){.sessions = o->counts[i], .op = OP_REWRAP_TOKEN};
+            if (!op_available(d, (bench_op)op))
+                *r = (bench_row){.sessions = o->counts[i], .op = (bench_op)op};
             else
                 DCMSEAL_GUARD(bench_phase_run(r, d, sessions, o->counts[i], op, err));
             if (op == OP_UNWRAP)

@@ -24,6 +24,9 @@ typedef struct cli_token {
  * Every option dcmseal knows is parsed wherever it stands, before or after
  * the command words; each command says which ones it accepts (the command
  * table, commands.c), and the others are refused with a line naming them. */
+/* A set of OPT_* bits: more than 32 options. */
+typedef uint64_t cli_optset;
+
 enum {
     OPT_TOKEN = 1u << 0,
     OPT_KEY = 1u << 1,
@@ -54,6 +57,11 @@ enum {
     OPT_VERSION = 1u << 26,
     OPT_VERIFY_EXISTING = 1u << 27,
     OPT_DURABILITY = 1u << 28,
+    /* Past 32 bits: cli_optset is 64 bits wide. */
+    OPT_CONCEAL = 1ull << 32,           /* encrypt --conceal-names */
+    OPT_UPGRADE = 1ull << 33,           /* rewrap --upgrade */
+    OPT_REQUIRE_ORIGIN = 1ull << 34,    /* key policy --require-origin */
+    OPT_NO_REQUIRE_ORIGIN = 1ull << 35, /* key policy --no-require-origin */
     /* What every command accepts. */
     OPT_ALWAYS = OPT_VERBOSE | OPT_HELP | OPT_VERSION,
     /* What every command over many files takes. */
@@ -64,11 +72,11 @@ enum {
 #define CLI_SESSIONS_MAX 16
 
 typedef struct cli_opts {
-    unsigned given; /* the OPT_* that appeared */
+    cli_optset given; /* the OPT_* that appeared */
     const char *token, *key, *out, *report;
     const char *archives[CLI_ARCHIVES_MAX]; /* --archive, in order */
     int narchives;
-    int force, strict, json, recursive, in_place, quiet, follow;
+    int force, strict, json, recursive, in_place, quiet, follow, conceal, upgrade;
     int verify_existing; /* skip an existing output only once its content is checked */
     int durability_file; /* --durability file: each output flushed on its own */
     int no_archive_check, purge_protection, keep;
@@ -96,7 +104,7 @@ int cli_protect_process(void);
 
 /* What the option table says about one option (for help and the manual). */
 typedef struct cli_option {
-    unsigned flag;
+    cli_optset flag;
     const char *name; /* long name, without "--" */
     char letter;      /* short name, or 0 */
     const char *arg;  /* metavariable of its value, or NULL */
@@ -116,7 +124,7 @@ extern const size_t cli_noptions;
 int cli_parse(cli_opts *o, int argc, char **argv);
 /* EX_OK when every option given is in |allowed|, else EX_USAGE with
  * o->problem naming the first that is not. */
-int cli_check_options(cli_opts *o, unsigned allowed);
+int cli_check_options(cli_opts *o, cli_optset allowed);
 void cli_opts_free(cli_opts *o);
 
 /* "2" -> 2; 0 when |s| is not a version number. */
@@ -126,7 +134,7 @@ uint32_t cli_version(const char *s);
 
 /* A command's own wording of an option it takes. */
 typedef struct cli_option_note {
-    unsigned flag;
+    cli_optset flag;
     const char *help;
 } cli_option_note;
 
@@ -134,7 +142,7 @@ typedef struct cli_command {
     const char *name;     /* "encrypt", "key create" */
     const char *group;    /* what the overview lists it under */
     int (*run)(const cli_opts *o);
-    unsigned options;     /* the OPT_* it accepts besides OPT_ALWAYS */
+    cli_optset options;   /* the OPT_* it accepts besides OPT_ALWAYS */
     const char *synopsis; /* lines of what follows "dcmseal NAME" */
     const char *summary;  /* one line for the overview */
     const char *text;     /* paragraphs, wrapped at 76 columns */
@@ -198,6 +206,19 @@ const char *cli_token_uri(const cli_opts *o);
 int cli_token_open(cli_token *t, const char *uri, const char *what);
 void cli_token_close(cli_token *t);
 
+/* "none", "present", "verified": the words of reports and --json. */
+const char *cli_origin_name(dcmseal_origin o);
+
+/* A token with a key ring over it: what opens objects, and with |for_wrap|
+ * also wraps new ones (cli_wrap_key). Reports failures as "dcmseal: WHAT:
+ * ..."; returns EX_OK or the exit code. */
+typedef struct cli_ring {
+    cli_token tok;
+    dcmseal_token_ring_t *ring;
+} cli_ring;
+int cli_ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *what);
+void cli_ring_close(cli_ring *r);
+
 /* The key new objects are wrapped under: --key, $DCMSEAL_KEY or the token
  * URI's object= attribute; NULL when none is given. */
 const char *cli_wrap_key(const cli_opts *o, const dcmseal_token_t *token);
@@ -217,6 +238,7 @@ int cli_cmd_key_enable(const cli_opts *o);
 int cli_cmd_key_disable(const cli_opts *o);
 int cli_cmd_key_destroy(const cli_opts *o);
 int cli_cmd_key_min_version(const cli_opts *o);
+int cli_cmd_key_upgrade(const cli_opts *o);
 int cli_cmd_token_list(const cli_opts *o);
 int cli_cmd_health(const cli_opts *o);
 int cli_cmd_hsm_check(const cli_opts *o);
@@ -381,8 +403,20 @@ typedef struct cli_result {
     int kind;                  /* 1 DICOM, 0 opaque, -1 unknown */
     uint64_t bytes;            /* plain-text bytes handled */
     dcmseal_wrap_meta wrap;    /* the key, when kek_name[0] */
+    int format_version;        /* of the object, 0 when unknown */
+    dcmseal_origin origin;     /* with format_version: its proof (docs/FORMAT.md) */
+    int upgraded;              /* rewrap --upgrade gave it a proof */
     int host_path;             /* rewrap: the DEK passed through host memory */
     char output[PATH_MAX];     /* the file written, if not the input ("") */
+    /* The original relative path a concealed object holds, when it was
+     * opened (decrypt, verify): --report lists it beside both names. */
+    char original[DCMSEAL_META_PATH_MAX + 1];
+    /* An output that does not go to the copy of its input's folder (see
+     * cli_batch_out_dir): that folder (a reference, which tree_finish drops,
+     * or the batch when the file is not written) and the output's name in
+     * it. */
+    cli_dir *out_dir;
+    char out_name[NAME_MAX + 1];
     dcmseal_error err;         /* FAILED */
     const char *culprit;       /* FAILED: the file |err| is about (NULL: path) */
     cli_say say;
@@ -425,6 +459,7 @@ struct cli_worker {
     void *batch; /* the run it belongs to (batch.c's) */
     dcmseal_session_t *session;
     dcmseal_token_ring_t *ring;
+    const char *wrap_key; /* encrypt: the KEK name (--conceal-names names by it) */
     char current[DCMSEAL_KEK_NAME_MAX + 1]; /* rewrap: the name |ring| targets */
 };
 
@@ -438,6 +473,23 @@ int cli_open_input(const cli_worker *w, const cli_entry *e, int flags, struct st
  * o->out) on o->jobs workers: progress line, --report, summary, stop on
  * SIGINT/SIGTERM or a lost token. Returns the exit status of the run. */
 int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o);
+
+/* The folder |dirs| ("ab/cd": relative, '/'-separated, no empty, "." or
+ * ".." part; "" for DST itself) below a run's -o DST, into |*out| (a
+ * reference, cli_dir_unref it). Made where it is missing (mode 0777 less the
+ * umask), relative to DST's descriptor, never through a symbolic link, once
+ * per run whatever the number of workers asking. For outputs that have no
+ * copy of their input's folder: concealed names, and the original paths
+ * that concealed objects restore. Returns 0 or an errno value. */
+int cli_batch_out_dir(cli_dir **out, const cli_worker *w, const char *dirs);
+
+/* Whether the directory |dir_fd|, at |rel| below the walk's root, is a
+ * fan-out folder of a concealed tree: named "ab" or "ab/cd" (lower-case
+ * hex), not empty, and holding nothing but such a folder's entries (the
+ * next level's folders, or concealed names that start with its path).
+ * decrypt -r mirrors no such folder, so that restoring a concealed tree
+ * makes none; any other folder, "d1" or an empty "ab", is mirrored. */
+int cli_fanout_dir(const char *rel, int dir_fd);
 
 /* For commands that must finish what they hold before they stop
  * (cli/interrupt.c): after cli_interrupt_arm, the first SIGINT, SIGTERM or

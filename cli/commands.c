@@ -122,9 +122,10 @@ static const cli_option_note bench_notes[] = {
 const cli_command cli_commands[] = {
     {"encrypt", "files", cli_cmd_encrypt,
      OPT_BATCH | OPT_KEY | OPT_OUT | OPT_FORCE | OPT_STRICT | OPT_SEGMENT | OPT_OAEP |
-         OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING | OPT_DURABILITY,
+         OPT_IN_PLACE | OPT_FOLLOW | OPT_VERIFY_EXISTING | OPT_DURABILITY | OPT_CONCEAL,
      "[OPTIONS] IN -o OUT\n"
      "-r [OPTIONS] SRC -o DST\n"
+     "-r --conceal-names [OPTIONS] SRC -o DST\n"
      "--in-place [-r] [OPTIONS] PATH...",
      "encrypt a file, a stream or a whole tree",
      "Encrypts IN (a file, or - for stdin) to OUT (- for stdout) under the\n"
@@ -133,11 +134,23 @@ const cli_command cli_commands[] = {
      "memory whatever the size.\n"
      "\n" TREE_TEXT "\n"
      "\n"
-     "--in-place skips files that are already encrypted.",
+     "--in-place skips files that are already encrypted.\n"
+     "\n"
+     "Each object carries an origin proof made in the token (format v2), which\n"
+     "decrypt, verify and rewrap check; under a KEK made before dcmseal had\n"
+     "origin keys, objects are format v1, without one, with a notice (key\n"
+     "upgrade).\n"
+     "\n"
+     "With --conceal-names, each file goes to DST/ab/cd/<32 hex digits>, a\n"
+     "keyed hash (in the token) of its path below SRC, so that no name or\n"
+     "folder in DST carries a UID or patient data; its path, mode and time go\n"
+     "encrypted into the object, and decrypt -r puts the tree back. The same\n"
+     "path always gets the same name, so re-runs and --shard work as usual.",
      encrypt_notes,
      "dcmseal encrypt --key archive-kek IM000123 -o IM000123.dcms\n"
      "dcmseal encrypt -r /pacs/archive -o /pacs/archive.enc --report enc.jsonl\n"
      "dcmseal encrypt --in-place -r /pacs/archive\n"
+     "dcmseal encrypt -r /pacs/archive -o /pacs/archive.enc --conceal-names\n"
      "# a stream, in constant memory\n"
      "dcmseal encrypt - -o - < IM000123 > IM000123.dcms"},
 
@@ -151,7 +164,12 @@ const cli_command cli_commands[] = {
      "Decrypts IN (a file, or - for stdin) to OUT (- for stdout). Every segment\n"
      "is authenticated, and OUT appears only when the whole object did: a\n"
      "damaged or altered object leaves nothing behind (exit 65). The KEK version\n"
-     "named in the object's header must be in the token and enabled.\n"
+     "named in the object's header must be in the token and enabled. An object\n"
+     "whose origin proof does not verify in the token is refused as \"not made\n"
+     "with this archive's keys\" (exit 65); one without a proof (format v1)\n"
+     "opens with a notice unless the KEK's policy requires origin.\n"
+     "With -r, objects of a tree encrypted with --conceal-names go back to the\n"
+     "paths, modes and times they hold.\n"
      "\n" TREE_TEXT,
      decrypt_notes,
      "dcmseal decrypt IM000123.dcms -o IM000123\n"
@@ -169,19 +187,23 @@ const cli_command cli_commands[] = {
      "dcmseal verify IM000123.dcms\n"
      "dcmseal verify -r -q /pacs/archive.enc --report verify.jsonl"},
 
-    {"inspect", "files", cli_cmd_inspect, OPT_JSON,
-     "[--json] FILE...",
+    {"inspect", "files", cli_cmd_inspect, OPT_JSON | OPT_TOKEN,
+     "[--json] [--token URI] FILE...",
      "show the header of encrypted objects (no token needed)",
-     "Reads only the header of each FILE (- for stdin): format version, DICOM or\n"
-     "opaque, the KEK name, version and fingerprint and the RSA-OAEP mechanism\n"
-     "of the active key slot, the segment size, and the plain and encrypted\n"
-     "sizes. Nothing is decrypted or authenticated: use verify for that.",
+     "Reads only the header of each FILE (- for stdin): format version, whether\n"
+     "it carries an origin proof, DICOM or opaque, the KEK name, version and\n"
+     "fingerprint and the RSA-OAEP mechanism of the active key slot, the segment\n"
+     "size, and the plain and encrypted sizes. Nothing is decrypted or\n"
+     "authenticated: use verify for that. With --token, each object is opened\n"
+     "(not its payload): its origin proof is checked in the token, and the\n"
+     "original name of a concealed object is shown.",
      inspect_notes,
      "dcmseal inspect IM000123.dcms\n"
      "dcmseal inspect --json /pacs/archive.enc/*/*.dcm"},
 
-    {"rewrap", "files", cli_cmd_rewrap, OPT_BATCH | OPT_KEY | OPT_TO_VERSION,
-     "[-r] [--key NAME] [--to-version N] [OPTIONS] PATH...",
+    {"rewrap", "files", cli_cmd_rewrap, OPT_BATCH | OPT_KEY | OPT_TO_VERSION | OPT_UPGRADE,
+     "[-r] [--key NAME] [--to-version N] [OPTIONS] PATH...\n"
+     "--upgrade [-r] [OPTIONS] PATH...",
      "move objects to another KEK version, in place",
      "Moves each object to the primary version of its KEK (or to --to-version)\n"
      "by writing its inactive key slot and flushing it, then zeroing the old\n"
@@ -191,7 +213,11 @@ const cli_command cli_commands[] = {
      "there are skipped (a slot left behind is zeroed), so a re-run finishes\n"
      "the job. Where the token allows it the\n"
      "data key never leaves it (C_UnwrapKey, then C_WrapKey); --verbose says\n"
-     "which path ran.",
+     "which path ran.\n"
+     "An object's origin proof is checked first and renewed under the target\n"
+     "version, never dropped; an object without a valid one is refused (exit\n"
+     "65). --upgrade gives format v1 objects a proof, but only after every\n"
+     "segment and the DICOM identity authenticated.",
      rewrap_notes,
      "dcmseal key rotate archive-kek\n"
      "dcmseal -v rewrap -r /pacs/archive.enc"},
@@ -204,7 +230,10 @@ const cli_command cli_commands[] = {
      "with RSA-OAEP where the token takes CKA_ALLOWED_MECHANISMS; the public\n"
      "half may only encrypt and wrap, is private where the token allows and\n"
      "cannot be modified. NAME is 1 to 64 characters of A-Z a-z 0-9 . _ -.\n"
-     "Version 1 becomes the primary: new objects are wrapped under it.",
+     "Version 1 becomes the primary: new objects are wrapped under it.\n"
+     "With it come its origin key and the name's concealment key, HMAC-SHA256\n"
+     "keys made in the token that never leave it, and the name's policy\n"
+     "requires origin proofs (see key policy).",
      create_notes,
      "dcmseal key create archive-kek"},
 
@@ -265,15 +294,20 @@ const cli_command cli_commands[] = {
      "dcmseal key disable archive-kek 1\n"
      "dcmseal key destroy archive-kek 1 --archive /pacs/archive.enc --archive /tape"},
 
-    {"key policy", "keys", cli_cmd_key_policy, OPT_TOKEN | OPT_RETENTION | OPT_PURGE_PROTECTION,
-     "NAME [--retention DAYS] [--purge-protection]",
-     "show or set the retention and purge protection of a KEK",
+    {"key policy", "keys", cli_cmd_key_policy,
+     OPT_TOKEN | OPT_RETENTION | OPT_PURGE_PROTECTION | OPT_REQUIRE_ORIGIN |
+         OPT_NO_REQUIRE_ORIGIN,
+     "NAME [--retention DAYS] [--purge-protection]\n"
+     "NAME [--require-origin | --no-require-origin]",
+     "show or set the retention, purge protection and origin policy of a KEK",
      "Shows the policy of NAME: its minimum decryption version, its retention\n"
      "and whether it has purge protection. --retention sets how many days a\n"
      "version must have been disabled before key destroy may destroy it (key\n"
      "disable records when, in the token). --purge-protection makes that final:\n"
      "the retention can then only grow, and where the token knows\n"
-     "CKA_DESTROYABLE, the token itself keeps it. Both live in the token.",
+     "CKA_DESTROYABLE, the token itself keeps it. --require-origin refuses\n"
+     "objects without an origin proof (format v1) under NAME; key create sets\n"
+     "it, --no-require-origin clears it. All live in the token.",
      NULL,
      "dcmseal key policy archive-kek --retention 90 --purge-protection\n"
      "dcmseal key policy archive-kek"},
@@ -286,6 +320,19 @@ const cli_command cli_commands[] = {
      "cannot exceed the primary version.",
      NULL,
      "dcmseal key min-version archive-kek 2"},
+
+    {"key upgrade", "keys", cli_cmd_key_upgrade, OPT_TOKEN,
+     "NAME",
+     "give a KEK made before origin keys its origin keys",
+     "Makes an origin key for every version of NAME that lacks one, and the\n"
+     "name's concealment key, in the token. From then on new objects are\n"
+     "format v2, with origin proofs. Then rewrap --upgrade gives the objects\n"
+     "made before a proof, and key policy --require-origin refuses any\n"
+     "without one (docs/KEYS.md). Running it again changes nothing.",
+     NULL,
+     "dcmseal key upgrade archive-kek\n"
+     "dcmseal rewrap --upgrade -r /pacs/archive.enc\n"
+     "dcmseal key policy archive-kek --require-origin"},
 
     {"token list", "tokens", cli_cmd_token_list, OPT_TOKEN | OPT_JSON,
      "[MODULE | URI] [--json]",

@@ -168,7 +168,7 @@ static void man(FILE *f)
 /* ---- bash completion --------------------------------------------------------- */
 
 /* The long options of |mask|, "--a --b", and those that take a value. */
-static void options_of(FILE *f, unsigned mask, int with_value)
+static void options_of(FILE *f, cli_optset mask, int with_value)
 {
     const char *sep = "";
     for (size_t j = 0; j < cli_noptions; j++) {

@@ -23,6 +23,7 @@ static const struct {
     {DCMSEAL_KEK_WEAK_SIGN, "may-sign"},
     {DCMSEAL_KEK_WEAK_PUBLIC, "public-half-open"},
     {DCMSEAL_KEK_NO_PUBLIC, "no-public-half"},
+    {DCMSEAL_KEK_WEAK_ORIGIN, "origin-any-mechanism"},
 };
 
 /* "a,b" (text) or "\"a\",\"b\"" (json) of |weak|. */
@@ -100,8 +101,9 @@ static dcmseal_kek_info *list_keys(const cli_token *t, const char *name, size_t 
     return keys;
 }
 
-/* Wraps and unwraps a random key under |k|: the token really serves it.
- * Returns the OAEP variant that worked through |oaep|. */
+/* Wraps and unwraps a random key under |k|, and makes and checks an origin
+ * proof with its origin key: the token really serves it. Returns the OAEP
+ * variant that worked through |oaep|. */
 static dcmseal_status probe(const cli_token *t, const dcmseal_kek_info *k, dcmseal_oaep *oaep,
                             dcmseal_error *err)
 {
@@ -116,6 +118,12 @@ static dcmseal_status probe(const cli_token *t, const dcmseal_kek_info *k, dcmse
     if (st == DCMSEAL_OK && (blen != sizeof key || memcmp(back, key, sizeof key) != 0))
         st = dcmseal_fail(err, DCMSEAL_E_KEY, "key '%s' v%u: unwrap returned another key",
                           k->name, k->version);
+    /* Its origin key too: without it, none of the version's objects opens. */
+    uint8_t proof[DCMSEAL_HMAC_LEN];
+    if (st == DCMSEAL_OK && k->has_origin &&
+        (st = dcmseal_origin_sign(t->session, proof, k->name, k->version, key, sizeof key,
+                                  err)) == DCMSEAL_OK)
+        st = dcmseal_origin_verify(t->session, k->name, k->version, key, sizeof key, proof, err);
     OPENSSL_cleanse(key, sizeof key);
     OPENSSL_cleanse(back, sizeof back);
     return st;
@@ -145,7 +153,10 @@ static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int
                "\"fingerprint\":\"", k->version, k->bits, k->enabled ? "enabled" : "disabled",
                k->primary ? "true" : "false", oaep);
         cli_hex(stdout, k->fingerprint, sizeof k->fingerprint);
-        printf("\",\"min_decryption_version\":%u,\"weak\":[", k->min_version);
+        printf("\",\"min_decryption_version\":%u,\"origin_key\":%s,\"require_origin\":%s,"
+               "\"weak\":[",
+               k->min_version, k->has_origin ? "true" : "false",
+               k->require_origin ? "true" : "false");
         print_weak(stdout, k->weak, 1);
         fputs("],\"disabled_at\":", stdout);
         if (k->disabled_at != 0)
@@ -168,9 +179,12 @@ static void print_key(const dcmseal_kek_info *k, const char *oaep, int json, int
     /* Versions made before this dcmseal, or on a token that refused part
      * of the template: they work, with less protection. At the row's end,
      * past the 80 columns, where only such versions reach. */
-    if (k->weak) {
+    if (k->weak || !k->has_origin) {
         fputs(" weak:", stdout);
         print_weak(stdout, k->weak, 0);
+        /* Made before origin keys: `key upgrade` gives it one. */
+        if (!k->has_origin)
+            fputs(k->weak ? ",no-origin-key" : "no-origin-key", stdout);
     }
     putchar('\n');
 }
@@ -460,17 +474,30 @@ int cli_cmd_key_policy(const cli_opts *o)
     dcmseal_status st = keys == NULL ? err.status : DCMSEAL_OK;
     if (st == DCMSEAL_OK && n == 0)
         st = dcmseal_fail(&err, DCMSEAL_E_KEY, "key '%s' not found on token '%s'", name, label);
+    const cli_optset origin = o->given & (OPT_REQUIRE_ORIGIN | OPT_NO_REQUIRE_ORIGIN);
+    if (st == DCMSEAL_OK && origin == (OPT_REQUIRE_ORIGIN | OPT_NO_REQUIRE_ORIGIN))
+        st = dcmseal_fail(&err, DCMSEAL_E_USAGE,
+                          "--require-origin and --no-require-origin contradict each other");
+    if (st == DCMSEAL_OK && origin != 0)
+        st = dcmseal_kek_set_require_origin(t.session, name, origin == OPT_REQUIRE_ORIGIN, &err);
     if (st == DCMSEAL_OK && (o->given & (OPT_RETENTION | OPT_PURGE_PROTECTION))) {
         uint32_t days = o->given & OPT_RETENTION ? o->retention_days : keys[0].retention_days;
         st = dcmseal_kek_set_retention(t.session, name, days, o->purge_protection, &err);
+    }
+    /* What the token holds now, whatever was asked. */
+    if (st == DCMSEAL_OK && (o->given & ~OPT_ALWAYS & ~OPT_TOKEN)) {
         free(keys);
-        keys = st == DCMSEAL_OK ? list_keys(&t, name, &n, &err) : NULL;
-        st = st == DCMSEAL_OK && keys == NULL ? err.status : st;
+        keys = list_keys(&t, name, &n, &err);
+        st = keys == NULL ? err.status : DCMSEAL_OK;
     }
     if (st == DCMSEAL_OK) {
         policy_text(policy, sizeof policy, &keys[0]);
         printf("key '%s' on token '%s': %s\n", name, label,
                policy[0] ? policy : "no minimum decryption version, no retention");
+        printf("key '%s' on token '%s': origin proofs %s\n", name, label,
+               keys[0].require_origin
+                   ? "required (objects without one are refused)"
+                   : "not required (format v1 objects without one open, with a notice)");
     } else {
         rc = cli_report(name, &err);
     }
@@ -496,6 +523,35 @@ int cli_cmd_key_min_version(const cli_opts *o)
     else
         printf("key '%s': minimum decryption version %u%s on token '%s'\n", name, version,
                version == 0 ? " (none)" : "", dcmseal_token_get0_label(t.token));
+    cli_token_close(&t);
+    return rc;
+}
+
+/* key upgrade NAME: origin keys for a name made before dcmseal had them */
+int cli_cmd_key_upgrade(const cli_opts *o)
+{
+    cli_token t;
+    dcmseal_error err;
+    unsigned added = 0;
+    int rc;
+    if (o->nargs != 1)
+        return cli_usage_error("key upgrade takes one NAME");
+    const char *name = o->args[0];
+    if ((rc = cli_token_open(&t, o->token, name)) != EX_OK)
+        return rc;
+    if (dcmseal_kek_upgrade(t.session, name, &added, &err) != DCMSEAL_OK) {
+        rc = cli_report(name, &err);
+    } else if (added == 0) {
+        printf("key '%s' on token '%s': nothing to add, every version has its origin key\n",
+               name, dcmseal_token_get0_label(t.token));
+    } else {
+        printf("key '%s' on token '%s': %u keys added; new objects are format v2, with "
+               "origin proofs\n",
+               name, dcmseal_token_get0_label(t.token), added);
+        printf("next: `dcmseal rewrap --upgrade -r ARCHIVE` for the objects made before, then "
+               "`dcmseal key policy %s --require-origin` (docs/KEYS.md)\n",
+               name);
+    }
     cli_token_close(&t);
     return rc;
 }

@@ -1,4 +1,5 @@
 /* encrypt, decrypt, verify: one object per file. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -26,6 +28,18 @@ static dcmseal_status open_fn(void *ctx, dcmseal_object_report *rep, int out_fd,
                               int in_fd, dcmseal_error *err)
 {
     return dcmseal_open_fd(rep, out_fd, in_fd, ctx, 0, err);
+}
+
+/* decrypt of an object opened with dcmseal_open_fd_begin: |ctx| points to
+ * it, and is cleared once _finish has freed it. */
+static dcmseal_status finish_fn(void *ctx, dcmseal_object_report *rep, int out_fd, int in_fd,
+                                dcmseal_error *err)
+{
+    dcmseal_opening_t **op = ctx;
+    dcmseal_opening_t *mine = *op;
+    (void)in_fd;
+    *op = NULL;
+    return dcmseal_open_fd_finish(mine, rep, out_fd, 0, err);
 }
 
 static int same_time(struct timespec a, struct timespec b)
@@ -56,7 +70,8 @@ static unsigned new_mode(const struct stat *src, int in_place)
 
 /* Writes what |fn| makes of |in_fd| to |of|, whose name (|out_name|, for
  * messages) appears only when complete. The output gets the input's
- * modification time (|in_sb| NULL: a pipe; now), and when it replaces the
+ * modification time (|in_sb| NULL: a pipe; now), or that of |restore| (the
+ * original file a concealed object names), and when it replaces the
  * input itself (|in_place|) its owner too, where we may. If the input
  * changes while it is read, nothing is written: the output would match
  * neither version. With |keep|, the complete output is handed over there
@@ -64,9 +79,10 @@ static unsigned new_mode(const struct stat *src, int in_place)
  * otherwise |of| is committed or aborted. On failure |*culprit| is the
  * output when that is what failed. */
 static dcmseal_status transform(dcmseal_outfile_t *of, const char *out_name, int in_place,
-                                int in_fd, const struct stat *in_sb, object_fn fn, void *ctx,
-                                dcmseal_object_report *rep, const char **culprit,
-                                dcmseal_outfile_t **keep, dcmseal_error *err)
+                                int in_fd, const struct stat *in_sb, const dcmseal_meta *restore,
+                                object_fn fn, void *ctx, dcmseal_object_report *rep,
+                                const char **culprit, dcmseal_outfile_t **keep,
+                                dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
     struct stat now;
@@ -77,7 +93,10 @@ static dcmseal_status transform(dcmseal_outfile_t *of, const char *out_name, int
                            same_time(now.st_mtim, in_sb->st_mtim),
                        err, DCMSEAL_E_IO, "changed while being read; %s",
                        in_place ? "left as it is" : "no output written");
-        const struct timespec times[2] = {in_sb->st_atim, in_sb->st_mtim};
+        struct timespec times[2] = {in_sb->st_atim, in_sb->st_mtim};
+        if (restore != NULL)
+            times[0] = times[1] = (struct timespec){(time_t)restore->mtime_sec,
+                                                    (long)restore->mtime_nsec};
         DCMSEAL_ENSURE(futimens(out_fd, times) == 0, err, DCMSEAL_E_IO,
                        "cannot set the time of %s: %s", out_name, strerror(errno));
         if (in_place && fchown(out_fd, in_sb->st_uid, in_sb->st_gid) != 0 && errno != EPERM)
@@ -129,8 +148,8 @@ static int run_single(const char *in_path, const char *out_path, int force, obje
         dcmseal_outfile_t *of;
         if (dcmseal_outfile_open(&of, out_path, new_mode(in_sbp, 0), force, &err) != DCMSEAL_OK)
             rc = cli_report(out_path, &err);
-        else if (transform(of, out_path, 0, in_fd, in_sbp, fn, ctx, rep, &culprit, NULL, &err) !=
-                 DCMSEAL_OK)
+        else if (transform(of, out_path, 0, in_fd, in_sbp, NULL, fn, ctx, rep, &culprit, NULL,
+                           &err) != DCMSEAL_OK)
             rc = cli_report(culprit, &err);
     } else if (fn(ctx, rep, STDOUT_FILENO, in_fd, &err) != DCMSEAL_OK) {
         rc = cli_report(in_path, &err);
@@ -145,13 +164,8 @@ static int run_single(const char *in_path, const char *out_path, int force, obje
 }
 
 /* Token, session and key ring for a one-file command. */
-typedef struct cli_ring {
-    cli_token tok;
-    dcmseal_token_ring_t *ring;
-} cli_ring;
-
 /* With |for_wrap|, the ring also wraps new objects (see cli_wrap_key). */
-static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *what)
+int cli_ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *what)
 {
     dcmseal_error err;
     int rc = cli_token_open(&r->tok, o->token, what);
@@ -172,7 +186,7 @@ static int ring_open(cli_ring *r, const cli_opts *o, int for_wrap, const char *w
     return EX_OK;
 }
 
-static void ring_close(cli_ring *r)
+void cli_ring_close(cli_ring *r)
 {
     dcmseal_token_ring_free(r->ring);
     cli_token_close(&r->tok);
@@ -185,6 +199,23 @@ static void describe(char *buf, size_t cap, const dcmseal_object_report *rep,
     snprintf(buf, cap, "%s object, key '%s' v%u, RSA-OAEP %s%s",
              rep->is_dicom ? "DICOM" : "opaque", rep->wrap.kek_name, rep->wrap.kek_version,
              dcmseal_oaep_name(rep->wrap.oaep), note);
+}
+
+/* What a one-file command says about an object without an origin proof:
+ * that it wrote one (encrypt) or opened one (decrypt). */
+static void say_unproven(const char *path, const dcmseal_object_report *rep, int wrote)
+{
+    if (rep->format_version == 0 || rep->origin != DCMSEAL_ORIGIN_NONE)
+        return;
+    if (wrote)
+        fprintf(stderr, "dcmseal: %s: notice: key '%s' v%u has no origin key: written in "
+                        "format v1, without an origin proof (run `dcmseal key upgrade %s`)\n",
+                path, rep->wrap.kek_name, rep->wrap.kek_version, rep->wrap.kek_name);
+    else
+        fprintf(stderr, "dcmseal: %s: notice: no origin proof (format v1): anyone with the "
+                        "public half of key '%s' could have made it; `dcmseal key policy %s "
+                        "--require-origin` refuses such objects\n",
+                path, rep->wrap.kek_name, rep->wrap.kek_name);
 }
 
 static void say_single(const char *path, const dcmseal_object_report *rep, const char *note)
@@ -211,20 +242,89 @@ int cli_open_input(const cli_worker *w, const cli_entry *e, int flags, struct st
     return fd;
 }
 
+int cli_fanout_dir(const char *rel, int dir_fd)
+{
+    static const char hex[] = "0123456789abcdef";
+    const size_t n = strlen(rel);
+    if (!((n == 2 || (n == 5 && rel[2] == '/' && strspn(rel + 3, hex) == 2)) &&
+          strspn(rel, hex) == 2))
+        return 0;
+    /* A name alone could be any folder's ("d1", "ab"): its entries decide.
+     * A new open file description, not a dup: the walk reads this
+     * directory next, from where its own reader stands. */
+    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    char prefix[5] = {rel[0], rel[1], n == 5 ? rel[3] : '\0', n == 5 ? rel[4] : '\0', '\0'};
+    int seen = 0, fanout = d != NULL;
+    if (d == NULL && fd >= 0)
+        close(fd);
+    while (fanout && (de = readdir(d)) != NULL) {
+        const char *e = de->d_name;
+        if (e[0] == '.') /* ".", "..", and temporary files of a run cut short */
+            continue;
+        seen = 1;
+        fanout = n == 2 ? strlen(e) == 2 && strspn(e, hex) == 2
+                        : strlen(e) == 32 && strspn(e, hex) == 32 && strncmp(e, prefix, 4) == 0;
+    }
+    if (d != NULL)
+        closedir(d);
+    return fanout && seen;
+}
+
+/* An output that goes to the folder |rel|'s last '/' names below DST (""
+ * when none), under the name after it: made for it, and held in |res|
+ * (out_dir, out_name) for tree_finish. res->output is its path. -1 (and
+ * |res| failed) when it cannot be had. */
+static int output_below_root(const cli_worker *w, const char *rel, cli_result *res)
+{
+    char dirs[PATH_MAX];
+    const char *slash = strrchr(rel, '/');
+    const size_t n = slash != NULL ? (size_t)(slash - rel) : 0;
+    const char *name = slash != NULL ? slash + 1 : rel;
+    int err;
+    if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", w->o->out, rel) >=
+            sizeof res->output ||
+        n >= sizeof dirs || strlen(name) >= sizeof res->out_name) {
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
+        return -1;
+    }
+    memcpy(dirs, rel, n);
+    dirs[n] = '\0';
+    snprintf(res->out_name, sizeof res->out_name, "%s", name);
+    if ((err = cli_batch_out_dir(&res->out_dir, w, dirs)) != 0) {
+        res->culprit = res->output;
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot create its folder: %s", strerror(err));
+        return -1;
+    }
+    return cli_dir_fd(res->out_dir);
+}
+
 /* The directory a walked file's output goes to: its own in place, else the
  * copy of its directory below -o, where the output has the same name
- * (res->output is then its path, for messages). -1 (and |res| failed) when
- * there is none. */
-static int output_dir(const cli_worker *w, const cli_entry *e, cli_result *res)
+ * (res->output is then its path, for messages); with --conceal-names the
+ * fan-out folder of its concealed name (res->out_name). |lazy| (decrypt):
+ * a folder not mirrored ahead (cli_fanout_dir) is made now. -1 (and |res|
+ * failed) when there is none. */
+static int output_dir(const cli_worker *w, const cli_entry *e, int lazy, cli_result *res)
 {
+    char hidden[DCMSEAL_CONCEALED_NAME_LEN];
     if (w->o->in_place)
         return cli_dir_fd(e->dir);
+    if (w->o->conceal) {
+        if (dcmseal_conceal_name(hidden, dcmseal_token_ring_get0_keyring(w->ring), w->wrap_key,
+                                 e->rel, &res->err) != DCMSEAL_OK)
+            return -1;
+        return output_below_root(w, hidden, res);
+    }
     if ((size_t)snprintf(res->output, sizeof res->output, "%s/%s", w->o->out, e->rel) >=
         sizeof res->output) {
         dcmseal_fail(&res->err, DCMSEAL_E_IO, "output path too long");
         return -1;
     }
     const cli_dir *out = cli_dir_get0_out(e->dir);
+    if (out == NULL && lazy)
+        return output_below_root(w, e->rel, res);
     if (out == NULL) {
         res->culprit = res->output;
         dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot create output: its directory could "
@@ -382,35 +482,43 @@ static void done_meanwhile(const cli_opts *o, const cli_entry *e, int out_sealed
 
 /* transform for a file of a tree, into the entry |name| of |dir_fd|. The
  * output is left pending, complete but not yet durable, for tree_finish;
- * |res| then owns |in_fd|. */
+ * |res| then owns |in_fd|. A restored concealed file gets the mode and time
+ * of |restore|, and counts as done by that time, not the object's. */
 static void tree_transform(const cli_worker *w, int dir_fd, const char *name, int out_sealed,
-                           int in_fd, const struct stat *in_sb, object_fn fn, void *ctx,
-                           cli_result *res)
+                           int in_fd, const struct stat *in_sb, const dcmseal_meta *restore,
+                           object_fn fn, void *ctx, cli_result *res)
 {
     const cli_opts *o = w->o;
     const char *out = o->in_place ? NULL : res->output;
     dcmseal_object_report rep;
     dcmseal_outfile_t *of;
-    if (dcmseal_outfile_openat(&of, dir_fd, name, new_mode(in_sb, o->in_place),
+    struct stat want = *in_sb;
+    if (restore != NULL) {
+        want.st_mode = (want.st_mode & ~07777u) | restore->mode;
+        want.st_mtim = (struct timespec){(time_t)restore->mtime_sec, (long)restore->mtime_nsec};
+    }
+    if (dcmseal_outfile_openat(&of, dir_fd, name, new_mode(&want, o->in_place),
                                o->force || o->in_place, &res->err) != DCMSEAL_OK) {
         res->culprit = out;
         if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
             already_done(o, dcmseal_token_ring_get0_keyring(w->ring), dir_fd, name,
-                         out_sealed, in_fd, in_sb, res);
+                         out_sealed, in_fd, &want, res);
         return;
     }
     /* In place, the name is replaced only while it is still the file read. */
     if (o->in_place)
         dcmseal_outfile_set_target(of, (uint64_t)in_sb->st_dev, (uint64_t)in_sb->st_ino);
-    if (transform(of, out ? out : name, o->in_place, in_fd, in_sb, fn, ctx, &rep,
+    if (transform(of, out ? out : name, o->in_place, in_fd, in_sb, restore, fn, ctx, &rep,
                   &res->culprit, &res->out_file, &res->err) != DCMSEAL_OK)
         return;
     res->pending = 1;
     res->fd = in_fd;
-    res->sb = *in_sb;
+    res->sb = want;
     res->kind = rep.is_dicom;
     res->bytes = rep.plain_bytes;
     res->wrap = rep.wrap;
+    res->format_version = rep.format_version;
+    res->origin = rep.origin;
     describe(res->line, sizeof res->line, &rep, "");
     res->say = CLI_SAY_VERBOSE;
     if (out_sealed && !rep.is_dicom) {
@@ -469,7 +577,8 @@ static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
                         int out_sealed)
 {
     dcmseal_outfile_t *of = res->out_file;
-    cli_dir *out_dir = o->in_place ? NULL : cli_dir_get0_out(e->dir);
+    cli_dir *out_dir = o->in_place ? NULL : res->out_dir ? res->out_dir : cli_dir_get0_out(e->dir);
+    const char *name = res->out_dir ? res->out_name : e->name;
     int err;
     res->out_file = NULL;
     if ((group != NULL ? dcmseal_outfile_commit_group(group, of, &res->err)
@@ -486,13 +595,15 @@ static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
         memset(&res->wrap, 0, sizeof res->wrap);
         res->say = CLI_SAY_NONE;
         if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
-            already_done(o, NULL, cli_dir_fd(out_dir), e->name, out_sealed, res->fd, &res->sb,
+            already_done(o, NULL, cli_dir_fd(out_dir), name, out_sealed, res->fd, &res->sb,
                          res);
         else if (o->in_place)
             done_meanwhile(o, e, out_sealed, res);
     }
     close(res->fd);
     res->fd = -1;
+    cli_dir_unref(res->out_dir);
+    res->out_dir = NULL;
 }
 
 static void encrypt_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
@@ -505,18 +616,23 @@ static void decrypt_finish(const cli_opts *o, const cli_entry *e, cli_result *re
     tree_finish(o, e, res, 0);
 }
 
-/* What encrypt_one and decrypt_one start with: the directory the output
- * goes to, the input open for reading, and whether it starts like an
- * encrypted object. */
+/* What encrypt_one starts with: the directory the output goes to, the
+ * input open for reading, and whether it starts like an encrypted object. */
 static int open_pair(const cli_worker *w, const cli_entry *e, struct stat *sb, int *out_dir,
                      int *sealed, cli_result *res)
 {
     uint8_t head[16]; /* enough for the magic */
-    *out_dir = output_dir(w, e, res);
+    *out_dir = output_dir(w, e, 0, res);
     int fd = *out_dir >= 0 ? cli_open_input(w, e, 0, sb, res) : -1;
     ssize_t n = fd >= 0 ? pread(fd, head, sizeof head, 0) : -1;
     *sealed = n > 0 && dcmseal_is_sealed(head, (size_t)n);
     return fd;
+}
+
+/* The name of a walked file's output in the directory output_dir gave. */
+static const char *output_name(const cli_entry *e, const cli_result *res)
+{
+    return res->out_dir != NULL ? res->out_name : e->name;
 }
 
 static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
@@ -530,6 +646,7 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
     int out_dir, sealed, fd = open_pair(w, e, &sb, &out_dir, &sealed, res);
     if (fd < 0)
         return;
+    const char *name = output_name(e, res);
     if (o->in_place && sealed) {
         /* Encrypting it again would bury the object under a second layer;
          * a damaged one needs a human. --verify-existing authenticates it
@@ -548,16 +665,47 @@ static void encrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
                          err.message);
         }
     } else if (o->force || o->in_place ||
-               already_done(o, ring, out_dir, e->name, 1, fd, &sb, res) == 0) {
+               already_done(o, ring, out_dir, name, 1, fd, &sb, res) == 0) {
+        /* A concealed name hides the path: the object keeps it, with the
+         * mode and time, for decrypt -r to restore (FORMAT.md). */
+        dcmseal_meta meta = {.mode = (uint32_t)(sb.st_mode & 0777),
+                             .mtime_sec = (int64_t)sb.st_mtim.tv_sec,
+                             .mtime_nsec = (uint32_t)sb.st_mtim.tv_nsec};
+        snprintf(meta.path, sizeof meta.path, "%s", e->rel);
         const dcmseal_seal_opts so = {
             .keyring = ring,
             .segment_size = o->segment_size,
             .strict = o->strict,
+            .meta = o->conceal ? &meta : NULL,
         };
-        tree_transform(w, out_dir, e->name, 1, fd, &sb, seal_fn, (void *)&so, res);
+        tree_transform(w, out_dir, name, 1, fd, &sb, NULL, seal_fn, (void *)&so, res);
     }
     if (!res->pending)
         close(fd);
+}
+
+/* An object that names its original file (a concealed tree): it goes back
+ * to that path below -o, with that mode and time, into folders made
+ * relative to DST's descriptor (cli_batch_out_dir), never by path. Only the
+ * opened object knows the path, so even a re-run that finds it done
+ * unwraps it. */
+static void decrypt_concealed(cli_worker *w, int fd, const struct stat *sb, cli_result *res)
+{
+    const cli_opts *o = w->o;
+    const dcmseal_keyring *ring = dcmseal_token_ring_get0_keyring(w->ring);
+    dcmseal_opening_t *op = NULL;
+    if (dcmseal_open_fd_begin(&op, fd, ring, &res->err) != DCMSEAL_OK)
+        return;
+    dcmseal_meta meta = *dcmseal_opening_get0_meta(op);
+    snprintf(res->original, sizeof res->original, "%s", meta.path);
+    struct stat want = *sb;
+    want.st_mtim = (struct timespec){(time_t)meta.mtime_sec, (long)meta.mtime_nsec};
+    int out_dir = output_below_root(w, meta.path, res);
+    if (out_dir >= 0 &&
+        (o->force || already_done(o, ring, out_dir, res->out_name, 0, fd, &want, res) == 0))
+        tree_transform(w, out_dir, res->out_name, 0, fd, sb, &meta, finish_fn, &op, res);
+    dcmseal_opening_abort(op);
+    OPENSSL_cleanse(&meta, sizeof meta);
 }
 
 static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
@@ -565,18 +713,28 @@ static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
     const cli_opts *o = w->o;
     const dcmseal_keyring *ring = dcmseal_token_ring_get0_keyring(w->ring);
     dcmseal_header_info info;
+    uint8_t head[16]; /* enough for the magic */
     struct stat sb;
-    int out_dir, sealed, fd = open_pair(w, e, &sb, &out_dir, &sealed, res);
+    int out_dir;
+    /* Where the output goes is known only once the header says whether the
+     * object names its original file: opened first, then placed. */
+    int fd = cli_open_input(w, e, 0, &sb, res);
     if (fd < 0)
         return;
-    if (o->in_place && !sealed) {
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    if (o->in_place && !(n > 0 && dcmseal_is_sealed(head, (size_t)n))) {
         res->outcome = CLI_SKIPPED;
         res->reason = "not encrypted";
         res->bytes = (uint64_t)sb.st_size;
-    } else if (dcmseal_inspect_fd(&info, NULL, fd, &res->err) == DCMSEAL_OK &&
+    } else if (dcmseal_inspect_fd(&info, NULL, fd, &res->err) != DCMSEAL_OK) {
+        /* not an object: |res| says why */
+    } else if (info.has_meta && !o->in_place) {
+        decrypt_concealed(w, fd, &sb, res);
+    } else if ((out_dir = output_dir(w, e, 1, res)) >= 0 &&
                (o->force || o->in_place ||
-                already_done(o, ring, out_dir, e->name, 0, fd, &sb, res) == 0)) {
-        tree_transform(w, out_dir, e->name, 0, fd, &sb, open_fn, (void *)ring, res);
+                already_done(o, ring, out_dir, output_name(e, res), 0, fd, &sb, res) == 0)) {
+        tree_transform(w, out_dir, output_name(e, res), 0, fd, &sb, NULL, open_fn, (void *)ring,
+                       res);
     }
     if (!res->pending)
         close(fd);
@@ -589,16 +747,28 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
     int fd = cli_open_input(w, e, 0, &sb, res);
     if (fd < 0)
         return;
-    if (dcmseal_open_fd(&rep, -1, fd, dcmseal_token_ring_get0_keyring(w->ring), 1,
-                        &res->err) == DCMSEAL_OK) {
+    dcmseal_opening_t *op = NULL;
+    dcmseal_status st = dcmseal_open_fd_begin(&op, fd, dcmseal_token_ring_get0_keyring(w->ring),
+                                              &res->err);
+    if (st == DCMSEAL_OK) {
+        /* For --report: the name a concealed object stands for. */
+        const dcmseal_meta *m = dcmseal_opening_get0_meta(op);
+        if (m != NULL)
+            snprintf(res->original, sizeof res->original, "%s", m->path);
+        st = dcmseal_open_fd_finish(op, &rep, -1, 1, &res->err);
+    }
+    if (st == DCMSEAL_OK) {
         res->outcome = CLI_DONE;
         res->kind = rep.is_dicom;
         res->bytes = rep.plain_bytes;
         res->wrap = rep.wrap;
+        res->format_version = rep.format_version;
+        res->origin = rep.origin;
         res->say = CLI_SAY_STDOUT;
-        snprintf(res->line, sizeof res->line, "OK (%s, key '%s' v%u)",
-                 rep.is_dicom ? "DICOM identity matches" : "opaque", rep.wrap.kek_name,
-                 rep.wrap.kek_version);
+        snprintf(res->line, sizeof res->line, "OK (%s, %s, key '%s' v%u)",
+                 rep.is_dicom ? "DICOM identity matches" : "opaque",
+                 rep.origin == DCMSEAL_ORIGIN_VERIFIED ? "origin verified" : "no origin proof",
+                 rep.wrap.kek_name, rep.wrap.kek_version);
     }
     close(fd);
 }
@@ -618,6 +788,8 @@ int cli_cmd_encrypt(const cli_opts *o)
     dcmseal_object_report rep;
     int rc;
     read_umask();
+    if (o->conceal && (!o->recursive || o->out == NULL || o->in_place))
+        return cli_usage_error("encrypt: --conceal-names takes -r SRC -o DST");
     if (o->recursive || o->in_place)
         return o->nargs < 1 ? cli_usage_error("encrypt: no input") : tree_run(cmd, o);
     if (o->verify_existing || (o->given & OPT_DURABILITY))
@@ -625,7 +797,7 @@ int cli_cmd_encrypt(const cli_opts *o)
                                o->verify_existing ? "verify-existing" : "durability");
     if (o->nargs != 1 || o->out == NULL)
         return cli_usage_error("encrypt takes one input and -o OUTPUT (or -r, --in-place)");
-    if ((rc = ring_open(&r, o, 1, o->args[0])) != EX_OK)
+    if ((rc = cli_ring_open(&r, o, 1, o->args[0])) != EX_OK)
         return rc;
     const dcmseal_seal_opts so = {
         .keyring = dcmseal_token_ring_get0_keyring(r.ring),
@@ -640,11 +812,12 @@ int cli_cmd_encrypt(const cli_opts *o)
         else if (rep.notice[0] != '\0')
             fprintf(stderr, "dcmseal: %s: encrypted (DICOM); note: %s\n", o->args[0],
                     rep.notice);
+        say_unproven(o->args[0], &rep, 1);
         say_single(o->args[0], &rep,
                    o->oaep == DCMSEAL_OAEP_AUTO && rep.wrap.oaep == DCMSEAL_OAEP_SHA1
                        ? " (fallback: the token refused SHA-256)" : "");
     }
-    ring_close(&r);
+    cli_ring_close(&r);
     return rc;
 }
 
@@ -667,13 +840,15 @@ int cli_cmd_decrypt(const cli_opts *o)
                                o->verify_existing ? "verify-existing" : "durability");
     if (o->nargs != 1 || o->out == NULL)
         return cli_usage_error("decrypt takes one input and -o OUTPUT (or -r, --in-place)");
-    if ((rc = ring_open(&r, o, 0, o->args[0])) != EX_OK)
+    if ((rc = cli_ring_open(&r, o, 0, o->args[0])) != EX_OK)
         return rc;
     rc = run_single(o->args[0], o->out, o->force, open_fn,
                     (void *)dcmseal_token_ring_get0_keyring(r.ring), &rep);
-    if (rc == EX_OK)
+    if (rc == EX_OK) {
+        say_unproven(o->args[0], &rep, 0);
         say_single(o->args[0], &rep, "");
-    ring_close(&r);
+    }
+    cli_ring_close(&r);
     return rc;
 }
 

@@ -91,3 +91,10 @@ void cli_hex(FILE *f, const uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++)
         fprintf(f, "%02x", p[i]);
 }
+
+const char *cli_origin_name(dcmseal_origin o)
+{
+    return o == DCMSEAL_ORIGIN_VERIFIED ? "verified"
+           : o == DCMSEAL_ORIGIN_PRESENT ? "present"
+                                         : "none";
+}

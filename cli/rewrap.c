@@ -41,13 +41,14 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
     } else {
         snprintf(w->current, sizeof w->current, "%s", name);
         if (dcmseal_rewrap_fd_start(&res->rewrap, fd, dcmseal_token_ring_get0_keyring(w->ring),
+                                    o->upgrade ? DCMSEAL_REWRAP_UPGRADE : 0,
                                     &res->err) == DCMSEAL_OK) {
             if (res->rewrap.pending) {
                 /* Written (or moved before, with a key left in its other
                  * slot) and locked: rewrap_finish flushes, wipes the old
                  * slot and flushes, with the objects finishing alongside,
                  * while this worker's session unwraps the next one. */
-                if (res->rewrap.changed && !res->rewrap.in_token)
+                if (res->rewrap.changed && !res->rewrap.in_token && !res->rewrap.upgraded)
                     atomic_store(&refusal, dcmseal_session_get0_rewrap_refusal(w->session));
                 res->pending = 1;
                 res->fd = fd;
@@ -56,6 +57,8 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
             res->outcome = CLI_SKIPPED;
             res->reason = "already under the target version";
             res->wrap = res->rewrap.to;
+            res->format_version = res->rewrap.format_version;
+            res->origin = res->rewrap.origin;
         }
     }
     close(fd);
@@ -67,7 +70,9 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
     char how[240] = "in the token (C_UnwrapKey + C_WrapKey)";
     (void)o, (void)e;
     if (dcmseal_rewrap_group_finish(group, rep, res->fd, &res->err) == DCMSEAL_OK) {
-        const int host = rep->changed && !rep->in_token;
+        /* An upgrade authenticates the object, which unwraps on the host:
+         * that is not the token refusing anything. */
+        const int host = rep->changed && !rep->in_token && !rep->upgraded;
         const int first = host && !atomic_flag_test_and_set(&host_path_told);
         const char *why = atomic_load(&refusal);
         if (first)
@@ -76,10 +81,15 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
                      "key that goes this way is unwrapped into host memory, wrapped again and "
                      "wiped at once (said once per run; -v says it per object)",
                      why != NULL ? ": " : " of this object", why != NULL ? why : "");
+        else if (rep->upgraded)
+            snprintf(how, sizeof how, "authenticated whole; origin proof added");
         else if (host)
             snprintf(how, sizeof how, "through host memory (the token refused in-token rewrap)");
         res->outcome = CLI_DONE;
         res->wrap = rep->to;
+        res->format_version = rep->format_version;
+        res->origin = rep->origin;
+        res->upgraded = rep->upgraded;
         res->host_path = host;
         res->say = first ? CLI_SAY_NOTICE : CLI_SAY_VERBOSE;
         /* The key actually used: with --key, another name than the one

@@ -52,10 +52,12 @@ dcmseal_status dcmseal_hkdf_sha256(uint8_t *out, size_t out_len,
 static const char LABEL_PAYLOAD[] = "dcmseal v1 payload";
 static const char LABEL_COMMIT[] = "dcmseal v1 commitment";
 static const char LABEL_IDENTITY[] = "dcmseal v1 identity";
+/* Format v2 keeps the three above and adds one key of its own. */
+static const char LABEL_META[] = "dcmseal v2 metadata";
 
 dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
                                    const uint8_t dek[DCMSEAL_DEK_LEN],
-                                   const uint8_t salt[DCMSEAL_SALT_LEN],
+                                   const uint8_t salt[DCMSEAL_SALT_LEN], int with_meta,
                                    dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
@@ -67,6 +69,10 @@ dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
     DERIVE(payload, LABEL_PAYLOAD);
     DERIVE(commitment, LABEL_COMMIT);
     DERIVE(identity, LABEL_IDENTITY);
+    /* Only objects with a metadata block need it: one HKDF less for the
+     * others, which are most. */
+    if (with_meta)
+        DERIVE(meta, LABEL_META);
 #undef DERIVE
 out:
     if (st != DCMSEAL_OK)

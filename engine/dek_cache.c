@@ -249,6 +249,65 @@ static dcmseal_status cached_current(void *self, dcmseal_wrap_meta *meta, dcmsea
     return r->inner->current(r->inner->self, meta, err);
 }
 
+/* A proof that verified, found by a digest of the KEK it was checked under
+ * and of the message and proof themselves (FORMAT.md "Origin proof"): the
+ * same pair is as good as checked again, for as long as a DEK is kept. */
+static int proof_id(uint8_t id[ID_LEN], const dcmseal_wrap_meta *meta, const uint8_t *msg,
+                    size_t msg_len, const uint8_t proof[DCMSEAL_PROOF_LEN])
+{
+    static const char label[] = "dcmseal DEK cache: a verified origin proof";
+    uint8_t kek[ID_LEN];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = slot_id(kek, meta, proof, DCMSEAL_PROOF_LEN) && md != NULL &&
+             EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(md, label, sizeof label) == 1 &&
+             EVP_DigestUpdate(md, kek, sizeof kek) == 1 &&
+             EVP_DigestUpdate(md, msg, msg_len) == 1 && EVP_DigestFinal_ex(md, id, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
+static dcmseal_status cached_origin(void *self, dcmseal_origin_policy *out,
+                                    const dcmseal_wrap_meta *meta, dcmseal_error *err)
+{
+    dcmseal_cached_ring_t *r = self;
+    return r->inner->origin(r->inner->self, out, meta, err);
+}
+
+static dcmseal_status cached_prove(void *self, uint8_t proof[DCMSEAL_PROOF_LEN],
+                                   const dcmseal_wrap_meta *meta, const uint8_t *msg,
+                                   size_t msg_len, dcmseal_error *err)
+{
+    dcmseal_cached_ring_t *r = self;
+    return r->inner->prove(r->inner->self, proof, meta, msg, msg_len, err);
+}
+
+/* A read served by a cached DEK should not go to the token for its proof
+ * either: a verified proof is kept like a DEK, under the same limits. */
+static dcmseal_status cached_check_proof(void *self, const dcmseal_wrap_meta *meta,
+                                         const uint8_t *msg, size_t msg_len,
+                                         const uint8_t proof[DCMSEAL_PROOF_LEN],
+                                         dcmseal_error *err)
+{
+    dcmseal_cached_ring_t *r = self;
+    uint8_t id[ID_LEN], kept[DCMSEAL_DEK_LEN];
+    int have_id = r->cache->cap > 0 && proof_id(id, meta, msg, msg_len, proof);
+    if (have_id && lookup(r->cache, kept, id) && CRYPTO_memcmp(kept, proof, sizeof kept) == 0)
+        return DCMSEAL_OK;
+    dcmseal_status st = r->inner->check_proof(r->inner->self, meta, msg, msg_len, proof, err);
+    if (st == DCMSEAL_OK && have_id)
+        insert(r->cache, id, proof);
+    return st;
+}
+
+static dcmseal_status cached_conceal(void *self, uint8_t mac[DCMSEAL_PROOF_LEN],
+                                     const char *name, const uint8_t *msg, size_t msg_len,
+                                     dcmseal_error *err)
+{
+    dcmseal_cached_ring_t *r = self;
+    return r->inner->conceal(r->inner->self, mac, name, msg, msg_len, err);
+}
+
 dcmseal_status dcmseal_cached_ring_new(dcmseal_cached_ring_t **out, dcmseal_dek_cache_t *cache,
                                        const dcmseal_keyring *inner, dcmseal_error *err)
 {
@@ -258,8 +317,17 @@ dcmseal_status dcmseal_cached_ring_new(dcmseal_cached_ring_t **out, dcmseal_dek_
     dcmseal_cached_ring_t *r = OPENSSL_zalloc(sizeof *r);
     if (r == NULL)
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
-    r->ring = (dcmseal_keyring){r, cached_wrap, cached_unwrap,
-                                inner->rewrap != NULL ? cached_rewrap : NULL, cached_current};
+    r->ring = (dcmseal_keyring){
+        .self = r,
+        .wrap = cached_wrap,
+        .unwrap = cached_unwrap,
+        .rewrap = inner->rewrap != NULL ? cached_rewrap : NULL,
+        .current = cached_current,
+        .origin = inner->origin != NULL ? cached_origin : NULL,
+        .prove = inner->prove != NULL ? cached_prove : NULL,
+        .check_proof = inner->check_proof != NULL ? cached_check_proof : NULL,
+        .conceal = inner->conceal != NULL ? cached_conceal : NULL,
+    };
     r->cache = cache;
     r->inner = inner;
     *out = r;

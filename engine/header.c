@@ -18,9 +18,15 @@ enum {
     SLOT_OFF_NAME = 24,
     SLOT_OFF_FPR = SLOT_OFF_NAME + DCMSEAL_KEK_NAME_MAX,
     SLOT_OFF_WRAPPED = SLOT_OFF_FPR + DCMSEAL_KEK_FINGERPRINT_LEN,
-    SLOT_OFF_PAD = SLOT_OFF_WRAPPED + DCMSEAL_WRAPPED_MAX,
+    SLOT_OFF_ORIGIN = SLOT_OFF_WRAPPED + DCMSEAL_WRAPPED_MAX, /* 632, reserved in v1 */
+    SLOT_OFF_PROOF = SLOT_OFF_ORIGIN + 4,
+    SLOT_OFF_PAD = SLOT_OFF_PROOF + DCMSEAL_PROOF_LEN,
     SLOT_OFF_SUM = DCMSEAL_SLOT_LEN - SHA256_DIGEST_LENGTH,
 };
+
+_Static_assert(SLOT_OFF_VERSION == DCMSEAL_SLOT_PROVED_OFF &&
+                   SLOT_OFF_ORIGIN == DCMSEAL_SLOT_PROVED_END,
+               "a proof covers the slot's fields from the KEK version to the wrapped key");
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
 static void put32(uint8_t *p, uint32_t v)
@@ -56,6 +62,7 @@ void dcmseal_header_encode(uint8_t out[DCMSEAL_HEADER_LEN], const dcmseal_header
     put16(out + 10, DCMSEAL_HEADER_LEN);
     put32(out + 12, h->flags);
     put32(out + 16, h->segment_size);
+    put32(out + 20, h->meta_len);
     memcpy(out + 24, h->salt, DCMSEAL_SALT_LEN);
     memcpy(out + 56, h->identity_tag, DCMSEAL_IDTAG_LEN);
     memcpy(out + 88, h->commitment, DCMSEAL_COMMIT_LEN);
@@ -68,20 +75,33 @@ dcmseal_status dcmseal_header_decode(dcmseal_header *h,
     if (memcmp(in, MAGIC, sizeof MAGIC) != 0)
         return dcmseal_fail(err, DCMSEAL_E_FORMAT, "not a dcmseal object (bad magic)");
     h->version = get16(in + 8);
-    if (h->version != DCMSEAL_FORMAT_VERSION)
+    if (h->version != DCMSEAL_FORMAT_V1 && h->version != DCMSEAL_FORMAT_V2)
         return dcmseal_fail(err, DCMSEAL_E_FORMAT,
-                            "unsupported format version %u (this build reads %d)",
-                            h->version, DCMSEAL_FORMAT_VERSION);
+                            "unsupported format version %u (this build reads 1 and 2)",
+                            h->version);
     if (get16(in + 10) != DCMSEAL_HEADER_LEN)
         return dcmseal_fail(err, DCMSEAL_E_FORMAT, "bad header length %u", get16(in + 10));
     h->flags = get32(in + 12);
-    if ((h->flags & ~DCMSEAL_HEADER_FLAG_DICOM) != 0)
+    const uint32_t known = h->version == DCMSEAL_FORMAT_V1
+                               ? DCMSEAL_HEADER_FLAG_DICOM
+                               : DCMSEAL_HEADER_FLAG_DICOM | DCMSEAL_HEADER_FLAG_META;
+    if ((h->flags & ~known) != 0)
         return dcmseal_fail(err, DCMSEAL_E_FORMAT, "unknown header flags 0x%08x", h->flags);
     h->segment_size = get32(in + 16);
     if (h->segment_size < DCMSEAL_SEGMENT_MIN || h->segment_size > DCMSEAL_SEGMENT_MAX)
         return dcmseal_fail(err, DCMSEAL_E_FORMAT, "segment size %u out of range",
                             h->segment_size);
-    if (!all_zero(in + 20, 4) || !all_zero(in + 120, 8))
+    /* v1: reserved. v2: the metadata block's length, which the flag
+     * announces: one whole number of 256-byte blocks and the tag. */
+    h->meta_len = get32(in + 20);
+    if ((h->flags & DCMSEAL_HEADER_FLAG_META) != 0
+            ? h->meta_len < DCMSEAL_TAG_LEN + DCMSEAL_META_BLOCK ||
+                  h->meta_len > DCMSEAL_META_MAX ||
+                  (h->meta_len - DCMSEAL_TAG_LEN) % DCMSEAL_META_BLOCK != 0
+            : h->meta_len != 0)
+        return dcmseal_fail(err, DCMSEAL_E_FORMAT, "bad metadata block length %u",
+                            h->meta_len);
+    if (!all_zero(in + 120, 8))
         return dcmseal_fail(err, DCMSEAL_E_FORMAT, "reserved header bytes are not zero");
     memcpy(h->salt, in + 24, DCMSEAL_SALT_LEN);
     memcpy(h->identity_tag, in + 56, DCMSEAL_IDTAG_LEN);
@@ -102,6 +122,9 @@ void dcmseal_slot_encode(uint8_t out[DCMSEAL_SLOT_LEN], const dcmseal_slot *s)
     memcpy(out + SLOT_OFF_NAME, s->meta.kek_name, name_len);
     memcpy(out + SLOT_OFF_FPR, s->meta.kek_fingerprint, DCMSEAL_KEK_FINGERPRINT_LEN);
     memcpy(out + SLOT_OFF_WRAPPED, s->wrapped, s->wrapped_len);
+    out[SLOT_OFF_ORIGIN] = s->origin_kind;
+    if (s->origin_kind != 0)
+        memcpy(out + SLOT_OFF_PROOF, s->proof, DCMSEAL_PROOF_LEN);
     SHA256(out, SLOT_OFF_SUM, out + SLOT_OFF_SUM);
 }
 
@@ -116,6 +139,13 @@ int dcmseal_slot_decode(dcmseal_slot *s, const uint8_t in[DCMSEAL_SLOT_LEN])
     if (CRYPTO_memcmp(sum, in + SLOT_OFF_SUM, sizeof sum) != 0 ||
         memcmp(in, SLOT_MAGIC, sizeof SLOT_MAGIC) != 0 || !all_zero(in + 4, 4) ||
         !all_zero(in + SLOT_OFF_PAD, SLOT_OFF_SUM - SLOT_OFF_PAD))
+        return -1;
+    /* A slot either carries an HMAC-SHA256 origin proof or is zero where
+     * one would be (FORMAT.md "Key slots"). */
+    const uint8_t kind = in[SLOT_OFF_ORIGIN];
+    if (!all_zero(in + SLOT_OFF_ORIGIN + 1, 3) ||
+        (kind == DCMSEAL_SLOT_ORIGIN_NONE ? !all_zero(in + SLOT_OFF_PROOF, DCMSEAL_PROOF_LEN)
+                                          : kind != DCMSEAL_SLOT_ORIGIN_HMAC))
         return -1;
     memset(s, 0, sizeof *s);
     s->generation = get64(in + SLOT_OFF_GEN);
@@ -135,6 +165,8 @@ int dcmseal_slot_decode(dcmseal_slot *s, const uint8_t in[DCMSEAL_SLOT_LEN])
     memcpy(s->meta.kek_name, in + SLOT_OFF_NAME, name_len);
     memcpy(s->meta.kek_fingerprint, in + SLOT_OFF_FPR, DCMSEAL_KEK_FINGERPRINT_LEN);
     memcpy(s->wrapped, in + SLOT_OFF_WRAPPED, s->wrapped_len);
+    s->origin_kind = kind;
+    memcpy(s->proof, in + SLOT_OFF_PROOF, DCMSEAL_PROOF_LEN);
     return 1;
 }
 
@@ -171,6 +203,10 @@ dcmseal_status dcmseal_preamble_decode(dcmseal_header *h, dcmseal_slot *slot,
             info->other_wrap = s[1 - active].meta;
         info->wrap = s[active].meta;
         info->wrapped_len = s[active].wrapped_len;
+        info->origin = s[active].origin_kind != DCMSEAL_SLOT_ORIGIN_NONE ? DCMSEAL_ORIGIN_PRESENT
+                                                                         : DCMSEAL_ORIGIN_NONE;
+        info->has_meta = h->meta_len != 0;
+        info->meta_len = h->meta_len;
     }
     OPENSSL_cleanse(s, sizeof s);
     return DCMSEAL_OK;
@@ -189,6 +225,18 @@ dcmseal_status dcmseal_header_inspect(dcmseal_header_info *info, const uint8_t *
 int dcmseal_is_sealed(const uint8_t *buf, size_t len)
 {
     return buf != NULL && len >= sizeof MAGIC && memcmp(buf, MAGIC, sizeof MAGIC) == 0;
+}
+
+dcmseal_status dcmseal_object_plaintext_size(uint64_t *out, const dcmseal_header_info *info,
+                                             uint64_t object_size, dcmseal_error *err)
+{
+    if (info == NULL || out == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "plain-text size: missing argument");
+    /* The metadata block sits between the slots and the first segment. */
+    if (object_size < (uint64_t)DCMSEAL_PREAMBLE_LEN + info->meta_len)
+        return dcmseal_fail(err, DCMSEAL_E_FORMAT, "truncated object (%llu bytes)",
+                            (unsigned long long)object_size);
+    return dcmseal_plaintext_size(out, object_size - info->meta_len, info->segment_size, err);
 }
 
 dcmseal_status dcmseal_plaintext_size(uint64_t *out, uint64_t object_size,

@@ -12,6 +12,28 @@
 #define DCMSEAL_IDTAG_LEN 32
 #define DCMSEAL_NONCE_LEN 12
 #define DCMSEAL_HEADER_FLAG_DICOM 0x1u
+#define DCMSEAL_HEADER_FLAG_META 0x2u /* v2: a metadata block follows the slots */
+
+/* The metadata block (FORMAT.md "Metadata block"): its plain text is a
+ * whole number of 256-byte blocks, 20 bytes of fields and the path. */
+#define DCMSEAL_META_BLOCK 256u
+#define DCMSEAL_META_FIELDS 20u
+#define DCMSEAL_META_PLAIN_MAX (17u * DCMSEAL_META_BLOCK) /* fields + 4095-byte path */
+#define DCMSEAL_META_MAX (DCMSEAL_META_PLAIN_MAX + DCMSEAL_TAG_LEN)
+
+/* Origin proofs (FORMAT.md "Origin proof"): what a slot's origin field
+ * holds, and the message a proof is computed over. */
+#define DCMSEAL_SLOT_ORIGIN_NONE 0u
+#define DCMSEAL_SLOT_ORIGIN_HMAC 1u
+/* A proof covers the slot's bytes 16..632: KEK version, mechanism, name,
+ * fingerprint and wrapped key. Not the generation, which only orders the
+ * two slots for torn-write recovery and is not a property of the object. */
+#define DCMSEAL_SLOT_PROVED_OFF 16u
+#define DCMSEAL_SLOT_PROVED_END 632u
+#define DCMSEAL_SLOT_PROVED_LEN (DCMSEAL_SLOT_PROVED_END - DCMSEAL_SLOT_PROVED_OFF)
+#define DCMSEAL_ORIGIN_LABEL "dcmseal v2 origin"
+#define DCMSEAL_ORIGIN_MSG_LEN \
+    (sizeof DCMSEAL_ORIGIN_LABEL - 1 + DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_PROVED_LEN)
 
 /* Plain-text buffers are wiped up to the most that was ever in them, not
  * their whole capacity: most objects are far smaller than a chunk or a
@@ -32,6 +54,7 @@ typedef struct dcmseal_keys {
     uint8_t payload[32];
     uint8_t commitment[DCMSEAL_COMMIT_LEN];
     uint8_t identity[32];
+    uint8_t meta[32]; /* format v2's metadata block */
 } dcmseal_keys;
 
 /* Everything in the immutable header, decoded. */
@@ -42,6 +65,7 @@ typedef struct dcmseal_header {
     uint8_t salt[DCMSEAL_SALT_LEN];
     uint8_t identity_tag[DCMSEAL_IDTAG_LEN];
     uint8_t commitment[DCMSEAL_COMMIT_LEN];
+    uint32_t meta_len; /* v2: the metadata block's length, 0 when none */
 } dcmseal_header;
 
 /* One key slot, decoded. */
@@ -50,6 +74,8 @@ typedef struct dcmseal_slot {
     dcmseal_wrap_meta meta;
     uint8_t wrapped[DCMSEAL_WRAPPED_MAX];
     size_t wrapped_len;
+    uint8_t origin_kind; /* DCMSEAL_SLOT_ORIGIN_* */
+    uint8_t proof[DCMSEAL_PROOF_LEN];
 } dcmseal_slot;
 
 /* ---- crypto.c ---- */
@@ -64,9 +90,11 @@ dcmseal_status dcmseal_hkdf_sha256(uint8_t *out, size_t out_len,
                                    const uint8_t *info, size_t info_len,
                                    dcmseal_error *err);
 
+/* K_payload, C and K_id; K_meta too with |with_meta| (else it is left as
+ * it was). */
 dcmseal_status dcmseal_keys_derive(dcmseal_keys *keys,
                                    const uint8_t dek[DCMSEAL_DEK_LEN],
-                                   const uint8_t salt[DCMSEAL_SALT_LEN],
+                                   const uint8_t salt[DCMSEAL_SALT_LEN], int with_meta,
                                    dcmseal_error *err);
 
 /* HMAC-SHA256 over the canonical identity context; |id| NULL means empty. */
@@ -116,13 +144,71 @@ dcmseal_status dcmseal_preamble_decode(dcmseal_header *h, dcmseal_slot *slot,
                                        const uint8_t *in, size_t len,
                                        dcmseal_error *err);
 
-/* ---- open.c: shared by the decryptor and the reader ---- */
+/* ---- origin.c ---- */
 
-/* Unwraps |slot|'s DEK through |ring|, derives the keys and checks the key
- * commitment in constant time. Wipes the DEK before returning. */
-dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, const dcmseal_header *h,
-                                 const dcmseal_slot *slot,
+/* The message an origin proof is computed over: the label, the immutable
+ * header, and bytes DCMSEAL_SLOT_PROVED_OFF.._END of the encoded slot. */
+void dcmseal_origin_message(uint8_t msg[DCMSEAL_ORIGIN_MSG_LEN],
+                            const uint8_t header[DCMSEAL_HEADER_LEN],
+                            const uint8_t slot[DCMSEAL_SLOT_LEN]);
+
+/* FORMAT.md "Reading rules" step 3: checks the proof of |slot| (|raw| its
+ * encoding) over |header| through |ring|, or, when it has none, that this
+ * is allowed (format v1, and the name does not require origin). |*origin|
+ * becomes VERIFIED or NONE. */
+dcmseal_status dcmseal_origin_check(dcmseal_origin *origin,
+                                    const uint8_t header[DCMSEAL_HEADER_LEN],
+                                    const dcmseal_header *h, const dcmseal_slot *slot,
+                                    const uint8_t raw[DCMSEAL_SLOT_LEN],
+                                    const dcmseal_keyring *ring, dcmseal_error *err);
+
+/* Gives |slot| an origin proof under its KEK's origin key, over |header|;
+ * |raw| receives the slot's final encoding. */
+dcmseal_status dcmseal_origin_prove(dcmseal_slot *slot, uint8_t raw[DCMSEAL_SLOT_LEN],
+                                    const uint8_t header[DCMSEAL_HEADER_LEN],
+                                    const dcmseal_keyring *ring, dcmseal_error *err);
+
+/* What |ring| says about the origin keys of |meta|'s KEK ({0, 0} for a ring
+ * without origin keys). */
+dcmseal_status dcmseal_origin_policy_of(dcmseal_origin_policy *pol,
+                                        const dcmseal_keyring *ring,
+                                        const dcmseal_wrap_meta *meta, dcmseal_error *err);
+
+/* ---- meta.c ---- */
+
+/* The length of the metadata block that holds |m| (tag included). */
+uint32_t dcmseal_meta_len(const dcmseal_meta *m);
+/* Seals |m| into |out| (dcmseal_meta_len(m) bytes) under |keys|, AAD
+ * |header|. */
+dcmseal_status dcmseal_meta_seal(uint8_t *out, const dcmseal_meta *m, const dcmseal_keys *keys,
+                                 const uint8_t header[DCMSEAL_HEADER_LEN], dcmseal_error *err);
+/* Opens the metadata block |in| (|len| bytes, as the header says) and
+ * parses it into |m|. DCMSEAL_E_AUTH when it does not authenticate or parse. */
+dcmseal_status dcmseal_meta_open(dcmseal_meta *m, const uint8_t *in, size_t len,
+                                 const dcmseal_keys *keys,
+                                 const uint8_t header[DCMSEAL_HEADER_LEN], dcmseal_error *err);
+/* The plain text of a metadata block and back; decode returns 0 when |in|
+ * is not one a writer makes. Exposed for the fuzzer. */
+size_t dcmseal_meta_encode(uint8_t out[DCMSEAL_META_PLAIN_MAX], const dcmseal_meta *m);
+int dcmseal_meta_decode(dcmseal_meta *m, const uint8_t *in, size_t len);
+
+/* ---- open.c: shared by the decryptor, the reader and rewrap ---- */
+
+/* Checks the origin of the object whose preamble is |pre| (decoded into |h|
+ * and |slot|, |active| the slot's index), unwraps |slot|'s DEK through
+ * |ring|, derives the keys and checks the key commitment in constant time.
+ * Wipes the DEK before returning. */
+dcmseal_status dcmseal_open_keys(dcmseal_keys *keys, dcmseal_origin *origin,
+                                 const uint8_t pre[DCMSEAL_PREAMBLE_LEN], int active,
+                                 const dcmseal_header *h, const dcmseal_slot *slot,
                                  const dcmseal_keyring *ring, dcmseal_error *err);
+
+/* ---- object.c ---- */
+
+/* Authenticates the whole object in |fd| whose preamble is |pre| (as read
+ * before): every segment, and the DICOM identity. Reads with pread. */
+dcmseal_status dcmseal_authenticate_fd(int fd, const uint8_t pre[DCMSEAL_PREAMBLE_LEN],
+                                       const dcmseal_keyring *ring, dcmseal_error *err);
 
 /* ---- reader.c ---- */
 

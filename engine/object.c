@@ -170,7 +170,7 @@ static int rereadable(int fd, uint64_t consumed, uint64_t *base, uint64_t *size)
  * reader; otherwise only |head|. An opaque object binds no identity and is
  * not probed: its tag is that of the empty context (FORMAT.md). */
 static dcmseal_status verify_identity(dcmseal_object_report *rep,
-                                      const dcmseal_decryptor_t *dec, int in_fd,
+                                      const dcmseal_decryptor_t *dec, int in_fd, int positioned,
                                       const uint8_t *head, size_t head_len, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
@@ -183,8 +183,10 @@ static dcmseal_status verify_identity(dcmseal_object_report *rep,
 
     if (!dcmseal_decrypt_get0_header(dec)->is_dicom)
         return dcmseal_decrypt_check_identity(dec, NULL, err);
-    if (rep->plain_bytes > head_len && rereadable(in_fd, rep->sealed_bytes, &base, &size) &&
-        base == 0) {
+    /* Read by pread from offset 0 (rewrap --upgrade), the object is there
+     * to be read again; read() leaves the offset after what was read. */
+    if (rep->plain_bytes > head_len &&
+        (positioned || (rereadable(in_fd, rep->sealed_bytes, &base, &size) && base == 0))) {
         src.read = probe_sealed_read;
         src.self = &ps;
     } else if (rep->plain_bytes > head_len) {
@@ -257,8 +259,9 @@ static dcmseal_status seal(dcmseal_object_report *rep, int out_fd, source *in_sr
     DCMSEAL_ENSURE(seg >= DCMSEAL_SEGMENT_MIN && seg <= DCMSEAL_SEGMENT_MAX, err,
                    DCMSEAL_E_USAGE, "segment size %u outside %u..%u", seg,
                    DCMSEAL_SEGMENT_MIN, DCMSEAL_SEGMENT_MAX);
-    /* Room for every segment one chunk can complete, plus the last one. */
-    out_cap = ((size_t)IO_CHUNK / seg + 2) * ((size_t)seg + DCMSEAL_TAG_LEN);
+    /* Room for every segment one chunk can complete, plus the last one,
+     * and the metadata block that goes out first. */
+    out_cap = ((size_t)IO_CHUNK / seg + 2) * ((size_t)seg + DCMSEAL_TAG_LEN) + DCMSEAL_META_MAX;
     if (!in_src->is_mem)
         in_src->buf = OPENSSL_malloc(IO_CHUNK);
     out = OPENSSL_malloc(out_cap);
@@ -289,6 +292,7 @@ static dcmseal_status seal(dcmseal_object_report *rep, int out_fd, source *in_sr
         .keyring = opts->keyring,
         .segment_size = seg,
         .identity = rep->is_dicom ? &id : NULL,
+        .meta = opts->meta,
     };
     DCMSEAL_GUARD(dcmseal_encrypt_init(&enc, header, &params, err));
     DCMSEAL_GUARD(write_all(out_fd, header, sizeof header, err));
@@ -306,8 +310,12 @@ static dcmseal_status seal(dcmseal_object_report *rep, int out_fd, source *in_sr
     rep->sealed_bytes += w;
     dcmseal_slot slot;
     dcmseal_header h;
-    if (dcmseal_preamble_decode(&h, &slot, NULL, header, sizeof header, NULL) == DCMSEAL_OK)
+    dcmseal_header_info info;
+    if (dcmseal_preamble_decode(&h, &slot, &info, header, sizeof header, NULL) == DCMSEAL_OK) {
         rep->wrap = slot.meta;
+        rep->format_version = info.version;
+        rep->origin = info.origin;
+    }
 out:
     dcmseal_encryptor_free(enc);
     OPENSSL_cleanse(&id, sizeof id);
@@ -337,44 +345,132 @@ dcmseal_status dcmseal_seal_mem(dcmseal_object_report *rep, int out_fd, const ui
     return seal(rep, out_fd, &src, opts, err);
 }
 
-dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
-                               const dcmseal_keyring *keyring, int check_identity,
-                               dcmseal_error *err)
+/* ---- opening ------------------------------------------------------------- */
+
+struct dcmseal_opening {
+    dcmseal_decryptor_t *dec;
+    int fd;
+    int positioned; /* read with pread from |off|, else read() */
+    uint64_t off;
+    uint64_t sealed_bytes;
+    uint8_t *in; /* one chunk of cipher text */
+};
+
+static dcmseal_status opening_read(dcmseal_opening_t *op, size_t want, size_t *n,
+                                   dcmseal_error *err)
+{
+    dcmseal_status st =
+        read_full(op->fd, op->in, want, op->positioned ? (off_t)op->off : -1, n, err);
+    op->off += *n;
+    op->sealed_bytes += *n;
+    return st;
+}
+
+/* Feeds |n| bytes of what precedes the segments; the decryptor writes no
+ * plain text for them. */
+static dcmseal_status opening_feed(dcmseal_opening_t *op, const uint8_t *in, size_t n,
+                                   dcmseal_error *err)
+{
+    size_t w = 0;
+    return dcmseal_decrypt_update(op->dec, NULL, 0, &w, in, n, err);
+}
+
+/* Up to the first segment. With |pre|, the preamble is that (read before by
+ * the caller) and the rest comes from |fd| by pread; otherwise everything
+ * is read from |fd| as it stands (a pipe will do). */
+static dcmseal_status opening_begin(dcmseal_opening_t **out, int fd,
+                                    const uint8_t pre[DCMSEAL_PREAMBLE_LEN],
+                                    const dcmseal_keyring *ring, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
-    dcmseal_decryptor_t *dec = NULL;
-    uint8_t *in = NULL, *out = NULL, *head = NULL;
+    dcmseal_opening_t *op = NULL;
+    const dcmseal_header_info *info;
+    size_t n = 0, w = 0;
+    DCMSEAL_ENSURE(out != NULL, err, DCMSEAL_E_USAGE, "open: missing argument");
+    op = OPENSSL_zalloc(sizeof *op);
+    DCMSEAL_ENSURE(op != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    op->fd = fd;
+    op->in = OPENSSL_malloc(IO_CHUNK);
+    DCMSEAL_ENSURE(op->in != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    DCMSEAL_GUARD(dcmseal_decrypt_new(&op->dec, ring, err));
+    if (pre != NULL) {
+        op->positioned = 1;
+        op->off = op->sealed_bytes = DCMSEAL_PREAMBLE_LEN;
+        DCMSEAL_GUARD(opening_feed(op, pre, DCMSEAL_PREAMBLE_LEN, err));
+    } else {
+        DCMSEAL_GUARD(opening_read(op, DCMSEAL_PREAMBLE_LEN, &n, err));
+        DCMSEAL_GUARD(opening_feed(op, op->in, n, err));
+    }
+    /* A short object: final says how it falls short. */
+    if ((info = dcmseal_decrypt_get0_header(op->dec)) == NULL) {
+        st = dcmseal_decrypt_final(op->dec, NULL, 0, &w, err);
+        goto out;
+    }
+    if (info->meta_len > 0) {
+        DCMSEAL_GUARD(opening_read(op, info->meta_len, &n, err));
+        DCMSEAL_GUARD(opening_feed(op, op->in, n, err));
+        if (n < info->meta_len) {
+            st = dcmseal_decrypt_final(op->dec, NULL, 0, &w, err);
+            goto out;
+        }
+    }
+    *out = op;
+    op = NULL;
+out:
+    dcmseal_opening_abort(op);
+    return st;
+}
+
+dcmseal_status dcmseal_open_fd_begin(dcmseal_opening_t **out, int in_fd,
+                                     const dcmseal_keyring *keyring, dcmseal_error *err)
+{
+    return opening_begin(out, in_fd, NULL, keyring, err);
+}
+
+const dcmseal_header_info *dcmseal_opening_get0_header(const dcmseal_opening_t *op)
+{
+    return dcmseal_decrypt_get0_header(op->dec);
+}
+
+const dcmseal_meta *dcmseal_opening_get0_meta(const dcmseal_opening_t *op)
+{
+    return dcmseal_decrypt_get0_meta(op->dec);
+}
+
+void dcmseal_opening_abort(dcmseal_opening_t *op)
+{
+    if (op == NULL)
+        return;
+    dcmseal_decryptor_free(op->dec);
+    OPENSSL_free(op->in); /* cipher text only */
+    OPENSSL_free(op);
+}
+
+dcmseal_status dcmseal_open_fd_finish(dcmseal_opening_t *op, dcmseal_object_report *rep,
+                                      int out_fd, int check_identity, dcmseal_error *err)
+{
+    dcmseal_status st = DCMSEAL_OK;
+    uint8_t *out = NULL, *head = NULL;
     size_t n = 0, w = 0, head_len = 0, out_cap = 0, out_used = 0;
     writeback wb = {0, 0};
 
-    DCMSEAL_ENSURE(rep != NULL, err, DCMSEAL_E_USAGE, "open: missing argument");
+    DCMSEAL_ENSURE(op != NULL && rep != NULL, err, DCMSEAL_E_USAGE, "open: missing argument");
     memset(rep, 0, sizeof rep[0]);
-    DCMSEAL_GUARD(dcmseal_decrypt_new(&dec, keyring, err));
-    in = OPENSSL_malloc(IO_CHUNK);
+    rep->sealed_bytes = op->sealed_bytes;
+    const dcmseal_header_info *info = dcmseal_decrypt_get0_header(op->dec);
     head = check_identity ? OPENSSL_malloc(IO_CHUNK) : NULL;
-    DCMSEAL_ENSURE(in != NULL && (head != NULL || !check_identity), err,
-                   DCMSEAL_E_INTERNAL, "out of memory");
-    /* The header alone first: it tells the segment size, and so how much
-     * output room one chunk needs. */
-    DCMSEAL_GUARD(read_full(in_fd, in, DCMSEAL_PREAMBLE_LEN, -1, &n, err));
-    rep->sealed_bytes = n;
-    DCMSEAL_GUARD(dcmseal_decrypt_update(dec, NULL, 0, &w, in, n, err));
-    if (dcmseal_decrypt_get0_header(dec) == NULL) {
-        st = dcmseal_decrypt_final(dec, NULL, 0, &w, err);
-        goto out;
-    }
-    out_cap = IO_CHUNK + dcmseal_decrypt_get0_header(dec)->segment_size + DCMSEAL_TAG_LEN;
+    DCMSEAL_ENSURE(head != NULL || !check_identity, err, DCMSEAL_E_INTERNAL, "out of memory");
+    out_cap = IO_CHUNK + info->segment_size + DCMSEAL_TAG_LEN;
     out = OPENSSL_malloc(out_cap);
     DCMSEAL_ENSURE(out != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     for (int last = 0; !last;) {
-        DCMSEAL_GUARD(read_full(in_fd, in, IO_CHUNK, -1, &n, err));
-        rep->sealed_bytes += n;
+        DCMSEAL_GUARD(opening_read(op, IO_CHUNK, &n, err));
         /* The most either call may write (final: what is buffered). */
-        dcmseal_high_water(&out_used, dcmseal_decrypt_update_max(dec, n));
+        dcmseal_high_water(&out_used, dcmseal_decrypt_update_max(op->dec, n));
         if (n > 0) {
-            DCMSEAL_GUARD(dcmseal_decrypt_update(dec, out, out_cap, &w, in, n, err));
+            DCMSEAL_GUARD(dcmseal_decrypt_update(op->dec, out, out_cap, &w, op->in, n, err));
         } else {
-            DCMSEAL_GUARD(dcmseal_decrypt_final(dec, out, out_cap, &w, err));
+            DCMSEAL_GUARD(dcmseal_decrypt_final(op->dec, out, out_cap, &w, err));
             last = 1;
         }
         if (head != NULL && head_len < IO_CHUNK) {
@@ -388,13 +484,15 @@ dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd
             writeback_ask(&wb, out_fd, rep->plain_bytes);
         }
     }
+    rep->sealed_bytes = op->sealed_bytes;
     if (head != NULL)
-        DCMSEAL_GUARD(verify_identity(rep, dec, in_fd, head, head_len, err));
-    rep->is_dicom = dcmseal_decrypt_get0_header(dec)->is_dicom;
-    rep->wrap = dcmseal_decrypt_get0_header(dec)->wrap;
+        DCMSEAL_GUARD(verify_identity(rep, op->dec, op->fd, op->positioned, head, head_len, err));
+    rep->is_dicom = info->is_dicom;
+    rep->wrap = info->wrap;
+    rep->format_version = info->version;
+    rep->origin = info->origin;
 out:
-    dcmseal_decryptor_free(dec);
-    OPENSSL_free(in); /* cipher text only */
+    dcmseal_opening_abort(op);
     if (out != NULL)
         OPENSSL_cleanse(out, out_used < out_cap ? out_used : out_cap);
     OPENSSL_free(out);
@@ -402,4 +500,27 @@ out:
         OPENSSL_cleanse(head, head_len);
     OPENSSL_free(head);
     return st;
+}
+
+dcmseal_status dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
+                               const dcmseal_keyring *keyring, int check_identity,
+                               dcmseal_error *err)
+{
+    dcmseal_opening_t *op = NULL;
+    dcmseal_status st;
+    if (rep == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_USAGE, "open: missing argument");
+    memset(rep, 0, sizeof rep[0]);
+    if ((st = dcmseal_open_fd_begin(&op, in_fd, keyring, err)) != DCMSEAL_OK)
+        return st;
+    return dcmseal_open_fd_finish(op, rep, out_fd, check_identity, err);
+}
+
+dcmseal_status dcmseal_authenticate_fd(int fd, const uint8_t pre[DCMSEAL_PREAMBLE_LEN],
+                                       const dcmseal_keyring *ring, dcmseal_error *err)
+{
+    dcmseal_opening_t *op = NULL;
+    dcmseal_object_report rep;
+    dcmseal_status st = opening_begin(&op, fd, pre, ring, err);
+    return st != DCMSEAL_OK ? st : dcmseal_open_fd_finish(op, &rep, -1, 1, err);
 }

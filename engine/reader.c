@@ -20,6 +20,9 @@
 struct dcmseal_reader {
     int fd;
     dcmseal_header h;
+    dcmseal_header_info info;
+    dcmseal_meta meta;
+    uint64_t payload;  /* offset of the first segment */
     uint8_t aad[DCMSEAL_HEADER_LEN];
     EVP_CIPHER_CTX *gcm;
     uint64_t size;     /* plain text */
@@ -74,8 +77,19 @@ static dcmseal_status reader_new(dcmseal_reader_t **out, int fd, const dcmseal_h
     r->cached = UINT64_MAX;
     r->h = *h;
     memcpy(r->aad, aad, sizeof r->aad);
-    DCMSEAL_GUARD(dcmseal_plaintext_size(&r->size, size, r->h.segment_size, err));
+    /* The metadata block (v2) sits between the slots and the first segment. */
+    DCMSEAL_ENSURE(size >= DCMSEAL_PREAMBLE_LEN + (uint64_t)h->meta_len, err, DCMSEAL_E_FORMAT,
+                   "truncated: %llu bytes, the header and metadata alone are %llu",
+                   (unsigned long long)size,
+                   (unsigned long long)(DCMSEAL_PREAMBLE_LEN + (uint64_t)h->meta_len));
+    r->payload = DCMSEAL_PREAMBLE_LEN + (uint64_t)h->meta_len;
+    DCMSEAL_GUARD(dcmseal_plaintext_size(&r->size, size - h->meta_len, r->h.segment_size, err));
     r->nseg = r->size == 0 ? 1 : (r->size + r->h.segment_size - 1) / r->h.segment_size;
+    r->info.version = h->version;
+    r->info.is_dicom = (h->flags & DCMSEAL_HEADER_FLAG_DICOM) != 0;
+    r->info.segment_size = h->segment_size;
+    r->info.has_meta = h->meta_len != 0;
+    r->info.meta_len = h->meta_len;
     *out = r;
     r = NULL;
 out:
@@ -88,8 +102,9 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
 {
     dcmseal_status st = DCMSEAL_OK;
     dcmseal_reader_t *r = NULL;
-    uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+    uint8_t pre[DCMSEAL_PREAMBLE_LEN], *meta = NULL;
     dcmseal_header h;
+    dcmseal_header_info info;
     dcmseal_slot slot;
     dcmseal_keys *keys = OPENSSL_secure_zalloc(sizeof *keys);
     uint64_t size = 0;
@@ -100,15 +115,24 @@ dcmseal_status dcmseal_reader_open(dcmseal_reader_t **out, int fd,
     DCMSEAL_ENSURE(keys != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
     DCMSEAL_GUARD(object_size(&size, fd, err));
     DCMSEAL_GUARD(pread_full(fd, pre, sizeof pre, 0, err));
-    DCMSEAL_GUARD(dcmseal_preamble_decode(&h, &slot, NULL, pre, sizeof pre, err));
+    DCMSEAL_GUARD(dcmseal_preamble_decode(&h, &slot, &info, pre, sizeof pre, err));
     DCMSEAL_GUARD(reader_new(&r, fd, &h, pre, size, err));
-    DCMSEAL_GUARD(dcmseal_open_keys(keys, &r->h, &slot, keyring, err));
+    r->info = info;
+    DCMSEAL_GUARD(dcmseal_open_keys(keys, &r->info.origin, pre, info.active_slot, &r->h, &slot,
+                                    keyring, err));
+    if (r->h.meta_len > 0) {
+        meta = OPENSSL_malloc(r->h.meta_len);
+        DCMSEAL_ENSURE(meta != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+        DCMSEAL_GUARD(pread_full(fd, meta, r->h.meta_len, DCMSEAL_PREAMBLE_LEN, err));
+        DCMSEAL_GUARD(dcmseal_meta_open(&r->meta, meta, r->h.meta_len, keys, pre, err));
+    }
     DCMSEAL_GUARD(dcmseal_gcm_init(&r->gcm, keys->payload, 0, err));
     *out = r;
     r = NULL;
 out:
     OPENSSL_secure_clear_free(keys, sizeof *keys);
     OPENSSL_cleanse(&slot, sizeof slot);
+    OPENSSL_free(meta); /* cipher text only */
     dcmseal_reader_free(r);
     return st;
 }
@@ -137,6 +161,16 @@ out:
 
 uint64_t dcmseal_reader_size(const dcmseal_reader_t *r) { return r->size; }
 
+const dcmseal_header_info *dcmseal_reader_get0_header(const dcmseal_reader_t *r)
+{
+    return &r->info;
+}
+
+const dcmseal_meta *dcmseal_reader_get0_meta(const dcmseal_reader_t *r)
+{
+    return r->h.meta_len > 0 ? &r->meta : NULL;
+}
+
 /* The plain-text size of segment |i|. */
 static size_t segment_len(const dcmseal_reader_t *r, uint64_t i)
 {
@@ -151,7 +185,7 @@ static dcmseal_status open_segment(dcmseal_reader_t *r, uint8_t *out, uint8_t *c
 {
     dcmseal_status st;
     uint8_t nonce[DCMSEAL_NONCE_LEN];
-    const uint64_t off = DCMSEAL_PREAMBLE_LEN + i * ((uint64_t)r->h.segment_size + DCMSEAL_TAG_LEN);
+    const uint64_t off = r->payload + i * ((uint64_t)r->h.segment_size + DCMSEAL_TAG_LEN);
     const size_t n = segment_len(r, i);
     /* One read when the tag follows the cipher text in memory too. */
     if ((st = pread_full(r->fd, ct, tag == ct + n ? n + DCMSEAL_TAG_LEN : n, off, err)) !=
@@ -248,8 +282,7 @@ dcmseal_status dcmseal_inspect_fd(dcmseal_header_info *info, uint64_t *plain_byt
     size_t n = (uint64_t)sb.st_size < sizeof pre ? (size_t)sb.st_size : sizeof pre;
     DCMSEAL_GUARD(pread_full(fd, pre, n, 0, err));
     DCMSEAL_GUARD(dcmseal_header_inspect(info, pre, n, err));
-    DCMSEAL_GUARD(dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, info->segment_size,
-                                         err));
+    DCMSEAL_GUARD(dcmseal_object_plaintext_size(&plain, info, (uint64_t)sb.st_size, err));
     if (plain_bytes != NULL)
         *plain_bytes = plain;
 out:

@@ -43,7 +43,8 @@ static dcmseal_status host_rewrap(const dcmseal_keyring *ring, dcmseal_slot *to,
 }
 
 dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
-                                       const dcmseal_keyring *ring, dcmseal_error *err)
+                                       const dcmseal_keyring *ring, unsigned flags,
+                                       dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
     uint8_t pre[DCMSEAL_PREAMBLE_LEN], raw[DCMSEAL_SLOT_LEN];
@@ -51,6 +52,8 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     dcmseal_header_info info;
     dcmseal_slot from, to;
     dcmseal_wrap_meta target;
+    dcmseal_origin have = DCMSEAL_ORIGIN_NONE;
+    dcmseal_origin_policy pol;
     int locked = 0;
     ssize_t n;
     struct stat sb;
@@ -73,10 +76,21 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     /* Refuse what inspect and decrypt refuse by size alone (no payload, a
      * last segment shorter than its tag): rewrap reads no further. */
     DCMSEAL_ENSURE(fstat(fd, &sb) == 0, err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
-    DCMSEAL_GUARD(dcmseal_plaintext_size(&plain, (uint64_t)sb.st_size, h.segment_size, err));
+    DCMSEAL_GUARD(dcmseal_object_plaintext_size(&plain, &info, (uint64_t)sb.st_size, err));
     rep->from = rep->to = from.meta;
     rep->generation = from.generation;
-    if (same_kek(&from.meta, &target)) {
+    rep->origin = info.origin;
+    rep->format_version = info.version;
+    /* Nothing gets a proof that did not earn one: the proof there is
+     * checked (or its absence allowed, as decrypt would) before anything. */
+    DCMSEAL_GUARD(dcmseal_origin_check(&have, pre, &h, &from,
+                                       pre + DCMSEAL_HEADER_LEN +
+                                           info.active_slot * DCMSEAL_SLOT_LEN,
+                                       ring, err));
+    const int upgrade = have == DCMSEAL_ORIGIN_NONE && (flags & DCMSEAL_REWRAP_UPGRADE);
+    const int prove = have == DCMSEAL_ORIGIN_VERIFIED || upgrade;
+    const int same = same_kek(&from.meta, &target);
+    if (same && !upgrade) {
         /* Moved already; a key left in the other slot (a rewrap stopped
          * before its wipe, an older dcmseal, a torn write) is retired.
          * Its new slot may not be durable yet: _finish flushes first. */
@@ -91,16 +105,39 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     DCMSEAL_ENSURE(from.generation < UINT64_MAX, err, DCMSEAL_E_FORMAT,
                    "key slot generation %llu cannot be raised",
                    (unsigned long long)from.generation);
+    /* A proof is never dropped: a v2 object would no longer open. */
+    if (prove) {
+        DCMSEAL_GUARD(dcmseal_origin_policy_of(&pol, ring, &target, err));
+        DCMSEAL_ENSURE(pol.has_key, err, DCMSEAL_E_KEY,
+                       "key '%s' v%u has no origin key, so objects with origin proofs cannot "
+                       "move to it: run `dcmseal key upgrade %s`",
+                       target.kek_name, target.kek_version, target.kek_name);
+    }
+    /* A v1 object is only as good as its authentication: every segment and
+     * the DICOM identity, read under the lock from the preamble read above. */
+    if (upgrade)
+        DCMSEAL_GUARD(dcmseal_authenticate_fd(fd, pre, ring, err));
 
-    if (ring->rewrap != NULL)
+    if (same) {
+        to.meta = from.meta;
+        memcpy(to.wrapped, from.wrapped, from.wrapped_len);
+        to.wrapped_len = from.wrapped_len;
+    } else if (ring->rewrap != NULL) {
         DCMSEAL_GUARD(ring->rewrap(ring->self, &to.meta, to.wrapped, sizeof to.wrapped,
                                    &to.wrapped_len, &rep->in_token, &from.meta, from.wrapped,
                                    from.wrapped_len, err));
-    else
+    } else {
         DCMSEAL_GUARD(host_rewrap(ring, &to, &from, err));
+    }
+    /* Authentication unwrapped the DEK on the host. */
+    if (upgrade)
+        rep->in_token = 0;
     /* The active slot has the highest intact generation, so this wins. */
     to.generation = from.generation + 1;
-    dcmseal_slot_encode(raw, &to);
+    if (prove)
+        DCMSEAL_GUARD(dcmseal_origin_prove(&to, raw, pre, ring, err));
+    else
+        dcmseal_slot_encode(raw, &to);
     do
         n = pwrite(fd, raw, sizeof raw, slot_offset(1 - info.active_slot));
     while (n < 0 && errno == EINTR);
@@ -113,11 +150,14 @@ dcmseal_status dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
     rep->pending = 1;
     rep->to = to.meta;
     rep->generation = to.generation;
+    rep->origin = prove ? DCMSEAL_ORIGIN_PRESENT : DCMSEAL_ORIGIN_NONE;
+    rep->upgraded = upgrade;
     locked = 0;
 out:
     if (locked)
         flock(fd, LOCK_UN);
     OPENSSL_cleanse(&from, sizeof from);
+    OPENSSL_cleanse(&to, sizeof to);
     return st;
 }
 
@@ -176,9 +216,9 @@ dcmseal_status dcmseal_rewrap_fd_finish(dcmseal_rewrap_report *rep, int fd, dcms
 }
 
 dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
-                                 const dcmseal_keyring *ring, dcmseal_error *err)
+                                 const dcmseal_keyring *ring, unsigned flags, dcmseal_error *err)
 {
-    dcmseal_status st = dcmseal_rewrap_fd_start(rep, fd, ring, err);
+    dcmseal_status st = dcmseal_rewrap_fd_start(rep, fd, ring, flags, err);
     if (st == DCMSEAL_OK && rep->pending && (st = dcmseal_rewrap_fd_finish(rep, fd, err)) !=
                                                  DCMSEAL_OK)
         rep->changed = 0;

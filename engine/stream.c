@@ -13,6 +13,9 @@
 struct dcmseal_encryptor {
     EVP_CIPHER_CTX *gcm;
     uint8_t aad[DCMSEAL_HEADER_LEN];
+    /* The sealed metadata block, written ahead of the first segment. */
+    uint8_t *meta;
+    size_t meta_pending;
     uint32_t seg;
     uint64_t index;
     uint8_t *buf; /* plain text of the segment not yet known to be non-last */
@@ -29,8 +32,13 @@ struct dcmseal_decryptor {
     int have_header;
     dcmseal_header h;
     dcmseal_header_info info;
-    /* In the secure heap; only the identity key is kept once GCM is set up. */
+    /* In the secure heap; once GCM is set up only the identity key, and
+     * the metadata key until the metadata block is open, are kept. */
     dcmseal_keys *keys;
+    uint8_t *meta_ct;     /* the metadata block as it arrives */
+    size_t meta_got;
+    int have_meta;        /* the block is open (or there is none) */
+    dcmseal_meta meta;
     EVP_CIPHER_CTX *gcm;
     uint8_t *buf; /* cipher text of the segment not yet known to be non-last */
     size_t buffered;
@@ -92,6 +100,8 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
     dcmseal_keys *keys = OPENSSL_secure_zalloc(sizeof *keys);
     dcmseal_header h;
     dcmseal_slot slot;
+    dcmseal_origin_policy pol;
+    uint8_t *raw = header + DCMSEAL_HEADER_LEN;
     memset(&h, 0, sizeof h);
     memset(&slot, 0, sizeof slot);
 
@@ -104,27 +114,57 @@ dcmseal_status dcmseal_encrypt_init_fixed(dcmseal_encryptor_t **out,
                    h.segment_size <= DCMSEAL_SEGMENT_MAX, err, DCMSEAL_E_USAGE,
                    "segment size %u outside %u..%u", h.segment_size,
                    DCMSEAL_SEGMENT_MIN, DCMSEAL_SEGMENT_MAX);
+    DCMSEAL_ENSURE(p->meta == NULL || dcmseal_meta_path_ok(p->meta->path), err,
+                   DCMSEAL_E_USAGE, "encrypt: the metadata path is not a relative path");
+    DCMSEAL_ENSURE(p->meta == NULL || (p->meta->mode <= 0777 &&
+                                       p->meta->mtime_nsec < 1000000000u),
+                   err, DCMSEAL_E_USAGE, "encrypt: bad metadata mode or time");
     enc = OPENSSL_zalloc(sizeof *enc);
     DCMSEAL_ENSURE(enc != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     enc->seg = h.segment_size;
     enc->buf = OPENSSL_malloc(enc->seg);
     DCMSEAL_ENSURE(enc->buf != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
 
-    h.version = DCMSEAL_FORMAT_VERSION;
-    h.flags = p->identity != NULL ? DCMSEAL_HEADER_FLAG_DICOM : 0;
-    memcpy(h.salt, salt, DCMSEAL_SALT_LEN);
-    DCMSEAL_GUARD(dcmseal_keys_derive(keys, dek, salt, err));
-    DCMSEAL_GUARD(dcmseal_identity_tag(h.identity_tag, keys, p->identity, err));
-    memcpy(h.commitment, keys->commitment, DCMSEAL_COMMIT_LEN);
     DCMSEAL_GUARD(p->keyring->wrap(p->keyring->self, &slot.meta, slot.wrapped,
                                    sizeof slot.wrapped, &slot.wrapped_len, dek, err));
     slot.generation = 1;
+    /* The KEK decides the format: v2 (with a proof) when it has an origin
+     * key, else v1, which only a name that accepts unproven objects may
+     * get; docs/KEYS.md says how a KEK made before origin keys gets one. */
+    DCMSEAL_GUARD(dcmseal_origin_policy_of(&pol, p->keyring, &slot.meta, err));
+    DCMSEAL_ENSURE(pol.has_key || !pol.required, err, DCMSEAL_E_KEY,
+                   "key '%s' v%u has no origin key, and its policy requires origin proofs: "
+                   "run `dcmseal key upgrade %s`",
+                   slot.meta.kek_name, slot.meta.kek_version, slot.meta.kek_name);
+    DCMSEAL_ENSURE(pol.has_key || p->meta == NULL, err, DCMSEAL_E_KEY,
+                   "key '%s' v%u has no origin key; concealed names need one: run `dcmseal "
+                   "key upgrade %s`",
+                   slot.meta.kek_name, slot.meta.kek_version, slot.meta.kek_name);
+    h.version = pol.has_key ? DCMSEAL_FORMAT_V2 : DCMSEAL_FORMAT_V1;
+    h.flags = p->identity != NULL ? DCMSEAL_HEADER_FLAG_DICOM : 0;
+    if (p->meta != NULL) {
+        h.flags |= DCMSEAL_HEADER_FLAG_META;
+        h.meta_len = dcmseal_meta_len(p->meta);
+    }
+    memcpy(h.salt, salt, DCMSEAL_SALT_LEN);
+    DCMSEAL_GUARD(dcmseal_keys_derive(keys, dek, salt, p->meta != NULL, err));
+    DCMSEAL_GUARD(dcmseal_identity_tag(h.identity_tag, keys, p->identity, err));
+    memcpy(h.commitment, keys->commitment, DCMSEAL_COMMIT_LEN);
     DCMSEAL_GUARD(dcmseal_gcm_init(&enc->gcm, keys->payload, 1, err));
 
     dcmseal_header_encode(enc->aad, &h);
     memcpy(header, enc->aad, DCMSEAL_HEADER_LEN);
-    dcmseal_slot_encode(header + DCMSEAL_HEADER_LEN, &slot);
+    if (pol.has_key)
+        DCMSEAL_GUARD(dcmseal_origin_prove(&slot, raw, enc->aad, p->keyring, err));
+    else
+        dcmseal_slot_encode(raw, &slot);
     memset(header + DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_LEN, 0, DCMSEAL_SLOT_LEN);
+    if (p->meta != NULL) {
+        enc->meta = OPENSSL_malloc(h.meta_len);
+        DCMSEAL_ENSURE(enc->meta != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+        DCMSEAL_GUARD(dcmseal_meta_seal(enc->meta, p->meta, keys, enc->aad, err));
+        enc->meta_pending = h.meta_len;
+    }
     *out = enc;
     enc = NULL;
 out:
@@ -152,7 +192,24 @@ out:
 
 size_t dcmseal_encrypt_update_max(const dcmseal_encryptor_t *enc, size_t in_len)
 {
-    return (enc->buffered + in_len) / enc->seg * SEGMENT_CT(enc->seg);
+    return enc->meta_pending + (enc->buffered + in_len) / enc->seg * SEGMENT_CT(enc->seg);
+}
+
+size_t dcmseal_encrypt_final_max(const dcmseal_encryptor_t *enc)
+{
+    return enc->meta_pending + SEGMENT_CT(enc->buffered);
+}
+
+/* The metadata block goes out with the first output, ahead of the first
+ * segment: it is cipher text already, sealed at init. */
+static size_t put_meta(dcmseal_encryptor_t *enc, uint8_t *out)
+{
+    size_t n = enc->meta_pending;
+    if (n > 0) {
+        memcpy(out, enc->meta, n);
+        enc->meta_pending = 0;
+    }
+    return n;
 }
 
 dcmseal_status dcmseal_encrypt_update(dcmseal_encryptor_t *enc, uint8_t *out,
@@ -166,6 +223,7 @@ dcmseal_status dcmseal_encrypt_update(dcmseal_encryptor_t *enc, uint8_t *out,
         return st;
     if (out_cap < dcmseal_encrypt_update_max(enc, in_len))
         return dcmseal_fail(err, DCMSEAL_E_USAGE, "encrypt: output buffer too small");
+    n = put_meta(enc, out);
     while (in_len > 0) {
         if (enc->buffered == enc->seg) {
             DCMSEAL_GUARD(seal_segment(enc, out + n, enc->buf, enc->seg, 0, err));
@@ -202,12 +260,13 @@ dcmseal_status dcmseal_encrypt_final(dcmseal_encryptor_t *enc, uint8_t *out,
     dcmseal_status st;
     if ((st = stream_refuse(enc->failed, enc->finished, out_len, err)) != DCMSEAL_OK)
         return st;
-    if (out_cap < SEGMENT_CT(enc->buffered))
+    if (out_cap < dcmseal_encrypt_final_max(enc))
         return dcmseal_fail(err, DCMSEAL_E_USAGE, "encrypt: output buffer too small");
-    st = seal_segment(enc, out, enc->buf, enc->buffered, 1, err);
+    const size_t m = put_meta(enc, out);
+    st = seal_segment(enc, out + m, enc->buf, enc->buffered, 1, err);
     if (st != DCMSEAL_OK)
-        return stream_fail(&enc->failed, st, out, SEGMENT_CT(enc->buffered), out_len);
-    *out_len = SEGMENT_CT(enc->buffered);
+        return stream_fail(&enc->failed, st, out, m + SEGMENT_CT(enc->buffered), out_len);
+    *out_len = m + SEGMENT_CT(enc->buffered);
     enc->finished = 1;
     OPENSSL_cleanse(enc->buf, enc->buffered);
     enc->buffered = 0;
@@ -219,6 +278,7 @@ void dcmseal_encryptor_free(dcmseal_encryptor_t *enc)
     if (enc == NULL)
         return;
     EVP_CIPHER_CTX_free(enc->gcm);
+    OPENSSL_free(enc->meta); /* cipher text only */
     /* Not the whole segment: small objects never fill it (see buf_used). */
     if (enc->buf != NULL)
         OPENSSL_cleanse(enc->buf, enc->buf_used);
@@ -248,10 +308,15 @@ size_t dcmseal_decrypt_update_max(const dcmseal_decryptor_t *dec, size_t in_len)
         size_t rest = DCMSEAL_PREAMBLE_LEN - dec->pre_len;
         return in_len > rest ? in_len - rest : 0;
     }
+    if (!dec->have_meta) { /* the metadata block yields no plain text here */
+        size_t rest = dec->h.meta_len - dec->meta_got;
+        return in_len > rest ? in_len - rest : 0;
+    }
     return dec->buffered + in_len;
 }
 
-/* Called once the preamble is complete: unwrap, commit, set up GCM. */
+/* Called once the preamble is complete: origin, unwrap, commit, set up
+ * GCM. */
 static dcmseal_status decrypt_start(dcmseal_decryptor_t *dec, dcmseal_error *err)
 {
     dcmseal_status st = DCMSEAL_OK;
@@ -261,16 +326,34 @@ static dcmseal_status decrypt_start(dcmseal_decryptor_t *dec, dcmseal_error *err
                                           sizeof dec->pre, err));
     dec->keys = OPENSSL_secure_zalloc(sizeof *dec->keys);
     DCMSEAL_ENSURE(dec->keys != NULL, err, DCMSEAL_E_INTERNAL, "out of secure memory");
-    DCMSEAL_GUARD(dcmseal_open_keys(dec->keys, &dec->h, &slot, dec->ring, err));
+    DCMSEAL_GUARD(dcmseal_open_keys(dec->keys, &dec->info.origin, dec->pre,
+                                    dec->info.active_slot, &dec->h, &slot, dec->ring, err));
     DCMSEAL_GUARD(dcmseal_gcm_init(&dec->gcm, dec->keys->payload, 0, err));
-    /* What is left to do needs the identity key only. */
+    /* What is left to do needs the identity key, and the metadata key
+     * until its block is open. */
     OPENSSL_cleanse(dec->keys->payload, sizeof dec->keys->payload);
     OPENSSL_cleanse(dec->keys->commitment, sizeof dec->keys->commitment);
     dec->buf = OPENSSL_malloc(SEGMENT_CT(dec->h.segment_size));
     DCMSEAL_ENSURE(dec->buf != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    if (dec->h.meta_len > 0) {
+        dec->meta_ct = OPENSSL_malloc(dec->h.meta_len);
+        DCMSEAL_ENSURE(dec->meta_ct != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
+    } else {
+        dec->have_meta = 1;
+    }
     dec->have_header = 1;
 out:
     OPENSSL_cleanse(&slot, sizeof slot);
+    return st;
+}
+
+/* Called once the metadata block is complete. */
+static dcmseal_status decrypt_meta(dcmseal_decryptor_t *dec, dcmseal_error *err)
+{
+    dcmseal_status st = dcmseal_meta_open(&dec->meta, dec->meta_ct, dec->h.meta_len, dec->keys,
+                                          dec->pre, err);
+    OPENSSL_cleanse(dec->keys->meta, sizeof dec->keys->meta);
+    dec->have_meta = st == DCMSEAL_OK;
     return st;
 }
 
@@ -315,6 +398,16 @@ dcmseal_status dcmseal_decrypt_update(dcmseal_decryptor_t *dec, uint8_t *out,
         if (dec->pre_len == sizeof dec->pre)
             DCMSEAL_GUARD(decrypt_start(dec, err));
     }
+    while (in_len > 0 && !dec->have_meta) {
+        size_t take = dec->h.meta_len - dec->meta_got;
+        take = take < in_len ? take : in_len;
+        memcpy(dec->meta_ct + dec->meta_got, in, take);
+        dec->meta_got += take;
+        in += take;
+        in_len -= take;
+        if (dec->meta_got == dec->h.meta_len)
+            DCMSEAL_GUARD(decrypt_meta(dec, err));
+    }
     const size_t full = SEGMENT_CT(dec->h.segment_size);
     while (in_len > 0) {
         if (dec->buffered == full) {
@@ -354,6 +447,8 @@ dcmseal_status dcmseal_decrypt_final(dcmseal_decryptor_t *dec, uint8_t *out,
     DCMSEAL_ENSURE(dec->have_header, err, DCMSEAL_E_FORMAT,
                    "truncated: %zu bytes, the header alone is %d", dec->pre_len,
                    DCMSEAL_PREAMBLE_LEN);
+    DCMSEAL_ENSURE(dec->have_meta, err, DCMSEAL_E_AUTH,
+                   "authentication failed: truncated in the metadata block");
     /* Only the first segment may be empty (empty object); a missing or
      * empty tail means the object was cut at a segment boundary. */
     DCMSEAL_ENSURE(dec->buffered > DCMSEAL_TAG_LEN ||
@@ -375,6 +470,11 @@ out:
 const dcmseal_header_info *dcmseal_decrypt_get0_header(const dcmseal_decryptor_t *dec)
 {
     return dec->have_header ? &dec->info : NULL;
+}
+
+const dcmseal_meta *dcmseal_decrypt_get0_meta(const dcmseal_decryptor_t *dec)
+{
+    return dec->have_header && dec->have_meta && dec->h.meta_len > 0 ? &dec->meta : NULL;
 }
 
 dcmseal_status dcmseal_decrypt_check_identity(const dcmseal_decryptor_t *dec,
@@ -413,5 +513,6 @@ void dcmseal_decryptor_free(dcmseal_decryptor_t *dec)
     if (dec->buf != NULL)
         OPENSSL_cleanse(dec->buf, dec->buf_used);
     OPENSSL_free(dec->buf);
+    OPENSSL_free(dec->meta_ct); /* cipher text only */
     OPENSSL_clear_free(dec, sizeof *dec);
 }

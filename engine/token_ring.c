@@ -106,6 +106,65 @@ static dcmseal_status ring_rewrap(void *self, dcmseal_wrap_meta *meta, uint8_t *
     return st;
 }
 
+/* ---- origin (FORMAT.md "Origin proof") ---------------------------------------- */
+
+static int is_current(const dcmseal_token_ring_t *r, const dcmseal_wrap_meta *meta)
+{
+    return r->has_current && r->current.version == meta->kek_version &&
+           strcmp(r->current.name, meta->kek_name) == 0 &&
+           memcmp(r->current.fingerprint, meta->kek_fingerprint, sizeof meta->kek_fingerprint) ==
+               0;
+}
+
+/* What kek_find learnt about the KEK: the writer asks about the current one
+ * (found at start), a reader about the one its slot names (found once per
+ * version, as for unwrap). */
+static dcmseal_status ring_origin(void *self, dcmseal_origin_policy *out,
+                                  const dcmseal_wrap_meta *meta, dcmseal_error *err)
+{
+    dcmseal_token_ring_t *r = self;
+    const dcmseal_kek_info *k = &r->current;
+    if (!is_current(r, meta)) {
+        dcmseal_status st = ring_lookup(r, meta, err);
+        if (st != DCMSEAL_OK)
+            return st;
+        k = &r->last;
+    }
+    out->has_key = k->has_origin;
+    out->required = k->require_origin;
+    return DCMSEAL_OK;
+}
+
+static dcmseal_status ring_prove(void *self, uint8_t proof[DCMSEAL_PROOF_LEN],
+                                 const dcmseal_wrap_meta *meta, const uint8_t *msg,
+                                 size_t msg_len, dcmseal_error *err)
+{
+    dcmseal_token_ring_t *r = self;
+    return dcmseal_origin_sign(r->session, proof, meta->kek_name, meta->kek_version, msg,
+                               msg_len, err);
+}
+
+static dcmseal_status ring_check_proof(void *self, const dcmseal_wrap_meta *meta,
+                                       const uint8_t *msg, size_t msg_len,
+                                       const uint8_t proof[DCMSEAL_PROOF_LEN], dcmseal_error *err)
+{
+    dcmseal_token_ring_t *r = self;
+    /* The KEK the slot names first: a missing, disabled or other key is
+     * reported as such, not as a proof that does not verify. */
+    dcmseal_status st = ring_lookup(r, meta, err);
+    if (st == DCMSEAL_OK)
+        st = dcmseal_origin_verify(r->session, meta->kek_name, meta->kek_version, msg, msg_len,
+                                   proof, err);
+    return st;
+}
+
+static dcmseal_status ring_conceal(void *self, uint8_t mac[DCMSEAL_PROOF_LEN], const char *name,
+                                   const uint8_t *msg, size_t msg_len, dcmseal_error *err)
+{
+    dcmseal_token_ring_t *r = self;
+    return dcmseal_conceal_sign(r->session, mac, name, msg, msg_len, err);
+}
+
 dcmseal_status dcmseal_token_ring_set_current(dcmseal_token_ring_t *r, const char *name,
                                               uint32_t version, dcmseal_error *err)
 {
@@ -139,7 +198,17 @@ dcmseal_status dcmseal_token_ring_new(dcmseal_token_ring_t **out,
                    "key ring: missing argument");
     r = OPENSSL_zalloc(sizeof *r);
     DCMSEAL_ENSURE(r != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-    r->ring = (dcmseal_keyring){r, ring_wrap, ring_unwrap, ring_rewrap, ring_current};
+    r->ring = (dcmseal_keyring){
+        .self = r,
+        .wrap = ring_wrap,
+        .unwrap = ring_unwrap,
+        .rewrap = ring_rewrap,
+        .current = ring_current,
+        .origin = ring_origin,
+        .prove = ring_prove,
+        .check_proof = ring_check_proof,
+        .conceal = ring_conceal,
+    };
     r->session = session;
     r->prefer = prefer;
     if (wrap_key != NULL)

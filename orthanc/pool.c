@@ -240,6 +240,56 @@ static dcmseal_status pool_current(void *self, dcmseal_wrap_meta *meta, dcmseal_
     return st;
 }
 
+/* Origin proofs (docs/FORMAT.md "Origin proof"), on whichever session is
+ * free, like unwrap: each is one call into the token. */
+static dcmseal_status pool_origin(void *self, dcmseal_origin_policy *out,
+                                  const dcmseal_wrap_meta *meta, dcmseal_error *err)
+{
+    pool *p = self;
+    slot *s = NULL;
+    dcmseal_status st = acquire(p, &s, err);
+    if (st == DCMSEAL_OK) {
+        const dcmseal_keyring *r = dcmseal_token_ring_get0_keyring(s->ring);
+        st = r->origin(r->self, out, meta, err);
+        note(p, st, err);
+        release(p, s);
+    }
+    return st;
+}
+
+static dcmseal_status pool_prove(void *self, uint8_t proof[DCMSEAL_PROOF_LEN],
+                                 const dcmseal_wrap_meta *meta, const uint8_t *msg,
+                                 size_t msg_len, dcmseal_error *err)
+{
+    pool *p = self;
+    slot *s = NULL;
+    dcmseal_status st = acquire(p, &s, err);
+    if (st == DCMSEAL_OK) {
+        const dcmseal_keyring *r = dcmseal_token_ring_get0_keyring(s->ring);
+        st = r->prove(r->self, proof, meta, msg, msg_len, err);
+        note(p, st, err);
+        release(p, s);
+    }
+    return st;
+}
+
+static dcmseal_status pool_check_proof(void *self, const dcmseal_wrap_meta *meta,
+                                       const uint8_t *msg, size_t msg_len,
+                                       const uint8_t proof[DCMSEAL_PROOF_LEN],
+                                       dcmseal_error *err)
+{
+    pool *p = self;
+    slot *s = NULL;
+    dcmseal_status st = acquire(p, &s, err);
+    if (st == DCMSEAL_OK) {
+        const dcmseal_keyring *r = dcmseal_token_ring_get0_keyring(s->ring);
+        st = r->check_proof(r->self, meta, msg, msg_len, proof, err);
+        note(p, st, err);
+        release(p, s);
+    }
+    return st;
+}
+
 const dcmseal_keyring *pool_keyring(pool *p)
 {
     return &p->ring;
@@ -256,7 +306,13 @@ dcmseal_status pool_new(pool **out, const plugin_config *cfg, dcmseal_error *err
     DCMSEAL_ENSURE(p != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->freed, NULL);
-    p->ring = (dcmseal_keyring){p, pool_wrap, pool_unwrap, NULL, pool_current};
+    p->ring = (dcmseal_keyring){.self = p,
+                                .wrap = pool_wrap,
+                                .unwrap = pool_unwrap,
+                                .current = pool_current,
+                                .origin = pool_origin,
+                                .prove = pool_prove,
+                                .check_proof = pool_check_proof};
     p->refresh_ms = (uint64_t)cfg->key_refresh_s * 1000u;
     p->n = cfg->sessions;
     p->slots = OPENSSL_zalloc(p->n * sizeof p->slots[0]);

@@ -13,7 +13,7 @@
 
 #include "internal.h"
 
-#define CHECK_MAX 20
+#define CHECK_MAX 24
 #define SCRATCH_PREFIX_MAX 40
 #define SESSIONS_LIMIT 1024
 #define TEST_DEK_LEN 32
@@ -663,6 +663,94 @@ static void probe_hardening(struct probe *p)
         rv != CKR_OK ? "refused" : "unwrapped as a data key -- in-token rewrap cannot tell");
 }
 
+/* ---- the origin key ----------------------------------------------------- */
+
+/* Finishes a sign operation the token should have refused to start. */
+static void sign_finish(struct probe *p)
+{
+    uint8_t junk[64];
+    CK_ULONG n = sizeof junk;
+    p->m->C_Sign(p->s->h, (CK_BYTE *)"x", 1, junk, &n);
+}
+
+/* An origin key made exactly as `key create` makes one (origin.c), a proof
+ * computed and checked in the token, a wrong one refused; then whether its
+ * value stays in the token and it does nothing but HMAC-SHA256. */
+static void probe_origin(struct probe *p)
+{
+    static const uint8_t msg[] = "dcmseal hsm-check: an origin proof";
+    CK_MECHANISM mech = {CKM_SHA256_HMAC, NULL, 0}, sha1 = {CKM_SHA_1_HMAC, NULL, 0};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    uint8_t mac[32], value[64];
+    CK_ULONG len = sizeof mac;
+    CK_MECHANISM_TYPE allowed[8];
+    CK_ATTRIBUTE am = {CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed};
+    CK_ATTRIBUTE v = {CKA_VALUE, value, sizeof value};
+    CK_RV rv, good = CKR_OK, bad = CKR_OK;
+    if ((rv = origin_generate(p->s, p->name, 1)) == CKR_OK &&
+        (rv = hmac_key_find(p->s, p->name, 1, &h)) == CKR_OK && h == CK_INVALID_HANDLE)
+        rv = CKR_GENERAL_ERROR;
+    if (rv != CKR_OK) {
+        add(p, "origin-hmac", 1, DCMSEAL_CHECK_FAIL, ckr_name(rv),
+            "C_GenerateKey of a 32-byte CKK_GENERIC_SECRET HMAC key (sensitive, not "
+            "extractable, sign/verify) refused: no origin proofs on this token");
+        not_run(p, "origin-mechanisms", 0, DCMSEAL_CHECK_INFO, "no origin key was generated");
+        return;
+    }
+    if ((rv = p->m->C_SignInit(p->s->h, &mech, h)) == CKR_OK)
+        rv = p->m->C_Sign(p->s->h, (CK_BYTE *)msg, sizeof msg, mac, &len);
+    if (rv == CKR_OK && (good = p->m->C_VerifyInit(p->s->h, &mech, h)) == CKR_OK)
+        good = p->m->C_Verify(p->s->h, (CK_BYTE *)msg, sizeof msg, mac, sizeof mac);
+    mac[5] ^= 1;
+    if (rv == CKR_OK && (bad = p->m->C_VerifyInit(p->s->h, &mech, h)) == CKR_OK)
+        bad = p->m->C_Verify(p->s->h, (CK_BYTE *)msg, sizeof msg, mac, sizeof mac);
+    CK_RV rd = p->m->C_GetAttributeValue(p->s->h, h, &v, 1);
+    const int readable = rd == CKR_OK && v.ulValueLen != CK_UNAVAILABLE_INFORMATION;
+    OPENSSL_cleanse(value, sizeof value);
+    /* What dcmseal's policy asks on every use (origin.c, hmac_judge): made
+     * in the token and never out of it. */
+    CK_BBOOL local = BOOL_UNSET, always = BOOL_UNSET, never = BOOL_UNSET, priv = BOOL_UNSET;
+    CK_ATTRIBUTE made[] = {{CKA_LOCAL, &local, 1},
+                           {CKA_ALWAYS_SENSITIVE, &always, 1},
+                           {CKA_NEVER_EXTRACTABLE, &never, 1},
+                           {CKA_PRIVATE, &priv, 1}};
+    CK_RV rk = p11_read_attrs(p->s, h, made, 4);
+    const int in_token =
+        rk == CKR_OK && local == CK_TRUE && always == CK_TRUE && never == CK_TRUE && priv == CK_TRUE;
+    if (rv != CKR_OK || len != sizeof mac)
+        add(p, "origin-hmac", 1, DCMSEAL_CHECK_FAIL, ckr_name(rv),
+            "C_Sign with CKM_SHA256_HMAC refused, or not 32 bytes");
+    else if (good != CKR_OK || bad != CKR_SIGNATURE_INVALID)
+        add(p, "origin-hmac", 1, DCMSEAL_CHECK_FAIL, ckr_name(good != CKR_OK ? good : bad),
+            "C_Verify: the right proof %s, a wrong one %s", ckr_name(good), ckr_name(bad));
+    else if (readable)
+        add(p, "origin-hmac", 1, DCMSEAL_CHECK_FAIL, "CKR_OK",
+            "the origin key's CKA_VALUE can be read out");
+    else if (!in_token)
+        add(p, "origin-hmac", 1, DCMSEAL_CHECK_FAIL, ckr_name(rk),
+            "the token does not say the origin key is private and was made in it and never "
+            "left it (CKA_PRIVATE, CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE): "
+            "dcmseal refuses such keys");
+    else
+        add(p, "origin-hmac", 1, DCMSEAL_CHECK_PASS, "CKR_OK",
+            "origin key as `key create` makes it: HMAC-SHA256 proofs made and checked in the "
+            "token, a wrong one refused (%s), its value unreadable (%s)",
+            ckr_name(bad), ckr_name(rd));
+    /* Optional: dcmseal's template asks for CKA_ALLOWED_MECHANISMS, and a
+     * token that drops it still makes proofs; then anyone with the PIN could
+     * use the key for another MAC. */
+    am.ulValueLen = sizeof allowed;
+    CK_RV ra = p->m->C_GetAttributeValue(p->s->h, h, &am, 1);
+    const int kept = ra == CKR_OK && am.ulValueLen == sizeof allowed[0] &&
+                     allowed[0] == CKM_SHA256_HMAC;
+    CK_RV other = p->m->C_SignInit(p->s->h, &sha1, h);
+    if (other == CKR_OK)
+        sign_finish(p);
+    add(p, "origin-mechanisms", 0, pass_if(kept && other != CKR_OK), ckr_name(other),
+        "CKA_ALLOWED_MECHANISMS {CKM_SHA256_HMAC} %s; HMAC-SHA1 with the origin key: %s",
+        kept ? "kept" : "not kept", other == CKR_OK ? "accepted" : "refused");
+}
+
 /* ---- sessions ----------------------------------------------------------- */
 
 /* Opens up to |max| sessions besides the two dcmseal holds (its login
@@ -806,6 +894,7 @@ dcmseal_status dcmseal_check_run(dcmseal_check_t **out, dcmseal_session_t *s,
     probe_disabled(p);
     probe_private(p);
     probe_hardening(p);
+    probe_origin(p);
     if (p->key != NULL)
         probe_sessions(p, max_sessions);
     else

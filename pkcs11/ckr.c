@@ -54,6 +54,9 @@ static const struct {
     R(CKR_WRAPPED_KEY_LEN_RANGE, P11_BAD_DATA),
     R(CKR_DATA_INVALID, P11_BAD_DATA),
     R(CKR_DATA_LEN_RANGE, P11_BAD_DATA),
+    /* An origin proof that does not verify (C_Verify, origin.c). */
+    R(CKR_SIGNATURE_INVALID, P11_BAD_DATA),
+    R(CKR_SIGNATURE_LEN_RANGE, P11_BAD_DATA),
 
     /* Gone for a moment: a dropped session or login, a busy or briefly
      * absent device. Retried (token.c). CKR_OPERATION_ACTIVE: a failure

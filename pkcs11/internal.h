@@ -7,6 +7,7 @@
  *   lookup.c  finding a version or a primary; listing
  *   keygen.c  generation, enable/disable, destroy
  *   wrap.c    wrap, unwrap, rewrap (RSA-OAEP in the token; the rewrap path)
+ *   origin.c  origin and concealment keys (HMAC-SHA256), the require-origin policy
  *   check.c   what a token can do for dcmseal (hsm-check)
  *   slots.c   the slots and tokens a module offers (token list) */
 #ifndef DCMSEAL_PKCS11_INTERNAL_H
@@ -81,11 +82,22 @@ struct kek_cache {
     int disabled; /* as read with the handles; dcmseal disabling clears the cache */
 };
 
+/* The same for origin keys (version >= 1) and concealment keys (version 0),
+ * which are used once per object too. */
+#define HMAC_CACHE_SIZE 4
+struct hmac_cache {
+    int valid;
+    char name[DCMSEAL_KEK_NAME_MAX + 1];
+    uint32_t version;
+    CK_OBJECT_HANDLE h;
+};
+
 struct dcmseal_session {
     dcmseal_token_t *tok;
     CK_SESSION_HANDLE h;
     unsigned gen; /* of the token when |h| was opened */
     struct kek_cache cache[KEK_CACHE_SIZE];
+    struct hmac_cache hcache[HMAC_CACHE_SIZE];
     /* A throwaway AES session key that measures the length of unwrapped
      * keys (wrap.c), CK_INVALID_HANDLE until needed. */
     CK_OBJECT_HANDLE len_probe;
@@ -258,6 +270,9 @@ struct find_ctx {
     uint32_t primary;  /* the highest enabled version, 0 when unknown or none */
     size_t n_versions; /* how many versions |name| has */
     uint32_t min;      /* the minimum decryption version, 0 when none */
+    int has_origin;    /* the version found has an origin key */
+    unsigned origin_weak; /* and what it lacks (origin_weak) */
+    int require_origin;
     struct kek_obj obj;
 };
 
@@ -319,5 +334,36 @@ rewrap_fallback kek_rewrap_fallback(CK_RV rv, dcmseal_oaep used);
  * version itself. |pub| may be CK_INVALID_HANDLE. Shared with the check. */
 CK_RV kek_set_uses(dcmseal_session_t *s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
                    CK_BBOOL enabled);
+
+/* ---- Origin and concealment keys (origin.c) --------------------------------- */
+
+#define HMAC_ID_MAX (32 + DCMSEAL_KEK_NAME_MAX)
+
+/* The CKA_ID of the origin key of |name| v|version|, or of the name's
+ * concealment key when |version| is 0; its length (0: does not fit). */
+size_t hmac_key_id(char id[HMAC_ID_MAX], const char *name, uint32_t version);
+/* That key's handle, CK_INVALID_HANDLE when there is none. */
+CK_RV hmac_key_find(dcmseal_session_t *s, const char *name, uint32_t version,
+                    CK_OBJECT_HANDLE *h);
+/* The DCMSEAL_KEK_WEAK_* bits of the origin key |h| (CK_INVALID_HANDLE:
+ * none, 0): what it lacks of dcmseal's template and still works without. */
+unsigned origin_weak(dcmseal_session_t *s, CK_OBJECT_HANDLE h);
+/* Generates the origin key of |name| v|version| with dcmseal's template,
+ * replacing one left over. One call, no retry, as kek_generate_pair. */
+CK_RV origin_generate(dcmseal_session_t *s, const char *name, uint32_t version);
+/* Generates the concealment key of |name| unless it has one; |*made| says
+ * whether it did. */
+CK_RV conceal_ensure(dcmseal_session_t *s, const char *name, int *made);
+/* Sets CKA_SIGN and CKA_VERIFY of the origin key of |name| v|version| to
+ * |enabled|, or destroys it; nothing when the version has none. */
+CK_RV origin_set_uses(dcmseal_session_t *s, const char *name, uint32_t version, int destroy,
+                      CK_BBOOL enabled);
+/* Whether |name| requires origin proofs and, unless |hs| is NULL, the
+ * policy objects that say so (free() them). */
+CK_RV origin_policy_read(dcmseal_session_t *s, const char *name, int *required,
+                         CK_OBJECT_HANDLE **hs, size_t *n);
+/* Destroys the concealment key and origin policy of |name| once it has no
+ * version left. */
+CK_RV origin_forget_name(dcmseal_session_t *s, const char *name);
 
 #endif

@@ -92,6 +92,7 @@ static CK_RV gen_op(dcmseal_session_t *s, void *arg)
     unsigned char modulus[MODULUS_MAX];
     CK_ATTRIBUTE mod_t[] = {{CKA_MODULUS, modulus, sizeof modulus}};
     size_t n = 0;
+    int made;
     CK_RV rv = p11_find_all(s, any, 1, &hs, &n);
     c->exists = 0;
     c->highest = c->version = 0;
@@ -101,9 +102,11 @@ static CK_RV gen_op(dcmseal_session_t *s, void *arg)
         uint32_t v;
         CK_OBJECT_CLASS cls = CKO_DATA;
         CK_ATTRIBUTE ct[] = {{CKA_CLASS, &cls, sizeof cls}};
-        /* The min-version policy object shares the label; it does not make
-         * the name taken, so that destroying every version frees it. */
-        if ((rv = p11_read_attrs(s, hs[i], ct, 1)) == CKR_OK && cls != CKO_DATA)
+        /* Only key pairs make a name taken: the policy objects and the
+         * origin and concealment keys share the label, and a run cut short
+         * may have left the latter before its key pair. */
+        if ((rv = p11_read_attrs(s, hs[i], ct, 1)) == CKR_OK &&
+            (cls == CKO_PRIVATE_KEY || cls == CKO_PUBLIC_KEY))
             c->exists = 1;
         if (rv == CKR_OK && (rv = kek_identity(s, hs[i], label, &v)) == CKR_OK &&
             v > c->highest && strcmp(label, c->name) == 0) {
@@ -119,6 +122,13 @@ static CK_RV gen_op(dcmseal_session_t *s, void *arg)
         c->bits = kek_modulus_bits(modulus, mod_t[0].ulValueLen);
     }
     if (c->bits != 2048 && c->bits != 3072)
+        goto out;
+    /* The origin key first: every version that has a key pair has one,
+     * whatever point a crash stops this at. A new name also gets its
+     * concealment key. */
+    if (!c->rotate && (rv = conceal_ensure(s, c->name, &made)) != CKR_OK)
+        goto out;
+    if ((rv = origin_generate(s, c->name, c->highest + 1)) != CKR_OK)
         goto out;
     rv = kek_generate_pair(s, c->name, c->highest + 1, c->bits, &pub, &priv);
     if (rv == CKR_OK)
@@ -162,6 +172,11 @@ static dcmseal_status kek_generate(dcmseal_session_t *s, dcmseal_kek_info *out,
      * that were all destroyed speaks of keys that no longer exist. */
     if (!rotate)
         DCMSEAL_GUARD(dcmseal_kek_set_min_version(s, name, 0, err));
+    /* A new name has only objects with origin proofs: objects without one
+     * (format v1) can only be forgeries, so it refuses them from the start
+     * (docs/KEYS.md "Origin keys"). */
+    if (!rotate)
+        DCMSEAL_GUARD(dcmseal_kek_set_require_origin(s, name, 1, err));
     st = kek_find(s, out, name, c.version, err);
 out:
     return st;
@@ -228,15 +243,21 @@ static CK_RV state_op(dcmseal_session_t *s, void *arg)
         goto out;
     if (!c->destroy) {
         if ((rv = p11_read_attrs(s, h[0], was, 1)) == CKR_OK &&
-            (rv = kek_set_uses(s, h[0], h[1], c->enabled)) == CKR_OK)
+            (rv = kek_set_uses(s, h[0], h[1], c->enabled)) == CKR_OK &&
+            (rv = origin_set_uses(s, c->name, c->version, 0, c->enabled)) == CKR_OK)
             rv = c->enabled ? kek_disabled_forget(s, c->name, c->version)
                             : kek_disabled_note(s, c->name, c->version, decrypt != CK_FALSE);
         goto out;
     }
+    /* The origin key first: a crash then leaves a version without one,
+     * which a re-run destroys, never an origin key without its version. */
+    rv = origin_set_uses(s, c->name, c->version, 1, CK_FALSE);
     for (int i = 1; i >= 0 && rv == CKR_OK; i--)
         rv = h[i] == CK_INVALID_HANDLE ? CKR_OK : m->C_DestroyObject(s->h, h[i]);
     if (rv == CKR_OK)
         rv = kek_disabled_forget(s, c->name, c->version);
+    if (rv == CKR_OK)
+        rv = origin_forget_name(s, c->name);
 out:
     free(o);
     return rv;

@@ -31,6 +31,15 @@ CK_RV kek_find_op(dcmseal_session_t *s, void *arg)
         c->obj.priv = CK_INVALID_HANDLE;
     if (rv == CKR_OK)
         rv = kek_min_read(s, c->name, &c->min, NULL, NULL);
+    c->has_origin = 0;
+    if (rv == CKR_OK && c->found != 0) {
+        CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+        rv = hmac_key_find(s, c->name, c->found, &h);
+        c->has_origin = h != CK_INVALID_HANDLE;
+        c->origin_weak = rv == CKR_OK ? origin_weak(s, h) : 0;
+    }
+    if (rv == CKR_OK)
+        rv = origin_policy_read(s, c->name, &c->require_origin, NULL, NULL);
     free(vs);
     return rv;
 }
@@ -64,6 +73,9 @@ dcmseal_status kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, const char 
     DCMSEAL_GUARD(kek_judge(s, out, &c->obj, name, version != 0 ? version : c->found, err));
     out->primary = c->found == c->primary;
     out->min_version = c->min;
+    out->has_origin = c->has_origin;
+    out->weak |= c->origin_weak;
+    out->require_origin = c->require_origin;
     kek_cache_put(s, name, c->found, &c->obj);
 out:
     OPENSSL_free(c);
@@ -104,6 +116,7 @@ static CK_RV list_op(dcmseal_session_t *s, void *arg)
         if ((rv = kek_identity(s, hs[i], label, &v)) != CKR_OK || v == 0 ||
             (rv = kek_read(s, label, v, o)) != CKR_OK)
             continue;
+        CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
         dcmseal_kek_info *k = &c->keys[c->n++];
         kek_describe(k, o, label, v);
         if ((rv = kek_min_read(s, label, &k->min_version, NULL, NULL)) == CKR_OK &&
@@ -111,6 +124,10 @@ static CK_RV list_op(dcmseal_session_t *s, void *arg)
                                      &k->purge_locked)) == CKR_OK &&
             !k->enabled)
             rv = kek_disabled_read(s, label, v, &k->disabled_at);
+        if (rv == CKR_OK && (rv = hmac_key_find(s, label, v, &h)) == CKR_OK)
+            rv = origin_policy_read(s, label, &k->require_origin, NULL, NULL);
+        k->has_origin = h != CK_INVALID_HANDLE;
+        k->weak |= rv == CKR_OK ? origin_weak(s, h) : 0;
     }
     free(hs);
     free(o);

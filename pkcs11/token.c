@@ -277,6 +277,8 @@ void cache_clear(dcmseal_session_t *s)
 {
     for (size_t i = 0; i < KEK_CACHE_SIZE; i++)
         s->cache[i].valid = 0;
+    for (size_t i = 0; i < HMAC_CACHE_SIZE; i++)
+        s->hcache[i].valid = 0;
     s->len_probe = CK_INVALID_HANDLE;
 }
 

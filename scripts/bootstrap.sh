@@ -14,6 +14,7 @@ PACKAGES=(build-essential cmake pkg-config libssl-dev openssl p11-kit libp11-kit
           libjansson-dev                 # orthanc/: Orthanc hands plugins their configuration as JSON
           opencryptoki                   # a second PKCS#11 implementation for the tests
           strace                         # tests that check the order of flushes and names
+          python3-cryptography           # tests/integration/forge.py: a second writer of FORMAT.md
           faketime                       # key retention: destroy a month later, today
           groff-base                     # the manual page is checked with groff
           clang libclang-rt-14-dev llvm) # the fuzz targets (scripts/fuzz.sh)

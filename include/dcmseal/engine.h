@@ -33,7 +33,9 @@
 extern "C" {
 #endif
 
-#define DCMSEAL_FORMAT_VERSION 1
+#define DCMSEAL_FORMAT_V1 1              /* no origin proof, no metadata block */
+#define DCMSEAL_FORMAT_V2 2              /* origin proof required; metadata block */
+#define DCMSEAL_FORMAT_VERSION DCMSEAL_FORMAT_V2 /* what this build writes */
 #define DCMSEAL_TAG_LEN 16
 #define DCMSEAL_HEADER_LEN 128           /* immutable header */
 #define DCMSEAL_SLOT_LEN 1024            /* one key slot */
@@ -41,6 +43,7 @@ extern "C" {
 #define DCMSEAL_SEGMENT_DEFAULT (256u * 1024u)
 #define DCMSEAL_SEGMENT_MIN 4096u
 #define DCMSEAL_SEGMENT_MAX (16u * 1024u * 1024u)
+#define DCMSEAL_PROOF_LEN 32             /* an origin proof: HMAC-SHA256 */
 
 /* ---- Key rings: how the engine reaches a KEK ---------------------------- */
 
@@ -52,6 +55,13 @@ typedef struct dcmseal_wrap_meta {
     uint8_t kek_fingerprint[DCMSEAL_KEK_FINGERPRINT_LEN];
 } dcmseal_wrap_meta;
 
+/* What a key ring knows about the origin keys of a KEK (FORMAT.md "Origin
+ * proof"). */
+typedef struct dcmseal_origin_policy {
+    int has_key;  /* the KEK version has an origin key: new objects get proofs */
+    int required; /* the KEK's name refuses objects without a proof */
+} dcmseal_origin_policy;
+
 /* A small function table; the token adapter below is one implementation,
  * tests and plugins may supply others.
  *  - |wrap| wraps under the ring's current KEK and describes it in |meta|.
@@ -61,7 +71,18 @@ typedef struct dcmseal_wrap_meta {
  *    DEK from the KEK in |old_meta| to the ring's current KEK, without the
  *    DEK leaving the token where it can; |*in_token| says whether it did.
  *  - |current| describes the ring's current KEK (oaep is left AUTO), or
- *    fails with DCMSEAL_E_USAGE when the ring has none. */
+ *    fails with DCMSEAL_E_USAGE when the ring has none.
+ * Origin proofs (FORMAT.md "Origin proof"); a ring without origin keys
+ * leaves all four NULL, and then writes format v1 only and refuses v2:
+ *  - |origin| says whether the KEK in |meta| has an origin key and whether
+ *    its name requires proofs.
+ *  - |prove| computes HMAC-SHA256 of |msg| with the origin key of the KEK in
+ *    |meta| (name and version), where the key lives (the token).
+ *  - |check_proof| checks one, failing with DCMSEAL_E_AUTH when it does not
+ *    match; like |unwrap|, it refuses a KEK whose fingerprint differs from
+ *    |meta|'s with DCMSEAL_E_KEY.
+ *  - |conceal| computes HMAC-SHA256 of |msg| with the concealment key of
+ *    the KEK name |name| (FORMAT.md "Concealed names"). */
 typedef struct dcmseal_keyring {
     void *self;
     dcmseal_status (*wrap)(void *self, dcmseal_wrap_meta *meta, uint8_t *out,
@@ -75,6 +96,16 @@ typedef struct dcmseal_keyring {
                              const dcmseal_wrap_meta *old_meta, const uint8_t *wrapped,
                              size_t wrapped_len, dcmseal_error *err);
     dcmseal_status (*current)(void *self, dcmseal_wrap_meta *meta, dcmseal_error *err);
+    dcmseal_status (*origin)(void *self, dcmseal_origin_policy *out,
+                             const dcmseal_wrap_meta *meta, dcmseal_error *err);
+    dcmseal_status (*prove)(void *self, uint8_t proof[DCMSEAL_PROOF_LEN],
+                            const dcmseal_wrap_meta *meta, const uint8_t *msg,
+                            size_t msg_len, dcmseal_error *err);
+    dcmseal_status (*check_proof)(void *self, const dcmseal_wrap_meta *meta,
+                                  const uint8_t *msg, size_t msg_len,
+                                  const uint8_t proof[DCMSEAL_PROOF_LEN], dcmseal_error *err);
+    dcmseal_status (*conceal)(void *self, uint8_t mac[DCMSEAL_PROOF_LEN], const char *name,
+                              const uint8_t *msg, size_t msg_len, dcmseal_error *err);
 } dcmseal_keyring;
 
 typedef struct dcmseal_token_ring dcmseal_token_ring_t;
@@ -117,9 +148,15 @@ dcmseal_token_ring_get0_keyring(const dcmseal_token_ring_t *ring);
  * evicted, expires, or the cache is cleared or freed. A secure heap that is
  * full leaves a DEK uncached, never an error.
  *
- * The cost of the speed: for up to |max_age_ms|, a cached DEK still opens
- * its object after its KEK version was disabled or put below the minimum
- * decryption version in the token, or after the token became unreachable.
+ * A cached ring keeps origin proofs that verified (FORMAT.md "Origin
+ * proof") in the same cache and under the same limits, found by a digest of
+ * the KEK, the message and the proof: a read that a cached DEK serves does
+ * not go to the token for its proof either.
+ *
+ * The cost of the speed: for up to |max_age_ms|, a cached DEK (and proof)
+ * still opens its object after its KEK version was disabled or put below the
+ * minimum decryption version in the token, or after the token became
+ * unreachable.
  * dcmseal_dek_cache_clear forgets everything at once.
  *
  * Thread-safe: one cache serves any number of cached rings. A cached ring
@@ -188,10 +225,35 @@ typedef struct dcmseal_identity {
     char study_instance_uid[65];
 } dcmseal_identity;
 
+/* ---- Metadata: what a concealed object says about its file ---------------- */
+
+#define DCMSEAL_META_PATH_MAX 4095
+
+/* The file an object was made from, kept encrypted and authenticated in its
+ * metadata block (format v2, FORMAT.md "Metadata block"). */
+typedef struct dcmseal_meta {
+    /* Relative, '/'-separated, 1..DCMSEAL_META_PATH_MAX bytes; no empty, "."
+     * or ".." component, no NUL: safe to join below any directory. */
+    char path[DCMSEAL_META_PATH_MAX + 1];
+    uint32_t mode;       /* permission bits, <= 0777 */
+    int64_t mtime_sec;   /* modification time */
+    uint32_t mtime_nsec; /* < 1000000000 */
+} dcmseal_meta;
+
+/* 1 when |path| is one dcmseal_meta accepts (see above), else 0. */
+DCMSEAL_API int dcmseal_meta_path_ok(const char *path);
+
 /* ---- Header inspection (no key needed) ---------------------------------- */
 
+/* What is known about an object's origin (FORMAT.md "Origin proof"). */
+typedef enum {
+    DCMSEAL_ORIGIN_NONE = 0,     /* no proof (format v1 only) */
+    DCMSEAL_ORIGIN_PRESENT = 1,  /* the active slot carries a proof, not checked here */
+    DCMSEAL_ORIGIN_VERIFIED = 2, /* the proof verified in the token when it was opened */
+} dcmseal_origin;
+
 typedef struct dcmseal_header_info {
-    uint16_t version;
+    uint16_t version;        /* DCMSEAL_FORMAT_V1 or _V2 */
     int is_dicom;            /* identity context present */
     uint32_t segment_size;
     int active_slot;         /* 0 or 1 */
@@ -199,6 +261,9 @@ typedef struct dcmseal_header_info {
     int other_slot_state;    /* 0 empty, 1 valid, -1 damaged */
     dcmseal_wrap_meta wrap;  /* of the active slot */
     size_t wrapped_len;
+    dcmseal_origin origin;   /* NONE or PRESENT; VERIFIED once opened */
+    int has_meta;            /* a metadata block (concealed name) follows the slots */
+    uint32_t meta_len;       /* its length in bytes, 0 when none */
     /* Of the other slot when other_slot_state is 1: a key wrapped under this
      * KEK is in the file too (a rewrap stopped before it wiped its old slot,
      * or an object rewrapped by dcmseal before 0.2). */
@@ -224,12 +289,20 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_inspect_fd(dcmseal_header_info *info, uint64_t *plain_bytes, int fd,
                    dcmseal_error *err);
 
-/* Plain-text size of an object whose total encrypted size is |object_size|
- * and segment size |segment_size|; DCMSEAL_E_FORMAT when no plain-text size
- * yields that encrypted size. */
+/* Plain-text size of an object without a metadata block whose total
+ * encrypted size is |object_size| and segment size |segment_size|;
+ * DCMSEAL_E_FORMAT when no plain-text size yields that encrypted size. For
+ * any object use dcmseal_object_plaintext_size. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_plaintext_size(uint64_t *out, uint64_t object_size,
                        uint32_t segment_size, dcmseal_error *err);
+
+/* Plain-text size of the object described by |info| (from
+ * dcmseal_header_inspect) whose total size is |object_size|, metadata block
+ * included. Errors as dcmseal_plaintext_size. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_object_plaintext_size(uint64_t *out, const dcmseal_header_info *info,
+                              uint64_t object_size, dcmseal_error *err);
 
 /* ---- Streaming encryption ----------------------------------------------- */
 
@@ -239,11 +312,19 @@ typedef struct dcmseal_encrypt_params {
     const dcmseal_keyring *keyring;
     uint32_t segment_size;            /* 0: DCMSEAL_SEGMENT_DEFAULT */
     const dcmseal_identity *identity; /* NULL: opaque object */
+    const dcmseal_meta *meta;         /* NULL: no metadata block */
 } dcmseal_encrypt_params;
 
 /* Starts an object: draws a DEK and salt, wraps the DEK, and writes the
- * DCMSEAL_PREAMBLE_LEN-byte header to |header|. Errors: DCMSEAL_E_USAGE for
- * bad parameters, the key ring's errors, DCMSEAL_E_INTERNAL. */
+ * DCMSEAL_PREAMBLE_LEN-byte header to |header|. When the key ring's KEK has
+ * an origin key, the object is format v2 and its slot carries an origin
+ * proof made through the ring; otherwise it is format v1, unless the KEK's
+ * name requires origin (then DCMSEAL_E_KEY). |meta| needs format v2: its
+ * block is written before the first segment, by the first update or final.
+ * Errors: DCMSEAL_E_USAGE for bad parameters (a |meta| path that
+ * dcmseal_meta_path_ok refuses), DCMSEAL_E_KEY when the KEK has no origin
+ * key but |meta| is given or the name requires origin, the key ring's
+ * errors, DCMSEAL_E_INTERNAL. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_encrypt_init(dcmseal_encryptor_t **out,
                      uint8_t header[DCMSEAL_PREAMBLE_LEN],
@@ -260,7 +341,11 @@ dcmseal_encrypt_update(dcmseal_encryptor_t *enc, uint8_t *out, size_t out_cap,
                        size_t *out_len, const uint8_t *in, size_t in_len,
                        dcmseal_error *err);
 
-/* Writes the last segment; needs segment_size + DCMSEAL_TAG_LEN of room. */
+/* The most dcmseal_encrypt_final may write. */
+DCMSEAL_API size_t dcmseal_encrypt_final_max(const dcmseal_encryptor_t *enc);
+
+/* Writes the last segment (after the metadata block, when nothing wrote
+ * it yet); needs dcmseal_encrypt_final_max of room. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_encrypt_final(dcmseal_encryptor_t *enc, uint8_t *out, size_t out_cap,
                       size_t *out_len, dcmseal_error *err);
@@ -280,10 +365,13 @@ dcmseal_decrypt_new(dcmseal_decryptor_t **out, const dcmseal_keyring *keyring,
 DCMSEAL_API size_t dcmseal_decrypt_update_max(const dcmseal_decryptor_t *dec,
                                               size_t in_len);
 
-/* Consumes all of |in| (header first, then segments) and writes the plain
- * text of every segment that authenticated and is known not to be the last.
- * The DEK is unwrapped and the key commitment checked as soon as the header
- * is complete. Errors: DCMSEAL_E_FORMAT, DCMSEAL_E_AUTH, key ring errors. */
+/* Consumes all of |in| (header first, then the metadata block if any, then
+ * segments) and writes the plain text of every segment that authenticated
+ * and is known not to be the last. As soon as the header is complete the
+ * origin proof is checked (or, for format v1 without one, the name's
+ * policy), then the DEK is unwrapped and the key commitment checked
+ * (FORMAT.md "Reading rules"). Errors: DCMSEAL_E_FORMAT, DCMSEAL_E_AUTH
+ * (also "not made with this archive's keys"), key ring errors. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_decrypt_update(dcmseal_decryptor_t *dec, uint8_t *out, size_t out_cap,
                        size_t *out_len, const uint8_t *in, size_t in_len,
@@ -295,9 +383,14 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_decrypt_final(dcmseal_decryptor_t *dec, uint8_t *out, size_t out_cap,
                       size_t *out_len, dcmseal_error *err);
 
-/* The parsed header, once update has consumed it; NULL before (borrowed). */
+/* The parsed header, once update has consumed it; NULL before (borrowed).
+ * Its |origin| is VERIFIED or NONE (format v1 accepted without a proof). */
 DCMSEAL_API const dcmseal_header_info *
 dcmseal_decrypt_get0_header(const dcmseal_decryptor_t *dec);
+
+/* The authenticated metadata block, once update has consumed it; NULL
+ * before, or when the object has none (borrowed). */
+DCMSEAL_API const dcmseal_meta *dcmseal_decrypt_get0_meta(const dcmseal_decryptor_t *dec);
 
 /* Checks, in constant time, that |id| (NULL: opaque) is the identity bound
  * into the object. Only valid once the header is consumed. DCMSEAL_E_AUTH on
@@ -313,13 +406,19 @@ DCMSEAL_API void dcmseal_decryptor_free(dcmseal_decryptor_t *dec);
 typedef struct dcmseal_reader dcmseal_reader_t;
 
 /* Opens the encrypted object in |fd| (borrowed, must support pread) for
- * random access. Unwraps the DEK and checks the commitment. */
+ * random access. Checks the origin proof, unwraps the DEK, checks the
+ * commitment and opens the metadata block, as the decryptor does. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_reader_open(dcmseal_reader_t **out, int fd,
                     const dcmseal_keyring *keyring, dcmseal_error *err);
 
 /* Plain-text size of the object. */
 DCMSEAL_API uint64_t dcmseal_reader_size(const dcmseal_reader_t *r);
+
+/* The object's header (origin VERIFIED or NONE) and its metadata block
+ * (NULL when it has none); borrowed from |r|. */
+DCMSEAL_API const dcmseal_header_info *dcmseal_reader_get0_header(const dcmseal_reader_t *r);
+DCMSEAL_API const dcmseal_meta *dcmseal_reader_get0_meta(const dcmseal_reader_t *r);
 
 /* Reads up to |len| plain-text bytes at |offset|, decrypting and
  * authenticating only the segments the range touches. |*n| is short only at
@@ -336,6 +435,7 @@ typedef struct dcmseal_seal_opts {
     const dcmseal_keyring *keyring;
     uint32_t segment_size; /* 0: DCMSEAL_SEGMENT_DEFAULT */
     int strict;            /* refuse input that is not DICOM */
+    const dcmseal_meta *meta; /* NULL: no metadata block */
 } dcmseal_seal_opts;
 
 /* What happened to one object. */
@@ -349,6 +449,10 @@ typedef struct dcmseal_object_report {
     uint64_t plain_bytes;
     uint64_t sealed_bytes;
     dcmseal_wrap_meta wrap;
+    uint16_t format_version;   /* DCMSEAL_FORMAT_V1 or _V2 */
+    /* Sealing: PRESENT (a proof was made) or NONE (format v1). Opening:
+     * VERIFIED, or NONE for a format v1 object accepted without one. */
+    dcmseal_origin origin;
 } dcmseal_object_report;
 
 /* Reads all of |in_fd| from its current offset, probes it for a DICOM identity
@@ -386,11 +490,50 @@ dcmseal_open_fd(dcmseal_object_report *rep, int out_fd, int in_fd,
                 const dcmseal_keyring *keyring, int check_identity,
                 dcmseal_error *err);
 
+/* dcmseal_open_fd in two steps, for a caller that learns from an object
+ * where its plain text goes (the original path in its metadata block).
+ * _begin reads |in_fd| up to the first segment: header and slots, the
+ * origin proof, the DEK, the commitment and the metadata block, so that
+ * what _get0_header and _get0_meta return is authenticated; no plain text
+ * is released yet. _finish then decrypts the segments as dcmseal_open_fd
+ * does and frees |op| whatever the outcome; _abort frees it without.
+ * Errors as dcmseal_open_fd. */
+typedef struct dcmseal_opening dcmseal_opening_t;
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_open_fd_begin(dcmseal_opening_t **out, int in_fd, const dcmseal_keyring *keyring,
+                      dcmseal_error *err);
+DCMSEAL_API const dcmseal_header_info *dcmseal_opening_get0_header(const dcmseal_opening_t *op);
+DCMSEAL_API const dcmseal_meta *dcmseal_opening_get0_meta(const dcmseal_opening_t *op);
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_open_fd_finish(dcmseal_opening_t *op, dcmseal_object_report *rep, int out_fd,
+                       int check_identity, dcmseal_error *err);
+DCMSEAL_API void dcmseal_opening_abort(dcmseal_opening_t *op);
+
+/* ---- Concealed names ---------------------------------------------------- */
+
+/* "ab/cd/" and 32 hex digits, and the NUL. */
+#define DCMSEAL_CONCEALED_NAME_LEN 39
+
+/* Writes to |out| the name under which a tree run with concealed names
+ * stores the file at relative path |path|: 128 bits of HMAC-SHA256 under the
+ * concealment key of KEK name |kek_name|, in lower-case hex, with two levels
+ * of fan-out folders from its first four digits (FORMAT.md "Concealed
+ * names"). The same path gives the same name for as long as the key exists,
+ * so that a run can be resumed after rotation. Errors: DCMSEAL_E_USAGE for a
+ * path dcmseal_meta_path_ok refuses or a ring without |conceal|, the key
+ * ring's errors. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_conceal_name(char out[DCMSEAL_CONCEALED_NAME_LEN], const dcmseal_keyring *keyring,
+                     const char *kek_name, const char *path, dcmseal_error *err);
+
 /* ---- Rotation: rewrapping in place -------------------------------------- */
 
 typedef struct dcmseal_rewrap_report {
     int changed;            /* a new slot was written (0: already under the target KEK) */
     int in_token;           /* the DEK never left the token */
+    uint16_t format_version; /* of the object's header, which rewrap never changes */
+    dcmseal_origin origin;  /* of the slot now active: PRESENT or NONE */
+    int upgraded;           /* DCMSEAL_REWRAP_UPGRADE gave it its proof */
     dcmseal_wrap_meta from; /* the slot that was active */
     dcmseal_wrap_meta to;   /* the new slot (== from when unchanged) */
     uint64_t generation;    /* of the slot now active */
@@ -402,6 +545,14 @@ typedef struct dcmseal_rewrap_report {
      * the DEK under any other KEK is left in the file. */
     int retired;
 } dcmseal_rewrap_report;
+
+/* Flags of dcmseal_rewrap_fd. */
+enum {
+    /* Give a format v1 object without an origin proof one, after
+     * authenticating every segment and its DICOM identity (which shows it
+     * whole, but cannot show who made it: FORMAT.md "Upgrading v1"). */
+    DCMSEAL_REWRAP_UPGRADE = 1,
+};
 
 /* Moves the object in |fd| (open read-write) to |keyring|'s current KEK and
  * retires the old wrap (FORMAT.md "Key slots"):
@@ -416,12 +567,21 @@ typedef struct dcmseal_rewrap_report {
  * finishes the job, including step 3 for an object already moved. Holds an
  * exclusive flock on |fd| meanwhile, so concurrent rewraps of one file
  * serialize. An object already under the target KEK with an empty other
- * slot is left alone (|rep->changed| and |rep->pending| 0). Errors:
- * DCMSEAL_E_FORMAT, DCMSEAL_E_AUTH (no intact slot, or the token rejects
- * the wrapped key), key ring errors, DCMSEAL_E_IO. */
+ * slot is left alone (|rep->changed| and |rep->pending| 0) unless it is
+ * upgraded.
+ *
+ * Origin: the active slot's proof is checked first; the new slot gets a
+ * proof under the target's origin key. An object without one is refused
+ * when it is format v2 or its name requires origin; a format v1 object
+ * keeps having none, unless |flags| has DCMSEAL_REWRAP_UPGRADE. An object
+ * with a proof is never moved to a KEK without an origin key.
+ * Errors: DCMSEAL_E_FORMAT, DCMSEAL_E_AUTH (no intact slot, the token
+ * rejects the wrapped key, "not made with this archive's keys", an upgrade
+ * that does not authenticate), key ring errors (DCMSEAL_E_KEY: the target
+ * has no origin key), DCMSEAL_E_IO. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
-                  const dcmseal_keyring *keyring, dcmseal_error *err);
+                  const dcmseal_keyring *keyring, unsigned flags, dcmseal_error *err);
 
 /* dcmseal_rewrap_fd in two halves, so that a caller with many objects can
  * finish some while its token works on the next ones. _start does step 1
@@ -433,7 +593,7 @@ dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
  * no finish may be called. Errors as dcmseal_rewrap_fd. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
-                        const dcmseal_keyring *keyring, dcmseal_error *err);
+                        const dcmseal_keyring *keyring, unsigned flags, dcmseal_error *err);
 /* Steps 2 and 3 of what dcmseal_rewrap_fd_start left in |fd| (fdatasync,
  * wipe, fdatasync), then releases the lock, whatever the outcome; sets
  * |rep->retired| on success. Errors: DCMSEAL_E_USAGE when nothing is

@@ -72,6 +72,12 @@ typedef struct dcmseal_kek_info {
     /* The minimum decryption version of the name (0: none); versions below
      * it are refused by dcmseal_kek_find. See dcmseal_kek_set_min_version. */
     uint32_t min_version;
+    /* This version has an origin key (see "Origin keys" below); versions
+     * made before dcmseal had them do not, until dcmseal_kek_upgrade. */
+    int has_origin;
+    /* The name's policy refuses objects without an origin proof. See
+     * dcmseal_kek_set_require_origin. */
+    int require_origin;
     /* What this version lacks of the protections dcmseal gives keys now
      * (DCMSEAL_KEK_WEAK_*, DCMSEAL_KEK_NO_PUBLIC; 0: none): versions made
      * before, or on a token that refused part of the template, keep
@@ -96,6 +102,8 @@ typedef struct dcmseal_kek_info {
 #define DCMSEAL_KEK_WEAK_PUBLIC 0x08u     /* public half visible or changeable without the
                                              PIN (CKA_PRIVATE, CKA_MODIFIABLE) */
 #define DCMSEAL_KEK_NO_PUBLIC 0x10u       /* no public half: decrypts, cannot wrap */
+#define DCMSEAL_KEK_WEAK_ORIGIN 0x20u     /* its origin key not limited to HMAC-SHA256
+                                             (CKA_ALLOWED_MECHANISMS) */
 
 /* Opens the token named by |uri| ("pkcs11:token=...?module-path=...").
  *
@@ -197,17 +205,20 @@ DCMSEAL_API void dcmseal_session_free(dcmseal_session_t *s);
 /* Generates a new KEK |name| (version 1) of |bits| (2048 or 3072) inside the
  * token: private half sensitive, never extractable, RSA-OAEP decrypt and
  * unwrap only; public half private and not modifiable; CKA_LABEL |name|,
- * CKA_ID "dcmseal-kek:NAME:v1". Where the token refuses part of that
- * template the key is made without it and |out->weak| says what it lacks.
- * Errors: DCMSEAL_E_USAGE for another size or a name that is empty, too
- * long or already present; DCMSEAL_E_TOKEN when generation fails. */
+ * CKA_ID "dcmseal-kek:NAME:v1". With it come its origin key and the name's
+ * concealment key (see "Origin keys" below), locked down the same way, and
+ * the name's policy requires origin proofs: a new name has no object
+ * without one. Where the token refuses part of a template the key is made
+ * without it and |out->weak| says what it lacks. Errors: DCMSEAL_E_USAGE
+ * for another size or a name that is empty, too long or already present;
+ * DCMSEAL_E_TOKEN when generation fails. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_create(dcmseal_session_t *s, dcmseal_kek_info *out,
                    const char *name, unsigned bits, dcmseal_error *err);
 
 /* Generates the next version of the existing KEK |name| (highest version +
- * 1, same size as that version unless |bits| is non-zero), which becomes its
- * primary. Errors: DCMSEAL_E_USAGE for a bad size; DCMSEAL_E_KEY when |name|
+ * 1, same size as that version unless |bits| is non-zero), with its origin
+ * key; it becomes the primary. Errors: DCMSEAL_E_USAGE for a bad size; DCMSEAL_E_KEY when |name|
  * does not exist; DCMSEAL_E_TOKEN. */
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_rotate(dcmseal_session_t *s, dcmseal_kek_info *out,
@@ -217,7 +228,8 @@ dcmseal_kek_rotate(dcmseal_session_t *s, dcmseal_kek_info *out,
  * CKA_UNWRAP of its private half, so that the token refuses to decrypt with
  * a disabled version; dcmseal refuses to wrap under one. (The public half
  * of versions made before is switched too; that of versions made now
- * cannot be changed.) Disabling records the time in the token (a private
+ * cannot be changed.) Its origin key goes with it (CKA_SIGN, CKA_VERIFY).
+ * Disabling records the time in the token (a private
  * CKO_DATA object, CKA_APPLICATION "dcmseal-kek-disabled"), unless the
  * version was disabled already and that is recorded: the retention of
  * dcmseal_kek_destroy counts from it. Enabling removes the record.
@@ -265,8 +277,9 @@ DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_kek_destroy_check(dcmseal_session_t *s, const char *name, uint32_t version,
                           dcmseal_error *err);
 
-/* Destroys both halves of version |version| of |name|, after
- * dcmseal_kek_destroy_check. Whether objects still need it is the caller's
+/* Destroys both halves of version |version| of |name|, and its origin key,
+ * after dcmseal_kek_destroy_check. When no version of |name| is left, its
+ * concealment key and origin policy go too. Whether objects still need it is the caller's
  * to find out (the CLI also refuses primary and enabled versions, and
  * counts the objects below --archive directories). Errors: those of
  * dcmseal_kek_destroy_check; DCMSEAL_E_TOKEN. */
@@ -352,6 +365,71 @@ dcmseal_kek_unwrap(dcmseal_session_t *s, uint8_t *out, size_t out_cap,
                    dcmseal_oaep oaep, const uint8_t *wrapped, size_t wrapped_len,
                    dcmseal_error *err);
 
+/* ---- Origin keys -----------------------------------------------------------
+ *
+ * Every KEK version has an origin key: an HMAC-SHA256 secret key in the
+ * token (CKO_SECRET_KEY, CKK_GENERIC_SECRET, 32 bytes, CKA_SENSITIVE, never
+ * extractable, CKA_SIGN and CKA_VERIFY only, CKA_ALLOWED_MECHANISMS
+ * {CKM_SHA256_HMAC} where the token takes it), with the KEK's CKA_LABEL and
+ * CKA_ID "dcmseal-origin:NAME:vN". Only a user logged in to the token can
+ * compute or check a proof with it, which is what lets an object show that
+ * it was made with the archive's token (docs/FORMAT.md "Origin proof").
+ * It is made, disabled, enabled and destroyed with its KEK version.
+ *
+ * Every name also has a concealment key (the same template, CKA_SIGN only,
+ * CKA_ID "dcmseal-names:NAME"), never rotated, which names the objects of
+ * trees encrypted with concealed names (docs/FORMAT.md "Concealed names"). */
+
+#define DCMSEAL_HMAC_LEN 32
+
+/* Computes HMAC-SHA256 of |msg| inside the token with the origin key of
+ * |name| v|version|. Errors: DCMSEAL_E_KEY when that version has no origin
+ * key (the message names `dcmseal key upgrade`), when it is disabled or
+ * violates the key policy (the attribute is named); DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_origin_sign(dcmseal_session_t *s, uint8_t mac[DCMSEAL_HMAC_LEN], const char *name,
+                    uint32_t version, const uint8_t *msg, size_t msg_len, dcmseal_error *err);
+
+/* Checks inside the token (C_Verify) that |mac| is HMAC-SHA256 of |msg|
+ * under the origin key of |name| v|version|. Errors: DCMSEAL_E_AUTH when it
+ * is not (the message says "not made with this archive's keys"); others as
+ * dcmseal_origin_sign. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_origin_verify(dcmseal_session_t *s, const char *name, uint32_t version,
+                      const uint8_t *msg, size_t msg_len, const uint8_t mac[DCMSEAL_HMAC_LEN],
+                      dcmseal_error *err);
+
+/* Computes HMAC-SHA256 of |msg| inside the token with the concealment key
+ * of |name|. Errors as dcmseal_origin_sign. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_conceal_sign(dcmseal_session_t *s, uint8_t mac[DCMSEAL_HMAC_LEN], const char *name,
+                     const uint8_t *msg, size_t msg_len, dcmseal_error *err);
+
+/* Makes what KEKs created before dcmseal had origin keys lack: an origin key
+ * for every version of |name| without one (disabled when the version is),
+ * and the name's concealment key. Idempotent; |*added| counts the keys made.
+ * The policy is left as it is: see dcmseal_kek_set_require_origin. Errors:
+ * DCMSEAL_E_KEY when |name| has no version; DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_upgrade(dcmseal_session_t *s, const char *name, unsigned *added,
+                    dcmseal_error *err);
+
+/* Sets whether objects under |name| must carry an origin proof: with it,
+ * objects in format v1 without one are refused as "not made with this
+ * archive's keys". Kept in the token as a private CKO_DATA object
+ * (CKA_APPLICATION "dcmseal-origin-policy", CKA_LABEL |name|, CKA_VALUE
+ * 0x01), beside the minimum decryption version. Idempotent. Errors:
+ * DCMSEAL_E_KEY when |name| has no version; DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_set_require_origin(dcmseal_session_t *s, const char *name, int required,
+                               dcmseal_error *err);
+
+/* Whether |name|'s policy requires origin proofs (0 for a name that does
+ * not exist). Errors: DCMSEAL_E_TOKEN. */
+DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
+dcmseal_kek_get_require_origin(dcmseal_session_t *s, const char *name, int *required,
+                               dcmseal_error *err);
+
 /* ---- Scratch keys and token checks ---------------------------------------
  *
  * For the tools that measure or probe a token with keys of their own
@@ -381,8 +459,8 @@ typedef struct dcmseal_check_result {
      * "oaep-sha256", "oaep-sha256-mgf1-sha1", "oaep", "rewrap-in-token",
      * "disabled-refused", "private-not-readable", "private-not-wrappable",
      * "private-attributes-locked", "allowed-mechanisms", "public-half-locked",
-     * "unwrap-length", "sessions", "cleanup". docs/HSM.md says what each one
-     * means. */
+     * "unwrap-length", "origin-hmac", "origin-mechanisms", "sessions",
+     * "cleanup". docs/HSM.md says what each one means. */
     const char *id;
     dcmseal_check_verdict verdict;
     /* dcmseal cannot work on the token unless this check passes. */
@@ -399,7 +477,8 @@ typedef struct dcmseal_check_result {
 /* Probes the token of |s|, on |s| and on up to |max_sessions| (1..1024)
  * further sessions it opens and closes. It generates a scratch KEK with
  * dcmseal's own template (version 1 RSA-2048, version 2 RSA-3072, named by
- * dcmseal_kek_scratch_name with prefix "dcmseal-check"), encrypts and
+ * dcmseal_kek_scratch_name with prefix "dcmseal-check") and an origin key
+ * for it (proofs made and checked), encrypts and
  * decrypts with it, disables and enables it as `dcmseal key disable`
  * does, and tries to read and to wrap its private half. Before returning,
  * on every path, it destroys the scratch KEK and every session object it

@@ -5,9 +5,13 @@
  *  - mode & FUZZ_MODE_WHOLE: the data is a whole object. Otherwise it is the
  *    payload after the fixture's valid preamble, so that the fuzzer spends
  *    its time in the segment framing rather than on the header.
+ *  - mode & FUZZ_MODE_META (not whole): the payload follows the fixture's
+ *    preamble and metadata block (format v2 with a concealed name) instead.
  *  - mode & FUZZ_MODE_READER: the object is also opened with
  *    dcmseal_reader_open and read at chosen ranges, and the two APIs must
- *    agree on what they accept and on the plain text.
+ *    agree on what they accept, on the plain text and on the metadata.
+ * The fixture's KEK has an origin key, so whole objects pass the origin
+ * proof check only when their header and slot are a real object's.
  * The chunking byte seeds the sizes in which the object is fed to
  * dcmseal_decrypt_update: single bytes, odd sizes, whole segments, the rest.
  *
@@ -15,7 +19,8 @@
  * promised (each output buffer is allocated to exactly that size); after a
  * failure no output and a zeroed buffer, and the stream stays failed; the
  * status is one a reader of untrusted data should see; a success yields the
- * plain-text size dcmseal_plaintext_size computes. */
+ * plain-text size dcmseal_object_plaintext_size computes, a verified origin
+ * for format v2, and metadata exactly when the header announces a block. */
 #define _GNU_SOURCE /* memfd_create */
 #include <string.h>
 #include <sys/mman.h>
@@ -26,6 +31,8 @@
 
 static fuzz_fixture fx;
 static int memfd = -1;
+/* The metadata path the stream reported ("" for none), for the reader. */
+static char stream_path[DCMSEAL_META_PATH_MAX + 1];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -133,8 +140,14 @@ static dcmseal_status stream(uint8_t *pt, size_t *pt_len, const uint8_t *obj, si
         const dcmseal_header_info *h = dcmseal_decrypt_get0_header(dec);
         uint64_t expect = UINT64_MAX;
         FUZZ_CHECK(h != NULL);
-        FUZZ_CHECK(dcmseal_plaintext_size(&expect, len, h->segment_size, NULL) == DCMSEAL_OK);
+        FUZZ_CHECK(dcmseal_object_plaintext_size(&expect, h, len, NULL) == DCMSEAL_OK);
         FUZZ_CHECK(expect == total);
+        FUZZ_CHECK(h->origin == DCMSEAL_ORIGIN_VERIFIED ||
+                   (h->origin == DCMSEAL_ORIGIN_NONE && h->version == DCMSEAL_FORMAT_V1));
+        const dcmseal_meta *m = dcmseal_decrypt_get0_meta(dec);
+        FUZZ_CHECK((m != NULL) == h->has_meta);
+        FUZZ_CHECK(m == NULL || dcmseal_meta_path_ok(m->path));
+        snprintf(stream_path, sizeof stream_path, "%s", m != NULL ? m->path : "");
         /* No identity is bound in an opaque object; one is in a DICOM one. */
         FUZZ_CHECK((dcmseal_decrypt_check_identity(dec, NULL, NULL) == DCMSEAL_OK) ==
                    !h->is_dicom);
@@ -156,8 +169,11 @@ static void reader(const uint8_t *obj, size_t len, uint32_t rng, dcmseal_status 
     FUZZ_CHECK(ftruncate(memfd, 0) == 0);
     FUZZ_CHECK(pwrite(memfd, obj, len, 0) == (ssize_t)len);
     dcmseal_status st = dcmseal_reader_open(&r, memfd, &fx.ring, &err);
-    if (stream_st == DCMSEAL_OK)
+    if (stream_st == DCMSEAL_OK) {
         FUZZ_CHECK(st == DCMSEAL_OK && dcmseal_reader_size(r) == pt_len);
+        const dcmseal_meta *m = dcmseal_reader_get0_meta(r);
+        FUZZ_CHECK(strcmp(m != NULL ? m->path : "", stream_path) == 0);
+    }
     if (st != DCMSEAL_OK) {
         FUZZ_CHECK(st == DCMSEAL_E_FORMAT || st == DCMSEAL_E_AUTH || st == DCMSEAL_E_KEY);
         return;
@@ -202,12 +218,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint32_t rng = 0x9E3779B9u ^ data[1];
     data += 2;
     size -= 2;
-    const size_t pre = (mode & FUZZ_MODE_WHOLE) ? 0 : DCMSEAL_PREAMBLE_LEN;
+    const uint8_t *prefix = (mode & FUZZ_MODE_META) ? fx.meta_prefix : fx.preamble;
+    const size_t pre = (mode & FUZZ_MODE_WHOLE) ? 0
+                       : (mode & FUZZ_MODE_META) ? fx.meta_prefix_len
+                                                 : DCMSEAL_PREAMBLE_LEN;
     const size_t len = pre + size;
     /* A copy of exactly the object's size, so that reads past it show. */
     uint8_t *obj = malloc(len > 0 ? len : 1), *pt = malloc(len > 0 ? len : 1);
     FUZZ_CHECK(obj != NULL && pt != NULL);
-    memcpy(obj, fx.preamble, pre);
+    memcpy(obj, prefix, pre);
     if (size > 0)
         memcpy(obj + pre, data, size);
     size_t pt_len = 0;

@@ -1,15 +1,22 @@
 /* libFuzzer target: the preamble parser (dcmseal_header_inspect and the
  * dcmseal_preamble_decode the decryptor, reader and rewrap use), the slot
- * codec, and the size arithmetic of dcmseal_plaintext_size.
+ * codec (origin proof fields included), the size arithmetic of
+ * dcmseal_plaintext_size and dcmseal_object_plaintext_size, and the parser of
+ * a metadata block's plain text (format v2).
  *
  * Input: a flags byte, an 8-byte big-endian object size, then the preamble.
  * With flags bit 0 the slot checksums are recomputed before parsing, so that
  * the fuzzer reaches the field checks behind the SHA-256 it cannot forge.
+ * With flags bit 1 the bytes after the size are also parsed as the plain
+ * text of a metadata block (which a reader sees only once it authenticated,
+ * but parses all the same).
  *
  * Checked: every accepted preamble has its fields in the ranges FORMAT.md
  * allows and re-encodes to exactly the bytes it came from (nothing is
  * accepted that a writer would not write); refusals are bad data with a
- * message; dcmseal_plaintext_size agrees with the size a writer produces. */
+ * message; dcmseal_plaintext_size agrees with the size a writer produces;
+ * an accepted metadata block re-encodes to its bytes and holds a path that
+ * stays below any directory it is joined to. */
 #include <string.h>
 
 #include <openssl/sha.h>
@@ -50,6 +57,8 @@ static void check_slot(const uint8_t *raw)
     FUZZ_CHECK(s.wrapped_len >= 1 && s.wrapped_len <= DCMSEAL_WRAPPED_MAX);
     FUZZ_CHECK(s.meta.oaep == DCMSEAL_OAEP_SHA1 || s.meta.oaep == DCMSEAL_OAEP_SHA256);
     FUZZ_CHECK(s.generation >= 1 && s.meta.kek_version >= 1);
+    FUZZ_CHECK(s.origin_kind == DCMSEAL_SLOT_ORIGIN_NONE ||
+               s.origin_kind == DCMSEAL_SLOT_ORIGIN_HMAC);
     dcmseal_slot_encode(again, &s);
     FUZZ_CHECK(memcmp(again, raw, sizeof again) == 0);
 }
@@ -70,7 +79,12 @@ static void check_preamble(const uint8_t *buf, size_t len)
         return;
     }
     FUZZ_CHECK(len >= DCMSEAL_PREAMBLE_LEN);
-    FUZZ_CHECK(info.version == DCMSEAL_FORMAT_VERSION);
+    FUZZ_CHECK(info.version == DCMSEAL_FORMAT_V1 || info.version == DCMSEAL_FORMAT_V2);
+    FUZZ_CHECK(info.origin == DCMSEAL_ORIGIN_NONE || info.origin == DCMSEAL_ORIGIN_PRESENT);
+    FUZZ_CHECK(info.has_meta == (info.meta_len != 0));
+    FUZZ_CHECK(info.version == DCMSEAL_FORMAT_V2 || !info.has_meta);
+    FUZZ_CHECK(!info.has_meta || (info.meta_len <= DCMSEAL_META_MAX &&
+                                  (info.meta_len - DCMSEAL_TAG_LEN) % DCMSEAL_META_BLOCK == 0));
     FUZZ_CHECK(info.segment_size >= DCMSEAL_SEGMENT_MIN &&
                info.segment_size <= DCMSEAL_SEGMENT_MAX);
     FUZZ_CHECK(info.active_slot == 0 || info.active_slot == 1);
@@ -89,6 +103,21 @@ static void check_preamble(const uint8_t *buf, size_t len)
     dcmseal_slot other;
     if (dcmseal_slot_decode(&other, raw + (1 - info.active_slot) * DCMSEAL_SLOT_LEN) == 1)
         FUZZ_CHECK(other.generation <= info.generation);
+}
+
+static void check_meta(const uint8_t *buf, size_t len)
+{
+    dcmseal_meta m;
+    uint8_t again[DCMSEAL_META_PLAIN_MAX];
+    if (!dcmseal_meta_decode(&m, buf, len))
+        return;
+    FUZZ_CHECK(dcmseal_meta_path_ok(m.path));
+    FUZZ_CHECK(m.path[0] != '/' && strstr(m.path, "//") == NULL);
+    FUZZ_CHECK(strcmp(m.path, "..") != 0 && strncmp(m.path, "../", 3) != 0 &&
+               strstr(m.path, "/../") == NULL);
+    FUZZ_CHECK(m.mode <= 0777 && m.mtime_nsec < 1000000000u);
+    FUZZ_CHECK(dcmseal_meta_encode(again, &m) == len && memcmp(again, buf, len) == 0);
+    FUZZ_CHECK(dcmseal_meta_len(&m) == len + DCMSEAL_TAG_LEN);
 }
 
 static void check_sizes(uint64_t object_size, uint32_t seg)
@@ -133,6 +162,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_slot(slot);
     }
     check_preamble(buf, size);
+    if (flags & 2)
+        check_meta(buf, size);
     check_sizes(object_size, size >= 20 ? (uint32_t)get_be(buf + 16, 4) : DCMSEAL_SEGMENT_MIN);
     free(buf);
     return 0;

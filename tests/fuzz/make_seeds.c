@@ -12,6 +12,8 @@
  *   OUTDIR/decrypt/NAME.payload  (plain text only) the payload sealed with
  *                                the fixture's fixed DEK and salt, so that it
  *                                opens after the fixture's preamble
+ *   OUTDIR/decrypt/NAME.meta     (plain text only) the same after the
+ *                                fixture's preamble and metadata block
  *   OUTDIR/header/NAME           the preamble and the object's size */
 #define _GNU_SOURCE /* memfd_create */
 #include <errno.h>
@@ -58,24 +60,31 @@ static void put(const char *dir, const char *sub, const char *name, const char *
         die(path);
 }
 
-/* The segments of |pt| sealed after the fixture's fixed preamble. */
-static uint8_t *seal_fixed(const uint8_t *pt, size_t n, size_t *out_len)
+/* The segments of |pt| sealed after the fixture's fixed preamble (and its
+ * metadata block, with |meta|). */
+static uint8_t *seal_fixed(const uint8_t *pt, size_t n, int meta, size_t *out_len)
 {
     dcmseal_encryptor_t *enc = NULL;
     uint8_t pre[DCMSEAL_PREAMBLE_LEN];
-    uint8_t *out = malloc(n + (n / FUZZ_SEGMENT + 2) * (FUZZ_SEGMENT + DCMSEAL_TAG_LEN));
-    size_t w = 0, total = 0;
-    if (out == NULL || fuzz_fixture_encryptor(&fx, &enc, pre, FUZZ_SEGMENT, NULL) != DCMSEAL_OK ||
-        memcmp(pre, fx.preamble, DCMSEAL_HEADER_LEN) != 0 ||
+    const uint8_t *want = meta ? fx.meta_prefix : fx.preamble;
+    uint8_t *out = malloc(DCMSEAL_META_MAX + n + (n / FUZZ_SEGMENT + 2) *
+                                                     (FUZZ_SEGMENT + DCMSEAL_TAG_LEN));
+    size_t w = 0, total = 0, skip = meta ? fx.meta_prefix_len - DCMSEAL_PREAMBLE_LEN : 0;
+    if (out == NULL ||
+        fuzz_fixture_encryptor(&fx, &enc, pre, FUZZ_SEGMENT, NULL, meta ? &FUZZ_META : NULL) !=
+            DCMSEAL_OK ||
+        memcmp(pre, want, DCMSEAL_HEADER_LEN) != 0 ||
         dcmseal_encrypt_update(enc, out, dcmseal_encrypt_update_max(enc, n), &w, pt, n, NULL) !=
             DCMSEAL_OK)
         die("sealing with the fixture failed");
     total = w;
-    if (dcmseal_encrypt_final(enc, out + total, FUZZ_SEGMENT + DCMSEAL_TAG_LEN, &w, NULL) !=
+    if (dcmseal_encrypt_final(enc, out + total, dcmseal_encrypt_final_max(enc), &w, NULL) !=
         DCMSEAL_OK)
         die("sealing with the fixture failed");
     dcmseal_encryptor_free(enc);
-    *out_len = total + w;
+    /* The metadata block is the fixture's already. */
+    memmove(out, out + skip, total + w - skip);
+    *out_len = total + w - skip;
     return out;
 }
 
@@ -131,9 +140,13 @@ int main(int argc, char **argv)
     put(dir, "decrypt", name, ".whole", whole, sizeof whole, obj, obj_len);
     if (!sealed) {
         size_t payload_len;
-        uint8_t *payload = seal_fixed(in, n, &payload_len);
+        uint8_t *payload = seal_fixed(in, n, 0, &payload_len);
         const uint8_t mode[2] = {FUZZ_MODE_READER, chunk};
         put(dir, "decrypt", name, ".payload", mode, sizeof mode, payload, payload_len);
+        free(payload);
+        payload = seal_fixed(in, n, 1, &payload_len);
+        const uint8_t meta_mode[2] = {FUZZ_MODE_READER | FUZZ_MODE_META, chunk};
+        put(dir, "decrypt", name, ".meta", meta_mode, sizeof meta_mode, payload, payload_len);
         free(payload);
     }
     uint8_t head[9] = {0};

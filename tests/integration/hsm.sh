@@ -36,7 +36,9 @@ said() { tr -s ' \n' '  ' < "$tmp/out" | grep -qF -- "$1"; }
 expect 0 "key create" "$DCMSEAL" key create kek --bits 2048
 "$DCMSEAL" key list --json > "$tmp/keys.before"
 before=$(objects)
-check "the token holds the user's key ($before objects)" [ "$before" -eq 2 ]
+# Its two halves, its origin key, the name's concealment key and its
+# require-origin policy object.
+check "the token holds the user's key ($before objects)" [ "$before" -eq 5 ]
 
 # untouched WHAT: the user's key is as it was and nothing else is left.
 untouched() {
@@ -53,7 +55,8 @@ hsm_check() {
     cp "$tmp/out" "$tmp/check.txt"
     check "$where: names the token" grep -q "^dcmseal hsm-check: token 'hsm-test'" "$tmp/out"
     for id in keygen-rsa2048 keygen-rsa3072 oaep-sha1 oaep disabled-refused private-not-readable \
-        private-not-wrappable private-attributes-locked public-half-locked sessions cleanup; do
+        private-not-wrappable private-attributes-locked public-half-locked origin-hmac sessions \
+        cleanup; do
         check "$where: $id passes" line pass "$id"
     done
     check "$where: SHA-1 works" line pass oaep-sha1 CKR_OK
@@ -73,6 +76,15 @@ hsm_check() {
     fi
     check "$where: the disabled key is refused by the token" line pass disabled-refused CKR_KEY_FUNCTION_NOT_PERMITTED
     check "$where: the private exponent is sensitive" line pass private-not-readable CKR_ATTRIBUTE_SENSITIVE
+    check "$where: origin proofs in the token, a wrong one refused" line pass origin-hmac CKR_OK required &&
+        said "a wrong one refused (CKR_SIGNATURE_INVALID), its value unreadable (CKR_ATTRIBUTE_SENSITIVE)"
+    if [ "$TOKEN_ORIGIN_MECHS" = pass ]; then
+        check "$where: the origin key does HMAC-SHA256 only" line pass origin-mechanisms CKR_MECHANISM_INVALID optional
+    else
+        check "$where: the origin key's allowed mechanism not kept: optional, said" \
+            line fail origin-mechanisms CKR_OK optional &&
+            said "not kept; HMAC-SHA1 with the origin key: accepted"
+    fi
     if [ "$TOKEN_IMPL" = softhsm ]; then
         check "$where: PKCS#1 v1.5 refused by the token" line pass allowed-mechanisms CKR_MECHANISM_INVALID
         check "$where: the public half cannot be changed" line pass public-half-locked CKR_ACTION_PROHIBITED
@@ -155,7 +167,8 @@ rm -f "$tmp/plan"
 rows_ok() { # objects/s and ratio > 0, p99 >= p50 >= 0
     local n=0 s op
     for s in 1 2; do
-        for op in 'unwrap (C_Decrypt)' 'rewrap in token' 'rewrap via host' 'wrap new DEK'; do
+        for op in 'unwrap (C_Decrypt)' 'rewrap in token' 'rewrap via host' 'wrap new DEK' \
+            'origin proof (Sign)' 'proof check (Verify)' 'unwrap + check'; do
             if [ "$op" = 'rewrap in token' ] && [ "$TOKEN_REWRAP" = host ]; then
                 grep -q "^$(printf '%8d  %-20s' "$s" "$op") *n/a   (refused: C_UnwrapKey: CKR_ATTRIBUTE_READ_ONLY; rewrap goes via host)" "$tmp/out" &&
                     n=$((n + 1))
@@ -167,20 +180,21 @@ rows_ok() { # objects/s and ratio > 0, p99 >= p50 >= 0
                 END { exit !ok }' "$tmp/out" && n=$((n + 1))
         done
     done
-    [ "$n" -eq 8 ]
+    [ "$n" -eq 14 ]
 }
 expect 0 "bench" "$DCMSEAL" bench --objects 20 --sessions 1,2 --bits 2048
 check "bench: header names the scratch key" grep -q "scratch key 'dcmseal-bench-[0-9a-f]*' v1 -> v2, RSA-2048, RSA-OAEP $TOKEN_OAEP" "$tmp/out"
-check "bench: 8 rows, numbers > 0" rows_ok
+check "bench: 14 rows, numbers > 0" rows_ok
 untouched "after bench"
 expect 0 "bench --json" "$DCMSEAL" bench --objects 20 --sessions 1,2 --bits 2048 --json
 in_token=$([ "$TOKEN_REWRAP" = in-token ] && echo True || echo False)
-check "bench json: 8 results, numbers > 0 but a refused path's" py 'len(d["results"]) == 8 and all((r["objects_per_s"] is None) if r["operation"] == "rewrap-in-token" and not '$in_token' else (r["objects_per_s"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["ratio_to_unwrap"] > 0) for r in d["results"])'
-check "bench json: both session counts, every operation" py 'sorted((r["sessions"], r["operation"]) for r in d["results"]) == sorted((s, o) for s in (1, 2) for o in ("unwrap", "rewrap-in-token", "rewrap-host", "wrap"))'
+check "bench json: 14 results, numbers > 0 but a refused path's" py 'len(d["results"]) == 14 and all((r["objects_per_s"] is None) if r["operation"] == "rewrap-in-token" and not '$in_token' else (r["objects_per_s"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["ratio_to_unwrap"] > 0) for r in d["results"])'
+check "bench json: both session counts, every operation" py 'sorted((r["sessions"], r["operation"]) for r in d["results"]) == sorted((s, o) for s in (1, 2) for o in ("unwrap", "rewrap-in-token", "rewrap-host", "wrap", "prove", "check", "unwrap+check"))'
+check "bench json: the origin proof is measured" py 'all(r["objects_per_s"] > 0 for r in d["results"] if r["operation"] in ("prove", "check", "unwrap+check"))'
 check "bench json: the path the token takes ($TOKEN_REWRAP), and why" py 'd["in_token_rewrap"] is '$in_token' and (d["rewrap_refusal"] is None) == '$in_token' and d["scratch"] is True and d["kept"] is False'
 untouched "after bench --json"
 expect 0 "bench --key (an existing key, read only)" "$DCMSEAL" bench --key kek --objects 5 --sessions 1 --json
-check "bench --key: uses it" py 'd["key"] == "kek" and d["scratch"] is False and len(d["results"]) == 4'
+check "bench --key: uses it" py 'd["key"] == "kek" and d["scratch"] is False and len(d["results"]) == 7'
 untouched "after bench --key"
 expect 0 "bench --keep" "$DCMSEAL" bench --objects 5 --sessions 1 --bits 2048 --keep
 kept=$(sed -n "s/.*kept scratch key '\([^']*\)'.*/\1/p" "$tmp/err")

@@ -326,7 +326,7 @@ p11 --login --pin "$(cat "$tmp/hsm/pin")" --keypairgen --key-type rsa:2048 --lab
     --id "$(hex dcmseal-kek-v1)" --usage-decrypt --usage-wrap >/dev/null || fail "make a legacy key"
 expect 0 "key list with a legacy version" "$DCMSEAL" key list legacy
 check "key list flags what it lacks" \
-    grep -q "^legacy .* weak:shared-id,any-mechanism,may-sign,public-half-open$" "$tmp/out"
+    grep -q "^legacy .* weak:shared-id,any-mechanism,may-sign,public-half-open,no-origin-key$" "$tmp/out"
 expect 0 "key list --json" "$DCMSEAL" key list legacy --json
 check "json too" grep -q '"weak":\["shared-id","any-mechanism","may-sign","public-half-open"\]' "$tmp/out"
 expect 0 "a legacy version still encrypts" "$DCMSEAL" encrypt --key legacy "$tmp/plain/f1" -o "$tmp/legacy.dcms"

@@ -25,15 +25,19 @@
 #                  2.6.1, which refuses SHA-256; sha256 on openCryptoki
 #   TOKEN_REWRAP   in-token, or host where the token refuses dcmseal's
 #                  unwrap template (openCryptoki 3.8.1: CKR_ATTRIBUTE_READ_ONLY)
+#   TOKEN_ORIGIN_MECHS  pass where the origin key keeps CKA_ALLOWED_MECHANISMS
+#                  and the token enforces it (SoftHSM 2.6.1), fail where it
+#                  does not (openCryptoki 3.8.1 makes the key, and HMAC-SHA1
+#                  with it still works)
 _token_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$_token_here/../../scripts/softhsm.sh"
 . "$_token_here/../../scripts/opencryptoki.sh"
 
 TOKEN_IMPL=${DCMSEAL_TEST_TOKEN:-softhsm}
 case $TOKEN_IMPL in
-softhsm) TOKEN_MODULE=$SOFTHSM_MODULE TOKEN_OAEP=sha1 TOKEN_REWRAP=in-token ;;
+softhsm) TOKEN_MODULE=$SOFTHSM_MODULE TOKEN_OAEP=sha1 TOKEN_REWRAP=in-token TOKEN_ORIGIN_MECHS=pass ;;
 opencryptoki)
-    TOKEN_MODULE=$OCK_MODULE TOKEN_OAEP=sha256 TOKEN_REWRAP=host
+    TOKEN_MODULE=$OCK_MODULE TOKEN_OAEP=sha256 TOKEN_REWRAP=host TOKEN_ORIGIN_MECHS=fail
     # Under -DDCMSEAL_ASAN=ON: openCryptoki 3.8.1 leaks in C_Decrypt and
     # C_Finalize, and its libraries are unloaded by then, so LeakSanitizer
     # sees "<unknown module>" frames no suppression can name. dcmseal's own

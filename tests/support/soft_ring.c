@@ -5,7 +5,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
@@ -79,6 +81,83 @@ static dcmseal_status current(void *self, dcmseal_wrap_meta *meta, dcmseal_error
     return DCMSEAL_OK;
 }
 
+/* The ring in |r|'s chain whose KEK is the one |meta| names. */
+static soft_ring *holder(soft_ring *r, const dcmseal_wrap_meta *meta)
+{
+    for (; r != NULL; r = r->previous)
+        if (memcmp(meta->kek_fingerprint, r->meta.kek_fingerprint, DCMSEAL_KEK_FINGERPRINT_LEN) ==
+                0 &&
+            meta->kek_version == r->meta.kek_version &&
+            strcmp(meta->kek_name, r->meta.kek_name) == 0)
+            return r;
+    return NULL;
+}
+
+static dcmseal_status origin(void *self, dcmseal_origin_policy *out,
+                             const dcmseal_wrap_meta *meta, dcmseal_error *err)
+{
+    soft_ring *h = holder(self, meta);
+    if (h == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_KEY, "soft ring: not my key");
+    out->has_key = h->has_origin;
+    out->required = h->require_origin;
+    return DCMSEAL_OK;
+}
+
+static void hmac(uint8_t out[32], const uint8_t key[32], const uint8_t *msg, size_t len)
+{
+    unsigned int n = 32;
+    HMAC(EVP_sha256(), key, 32, msg, len, out, &n);
+}
+
+static dcmseal_status prove(void *self, uint8_t proof[DCMSEAL_PROOF_LEN],
+                            const dcmseal_wrap_meta *meta, const uint8_t *msg, size_t len,
+                            dcmseal_error *err)
+{
+    soft_ring *h = holder(self, meta);
+    ((soft_ring *)self)->proofs++;
+    if (h == NULL || !h->has_origin)
+        return dcmseal_fail(err, DCMSEAL_E_KEY, "soft ring: no origin key");
+    hmac(proof, h->origin_key, msg, len);
+    return DCMSEAL_OK;
+}
+
+static dcmseal_status check_proof(void *self, const dcmseal_wrap_meta *meta, const uint8_t *msg,
+                                  size_t len, const uint8_t proof[DCMSEAL_PROOF_LEN],
+                                  dcmseal_error *err)
+{
+    soft_ring *h = holder(self, meta);
+    uint8_t want[32];
+    ((soft_ring *)self)->checks++;
+    if (h == NULL)
+        return dcmseal_fail(err, DCMSEAL_E_KEY, "soft ring: not my key");
+    if (!h->has_origin)
+        return dcmseal_fail(err, DCMSEAL_E_KEY, "soft ring: no origin key");
+    hmac(want, h->origin_key, msg, len);
+    return CRYPTO_memcmp(want, proof, sizeof want) == 0
+               ? DCMSEAL_OK
+               : dcmseal_fail(err, DCMSEAL_E_AUTH, "not made with this archive's keys");
+}
+
+static dcmseal_status conceal(void *self, uint8_t mac[DCMSEAL_PROOF_LEN], const char *name,
+                              const uint8_t *msg, size_t len, dcmseal_error *err)
+{
+    soft_ring *r = self;
+    if (strcmp(name, r->meta.kek_name) != 0)
+        return dcmseal_fail(err, DCMSEAL_E_KEY, "soft ring: no concealment key for '%s'", name);
+    hmac(mac, r->conceal_key, msg, len);
+    return DCMSEAL_OK;
+}
+
+void soft_ring_set_origin(soft_ring *r, const uint8_t key[32])
+{
+    if (key != NULL)
+        memcpy(r->origin_key, key, 32);
+    else
+        RAND_bytes(r->origin_key, 32);
+    r->has_origin = 1;
+}
+
 int soft_ring_init(soft_ring *r, const char *pem_path, const char *name, uint32_t version,
                    dcmseal_oaep oaep)
 {
@@ -107,7 +186,11 @@ int soft_ring_init(soft_ring *r, const char *pem_path, const char *name, uint32_
     r->ring.wrap = wrap;
     r->ring.unwrap = unwrap;
     r->ring.current = current;
-    return 0;
+    r->ring.origin = origin;
+    r->ring.prove = prove;
+    r->ring.check_proof = check_proof;
+    r->ring.conceal = conceal;
+    return RAND_bytes(r->conceal_key, sizeof r->conceal_key) == 1 ? 0 : -1;
 }
 
 void soft_ring_free(soft_ring *r)

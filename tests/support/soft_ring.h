@@ -18,6 +18,12 @@ typedef struct soft_ring {
     /* Unwraps what this ring's own key cannot: a ring for the new KEK with
      * the old ring here can rewrap (on the host). */
     struct soft_ring *previous;
+    /* Origin (FORMAT.md "Origin proof"): a host HMAC key standing in for
+     * the token's origin key of this ring's KEK, when |has_origin|; the
+     * name's require-origin policy; the name's concealment key. */
+    int has_origin, require_origin;
+    uint8_t origin_key[32], conceal_key[32];
+    int proofs, checks; /* calls of prove and check_proof, for tests */
 } soft_ring;
 
 /* Loads the PEM private key at |pem_path|, or makes a fresh RSA-2048 key
@@ -25,5 +31,8 @@ typedef struct soft_ring {
 int soft_ring_init(soft_ring *r, const char *pem_path, const char *name,
                    uint32_t version, dcmseal_oaep oaep);
 void soft_ring_free(soft_ring *r);
+
+/* Gives the ring's KEK an origin key: |key|, or a random one when NULL. */
+void soft_ring_set_origin(soft_ring *r, const uint8_t key[32]);
 
 #endif

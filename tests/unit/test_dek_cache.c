@@ -1,7 +1,7 @@
 /* The DEK cache (engine/dek_cache.c) over a soft ring that counts the
  * unwraps reaching it: what is answered from the cache, what is not, the
- * count and age limits, LRU order, and that an entry answers only for the
- * exact slot that produced it. */
+ * count and age limits, LRU order, that an entry answers only for the
+ * exact slot that produced it, and that origin proofs are kept the same way. */
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -25,7 +25,7 @@ static const uint8_t PLAIN[32] = "the DEK cache test's plain text";
 static int seal(object *o, const dcmseal_keyring *ring)
 {
     dcmseal_encryptor_t *enc = NULL;
-    const dcmseal_encrypt_params p = {ring, DCMSEAL_SEGMENT_MIN, NULL};
+    const dcmseal_encrypt_params p = {.keyring = ring, .segment_size = DCMSEAL_SEGMENT_MIN};
     uint8_t *body = o->bytes + DCMSEAL_PREAMBLE_LEN;
     const size_t cap = sizeof o->bytes - DCMSEAL_PREAMBLE_LEN;
     size_t w1 = 0, w2 = 0;
@@ -266,10 +266,38 @@ static void test_threads(void)
     dcmseal_dek_cache_free(cache);
 }
 
+/* Format v2: a read that a cached DEK serves does not ask the token for
+ * its origin proof either, but a proof the cache has not seen does, and a
+ * wrong one is refused (FORMAT.md "Origin proof"). */
+static void test_proofs(void)
+{
+    rig r;
+    object a;
+    CHECK(rig_new(&r, 8, 60000), "cache");
+    soft_ring_set_origin(&inner, NULL);
+    CHECK(seal(&a, &inner.ring) && a.bytes[9] == 2, "seal format v2");
+    int checks = inner.checks;
+    CHECK(cost(&a, &r) == 1 && inner.checks == checks + 1, "first open: unwrap and check");
+    CHECK(cost(&a, &r) == 0 && inner.checks == checks + 1, "second open: neither");
+    /* The same slot with another proof: the DEK is cached, the proof not. */
+    object forged = a;
+    dcmseal_slot sl;
+    CHECK(dcmseal_slot_decode(&sl, forged.bytes + DCMSEAL_HEADER_LEN) == 1, "slot");
+    sl.proof[3] ^= 1;
+    dcmseal_slot_encode(forged.bytes + DCMSEAL_HEADER_LEN, &sl);
+    CHECK(open_object(&forged, r.kr) == DCMSEAL_E_AUTH && inner.checks == checks + 2,
+          "a changed proof goes to the token, and is refused there");
+    CHECK(open_object(&forged, r.kr) == DCMSEAL_E_AUTH, "and is never cached");
+    CHECK(cost(&a, &r) == 0, "the real one still opens from the cache");
+    inner.has_origin = 0;
+    rig_free(&r);
+}
+
 int main(void)
 {
     if (soft_ring_init(&inner, NULL, "cache", 1, DCMSEAL_OAEP_SHA256) != 0)
         return 1;
+    test_proofs();
     test_hits_and_misses();
     test_off();
     test_count_limit_lru();

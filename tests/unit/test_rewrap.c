@@ -1,5 +1,9 @@
 /* Rotation by rewrap over host key rings: one slot changes, the payload and
- * the immutable header never do, and an interrupted slot write is harmless. */
+ * the immutable header never do, and an interrupted slot write is harmless.
+ * With origin proofs (FORMAT.md "Rewrap"): the old proof is checked before
+ * anything is written, the new slot gets a proof under the target's origin
+ * key, and a v1 object gets one only with DCMSEAL_REWRAP_UPGRADE, after it
+ * authenticated whole. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -15,12 +19,13 @@
 
 static soft_ring v1, v2;
 
-/* Seals |n| pattern bytes into a fresh temporary file; returns its fd. */
-static int sealed_file(size_t n, char *path)
+/* Seals |n| pattern bytes under |ring| into a fresh temporary file; returns
+ * its fd. */
+static int sealed_file_under(const soft_ring *ring, size_t n, char *path)
 {
     static uint8_t pt[50000], out[60000];
     dcmseal_encryptor_t *enc = NULL;
-    dcmseal_encrypt_params p = {&v1.ring, 4096, NULL};
+    dcmseal_encrypt_params p = {.keyring = &ring->ring, .segment_size = 4096};
     size_t len = DCMSEAL_PREAMBLE_LEN, w = 0;
     for (size_t i = 0; i < n; i++)
         pt[i] = (uint8_t)(i * 7);
@@ -35,6 +40,11 @@ static int sealed_file(size_t n, char *path)
     len += w;
     dcmseal_encryptor_free(enc);
     return write(fd, out, len) == (ssize_t)len ? fd : -1;
+}
+
+static int sealed_file(size_t n, char *path)
+{
+    return sealed_file_under(&v1, n, path);
 }
 
 static uint8_t *slurp_fd(int fd, size_t *n)
@@ -60,6 +70,149 @@ static int opens_with(int fd, const dcmseal_keyring *ring, size_t n)
     return ok;
 }
 
+static int slot_has_proof(const uint8_t *obj, int active)
+{
+    dcmseal_slot s;
+    return dcmseal_slot_decode(&s, obj + DCMSEAL_HEADER_LEN + active * DCMSEAL_SLOT_LEN) == 1 &&
+           s.origin_kind == DCMSEAL_SLOT_ORIGIN_HMAC;
+}
+
+/* The origin of the object in |fd| as |ring| opens it; -1 when it does not. */
+static int origin_of(int fd, const dcmseal_keyring *ring)
+{
+    dcmseal_reader_t *r = NULL;
+    int o = dcmseal_reader_open(&r, fd, ring, NULL) == DCMSEAL_OK
+                ? (int)dcmseal_reader_get0_header(r)->origin
+                : -1;
+    dcmseal_reader_free(r);
+    return o;
+}
+
+static void test_origin(void)
+{
+    /* Rings with origin keys, as after this change: o1 -> o2. A legacy
+     * ring (no origin key) for the same name and v1 key makes v1 objects. */
+    static soft_ring o1, o2, old1;
+    dcmseal_rewrap_report rep;
+    dcmseal_error err;
+    char path[64];
+    size_t len;
+    CHECK(soft_ring_init(&o1, NULL, "kek", 1, DCMSEAL_OAEP_SHA256) == 0 &&
+              soft_ring_init(&o2, NULL, "kek", 2, DCMSEAL_OAEP_SHA1) == 0, "rings");
+    soft_ring_set_origin(&o1, NULL);
+    soft_ring_set_origin(&o2, NULL);
+    o2.previous = &o1;
+    old1 = o1;
+    old1.has_origin = 0;
+    old1.ring.self = &old1;
+
+    /* A proven object moves with its proof renewed under the target. */
+    int fd = sealed_file_under(&o1, 9000, path);
+    unlink(path);
+    int checks = o2.checks;
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, 0, &err) == DCMSEAL_OK && rep.changed &&
+              rep.origin == DCMSEAL_ORIGIN_PRESENT && !rep.upgraded,
+          "rewrap of a v2 object: %s", err.message);
+    CHECK(o2.checks == checks + 1, "the old proof was checked");
+    uint8_t *obj = slurp_fd(fd, &len);
+    CHECK(slot_has_proof(obj, 1) && obj[9] == 2, "the new slot carries a proof, still v2");
+    free(obj);
+    CHECK(origin_of(fd, &o2.ring) == DCMSEAL_ORIGIN_VERIFIED, "verifies under v2's origin key");
+    /* With v1's origin key gone the object still verifies: it names v2. */
+    o1.has_origin = 0;
+    CHECK(origin_of(fd, &o2.ring) == DCMSEAL_ORIGIN_VERIFIED, "v1's origin key not needed");
+    o1.has_origin = 1;
+    close(fd);
+
+    /* A changed proof: refused, nothing written. */
+    fd = sealed_file_under(&o1, 100, path);
+    unlink(path);
+    uint8_t *before = slurp_fd(fd, &len);
+    dcmseal_slot s;
+    CHECK(dcmseal_slot_decode(&s, before + DCMSEAL_HEADER_LEN) == 1, "decode");
+    s.proof[0] ^= 1;
+    uint8_t raw[DCMSEAL_SLOT_LEN];
+    dcmseal_slot_encode(raw, &s);
+    CHECK(pwrite(fd, raw, sizeof raw, DCMSEAL_HEADER_LEN) == (ssize_t)sizeof raw, "tamper");
+    free(before);
+    before = slurp_fd(fd, &len);
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, 0, &err) == DCMSEAL_E_AUTH &&
+              strstr(err.message, "not made with this archive's keys") != NULL,
+          "rewrap of a bad proof: %s", err.message);
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, DCMSEAL_REWRAP_UPGRADE, &err) == DCMSEAL_E_AUTH,
+          "upgrade does not launder a bad proof");
+    uint8_t *after = slurp_fd(fd, &len);
+    CHECK(memcmp(before, after, len) == 0, "nothing written");
+    free(before);
+    free(after);
+    close(fd);
+
+    /* A proven object never moves to a KEK without an origin key. */
+    fd = sealed_file_under(&o1, 100, path);
+    unlink(path);
+    o2.has_origin = 0;
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, 0, &err) == DCMSEAL_E_KEY &&
+              strstr(err.message, "key upgrade") != NULL, "target without origin: %s",
+          err.message);
+    o2.has_origin = 1;
+    close(fd);
+
+    /* v1 objects: moved as they are without the flag, proven with it. */
+    fd = sealed_file_under(&old1, 9000, path);
+    unlink(path);
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, 0, &err) == DCMSEAL_OK && rep.changed &&
+              rep.origin == DCMSEAL_ORIGIN_NONE, "plain rewrap of v1: %s", err.message);
+    obj = slurp_fd(fd, &len);
+    CHECK(!slot_has_proof(obj, 1) && obj[9] == 1, "no proof is added without --upgrade");
+    free(obj);
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, DCMSEAL_REWRAP_UPGRADE, &err) == DCMSEAL_OK &&
+              rep.changed && rep.upgraded && rep.origin == DCMSEAL_ORIGIN_PRESENT &&
+              rep.generation == 3 && rep.to.kek_version == 2 && !rep.in_token,
+          "upgrade under the same KEK: %s", err.message);
+    obj = slurp_fd(fd, &len);
+    CHECK(slot_has_proof(obj, 0) && obj[9] == 1, "the v1 object now carries a proof");
+    free(obj);
+    CHECK(origin_of(fd, &o2.ring) == DCMSEAL_ORIGIN_VERIFIED, "and it verifies");
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, DCMSEAL_REWRAP_UPGRADE, &err) == DCMSEAL_OK &&
+              !rep.changed, "upgrading again changes nothing");
+    /* Once proven, stripping the proof from an upgraded v1 object gives an
+     * object the name's policy can refuse. */
+    close(fd);
+
+    /* An upgrade authenticates every segment first. */
+    fd = sealed_file_under(&old1, 9000, path);
+    unlink(path);
+    uint8_t x = 0;
+    CHECK(pread(fd, &x, 1, DCMSEAL_PREAMBLE_LEN + 4096 + 16 + 7) == 1, "read");
+    x ^= 4;
+    CHECK(pwrite(fd, &x, 1, DCMSEAL_PREAMBLE_LEN + 4096 + 16 + 7) == 1, "damage segment 1");
+    before = slurp_fd(fd, &len);
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, DCMSEAL_REWRAP_UPGRADE, &err) == DCMSEAL_E_AUTH &&
+              strstr(err.message, "segment 1") != NULL, "damaged v1 upgrade: %s", err.message);
+    after = slurp_fd(fd, &len);
+    CHECK(memcmp(before, after, len) == 0, "a failed upgrade wrote nothing");
+    free(before);
+    free(after);
+    /* Without the flag a damaged v1 object still moves, as before: rewrap
+     * reads no payload. */
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, 0, &err) == DCMSEAL_OK && rep.changed,
+          "plain rewrap reads no payload");
+    close(fd);
+
+    /* Under a name that requires origin, an unproven v1 object is refused
+     * like decrypt refuses it, with or without the flag. */
+    fd = sealed_file_under(&old1, 100, path);
+    unlink(path);
+    o1.require_origin = o2.require_origin = 1;
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &o2.ring, 0, &err) == DCMSEAL_E_AUTH &&
+              dcmseal_rewrap_fd(&rep, fd, &o2.ring, DCMSEAL_REWRAP_UPGRADE, &err) ==
+                  DCMSEAL_E_AUTH, "v1 under require-origin: %s", err.message);
+    o1.require_origin = o2.require_origin = 0;
+    close(fd);
+    soft_ring_free(&o1);
+    soft_ring_free(&o2);
+}
+
 /* ---- group commit ---------------------------------------------------------- */
 
 #define GROUP_FILES 24
@@ -80,7 +233,7 @@ static void *group_run(void *arg)
     for (size_t i = 0; i < GROUP_FILES / GROUP_THREADS; i++) {
         dcmseal_rewrap_report rep;
         dcmseal_error err;
-        w->ok &= dcmseal_rewrap_fd_start(&rep, w->fds[i], &w->v2.ring, &err) == DCMSEAL_OK &&
+        w->ok &= dcmseal_rewrap_fd_start(&rep, w->fds[i], &w->v2.ring, 0, &err) == DCMSEAL_OK &&
                  rep.pending &&
                  dcmseal_rewrap_group_finish(w->g, &rep, w->fds[i], &err) == DCMSEAL_OK &&
                  rep.changed && rep.retired;
@@ -151,7 +304,7 @@ int main(void)
 
     dcmseal_rewrap_report rep;
     dcmseal_error err;
-    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK, "rewrap: %s", err.message);
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, 0, &err) == DCMSEAL_OK, "rewrap: %s", err.message);
     CHECK(rep.changed && rep.from.kek_version == 1 && rep.to.kek_version == 2 &&
               rep.to.oaep == DCMSEAL_OAEP_SHA1 && rep.generation == 2, "report");
     uint8_t *after = slurp_fd(fd, &len1);
@@ -190,10 +343,10 @@ int main(void)
     }
 
     /* Idempotent: nothing is written when the object is already there. */
-    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed &&
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, 0, &err) == DCMSEAL_OK && !rep.changed &&
               rep.generation == 2, "second rewrap changed something");
     after = slurp_fd(fd, &len1);
-    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK, "third");
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, 0, &err) == DCMSEAL_OK, "third");
     uint8_t *again = slurp_fd(fd, &len1);
     CHECK(memcmp(after, again, len1) == 0, "idempotent rewrap wrote bytes");
     free(again);
@@ -204,7 +357,7 @@ int main(void)
     CHECK(pwrite(fd, before + DCMSEAL_HEADER_LEN, DCMSEAL_SLOT_LEN, DCMSEAL_HEADER_LEN) ==
               DCMSEAL_SLOT_LEN,
           "put the v1 slot back");
-    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed &&
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v2.ring, 0, &err) == DCMSEAL_OK && !rep.changed &&
               rep.retired && rep.generation == 2,
           "a leftover slot: changed %d retired %d: %s", rep.changed, rep.retired, err.message);
     {
@@ -226,7 +379,7 @@ int main(void)
 
     /* And back to v1: slot A is rewritten, generation 3. */
     v1.previous = &v2;
-    CHECK(dcmseal_rewrap_fd(&rep, fd, &v1.ring, &err) == DCMSEAL_OK && rep.changed &&
+    CHECK(dcmseal_rewrap_fd(&rep, fd, &v1.ring, 0, &err) == DCMSEAL_OK && rep.changed &&
               rep.generation == 3 && rep.to.kek_version == 1, "back to v1: %s", err.message);
     CHECK(opens_with(fd, &v1.ring, n), "opens under v1 again");
     v1.previous = NULL;
@@ -238,7 +391,7 @@ int main(void)
     snprintf(again_path, sizeof again_path, "/proc/self/fd/%d", fd);
     int other = open(again_path, O_RDWR);
     CHECK(other >= 0, "second open");
-    CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && rep.changed &&
+    CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, 0, &err) == DCMSEAL_OK && rep.changed &&
               rep.generation == 4 && rep.to.kek_version == 2, "start: %s", err.message);
     CHECK(rep.pending && !rep.retired, "start left nothing to finish");
     CHECK(flock(other, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK,
@@ -264,7 +417,7 @@ int main(void)
               "finish did not wipe the old slot");
     }
     /* Nothing to move: no lock is kept, and there is nothing to finish. */
-    CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, &err) == DCMSEAL_OK && !rep.changed &&
+    CHECK(dcmseal_rewrap_fd_start(&rep, fd, &v2.ring, 0, &err) == DCMSEAL_OK && !rep.changed &&
               !rep.pending,
           "start of an object already there");
     CHECK(flock(other, LOCK_EX | LOCK_NB) == 0, "an unchanged object stayed locked");
@@ -279,7 +432,7 @@ int main(void)
     int fd2 = sealed_file(10, p2);
     unlink(p2);
     CHECK(pwrite(fd2, zero, 8, 0) == 8, "spoil magic");
-    CHECK(dcmseal_rewrap_fd(&rep, fd2, &v2.ring, &err) == DCMSEAL_E_FORMAT, "bad magic");
+    CHECK(dcmseal_rewrap_fd(&rep, fd2, &v2.ring, 0, &err) == DCMSEAL_E_FORMAT, "bad magic");
     close(fd2);
     fd2 = sealed_file(10, p2);
     unlink(p2);
@@ -291,7 +444,7 @@ int main(void)
     uint8_t raw[DCMSEAL_SLOT_LEN];
     dcmseal_slot_encode(raw, &s);
     CHECK(pwrite(fd2, raw, sizeof raw, DCMSEAL_HEADER_LEN) == (ssize_t)sizeof raw, "forge");
-    CHECK(dcmseal_rewrap_fd(&rep, fd2, &v2.ring, &err) == DCMSEAL_E_AUTH, "forged slot");
+    CHECK(dcmseal_rewrap_fd(&rep, fd2, &v2.ring, 0, &err) == DCMSEAL_E_AUTH, "forged slot");
     uint8_t *now = slurp_fd(fd2, &l2);
     CHECK(memcmp(now + DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_LEN,
                  orig + DCMSEAL_HEADER_LEN + DCMSEAL_SLOT_LEN, DCMSEAL_SLOT_LEN) == 0,
@@ -307,5 +460,6 @@ int main(void)
     test_group();
     soft_ring_free(&v1);
     soft_ring_free(&v2);
+    test_origin();
     return check_done("test_rewrap");
 }

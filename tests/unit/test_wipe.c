@@ -98,7 +98,7 @@ static void scan_live(void)
 static void arm(const uint8_t dek[32], const uint8_t salt[32])
 {
     dcmseal_keys k;
-    if (dcmseal_keys_derive(&k, dek, salt, NULL) != DCMSEAL_OK)
+    if (dcmseal_keys_derive(&k, dek, salt, 1, NULL) != DCMSEAL_OK)
         return;
     memcpy(secrets[0], dek, 32);
     memcpy(secrets[1], k.payload, 32);
@@ -188,7 +188,8 @@ static dcmseal_status xor_current(void *self, dcmseal_wrap_meta *meta, dcmseal_e
  * blocks come from the hooked allocator and are scanned when freed.) */
 static void test_dek_cache(void)
 {
-    const dcmseal_keyring xor_ring = {NULL, xor_wrap, xor_unwrap, NULL, xor_current};
+    const dcmseal_keyring xor_ring = {
+        .wrap = xor_wrap, .unwrap = xor_unwrap, .current = xor_current};
     dcmseal_dek_cache_t *c = NULL;
     dcmseal_cached_ring_t *cr = NULL;
     dcmseal_dek_cache_stats st;
@@ -388,7 +389,9 @@ static void secure_round(soft_ring *v1, soft_ring *v2)
     memset(pt, 0x3c, sizeof pt);
     size_t n = DCMSEAL_PREAMBLE_LEN, w = 0, w2 = 0;
     dcmseal_encryptor_t *enc = NULL;
-    dcmseal_encrypt_params p = {&v1->ring, 4096, &id};
+    /* Format v2 with a metadata block: its key is one more to keep. */
+    static const dcmseal_meta meta = {"a/b.dcm", 0640, 1700000000, 5};
+    dcmseal_encrypt_params p = {&v1->ring, 4096, &id, &meta};
     CHECK(dcmseal_encrypt_init(&enc, ct, &p, NULL) == DCMSEAL_OK &&
               dcmseal_encrypt_update(enc, ct + n, sizeof ct - n, &w, pt, sizeof pt, NULL) ==
                   DCMSEAL_OK,
@@ -401,11 +404,12 @@ static void secure_round(soft_ring *v1, soft_ring *v2)
 
     /* Open: the header is consumed, the keys are derived and held. */
     dcmseal_keys k;
-    CHECK(dcmseal_keys_derive(&k, v1->last_dek, ct + 24, NULL) == DCMSEAL_OK, "derive");
+    CHECK(dcmseal_keys_derive(&k, v1->last_dek, ct + 24, 1, NULL) == DCMSEAL_OK, "derive");
     memcpy(secrets[0], v1->last_dek, 32);
     memcpy(secrets[1], k.identity, 32);
+    memcpy(secrets[2], k.meta, 32);
     OPENSSL_cleanse(&k, sizeof k);
-    nsecrets = 2;
+    nsecrets = 3;
     dcmseal_decryptor_t *dec = NULL;
     CHECK(dcmseal_decrypt_new(&dec, &v1->ring, NULL) == DCMSEAL_OK &&
               dcmseal_decrypt_update(dec, back, sizeof back, &w, ct, DCMSEAL_PREAMBLE_LEN,
@@ -416,7 +420,8 @@ static void secure_round(soft_ring *v1, soft_ring *v2)
     armed = 1;
     scan_live();
     armed = 0;
-    CHECK(found == 0, "an open object's DEK or identity key is in %d ordinary heap block(s)",
+    CHECK(found == 0,
+          "an open object's DEK, identity or metadata key is in %d ordinary heap block(s)",
           found);
     CHECK(dcmseal_decrypt_update(dec, back, sizeof back, &w, ct + DCMSEAL_PREAMBLE_LEN,
                                  n - DCMSEAL_PREAMBLE_LEN, NULL) == DCMSEAL_OK &&
@@ -433,7 +438,7 @@ static void secure_round(soft_ring *v1, soft_ring *v2)
     CHECK(f != NULL && dcmseal_reader_open(&rd, fileno(f), &v1->ring, NULL) == DCMSEAL_OK,
           "reader");
     dcmseal_reader_free(rd);
-    CHECK(f != NULL && dcmseal_rewrap_fd(&rep, fileno(f), &v2->ring, NULL) == DCMSEAL_OK &&
+    CHECK(f != NULL && dcmseal_rewrap_fd(&rep, fileno(f), &v2->ring, 0, NULL) == DCMSEAL_OK &&
               rep.changed,
           "rewrap through the host");
     CHECK(v1->insecure_deks == 0 && v2->insecure_deks == 0,
@@ -451,6 +456,8 @@ static void test_secure_heap(void)
     if (soft_ring_init(&v1, KAT_KEK_PEM, "sec", 1, DCMSEAL_OAEP_SHA256) != 0 ||
         soft_ring_init(&v2, NULL, "sec", 2, DCMSEAL_OAEP_SHA1) != 0)
         return;
+    soft_ring_set_origin(&v1, NULL);
+    soft_ring_set_origin(&v2, NULL);
     v2.previous = &v1;
     /* Twice: OpenSSL keeps some secure allocations of its own after the
      * first round; a second one must leave the heap as it found it. */
@@ -492,7 +499,7 @@ int main(void)
     uint8_t *hdr = ct;
     size_t n = DCMSEAL_PREAMBLE_LEN, w;
     dcmseal_encryptor_t *enc = NULL;
-    dcmseal_encrypt_params p = {&ring.ring, 4096, &id};
+    dcmseal_encrypt_params p = {.keyring = &ring.ring, .segment_size = 4096, .identity = &id};
     CHECK(dcmseal_encrypt_init(&enc, hdr, &p, NULL) == DCMSEAL_OK, "init");
     arm(ring.last_dek, hdr + 24); /* FORMAT.md: the salt is at offset 24 */
     CHECK(dcmseal_encrypt_update(enc, ct + n, sizeof ct - n, &w, pt, sizeof pt, NULL) ==
