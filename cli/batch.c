@@ -497,15 +497,20 @@ static int work(const cli_entry *e, void *worker)
     return EX_OK;
 }
 
-/* How many directory levels a walk may hold open. Each level holds
- * descriptors: the directory, the walk's reader of it, with -o its copy
- * below DST, and the same again for the counting walk. Files in flight hold
- * more: each queued file its directory (and with -o the copy), each file
- * in hand also its input and output. Deeper directories are reported, not
- * walked, instead of failing files with EMFILE; 16 levels at least. The
- * soft limit is raised to the hard one first, as it is there to be raised. */
-static int depth_limit(const cli_opts *o, int jobs, int finishers)
+/* How many directory levels a walk may hold open, and how many finishers
+ * the open-files limit leaves room for. Each level holds descriptors: the
+ * directory, the walk's reader of it, with -o its copy below DST, and the
+ * same again for the counting walk. Files in flight hold more: each queued
+ * file its directory (and with -o the copy), each file in hand also its
+ * input and output; a finisher and the two files queued for it are in
+ * hand. Finishers are fewer where the limit is small (a group commit then
+ * gathers fewer files), so that 16 levels fit whatever the tree; deeper
+ * directories are reported, not walked, instead of failing files with
+ * EMFILE. The soft limit is raised to the hard one first, as it is there
+ * to be raised. */
+static int depth_limit(const cli_opts *o, int jobs, int *finishers)
 {
+    enum { MIN_DEPTH = 16 };
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return 0;
@@ -516,17 +521,22 @@ static int depth_limit(const cli_opts *o, int jobs, int finishers)
             rl.rlim_cur = cur;
     }
     const long dirs = o->out && !o->in_place ? 2 : 1;
-    const long in_hand = jobs + 3L * finishers; /* the queue holds twice as many */
-    const long in_flight = dirs * (CLI_QUEUE_LEN + in_hand) + 2 * in_hand;
     const long reserve = 64; /* the token, the report, stdio, libraries */
     const long per_level = (dirs + 1) + 2;
-    long limit = rl.rlim_cur > (rlim_t)(1L << 30) ? 1L << 30 : (long)rl.rlim_cur;
-    long depth = (limit - in_flight - reserve) / per_level;
-    /* The worst case above (every queued file in a directory of its own)
-     * and a small limit with many workers could leave almost no depth; real
+    const long limit = rl.rlim_cur > (rlim_t)(1L << 30) ? 1L << 30 : (long)rl.rlim_cur;
+    long depth;
+    for (;;) {
+        const long in_hand = jobs + 3L * *finishers; /* the queue holds twice as many */
+        const long in_flight = dirs * (CLI_QUEUE_LEN + in_hand) + 2 * in_hand;
+        depth = (limit - in_flight - reserve) / per_level;
+        if (depth >= MIN_DEPTH || *finishers <= 1)
+            break;
+        --*finishers;
+    }
+    /* A tiny limit with many workers could leave almost no depth; real
      * trees are a few levels deep, and a descriptor that runs out fails a
      * file with a reported error, never unsafely. */
-    return depth < 16 ? 16 : depth > 1L << 20 ? 1 << 20 : (int)depth;
+    return depth < MIN_DEPTH ? MIN_DEPTH : depth > 1L << 20 ? 1 << 20 : (int)depth;
 }
 
 static size_t path_slot(const char *path)
@@ -831,9 +841,9 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         rc = cli_report(o->nargs == 1 ? o->args[0] : "token", &err);
         goto out;
     }
-    const int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
-                                   ? cmd->finishers : FINISHERS;
-    b.wo.max_depth = depth_limit(o, jobs, want_finishers);
+    int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
+                             ? cmd->finishers : FINISHERS;
+    b.wo.max_depth = depth_limit(o, jobs, &want_finishers);
     if (o->report != NULL && (b.report = fopen(o->report, "we")) == NULL) {
         fprintf(stderr, "dcmseal: %s: cannot write the report: %s\n", o->report,
                 strerror(errno));

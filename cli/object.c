@@ -417,6 +417,12 @@ static int already_done(const cli_opts *o, const dcmseal_keyring *ring, int dir_
     int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 && errno == ENOENT)
         return 0;
+    /* This process's trouble, not something in the way. */
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == EIO)) {
+        res->culprit = res->output;
+        dcmseal_fail(&res->err, DCMSEAL_E_IO, "cannot open: %s", strerror(errno));
+        return -1;
+    }
     const int sealed_fd = out_sealed ? fd : in_fd, plain_fd = out_sealed ? in_fd : fd;
     int same = fd >= 0 && same_size(fd, out_sealed, in_fd, in, &sb, &info, &plain);
     const int rotated = same && !same_time(sb.st_mtim, in->st_mtim);

@@ -161,20 +161,20 @@ check "nothing written through either link" [ -z "$(ls -A "$outside")" ]
 # ---- many folders, few descriptors --------------------------------------------------
 # 1200 files, each in a folder of its own: about as many fan-out folders to
 # encrypt into and as many original folders to restore, under a limit of 1024
-# open files (what a plain -r of the same tree needs fits, with a flush per
-# file: group commit holds many more files, and their folders, in flight).
-# The folders made are not all held open at once.
+# open files. The folders made are not all held open at once, and group
+# commit keeps no more files (and their folders) in flight than the limit
+# leaves room for.
 many=$tmp/many
 for i in $(seq 1 1200); do mkdir -p "$many/s$i" && printf 'file %s\n' "$i" > "$many/s$i/f"; done
 expect 0 "encrypt 1200 folders concealed, ulimit -n 1024" \
-    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" encrypt -q --durability file -r "$many" -o "$tmp/many.enc" --conceal-names
+    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" encrypt -q -r "$many" -o "$tmp/many.enc" --conceal-names
 check "all 1200 encrypted" [ "$(find "$tmp/many.enc" -type f | wc -l)" -eq 1200 ]
 # Skipped files hold no folder either.
 expect 0 "a re-run skips them all, ulimit -n 1024" \
-    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" encrypt --durability file -r "$many" -o "$tmp/many.enc" --conceal-names
+    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" encrypt -r "$many" -o "$tmp/many.enc" --conceal-names
 check "1200 skipped" grep -q "encrypt: 1200 files: 0 encrypted, 1200 skipped" "$tmp/err"
 expect 0 "and restored, ulimit -n 1024" \
-    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" decrypt -q --durability file -r "$tmp/many.enc" -o "$tmp/many.out"
+    bash -c 'ulimit -n 1024 && exec "$@"' _ "$DCMSEAL" decrypt -q -r "$tmp/many.enc" -o "$tmp/many.out"
 check "the same tree" diff -r "$many" "$tmp/many.out"
 
 # ---- usage ------------------------------------------------------------------------------
