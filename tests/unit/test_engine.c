@@ -15,23 +15,12 @@
 
 #include "../../engine/internal.h"
 #include "../support/check.h"
+#include "../support/buf.h"
 #include "../support/soft_ring.h"
 
 #define SEG 4096u
 
 static soft_ring ring, other_ring;
-
-typedef struct buf {
-    uint8_t *p;
-    size_t n;
-} buf;
-
-static void buf_free(buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->n = 0;
-}
 
 static const dcmseal_identity ID = {"1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5.6.7",
                                     "1.2.3.4.5"};

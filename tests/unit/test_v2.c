@@ -13,6 +13,7 @@
 
 #include "../../engine/internal.h"
 #include "../support/check.h"
+#include "../support/buf.h"
 #include "../support/soft_ring.h"
 
 #define SEG 4096u
@@ -24,18 +25,6 @@
 static soft_ring archive, legacy, forger;
 
 static const dcmseal_identity ID = {"1.2.840.10008.5.1.4.1.1.2", "2.25.7777", "2.25.42"};
-
-typedef struct buf {
-    uint8_t *p;
-    size_t n;
-} buf;
-
-static void buf_free(buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->n = 0;
-}
 
 static uint8_t *pattern(size_t n)
 {
