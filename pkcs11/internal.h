@@ -193,6 +193,9 @@ struct kek_obj {
 
 /* 1..64 bytes of A-Z a-z 0-9 . _ - */
 int kek_name_ok(const char *name);
+/* DCMSEAL_OK for a name kek_name_ok takes; otherwise DCMSEAL_E_KEY, "key
+ * '...' not found on token '...'": no key can have such a name. */
+dcmseal_status kek_name_known(const dcmseal_session_t *s, const char *name, dcmseal_error *err);
 /* Writes the CKA_ID of |name| v|version| to |id|, "dcmseal-kek:NAME:vN",
  * unique per name and version; returns its length. Versions made before
  * carry "dcmseal-kek-vN" under every name: kek_id_legacy. */

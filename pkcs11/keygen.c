@@ -270,8 +270,7 @@ static dcmseal_status kek_state(dcmseal_session_t *s, struct state_ctx *c, dcmse
     CK_RV rv;
     DCMSEAL_ENSURE(s != NULL && c->name != NULL && c->version != 0, err, DCMSEAL_E_USAGE,
                    "key: missing argument");
-    DCMSEAL_ENSURE(kek_name_ok(c->name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
-                   c->name, s->tok->label);
+    DCMSEAL_GUARD(kek_name_known(s, c->name, err));
     rv = session_run(s, state_op, c);
     /* Other handles of this session may point at what changed. */
     cache_clear(s);

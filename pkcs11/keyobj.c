@@ -26,6 +26,14 @@ int kek_name_ok(const char *name)
     return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
+dcmseal_status kek_name_known(const dcmseal_session_t *s, const char *name, dcmseal_error *err)
+{
+    return kek_name_ok(name) ? DCMSEAL_OK
+                             : dcmseal_fail(err, DCMSEAL_E_KEY,
+                                            "key '%.64s' not found on token '%s'", name,
+                                            s->tok->label);
+}
+
 size_t kek_id(char id[KEK_ID_MAX], const char *name, uint32_t version)
 {
     return (size_t)snprintf(id, KEK_ID_MAX, KEK_ID_TAG "%s:v%u", name, (unsigned)version);

@@ -50,8 +50,7 @@ dcmseal_status kek_find(dcmseal_session_t *s, dcmseal_kek_info *out, const char 
     dcmseal_status st = DCMSEAL_OK;
     struct find_ctx *c = NULL;
     CK_RV rv;
-    DCMSEAL_ENSURE(kek_name_ok(name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
-                   name, s->tok->label);
+    DCMSEAL_GUARD(kek_name_known(s, name, err));
     c = OPENSSL_zalloc(sizeof *c);
     DCMSEAL_ENSURE(c != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     c->name = name;

@@ -301,8 +301,7 @@ dcmseal_status dcmseal_kek_set_require_origin(dcmseal_session_t *s, const char *
     CK_RV rv;
     DCMSEAL_ENSURE(s != NULL && name != NULL, err, DCMSEAL_E_USAGE,
                    "key policy: missing argument");
-    DCMSEAL_ENSURE(kek_name_ok(name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
-                   name, s->tok->label);
+    DCMSEAL_GUARD(kek_name_known(s, name, err));
     rv = session_run(s, policy_set_op, &c);
     if (rv != CKR_OK) {
         st = p11_fail(err, DCMSEAL_E_TOKEN, s->tok, rv, "setting the origin policy of key '%s'",
@@ -400,9 +399,9 @@ static dcmseal_status mac_run(dcmseal_session_t *s, struct mac_ctx *c, dcmseal_e
         snprintf(ver, sizeof ver, " v%u", (unsigned)c->version);
     if (s == NULL || c->name == NULL || (c->msg == NULL && c->msg_len > 0))
         return dcmseal_fail(err, DCMSEAL_E_USAGE, "%s key: missing argument", what);
-    if (!kek_name_ok(c->name))
-        return dcmseal_fail(err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'", c->name,
-                            s->tok->label);
+    dcmseal_status st = kek_name_known(s, c->name, err);
+    if (st != DCMSEAL_OK)
+        return st;
     CK_RV rv = session_run(s, mac_op, c);
     if (rv == CKR_OK && c->absent)
         return dcmseal_fail(err, DCMSEAL_E_KEY,
@@ -516,8 +515,7 @@ dcmseal_status dcmseal_kek_upgrade(dcmseal_session_t *s, const char *name, unsig
     DCMSEAL_ENSURE(s != NULL && name != NULL && added != NULL, err, DCMSEAL_E_USAGE,
                    "key upgrade: missing argument");
     *added = 0;
-    DCMSEAL_ENSURE(kek_name_ok(name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
-                   name, s->tok->label);
+    DCMSEAL_GUARD(kek_name_known(s, name, err));
     rv = session_run(s, upgrade_op, &c);
     cache_clear(s);
     if (rv != CKR_OK) {

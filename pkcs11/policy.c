@@ -147,8 +147,7 @@ dcmseal_status dcmseal_kek_set_min_version(dcmseal_session_t *s, const char *nam
     CK_RV rv;
     DCMSEAL_ENSURE(s != NULL && name != NULL, err, DCMSEAL_E_USAGE,
                    "key min-version: missing argument");
-    DCMSEAL_ENSURE(kek_name_ok(name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
-                   name, s->tok->label);
+    DCMSEAL_GUARD(kek_name_known(s, name, err));
     c = OPENSSL_zalloc(sizeof *c);
     DCMSEAL_ENSURE(c != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     c->f.name = name;
@@ -335,8 +334,7 @@ dcmseal_status dcmseal_kek_set_retention(dcmseal_session_t *s, const char *name,
     DCMSEAL_ENSURE(days <= DCMSEAL_RETENTION_MAX, err, DCMSEAL_E_USAGE,
                    "key '%.64s': a retention of %u days is more than %u", name, (unsigned)days,
                    DCMSEAL_RETENTION_MAX);
-    DCMSEAL_ENSURE(kek_name_ok(name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
-                   name, s->tok->label);
+    DCMSEAL_GUARD(kek_name_known(s, name, err));
     c = OPENSSL_zalloc(sizeof *c);
     DCMSEAL_ENSURE(c != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     c->f.name = name;
@@ -448,8 +446,7 @@ dcmseal_status dcmseal_kek_destroy_check(dcmseal_session_t *s, const char *name,
     CK_RV rv;
     DCMSEAL_ENSURE(s != NULL && name != NULL && version != 0, err, DCMSEAL_E_USAGE,
                    "key destroy: missing argument");
-    DCMSEAL_ENSURE(kek_name_ok(name), err, DCMSEAL_E_KEY, "key '%.64s' not found on token '%s'",
-                   name, s->tok->label);
+    DCMSEAL_GUARD(kek_name_known(s, name, err));
     c = OPENSSL_zalloc(sizeof *c);
     DCMSEAL_ENSURE(c != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     c->name = name;
