@@ -486,6 +486,17 @@ static void done_meanwhile(const cli_opts *o, const cli_entry *e, int out_sealed
     close(fd);
 }
 
+/* What the report of a file's work puts into its result, for the summary
+ * and --report. */
+static void result_of(cli_result *res, const dcmseal_object_report *rep)
+{
+    res->kind = rep->is_dicom;
+    res->bytes = rep->plain_bytes;
+    res->wrap = rep->wrap;
+    res->format_version = rep->format_version;
+    res->origin = rep->origin;
+}
+
 /* transform for a file of a tree, into the entry |name| of |dir_fd|. The
  * output is left pending, complete but not yet durable, for tree_finish;
  * |res| then owns |in_fd|. A restored concealed file gets the mode and time
@@ -520,11 +531,7 @@ static void tree_transform(const cli_worker *w, int dir_fd, const char *name, in
     res->pending = 1;
     res->fd = in_fd;
     res->sb = want;
-    res->kind = rep.is_dicom;
-    res->bytes = rep.plain_bytes;
-    res->wrap = rep.wrap;
-    res->format_version = rep.format_version;
-    res->origin = rep.origin;
+    result_of(res, &rep);
     describe(res->line, sizeof res->line, &rep, "");
     res->say = CLI_SAY_VERBOSE;
     if (out_sealed && !rep.is_dicom) {
@@ -765,11 +772,7 @@ static void verify_one(cli_worker *w, const cli_entry *e, cli_result *res)
     }
     if (st == DCMSEAL_OK) {
         res->outcome = CLI_DONE;
-        res->kind = rep.is_dicom;
-        res->bytes = rep.plain_bytes;
-        res->wrap = rep.wrap;
-        res->format_version = rep.format_version;
-        res->origin = rep.origin;
+        result_of(res, &rep);
         res->say = CLI_SAY_STDOUT;
         snprintf(res->line, sizeof res->line, "OK (%s, %s, key '%s' v%u)",
                  rep.is_dicom ? "DICOM identity matches" : "opaque",
