@@ -12,6 +12,7 @@ PACKAGES=(build-essential cmake pkg-config libssl-dev openssl p11-kit libp11-kit
           opensc                         # pkcs11-tool: tests look at tokens independently
           orthanc orthanc-dev orthanc-dicomweb  # orthanc/: the storage plugin and its tests
           libjansson-dev                 # orthanc/: Orthanc hands plugins their configuration as JSON
+          curl bc                        # the Orthanc tests talk REST (curl) and time an outage (bc)
           opencryptoki                   # a second PKCS#11 implementation for the tests
           strace                         # tests that check the order of flushes and names
           python3-cryptography           # tests/integration/forge.py: a second writer of FORMAT.md
