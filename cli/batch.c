@@ -19,17 +19,15 @@
 #include "cli.h"
 
 /* Finishers: threads that run the blocking end of each file's work (the
- * fsyncs of an output and its directory, the flush of a rewritten key
- * slot) while the workers, whose token sessions bound a run, go on to the
- * next file. Many at once, because the file system commits concurrent
- * fsyncs together: on ext4 16 threads flushed 1,000 files of 256 KiB
- * in 0.7 ms a file, one thread in 5 ms. The queue bounds how many files
- * (each an open input and output) wait at once. */
+ * flushes of an output and its directory, the flushes around a rewritten
+ * key slot) while the workers, whose token sessions bound a run, go on to
+ * the next file. A group commit (cli_batch_cmd.group) has one, which takes
+ * every finished file at once, so that no file costs a thread's wake-up
+ * and sleep; one at a time, many threads, because the file system commits
+ * concurrent fsyncs together: on ext4 16 threads flushed 1,000 files of
+ * 256 KiB in 0.7 ms a file, one thread in 5 ms. The queue bounds how many
+ * files (each an open input and output) wait at once. */
 #define FINISHERS 16
-#define FINISH_QUEUE 32
-/* A command may ask for more (cli_batch_cmd.finishers): a group commit
- * (rewrap's, encrypt's and decrypt's) flushes as many files at once as there
- * are finishers waiting. */
 #define FINISHERS_MAX 128
 
 /* A file on its way through a worker and perhaps a finisher. */
@@ -55,6 +53,7 @@ typedef struct batch {
     unsigned long done, opaque, skipped, ignored, failed, host_path, not_started;
     unsigned long unproven, upgraded; /* done without an origin proof; given one */
     unsigned long dirs_failed; /* output directories that could not be made */
+    unsigned long groups, grouped; /* group commits, and the files they finished */
     uint64_t bytes, skipped_bytes;
     /* From the counting walk, for the progress line. */
     unsigned long total_files;
@@ -62,6 +61,7 @@ typedef struct batch {
     int total_known;
 
     cli_queue finishing; /* files waiting for a finisher */
+    size_t group_max;    /* files a finisher takes at once */
 
     /* -o: DST's own directory, and the folders below it that outputs made
      * for themselves (concealed names, restored original paths), shared so
@@ -449,15 +449,52 @@ static int visit(const cli_entry *e, void *ctx)
     return EX_OK;
 }
 
+/* Finishes the files of |jobs| (|n|) as the command says, then records
+ * each: a file counts as done only once finished. */
+static void finish_jobs(batch *b, job *const *jobs, size_t n)
+{
+    cli_entry *e[FINISHERS_MAX];
+    cli_result *r[FINISHERS_MAX];
+    for (size_t i = 0; i < n; i++) {
+        e[i] = &jobs[i]->e;
+        r[i] = &jobs[i]->r;
+    }
+    b->cmd->finish(b->o, e, r, n);
+    if (b->cmd->group > 1) {
+        pthread_mutex_lock(&b->lock);
+        b->groups++;
+        b->grouped += n;
+        pthread_mutex_unlock(&b->lock);
+    }
+    for (size_t i = 0; i < n; i++) {
+        record(b, e[i], r[i]);
+        cli_dir_unref(e[i]->dir);
+        free(jobs[i]);
+    }
+}
+
 static void *finisher_main(void *arg)
 {
     batch *b = arg;
-    job *j;
-    while ((j = cli_queue_pop(&b->finishing)) != NULL) {
-        b->cmd->finish(b->o, &j->e, &j->r);
-        record(b, &j->e, &j->r);
-        cli_dir_unref(j->e.dir);
-        free(j);
+    const cli_batch_cmd *c = b->cmd;
+    void *items[FINISHERS_MAX];
+    job *group[FINISHERS_MAX];
+    size_t n;
+    while ((n = cli_queue_pop_many(&b->finishing, items, b->group_max,
+                                   (long)c->group_wait_ms * 1000000L)) > 0) {
+        /* Cut by the byte budget: each part is committed, and told, before
+         * the next is started. */
+        for (size_t i = 0, k; i < n; i = k) {
+            uint64_t bytes = 0;
+            for (k = i; k < n; k++) {
+                job *j = items[k];
+                if (k > i && c->group_bytes && bytes + j->r.bytes > c->group_bytes)
+                    break;
+                bytes += j->r.bytes;
+                group[k - i] = j;
+            }
+            finish_jobs(b, group, k - i);
+        }
     }
     return NULL;
 }
@@ -497,18 +534,19 @@ static int work(const cli_entry *e, void *worker)
     return EX_OK;
 }
 
-/* How many directory levels a walk may hold open, and how many finishers
- * the open-files limit leaves room for. Each level holds descriptors: the
+/* How many directory levels a walk may hold open, and how many files the
+ * finishers may hold (|in_hand|: finishers, or a group's files) that the
+ * open-files limit leaves room for. Each level holds descriptors: the
  * directory, the walk's reader of it, with -o its copy below DST, and the
  * same again for the counting walk. Files in flight hold more: each queued
  * file its directory (and with -o the copy), each file in hand also its
- * input and output; a finisher and the two files queued for it are in
- * hand. Finishers are fewer where the limit is small (a group commit then
- * gathers fewer files), so that 16 levels fit whatever the tree; deeper
- * directories are reported, not walked, instead of failing files with
- * EMFILE. The soft limit is raised to the hard one first, as it is there
- * to be raised. */
-static int depth_limit(const cli_opts *o, int jobs, int *finishers)
+ * input and output; the finishers' files and the twice as many queued for
+ * them are in hand. Fewer are in the finishers' hands where the limit is
+ * small (a group commit then gathers fewer files), so that 16 levels fit
+ * whatever the tree; deeper directories are reported, not walked, instead
+ * of failing files with EMFILE. The soft limit is raised to the hard one
+ * first, as it is there to be raised. */
+static int depth_limit(const cli_opts *o, int jobs, int *in_hand)
 {
     enum { MIN_DEPTH = 16 };
     struct rlimit rl;
@@ -526,12 +564,12 @@ static int depth_limit(const cli_opts *o, int jobs, int *finishers)
     const long limit = rl.rlim_cur > (rlim_t)(1L << 30) ? 1L << 30 : (long)rl.rlim_cur;
     long depth;
     for (;;) {
-        const long in_hand = jobs + 3L * *finishers; /* the queue holds twice as many */
-        const long in_flight = dirs * (CLI_QUEUE_LEN + in_hand) + 2 * in_hand;
+        const long held = jobs + 3L * *in_hand; /* the queue holds twice as many */
+        const long in_flight = dirs * (CLI_QUEUE_LEN + held) + 2 * held;
         depth = (limit - in_flight - reserve) / per_level;
-        if (depth >= MIN_DEPTH || *finishers <= 1)
+        if (depth >= MIN_DEPTH || *in_hand <= 1)
             break;
-        --*finishers;
+        --*in_hand;
     }
     /* A tiny limit with many workers could leave almost no depth; real
      * trees are a few levels deep, and a descriptor that runs out fails a
@@ -841,9 +879,14 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         rc = cli_report(o->nargs == 1 ? o->args[0] : "token", &err);
         goto out;
     }
-    int want_finishers = cmd->finishers > 0 && cmd->finishers <= FINISHERS_MAX
-                             ? cmd->finishers : FINISHERS;
-    b.wo.max_depth = depth_limit(o, jobs, &want_finishers);
+    /* Files in a finisher's hands: a whole group on one thread, or one on
+     * each thread. */
+    const int grouped = cmd->group > 1;
+    int in_hand = grouped ? (int)cmd->group : cmd->finishers;
+    in_hand = in_hand > 0 && in_hand <= FINISHERS_MAX ? in_hand : FINISHERS;
+    b.wo.max_depth = depth_limit(o, jobs, &in_hand);
+    const int want_finishers = grouped ? 1 : in_hand;
+    b.group_max = grouped ? (size_t)in_hand : 1;
     if (o->report != NULL && (b.report = fopen(o->report, "we")) == NULL) {
         fprintf(stderr, "dcmseal: %s: cannot write the report: %s\n", o->report,
                 strerror(errno));
@@ -859,7 +902,7 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
     pthread_t finishers[FINISHERS_MAX];
     int nfinishers = 0;
     if (b.told == NULL || b.told_set == NULL ||
-        cli_queue_init(&b.finishing, FINISH_QUEUE * (size_t)want_finishers / FINISHERS) !=
+        cli_queue_init(&b.finishing, 2 * (size_t)in_hand) !=
             EX_OK) {
         rc = EX_OSERR;
         goto out_lock;
@@ -903,6 +946,9 @@ int cli_batch_run(const cli_batch_cmd *cmd, const cli_opts *o)
         pthread_join(drawer, NULL);
     if (counting)
         pthread_join(counter, NULL);
+    if (b.groups > 0 && cli_verbose)
+        fprintf(stderr, "dcmseal: %s: %lu files finished in %lu group commits\n", cmd->name,
+                b.grouped, b.groups);
     const int sig = cli_interrupted();
     int stopped_by = sig ? sig : b.token_lost ? -1 : 0;
     rc = sig ? 128 + sig : walk_rc == EX_OSERR ? EX_OSERR : b.rc;

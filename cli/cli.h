@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <dcmseal/engine.h>
 #include <dcmseal/pkcs11.h>
@@ -348,9 +349,13 @@ int cli_walk(const char *const *paths, int npaths, const cli_walk_opts *wo,
 typedef struct cli_queue {
     pthread_mutex_t lock;
     pthread_cond_t not_empty, not_full;
+    pthread_cond_t gathered; /* |want| items are queued (cli_queue_pop_many) */
     void **items;
+    struct timespec *at; /* when each item was pushed */
     size_t cap, head, count;
+    size_t want;
     int closed;
+    int gathering;
     int pushers; /* waiting for room */
 } cli_queue;
 
@@ -361,6 +366,11 @@ void cli_queue_push(cli_queue *q, void *item);
 /* The oldest item, waiting while the queue is empty and open; NULL once it
  * is closed and empty. */
 void *cli_queue_pop(cli_queue *q);
+/* Up to |max| of the oldest items into |items|, waiting while the queue is
+ * empty and open; then, with |wait_ns|, while fewer than |max| are queued,
+ * until the oldest has waited |wait_ns| (woken once, not per item pushed).
+ * Returns how many; 0 once the queue is closed and empty. */
+size_t cli_queue_pop_many(cli_queue *q, void **items, size_t max, long wait_ns);
 /* No more pushes: cli_queue_pop returns what is left, then NULL. */
 void cli_queue_close(cli_queue *q);
 /* Frees an empty queue. */
@@ -445,12 +455,20 @@ typedef struct cli_batch_cmd {
     int counts_bytes;      /* progress in bytes as well as files */
     int in_place;          /* always works in place, as rewrap does */
     void (*one)(cli_worker *w, const cli_entry *e, cli_result *res);
-    /* For a result |one| left pending: completes it, on a finisher thread,
-     * and closes |res->fd|. NULL when |one| never leaves one. */
-    void (*finish)(const cli_opts *o, const cli_entry *e, cli_result *res);
-    /* Finisher threads (0: 16, at most 128); as many results may wait in
-     * |finish| at once, and twice as many in the queue before them. */
+    /* For the results |one| left pending: completes |n| of them (a group
+     * commit, n <= |group|, when |group| > 1; else one), on a finisher
+     * thread, and closes each res->fd. NULL when |one| never leaves one. */
+    void (*finish)(const cli_opts *o, cli_entry *const *e, cli_result *const *res, size_t n);
+    /* How results reach |finish|: with |group| > 1, up to |group| at once,
+     * up to |group_bytes| of data (0: no limit; one alone may exceed it),
+     * on one finisher thread, which lets a group gather for up to
+     * |group_wait_ms| after its first result was left; otherwise one at a
+     * time on |finishers| threads (0: 16, at most 128). Twice as many
+     * results as can be in hand wait in the queue before them. */
     int finishers;
+    unsigned group;
+    uint64_t group_bytes;
+    unsigned group_wait_ms;
 } cli_batch_cmd;
 
 /* One worker thread's own token session and key ring. */

@@ -546,87 +546,82 @@ static void tree_transform(const cli_worker *w, int dir_fd, const char *name, in
 
 /* The outputs of a tree run committed together (--durability group, the
  * default): one flush of their data, then their names, then one flush of
- * each directory, whatever the number of files that finish at once. The
- * finishers let a group gather for at most GROUP_WAIT_MS, GROUP_FILES
- * files or GROUP_BYTES of data, so that files finishing a little apart
- * share a flush while a kill loses little work and the report stays live.
- * One group for the run, and a process runs one command. NULL: each output
- * committed on its own (--durability file). */
+ * each directory, whatever the number of files that finish at once. A
+ * group gathers for at most GROUP_WAIT_MS, GROUP_FILES files or
+ * GROUP_BYTES of data, so that files finishing a little apart share a
+ * flush while a kill loses little work and the report stays live.
+ * --durability file commits each output on its own. */
 #define GROUP_FILES 64
 #define GROUP_BYTES (64u << 20)
 #define GROUP_WAIT_MS 20
-static dcmseal_commit_group_t *group;
 
-/* cli_batch_run for encrypt and decrypt, with the group of the run. */
+/* cli_batch_run for encrypt and decrypt, with the durability asked for. */
 static int tree_run(cli_batch_cmd cmd, const cli_opts *o)
 {
-    dcmseal_error err;
-    if (!o->durability_file &&
-        dcmseal_commit_group_new(&group, GROUP_FILES, GROUP_BYTES, GROUP_WAIT_MS, &err) !=
-            DCMSEAL_OK)
-        return cli_report(cmd.name, &err);
-    /* A full group's files wait in finishers, each on its own thread. */
-    if (group != NULL)
-        cmd.finishers = GROUP_FILES;
-    int rc = cli_batch_run(&cmd, o);
-    if (group != NULL && cli_verbose) {
-        uint64_t commits, files;
-        dcmseal_commit_group_stats(group, &commits, &files);
-        fprintf(stderr, "dcmseal: %s: %llu outputs committed in %llu group commits\n",
-                cmd.name, (unsigned long long)files, (unsigned long long)commits);
+    if (!o->durability_file) {
+        cmd.group = GROUP_FILES;
+        cmd.group_bytes = GROUP_BYTES;
+        cmd.group_wait_ms = GROUP_WAIT_MS;
     }
-    dcmseal_commit_group_free(group);
-    group = NULL;
-    return rc;
+    return cli_batch_run(&cmd, o);
 }
 
 /* cli_batch_cmd.finish of encrypt and decrypt: commits what tree_transform
- * left pending (its data durable, its name, its directory durable, with the
- * group or alone; then the directories above it that this run made).
- * Another process working on the same tree may have put the output in place
- * first (or, in place, replaced the file): when what it made is what this
- * one would have, the file counts as done (skipped). */
-static void tree_finish(const cli_opts *o, const cli_entry *e, cli_result *res,
-                        int out_sealed)
+ * left pending, all of |res| together (their data durable, their names,
+ * their directories durable; then the directories above each that this run
+ * made). Another process working on the same tree may have put an output
+ * in place first (or, in place, replaced the file): when what it made is
+ * what this one would have, the file counts as done (skipped). */
+static void tree_finish(const cli_opts *o, cli_entry *const *e, cli_result *const *res,
+                        size_t n, int out_sealed)
 {
-    dcmseal_outfile_t *of = res->out_file;
-    cli_dir *out_dir = o->in_place ? NULL : res->out_dir ? res->out_dir : cli_dir_get0_out(e->dir);
-    const char *name = res->out_dir ? res->out_name : e->name;
-    int err;
-    res->out_file = NULL;
-    if ((group != NULL ? dcmseal_outfile_commit_group(group, of, &res->err)
-                       : dcmseal_outfile_commit(of, &res->err)) == DCMSEAL_OK) {
-        if (out_dir == NULL || (err = cli_dir_durable(out_dir)) == 0)
-            res->outcome = CLI_DONE;
-        else
-            dcmseal_fail(&res->err, DCMSEAL_E_IO, "fsync of a directory above it failed: %s",
-                         strerror(err));
+    dcmseal_outfile_t *files[GROUP_FILES] = {NULL};
+    dcmseal_error *errs[GROUP_FILES] = {NULL};
+    for (size_t i = 0; i < n; i++) { /* n <= GROUP_FILES: cli_batch_cmd.group */
+        files[i] = res[i]->out_file;
+        errs[i] = &res[i]->err;
+        res[i]->out_file = NULL;
     }
-    if (res->outcome != CLI_DONE) {
-        res->culprit = o->in_place ? NULL : res->output;
-        res->kind = -1;
-        memset(&res->wrap, 0, sizeof res->wrap);
-        res->say = CLI_SAY_NONE;
-        if (res->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
-            already_done(o, NULL, cli_dir_fd(out_dir), name, out_sealed, res->fd, &res->sb,
-                         res);
-        else if (o->in_place)
-            done_meanwhile(o, e, out_sealed, res);
+    (void)dcmseal_outfile_commit_all(files, n, errs);
+    for (size_t i = 0; i < n; i++) {
+        cli_result *r = res[i];
+        cli_dir *out_dir = o->in_place ? NULL : r->out_dir ? r->out_dir : cli_dir_get0_out(e[i]->dir);
+        int err;
+        if (r->err.status == DCMSEAL_OK) {
+            if (out_dir == NULL || (err = cli_dir_durable(out_dir)) == 0)
+                r->outcome = CLI_DONE;
+            else
+                dcmseal_fail(&r->err, DCMSEAL_E_IO, "fsync of a directory above it failed: %s",
+                             strerror(err));
+        }
+        if (r->outcome != CLI_DONE) {
+            r->culprit = o->in_place ? NULL : r->output;
+            r->kind = -1;
+            memset(&r->wrap, 0, sizeof r->wrap);
+            r->say = CLI_SAY_NONE;
+            if (r->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
+                already_done(o, NULL, cli_dir_fd(out_dir), r->out_dir ? r->out_name : e[i]->name,
+                             out_sealed, r->fd, &r->sb, r);
+            else if (o->in_place)
+                done_meanwhile(o, e[i], out_sealed, r);
+        }
+        close(r->fd);
+        r->fd = -1;
+        cli_dir_unref(r->out_dir);
+        r->out_dir = NULL;
     }
-    close(res->fd);
-    res->fd = -1;
-    cli_dir_unref(res->out_dir);
-    res->out_dir = NULL;
 }
 
-static void encrypt_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
+static void encrypt_finish(const cli_opts *o, cli_entry *const *e, cli_result *const *res,
+                           size_t n)
 {
-    tree_finish(o, e, res, 1);
+    tree_finish(o, e, res, n, 1);
 }
 
-static void decrypt_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
+static void decrypt_finish(const cli_opts *o, cli_entry *const *e, cli_result *const *res,
+                           size_t n)
 {
-    tree_finish(o, e, res, 0);
+    tree_finish(o, e, res, n, 0);
 }
 
 /* What encrypt_one starts with: the directory the output goes to, the
@@ -734,8 +729,9 @@ static void decrypt_one(cli_worker *w, const cli_entry *e, cli_result *res)
     int fd = cli_open_input(w, e, 0, &sb, res);
     if (fd < 0)
         return;
-    ssize_t n = pread(fd, head, sizeof head, 0);
-    if (o->in_place && !(n > 0 && dcmseal_is_sealed(head, (size_t)n))) {
+    ssize_t n = 0;
+    if (o->in_place && !((n = pread(fd, head, sizeof head, 0)) > 0 &&
+                         dcmseal_is_sealed(head, (size_t)n))) {
         res->outcome = CLI_SKIPPED;
         res->reason = "not encrypted";
         res->bytes = (uint64_t)sb.st_size;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -35,11 +36,21 @@ typedef struct worker_arg {
 
 int cli_queue_init(cli_queue *q, size_t cap)
 {
-    *q = (cli_queue){.cap = cap};
-    if ((q->items = calloc(cap, sizeof *q->items)) == NULL)
+    *q = (cli_queue){.cap = cap, .want = 1};
+    q->items = calloc(cap, sizeof *q->items);
+    q->at = calloc(cap, sizeof *q->at);
+    if (q->items == NULL || q->at == NULL) {
+        free(q->items);
+        free(q->at);
         return EX_OSERR;
+    }
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->not_empty, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->gathered, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&q->not_full, NULL);
     return EX_OK;
 }
@@ -52,9 +63,31 @@ void cli_queue_push(cli_queue *q, void *it)
         pthread_cond_wait(&q->not_full, &q->lock);
         q->pushers--;
     }
-    q->items[(q->head + q->count++) % q->cap] = it;
+    const size_t i = (q->head + q->count++) % q->cap;
+    q->items[i] = it;
+    clock_gettime(CLOCK_MONOTONIC, &q->at[i]);
     pthread_cond_signal(&q->not_empty);
+    /* A gathering taker is woken once, when what it waits for is there. */
+    if (q->gathering && q->count == q->want)
+        pthread_cond_signal(&q->gathered);
     pthread_mutex_unlock(&q->lock);
+}
+
+/* Takes up to |max| items into |items|; called with the lock held. */
+static size_t take(cli_queue *q, void **items, size_t max)
+{
+    size_t n = 0;
+    for (; n < max && q->count > 0; n++) {
+        items[n] = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
+    /* A producer that waits for room is woken once half the queue is
+     * free, not for each item taken: it then refills in one go, instead
+     * of a wake-up and a sleep per file. */
+    if (n > 0 && q->pushers > 0 && q->count <= q->cap / 2)
+        pthread_cond_broadcast(&q->not_full);
+    return n;
 }
 
 void *cli_queue_pop(cli_queue *q)
@@ -63,18 +96,31 @@ void *cli_queue_pop(cli_queue *q)
     pthread_mutex_lock(&q->lock);
     while (q->count == 0 && !q->closed)
         pthread_cond_wait(&q->not_empty, &q->lock);
-    if (q->count > 0) {
-        it = q->items[q->head];
-        q->head = (q->head + 1) % q->cap;
-        q->count--;
-        /* A producer that waits for room is woken once half the queue is
-         * free, not for each item taken: it then refills in one go, instead
-         * of a wake-up and a sleep per file. */
-        if (q->pushers > 0 && q->count <= q->cap / 2)
-            pthread_cond_broadcast(&q->not_full);
-    }
+    take(q, &it, 1);
     pthread_mutex_unlock(&q->lock);
     return it;
+}
+
+size_t cli_queue_pop_many(cli_queue *q, void **items, size_t max, long wait_ns)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0 && !q->closed)
+        pthread_cond_wait(&q->not_empty, &q->lock);
+    if (wait_ns > 0 && q->count > 0 && q->count < max && !q->closed) {
+        struct timespec until = q->at[q->head];
+        until.tv_nsec += wait_ns % 1000000000L;
+        until.tv_sec += wait_ns / 1000000000L + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        q->gathering = 1;
+        q->want = max < q->cap ? max : q->cap;
+        while (q->count < q->want && !q->closed &&
+               pthread_cond_timedwait(&q->gathered, &q->lock, &until) == 0)
+            ;
+        q->gathering = 0;
+    }
+    size_t n = take(q, items, max);
+    pthread_mutex_unlock(&q->lock);
+    return n;
 }
 
 void cli_queue_close(cli_queue *q)
@@ -82,6 +128,7 @@ void cli_queue_close(cli_queue *q)
     pthread_mutex_lock(&q->lock);
     q->closed = 1;
     pthread_cond_broadcast(&q->not_empty);
+    pthread_cond_broadcast(&q->gathered);
     pthread_mutex_unlock(&q->lock);
 }
 
@@ -89,8 +136,10 @@ void cli_queue_destroy(cli_queue *q)
 {
     pthread_cond_destroy(&q->not_full);
     pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->gathered);
     pthread_mutex_destroy(&q->lock);
     free(q->items);
+    free(q->at);
 }
 
 static int enqueue(const cli_entry *walked, void *ctx)

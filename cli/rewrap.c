@@ -15,9 +15,9 @@
  * reason, NULL when only single objects took that path. */
 static _Atomic(const char *) refusal;
 static atomic_flag host_path_told = ATOMIC_FLAG_INIT;
-/* Objects finished at once share their flushes (engine/rewrap.c): one
- * group for the run, and a process runs one command. */
-static dcmseal_rewrap_group_t *group;
+/* Objects finished at once share their flushes (engine/rewrap.c): as many
+ * as have finished in the token, with no wait for more. */
+#define GROUP_FILES 64
 
 static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
@@ -64,12 +64,12 @@ static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
     close(fd);
 }
 
-static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res)
+/* What one object's finish says, once the group it was in is committed. */
+static void rewrap_told(cli_result *res)
 {
     dcmseal_rewrap_report *rep = &res->rewrap;
     char how[240] = "in the token (C_UnwrapKey + C_WrapKey)";
-    (void)o, (void)e;
-    if (dcmseal_rewrap_group_finish(group, rep, res->fd, &res->err) == DCMSEAL_OK) {
+    if (res->err.status == DCMSEAL_OK) {
         /* An upgrade authenticates the object, which unwraps on the host:
          * that is not the token refusing anything. */
         const int host = rep->changed && !rep->in_token && !rep->upgraded;
@@ -111,6 +111,23 @@ static void rewrap_finish(const cli_opts *o, const cli_entry *e, cli_result *res
     res->fd = -1;
 }
 
+static void rewrap_finish(const cli_opts *o, cli_entry *const *e, cli_result *const *res,
+                          size_t n)
+{
+    dcmseal_rewrap_report *reps[GROUP_FILES] = {NULL};
+    dcmseal_error *errs[GROUP_FILES] = {NULL};
+    int fds[GROUP_FILES] = {0};
+    (void)o, (void)e;
+    for (size_t i = 0; i < n; i++) { /* n <= GROUP_FILES: cli_batch_cmd.group */
+        reps[i] = &res[i]->rewrap;
+        fds[i] = res[i]->fd;
+        errs[i] = &res[i]->err;
+    }
+    (void)dcmseal_rewrap_finish_all(reps, fds, n, errs);
+    for (size_t i = 0; i < n; i++)
+        rewrap_told(res[i]);
+}
+
 int cli_cmd_rewrap(const cli_opts *o)
 {
     static const cli_batch_cmd cmd = {.name = "rewrap",
@@ -119,15 +136,8 @@ int cli_cmd_rewrap(const cli_opts *o)
                                       .in_place = 1,
                                       .one = rewrap_one,
                                       .finish = rewrap_finish,
-                                      /* The objects of a group commit. */
-                                      .finishers = 64};
-    dcmseal_error err;
+                                      .group = GROUP_FILES};
     if (o->nargs < 1)
         return cli_usage_error("rewrap takes one or more paths");
-    if (dcmseal_rewrap_group_new(&group, &err) != DCMSEAL_OK)
-        return cli_report("rewrap", &err);
-    int rc = cli_batch_run(&cmd, o);
-    dcmseal_rewrap_group_free(group);
-    group = NULL;
-    return rc;
+    return cli_batch_run(&cmd, o);
 }

@@ -351,6 +351,7 @@ struct dcmseal_opening {
     dcmseal_decryptor_t *dec;
     int fd;
     int positioned; /* read with pread from |off|, else read() */
+    int at_end;     /* a read came short: the input ends there */
     uint64_t off;
     uint64_t sealed_bytes;
     uint8_t *in; /* one chunk of cipher text */
@@ -359,8 +360,14 @@ struct dcmseal_opening {
 static dcmseal_status opening_read(dcmseal_opening_t *op, size_t want, size_t *n,
                                    dcmseal_error *err)
 {
+    *n = 0;
+    /* read_full stops short only at the end: asking again would cost a
+     * system call per object to learn nothing. */
+    if (op->at_end)
+        return DCMSEAL_OK;
     dcmseal_status st =
         read_full(op->fd, op->in, want, op->positioned ? (off_t)op->off : -1, n, err);
+    op->at_end = st == DCMSEAL_OK && *n < want;
     op->off += *n;
     op->sealed_bytes += *n;
     return st;

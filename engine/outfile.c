@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,7 @@ struct dcmseal_outfile {
     int target_set; /* replace |name| only while it is (tdev, ino) */
     uint64_t tdev, ino;
     char *name;
-    size_t prefix; /* length of |tmp| without its random suffix */
+    size_t prefix; /* length of |tmp| without its random suffix (0: not made yet) */
     char tmp[NAME_MAX + 1];
 };
 
@@ -86,10 +87,36 @@ int dcmseal_temp_state(const char *path)
     return DCMSEAL_TEMP_LIVE;
 }
 
-/* Appends TEMP_RANDOM random hex digits to the temporary name's prefix. */
+/* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
+ * capability we do not assume). Asked once: a system call per output
+ * otherwise. */
+static int have_proc(void)
+{
+    static atomic_int known; /* 0 not asked, 1 yes, 2 no */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k == 0) {
+        k = access("/proc/self/fd", X_OK) == 0 ? 1 : 2;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 1;
+}
+
+/* A temporary name for |f|: the prefix, made the first time (an unnamed
+ * output that is only linked never needs one), then TEMP_RANDOM random hex
+ * digits. */
 static dcmseal_status random_suffix(dcmseal_outfile_t *f, dcmseal_error *err)
 {
     uint8_t r[TEMP_RANDOM / 2];
+    if (f->prefix == 0) {
+        /* A dot name so that directory listings and globbing pass it over;
+         * NAME shortened so that the whole stays within NAME_MAX. */
+        int room = NAME_MAX - (int)(sizeof "." TEMP_TAG "ffffffff--" - 1) - 10 - TEMP_RANDOM;
+        int n = snprintf(f->tmp, sizeof f->tmp, ".%.*s" TEMP_TAG "%08x-%ld-", room, f->name,
+                         host_tag(), (long)getpid());
+        if (n <= 0 || (size_t)n + TEMP_RANDOM >= sizeof f->tmp)
+            return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "temporary name too long");
+        f->prefix = (size_t)n;
+    }
     if (RAND_bytes(r, sizeof r) != 1)
         return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "no randomness");
     for (size_t i = 0; i < sizeof r; i++)
@@ -136,11 +163,12 @@ static dcmseal_status outfile_new(dcmseal_outfile_t **out, int dir_fd, int own_d
     DCMSEAL_ENSURE(out != NULL && one_component(name), err, DCMSEAL_E_USAGE,
                    "output: not a file name");
     /* A symbolic link counts as existing: it is never written through. */
-    DCMSEAL_ENSURE(replace || fstatat(dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0, err,
-                   DCMSEAL_E_USAGE, "output exists (use --force to replace it)");
+    const int exists = fstatat(dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+    DCMSEAL_ENSURE(replace || !exists, err, DCMSEAL_E_USAGE,
+                   "output exists (use --force to replace it)");
     /* Said now, not by the rename at commit, after all the work. */
-    DCMSEAL_ENSURE(fstatat(dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(sb.st_mode),
-                   err, DCMSEAL_E_USAGE, "output is a directory; give the name of a file");
+    DCMSEAL_ENSURE(!exists || !S_ISDIR(sb.st_mode), err, DCMSEAL_E_USAGE,
+                   "output is a directory; give the name of a file");
     f = OPENSSL_zalloc(sizeof *f);
     DCMSEAL_ENSURE(f != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
     f->fd = -1;
@@ -151,18 +179,7 @@ static dcmseal_status outfile_new(dcmseal_outfile_t **out, int dir_fd, int own_d
     f->mode = mode & 07777;
     f->name = OPENSSL_strdup(name);
     DCMSEAL_ENSURE(f->name != NULL, err, DCMSEAL_E_INTERNAL, "out of memory");
-    /* A dot name so that directory listings and globbing pass it over; NAME
-     * shortened so that the whole stays within NAME_MAX. */
-    int room = NAME_MAX - (int)(sizeof "." TEMP_TAG "ffffffff--" - 1) - 10 - TEMP_RANDOM;
-    int n = snprintf(f->tmp, sizeof f->tmp, ".%.*s" TEMP_TAG "%08x-%ld-", room, name,
-                     host_tag(), (long)getpid());
-    DCMSEAL_ENSURE(n > 0 && (size_t)n + TEMP_RANDOM < sizeof f->tmp, err, DCMSEAL_E_INTERNAL,
-                   "temporary name too long");
-    f->prefix = (size_t)n;
-    /* Linking an unnamed file in needs /proc (linkat AT_EMPTY_PATH needs a
-     * capability we do not assume). */
-    f->fd = access("/proc/self/fd", X_OK) == 0
-                ? openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+    f->fd = have_proc() ? openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
     f->unnamed = f->fd >= 0;
     if (!f->unnamed)
         DCMSEAL_GUARD(create_named(f, err));
@@ -307,10 +324,6 @@ out:
 
 /* ---- group commit ---------------------------------------------------------- */
 
-struct dcmseal_commit_group {
-    commit_group g;
-};
-
 #define OUTFILE(m) ((dcmseal_outfile_t *)(m)->item)
 
 /* dcmseal_outfile_commit for a group: modes, one flush of all the data,
@@ -342,55 +355,33 @@ static void outfile_group_commit(commit_member *list)
     }
 }
 
-dcmseal_status dcmseal_commit_group_new(dcmseal_commit_group_t **out, unsigned max_files,
-                                        uint64_t max_bytes, unsigned max_wait_ms,
-                                        dcmseal_error *err)
+size_t dcmseal_outfile_commit_all(dcmseal_outfile_t *const *files, size_t n,
+                                  dcmseal_error *const *errs)
 {
-    dcmseal_commit_group_t *g;
-    if (out == NULL)
-        return dcmseal_fail(err, DCMSEAL_E_USAGE, "commit group: missing argument");
-    if ((g = OPENSSL_zalloc(sizeof *g)) == NULL)
-        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
-    commit_group_init(&g->g, outfile_group_commit, max_files, max_bytes,
-                      (long)max_wait_ms * 1000000L);
-    *out = g;
-    return DCMSEAL_OK;
-}
-
-dcmseal_status dcmseal_outfile_commit_group(dcmseal_commit_group_t *g, dcmseal_outfile_t *f,
-                                            dcmseal_error *err)
-{
-    struct stat sb;
-    commit_member me = {.item = f, .fd = f ? f->fd : -1, .err = err, .st = DCMSEAL_OK};
-    if (g == NULL || f == NULL) {
-        dcmseal_outfile_abort(f);
-        return dcmseal_fail(err, DCMSEAL_E_USAGE, "commit group: missing argument");
+    commit_member *m = n > 0 ? OPENSSL_zalloc(n * sizeof *m) : NULL;
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        dcmseal_error_clear(errs[i]);
+        if (files[i] == NULL)
+            dcmseal_fail(errs[i], DCMSEAL_E_USAGE, "commit: no outfile");
+        else if (m == NULL) /* out of memory: each alone, as safely */
+            done += dcmseal_outfile_commit(files[i], errs[i]) == DCMSEAL_OK;
+        else
+            m[i] = (commit_member){.item = files[i], .fd = files[i]->fd, .err = errs[i]};
     }
-    if (fstat(f->fd, &sb) == 0) {
-        me.dev = (uint64_t)sb.st_dev;
-        me.bytes = (uint64_t)sb.st_size;
-    } else {
-        me.st = dcmseal_fail(err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
+    if (m == NULL)
+        return done;
+    for (size_t i = 0; i < n; i++) {
+        m[i].st = errs[i]->status;
+        m[i].next = i + 1 < n ? &m[i + 1] : NULL;
     }
-    dcmseal_status st = commit_group_join(&g->g, &me);
-    dcmseal_outfile_abort(f);
-    return st;
-}
-
-void dcmseal_commit_group_stats(dcmseal_commit_group_t *g, uint64_t *commits, uint64_t *files)
-{
-    pthread_mutex_lock(&g->g.lock);
-    *commits = g->g.commits;
-    *files = g->g.members;
-    pthread_mutex_unlock(&g->g.lock);
-}
-
-void dcmseal_commit_group_free(dcmseal_commit_group_t *g)
-{
-    if (g == NULL)
-        return;
-    commit_group_destroy(&g->g);
-    OPENSSL_free(g);
+    outfile_group_commit(m);
+    for (size_t i = 0; i < n; i++) {
+        done += errs[i]->status == DCMSEAL_OK;
+        dcmseal_outfile_abort(files[i]);
+    }
+    OPENSSL_free(m);
+    return done;
 }
 
 void dcmseal_outfile_abort(dcmseal_outfile_t *f)

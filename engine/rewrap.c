@@ -227,60 +227,42 @@ dcmseal_status dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
 
 /* ---- group commit (group.c) ------------------------------------------------ */
 
-struct dcmseal_rewrap_group {
-    commit_group g;
-};
-
 #define REPORT(m) ((dcmseal_rewrap_report *)(m)->item)
 
-/* What dcmseal_rewrap_fd_finish does for one object, for a whole group. */
-static void group_commit(commit_member *list)
+size_t dcmseal_rewrap_finish_all(dcmseal_rewrap_report *const *reps, const int *fds, size_t n,
+                                 dcmseal_error *const *errs)
 {
-    commit_member *m;
+    commit_member *list = n > 0 ? OPENSSL_zalloc(n * sizeof *list) : NULL, *m;
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        dcmseal_error_clear(errs[i]);
+        if (reps[i] == NULL || !reps[i]->pending) /* then _start holds no lock */
+            dcmseal_fail(errs[i], DCMSEAL_E_USAGE, "rewrap: nothing to finish");
+        else if (list == NULL) /* out of memory: each alone, as safely */
+            done += dcmseal_rewrap_fd_finish(reps[i], fds[i], errs[i]) == DCMSEAL_OK;
+        else
+            list[i] = (commit_member){.item = reps[i], .fd = fds[i], .err = errs[i]};
+    }
+    if (list == NULL)
+        return done;
+    for (size_t i = 0; i < n; i++) {
+        list[i].st = errs[i]->status;
+        list[i].next = i + 1 < n ? &list[i + 1] : NULL;
+    }
+    /* What dcmseal_rewrap_fd_finish does, each step for all at once. */
     commit_flush(list, 1);
     for (m = list; m != NULL; m = m->next)
         if (m->st == DCMSEAL_OK)
             m->st = wipe_other(m->fd, m->err);
     commit_flush(list, 1);
     for (m = list; m != NULL; m = m->next) {
+        if (m->item == NULL)
+            continue; /* nothing was pending */
         REPORT(m)->retired = m->st == DCMSEAL_OK;
         REPORT(m)->pending = 0;
         flock(m->fd, LOCK_UN);
+        done += m->st == DCMSEAL_OK;
     }
-}
-
-dcmseal_status dcmseal_rewrap_group_new(dcmseal_rewrap_group_t **out, dcmseal_error *err)
-{
-    dcmseal_rewrap_group_t *g;
-    if (out == NULL)
-        return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap group: missing argument");
-    if ((g = OPENSSL_zalloc(sizeof *g)) == NULL)
-        return dcmseal_fail(err, DCMSEAL_E_INTERNAL, "out of memory");
-    /* No count, byte or time bound: the objects finishing at once (the
-     * finishers waiting) make a group. */
-    commit_group_init(&g->g, group_commit, 0, 0, 0);
-    *out = g;
-    return DCMSEAL_OK;
-}
-
-dcmseal_status dcmseal_rewrap_group_finish(dcmseal_rewrap_group_t *g, dcmseal_rewrap_report *rep,
-                                           int fd, dcmseal_error *err)
-{
-    commit_member me = {.item = rep, .fd = fd, .err = err, .st = DCMSEAL_OK};
-    struct stat sb;
-    if (g == NULL || rep == NULL || !rep->pending)
-        return dcmseal_fail(err, DCMSEAL_E_USAGE, "rewrap: nothing to finish");
-    if (fstat(fd, &sb) == 0)
-        me.dev = (uint64_t)sb.st_dev;
-    else
-        me.st = dcmseal_fail(err, DCMSEAL_E_IO, "stat failed: %s", strerror(errno));
-    return commit_group_join(&g->g, &me);
-}
-
-void dcmseal_rewrap_group_free(dcmseal_rewrap_group_t *g)
-{
-    if (g == NULL)
-        return;
-    commit_group_destroy(&g->g);
-    OPENSSL_free(g);
+    OPENSSL_free(list);
+    return done;
 }

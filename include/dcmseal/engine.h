@@ -587,7 +587,7 @@ dcmseal_rewrap_fd(dcmseal_rewrap_report *rep, int fd,
  * finish some while its token works on the next ones. _start does step 1
  * (or nothing, for an object already moved): when it returns DCMSEAL_OK
  * with |rep->pending| set, |fd| is still locked and the caller must call
- * dcmseal_rewrap_fd_finish or dcmseal_rewrap_group_finish (from any
+ * dcmseal_rewrap_fd_finish or dcmseal_rewrap_finish_all (from any
  * thread); it may count the object as moved only when that succeeds.
  * Otherwise (an error, or nothing to do) the lock is already released and
  * no finish may be called. Errors as dcmseal_rewrap_fd. */
@@ -602,31 +602,17 @@ dcmseal_rewrap_fd_start(dcmseal_rewrap_report *rep, int fd,
 DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
 dcmseal_rewrap_fd_finish(dcmseal_rewrap_report *rep, int fd, dcmseal_error *err);
 
-/* Group commit: objects finished at the same time, from many threads,
- * share their flushes. Each dcmseal_rewrap_group_finish joins the group
- * being formed; one caller at a time commits all that joined: one flush
- * of each file system they are on (syncfs) makes every new slot durable,
- * then every old slot is wiped, then one more flush, and only then does
- * each call return (a group of one uses fdatasync, cheaper for a single
- * file). Meanwhile the next group forms. So two flushes per object cost
- * two per group: with many objects in flight, a fraction of one
- * fdatasync each. syncfs also flushes what other programs wrote to the
- * same file system. Thread-safe. */
-typedef struct dcmseal_rewrap_group dcmseal_rewrap_group_t;
-
-/* Errors: DCMSEAL_E_INTERNAL (out of memory). Free with
- * dcmseal_rewrap_group_free once no finish is running. */
-DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
-dcmseal_rewrap_group_new(dcmseal_rewrap_group_t **out, dcmseal_error *err);
-/* dcmseal_rewrap_fd_finish, committed with the group: blocks until the
- * object's group is done. A failed flush fails every object of that file
- * system in the group; a failed wipe only its own. Errors as
- * dcmseal_rewrap_fd_finish. */
-DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
-dcmseal_rewrap_group_finish(dcmseal_rewrap_group_t *g, dcmseal_rewrap_report *rep, int fd,
-                            dcmseal_error *err);
-/* Accepts NULL. */
-DCMSEAL_API void dcmseal_rewrap_group_free(dcmseal_rewrap_group_t *g);
+/* Group commit: dcmseal_rewrap_fd_finish of |n| objects at once (reps[i]
+ * for the file fds[i]), each step for all of them: one flush of each file
+ * system they are on (syncfs) makes every new slot durable, then every old
+ * slot is wiped, then one more flush (a group of one uses fdatasync, cheaper
+ * for a single file). So two flushes per object cost two per group.
+ * syncfs also flushes what other programs wrote to the same file system.
+ * *errs[i] gets reps[i]'s own outcome: a failed flush fails every object of
+ * that file system, a failed wipe only its own. Returns how many were
+ * finished. Errors (in *errs[i]): as dcmseal_rewrap_fd_finish. */
+DCMSEAL_API size_t dcmseal_rewrap_finish_all(dcmseal_rewrap_report *const *reps, const int *fds,
+                                             size_t n, dcmseal_error *const *errs);
 
 /* An output file that appears under its name only once complete: written to
  * a temporary file in the same directory, flushed, then linked into place.
@@ -671,36 +657,20 @@ dcmseal_outfile_commit(dcmseal_outfile_t *f, dcmseal_error *err);
 /* Removes the temporary file and frees |f|. Accepts NULL. */
 DCMSEAL_API void dcmseal_outfile_abort(dcmseal_outfile_t *f);
 
-/* Group commit of outfiles: threads that each commit one outfile through
- * the same group share the flushes. Whichever finds no commit running
- * becomes the committer: it lets the group fill until it holds |max_files|
- * outfiles or |max_bytes| of data (0: no limit) or its oldest outfile has
- * waited |max_wait_ms| (0: no wait, a group is what joined while the
- * previous commit ran), then commits the oldest that fit (one at least):
- * their modes, their data made durable with one flush (syncfs of each file
- * system, then each file's own write-back errors; fsync when alone), their
- * names, then each directory flushed once. Thread-safe; free with
- * dcmseal_commit_group_free once no commit is running. Errors:
- * DCMSEAL_E_USAGE (|out| NULL), DCMSEAL_E_INTERNAL (out of memory). */
-typedef struct dcmseal_commit_group dcmseal_commit_group_t;
-DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
-dcmseal_commit_group_new(dcmseal_commit_group_t **out, unsigned max_files, uint64_t max_bytes,
-                         unsigned max_wait_ms, dcmseal_error *err);
-/* dcmseal_outfile_commit, with the group: blocks until |f|'s group is
- * committed and returns |f|'s own outcome. A failed flush of a file system
- * fails each of its outfiles in the group, a failed directory flush each
- * in that directory; on failure nothing appears under |f|'s name (but, as
- * with dcmseal_outfile_commit, after a failed directory flush). Frees |f|
- * whatever the outcome. Errors: as dcmseal_outfile_commit; DCMSEAL_E_USAGE
- * when |g| or |f| is NULL. */
-DCMSEAL_API DCMSEAL_MUST_CHECK dcmseal_status
-dcmseal_outfile_commit_group(dcmseal_commit_group_t *g, dcmseal_outfile_t *f,
-                             dcmseal_error *err);
-/* How many commits the group ran, and for how many outfiles in all. */
-DCMSEAL_API void dcmseal_commit_group_stats(dcmseal_commit_group_t *g, uint64_t *commits,
-                                            uint64_t *files);
-/* Accepts NULL. */
-DCMSEAL_API void dcmseal_commit_group_free(dcmseal_commit_group_t *g);
+/* Group commit: dcmseal_outfile_commit of |n| outfiles at once, sharing
+ * the flushes, as databases commit transactions. Their modes, their data
+ * made durable with one flush (syncfs of each file system, then each
+ * file's own write-back errors; fsync when only one is left), their names,
+ * then each directory flushed once. No name ever points at data that is
+ * not durable. *errs[i] gets files[i]'s own outcome: a failed flush of a
+ * file system fails each of its outfiles, a failed directory flush each
+ * in that directory, a name taken meanwhile only its own; on failure
+ * nothing appears under the name (but, as with dcmseal_outfile_commit,
+ * after a failed directory flush). Frees every outfile whatever the
+ * outcome. Returns how many were committed. Errors (in *errs[i]): as
+ * dcmseal_outfile_commit; DCMSEAL_E_USAGE for a NULL outfile. */
+DCMSEAL_API size_t dcmseal_outfile_commit_all(dcmseal_outfile_t *const *files, size_t n,
+                                              dcmseal_error *const *errs);
 
 /* What a file name says about it, for walks over trees that outfiles write
  * into: not a temporary file, one of a process that may still be running,

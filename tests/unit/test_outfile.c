@@ -242,99 +242,55 @@ static void test_path_variant(void)
 
 /* ---- group commit ---------------------------------------------------------- */
 
-typedef struct committer {
-    dcmseal_commit_group_t *g;
-    dcmseal_outfile_t *f;
-    dcmseal_status st;
-    dcmseal_error err;
-} committer;
-
-static void *commit_main(void *arg)
-{
-    committer *c = arg;
-    c->st = dcmseal_outfile_commit_group(c->g, c->f, &c->err);
-    return NULL;
-}
-
-/* |n| outfiles in the new directory |rel|, committed from a thread each
- * through one group; the last one's name is taken before it commits. The
- * number of commits the group ran goes to |*commits|. */
-static void group_run(const char *rel, unsigned n, unsigned max_files, uint64_t max_bytes,
-                      unsigned wait_ms, uint64_t *commits)
-{
-    enum { N = 12 };
-    committer c[N];
-    pthread_t tid[N];
-    dcmseal_commit_group_t *g = NULL;
-    dcmseal_error err;
-    char p[256], name[300], text[32];
-    uint64_t files = 0;
-    *commits = 0;
-    path_of(p, sizeof p, rel);
-    CHECK(n <= N && mkdir(p, 0700) == 0, "%s: mkdir", rel);
-    int d = open_dir(rel);
-    CHECK(dcmseal_commit_group_new(&g, max_files, max_bytes, wait_ms, &err) == DCMSEAL_OK,
-          "group: %s", err.message);
-    if (g == NULL || d < 0)
-        return;
-    for (unsigned i = 0; i < n; i++) {
-        snprintf(name, sizeof name, "f%u", i);
-        snprintf(text, sizeof text, "data %u", i);
-        c[i] = (committer){.g = g};
-        CHECK(dcmseal_outfile_openat(&c[i].f, d, name, 0640, 0, &err) == DCMSEAL_OK &&
-                  put(c[i].f, text), "%s/%s: open", rel, name);
-    }
-    snprintf(name, sizeof name, "%s/f%u", rel, n - 1);
-    CHECK(write_file(name, "someone's"), "plant %s", name);
-    for (unsigned i = 0; i < n; i++)
-        CHECK(pthread_create(&tid[i], NULL, commit_main, &c[i]) == 0, "thread");
-    for (unsigned i = 0; i < n; i++)
-        pthread_join(tid[i], NULL);
-    for (unsigned i = 0; i < n; i++) {
-        snprintf(name, sizeof name, "%s/f%u", rel, i);
-        snprintf(text, sizeof text, "data %u", i);
-        if (i + 1 < n)
-            CHECK(c[i].st == DCMSEAL_OK && has_text(name, text) && mode_of(name) == 0640,
-                  "%s: committed with the group (%s)", name, c[i].err.message);
-        else
-            CHECK(c[i].st == DCMSEAL_E_USAGE && has_text(name, "someone's"),
-                  "%s: a name taken meanwhile fails only its own outfile, and is kept", name);
-    }
-    unsigned mode;
-    CHECK(temps_in(rel, &mode) == 0, "%s: no temporary file left", rel);
-    dcmseal_commit_group_stats(g, commits, &files);
-    CHECK(files == n, "%s: %llu outfiles counted, %u committed", rel, (unsigned long long)files,
-          n);
-    dcmseal_commit_group_free(g);
-    close(d);
-}
-
+/* Outfiles in two new directories committed together: each lands with its
+ * data and mode; a name taken meanwhile fails only its own outfile, and a
+ * missing one only its own place; nothing temporary is left. */
 static void test_group(void)
 {
-    uint64_t commits;
-    dcmseal_commit_group_t *g = NULL;
-    dcmseal_error err;
-    /* Threads that finish within the gathering time share commits. */
-    group_run("g-all", 8, 0, 0, 300, &commits);
-    CHECK(commits >= 1 && commits < 8, "8 outfiles in %llu commits: shared",
-          (unsigned long long)commits);
-    /* At most 3 a commit. */
-    group_run("g-count", 9, 3, 0, 300, &commits);
-    CHECK(commits >= 3 && commits < 9, "9 outfiles, 3 a commit at most: %llu commits",
-          (unsigned long long)commits);
-    /* A byte budget smaller than any file: one each (none is refused). */
-    group_run("g-bytes", 5, 0, 1, 300, &commits);
-    CHECK(commits == 5, "byte budget 1: %llu commits for 5 outfiles",
-          (unsigned long long)commits);
-    /* Alone, with no gathering time: committed at once. */
-    group_run("g-one", 1, 0, 0, 0, &commits);
-    CHECK(commits == 1, "one outfile, one commit");
-    CHECK(dcmseal_commit_group_new(NULL, 1, 1, 1, &err) == DCMSEAL_E_USAGE, "no out");
-    CHECK(dcmseal_commit_group_new(&g, 1, 0, 0, &err) == DCMSEAL_OK &&
-              dcmseal_outfile_commit_group(g, NULL, &err) == DCMSEAL_E_USAGE,
-          "no outfile");
-    dcmseal_commit_group_free(g);
-    dcmseal_commit_group_free(NULL);
+    enum { N = 9 };
+    dcmseal_outfile_t *f[N + 1];
+    dcmseal_error err[N + 1], *errs[N + 1];
+    char p[256], name[300], text[32];
+    int d[2];
+    for (int k = 0; k < 2; k++) {
+        path_of(p, sizeof p, k ? "g-b" : "g-a");
+        CHECK(mkdir(p, 0700) == 0, "%s: mkdir", p);
+        d[k] = open_dir(k ? "g-b" : "g-a");
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "f%d", i);
+        snprintf(text, sizeof text, "data %d", i);
+        errs[i] = &err[i];
+        CHECK(dcmseal_outfile_openat(&f[i], d[i % 2], name, 0640, 0, &err[i]) == DCMSEAL_OK &&
+                  put(f[i], text), "%s: open", name);
+    }
+    f[N] = NULL;
+    errs[N] = &err[N];
+    snprintf(name, sizeof name, "g-%c/f%d", (N - 1) % 2 ? 'b' : 'a', N - 1);
+    CHECK(write_file(name, "someone's"), "plant %s", name);
+    CHECK(dcmseal_outfile_commit_all(f, N + 1, errs) == N - 1, "%d of %d committed", N - 1,
+          N + 1);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "g-%c/f%d", i % 2 ? 'b' : 'a', i);
+        snprintf(text, sizeof text, "data %d", i);
+        if (i + 1 < N)
+            CHECK(err[i].status == DCMSEAL_OK && has_text(name, text) && mode_of(name) == 0640,
+                  "%s: committed with the group (%s)", name, err[i].message);
+        else
+            CHECK(err[i].status == DCMSEAL_E_USAGE && has_text(name, "someone's"),
+                  "%s: a name taken meanwhile fails only its own outfile, and is kept", name);
+    }
+    CHECK(err[N].status == DCMSEAL_E_USAGE, "a missing outfile fails its own place");
+    unsigned mode;
+    CHECK(temps_in("g-a", &mode) == 0 && temps_in("g-b", &mode) == 0,
+          "no temporary file left");
+    /* One alone goes the same way (its data flushed by fsync). */
+    CHECK(dcmseal_outfile_openat(&f[0], d[0], "alone", 0600, 0, &err[0]) == DCMSEAL_OK &&
+              put(f[0], "alone") && dcmseal_outfile_commit_all(f, 1, errs) == 1 &&
+              has_text("g-a/alone", "alone"),
+          "a group of one: %s", err[0].message);
+    close(d[0]);
+    close(d[1]);
 }
 
 int main(int argc, char **argv)

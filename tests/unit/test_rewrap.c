@@ -6,7 +6,6 @@
  * authenticated whole. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,76 +215,61 @@ static void test_origin(void)
 /* ---- group commit ---------------------------------------------------------- */
 
 #define GROUP_FILES 24
-#define GROUP_THREADS 6
 
-struct group_worker {
-    dcmseal_rewrap_group_t *g;
-    soft_ring v1, v2; /* this thread's copies: the counters are not shared */
-    int fds[GROUP_FILES / GROUP_THREADS];
-    int ok;
-};
-
-static void *group_run(void *arg)
+/* Whether another open of |fd|'s file can take the lock rewrap holds. */
+static int unlocked(int fd)
 {
-    struct group_worker *w = arg;
-    w->v2.previous = &w->v1;
-    w->ok = 1;
-    for (size_t i = 0; i < GROUP_FILES / GROUP_THREADS; i++) {
-        dcmseal_rewrap_report rep;
-        dcmseal_error err;
-        w->ok &= dcmseal_rewrap_fd_start(&rep, w->fds[i], &w->v2.ring, 0, &err) == DCMSEAL_OK &&
-                 rep.pending &&
-                 dcmseal_rewrap_group_finish(w->g, &rep, w->fds[i], &err) == DCMSEAL_OK &&
-                 rep.changed && rep.retired;
-    }
-    return NULL;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    int again = open(proc, O_RDONLY | O_CLOEXEC);
+    int ok = again >= 0 && flock(again, LOCK_EX | LOCK_NB) == 0;
+    if (again >= 0)
+        close(again);
+    return ok;
 }
 
-/* Threads finishing at once share the flushes (one of the file system for
- * all their new slots, one for all the wiped old ones), and each object
- * still comes out moved and retired. */
+/* Objects finished together share the flushes (one of the file system for
+ * all their new slots, one for all the wiped old ones), and each comes out
+ * moved and retired; one that has nothing pending fails alone. */
 static void test_group(void)
 {
-    dcmseal_rewrap_group_t *g = NULL;
-    struct group_worker w[GROUP_THREADS];
-    pthread_t th[GROUP_THREADS];
-    dcmseal_error err;
+    dcmseal_rewrap_report rep[GROUP_FILES + 1], *reps[GROUP_FILES + 1];
+    dcmseal_error err[GROUP_FILES + 1], *errs[GROUP_FILES + 1];
+    int fds[GROUP_FILES + 1];
     char path[64];
     static const uint8_t zero_slot[DCMSEAL_SLOT_LEN];
-    CHECK(dcmseal_rewrap_group_new(&g, &err) == DCMSEAL_OK, "group: %s", err.message);
-    for (int t = 0; t < GROUP_THREADS; t++) {
-        w[t].g = g;
-        w[t].v1 = v1;
-        w[t].v2 = v2;
-        for (int i = 0; i < GROUP_FILES / GROUP_THREADS; i++) {
-            w[t].fds[i] = sealed_file(3000 + (size_t)i, path);
-            unlink(path);
-        }
+    int started = 0, wiped = 0;
+    for (int i = 0; i <= GROUP_FILES; i++) {
+        fds[i] = sealed_file(3000 + (size_t)i, path);
+        unlink(path);
+        reps[i] = &rep[i];
+        errs[i] = &err[i];
+        started += i == GROUP_FILES ||
+                   (dcmseal_rewrap_fd_start(&rep[i], fds[i], &v2.ring, 0, &err[i]) ==
+                        DCMSEAL_OK && rep[i].pending);
     }
-    for (int t = 0; t < GROUP_THREADS; t++)
-        pthread_create(&th[t], NULL, group_run, &w[t]);
-    int all = 1, wiped = 0;
-    for (int t = 0; t < GROUP_THREADS; t++) {
-        pthread_join(th[t], NULL);
-        all &= w[t].ok;
-        for (int i = 0; i < GROUP_FILES / GROUP_THREADS; i++) {
-            uint8_t pre[DCMSEAL_PREAMBLE_LEN];
-            dcmseal_header_info info;
-            if (pread(w[t].fds[i], pre, sizeof pre, 0) == (ssize_t)sizeof pre &&
-                dcmseal_header_inspect(&info, pre, sizeof pre, NULL) == DCMSEAL_OK &&
-                info.wrap.kek_version == 2 && info.other_slot_state == 0 &&
-                memcmp(pre + DCMSEAL_HEADER_LEN + (size_t)(1 - info.active_slot) *
-                                                      DCMSEAL_SLOT_LEN,
-                       zero_slot, DCMSEAL_SLOT_LEN) == 0 &&
-                opens_with(w[t].fds[i], &v2.ring, 3000 + (size_t)i))
-                wiped++;
-            close(w[t].fds[i]);
-        }
+    memset(&rep[GROUP_FILES], 0, sizeof rep[GROUP_FILES]); /* never started */
+    CHECK(started == GROUP_FILES + 1, "start failed");
+    CHECK(dcmseal_rewrap_finish_all(reps, fds, GROUP_FILES + 1, errs) == GROUP_FILES,
+          "%d objects finished together", GROUP_FILES);
+    for (int i = 0; i < GROUP_FILES; i++) {
+        uint8_t pre[DCMSEAL_PREAMBLE_LEN];
+        dcmseal_header_info info;
+        if (err[i].status == DCMSEAL_OK && rep[i].changed && rep[i].retired && !rep[i].pending &&
+            pread(fds[i], pre, sizeof pre, 0) == (ssize_t)sizeof pre &&
+            dcmseal_header_inspect(&info, pre, sizeof pre, NULL) == DCMSEAL_OK &&
+            info.wrap.kek_version == 2 && info.other_slot_state == 0 &&
+            memcmp(pre + DCMSEAL_HEADER_LEN + (size_t)(1 - info.active_slot) * DCMSEAL_SLOT_LEN,
+                   zero_slot, DCMSEAL_SLOT_LEN) == 0 &&
+            opens_with(fds[i], &v2.ring, 3000 + (size_t)i) && unlocked(fds[i]))
+            wiped++;
     }
-    CHECK(all, "a group finish failed");
-    CHECK(wiped == GROUP_FILES, "%d of %d objects moved, their old slot wiped", wiped,
+    CHECK(wiped == GROUP_FILES, "%d of %d objects moved, their old slot wiped, unlocked", wiped,
           GROUP_FILES);
-    dcmseal_rewrap_group_free(g);
+    CHECK(err[GROUP_FILES].status == DCMSEAL_E_USAGE && !rep[GROUP_FILES].retired,
+          "an object with nothing pending fails alone: %s", err[GROUP_FILES].message);
+    for (int i = 0; i <= GROUP_FILES; i++)
+        close(fds[i]);
 }
 
 int main(void)
