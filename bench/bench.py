@@ -14,8 +14,9 @@ its reference together):
      verify/rewrap -r; peer openssl cms per file, xargs -P <cores>
   4  token-bound: the loops of `dcmseal bench` (same token, same key, same
      number of sessions) vs objects/s of decrypt -r (against the raw
-     C_Decrypt loop) and rewrap -r (against the in-token rewrap loop,
-     C_UnwrapKey + C_WrapKey: what rewrap asks of the token), for RSA-2048
+     C_Decrypt loop, with the proof check of format v2) and rewrap -r
+     (against the in-token rewrap loop, C_UnwrapKey + C_WrapKey, with the
+     proof check and the new proof: what rewrap asks of the token), for RSA-2048
      and RSA-3072 KEKs; rewrap -r also by CPU time per object, which a
      shared machine disturbs less
   5  peak resident memory (ru_maxrss, through GNU time) of the dcmseal runs
@@ -134,6 +135,8 @@ class Bench:
         self.inputs = os.path.join(self.work, "inputs")
         self.out = os.path.join(self.work, "out")
         self.logs = os.path.join(self.work, "logs")
+        self.trash = os.path.join(self.work, "trash")  # see discard
+        self.discarded = 0
         self.env = dict(os.environ)
         self.samples = {}   # key -> [per-run value]
         self.maxrss = {}    # key -> [per-run bytes]
@@ -564,21 +567,41 @@ class Bench:
                 self.run(["cmp", L, out], "check")
             rm(out)
 
+    # This VM's ext4 has no journal, and ext4 without one does not reuse an
+    # inode freed less than about 30 s before: creating files right after
+    # deleting thousands scans past them, which made every tree run that
+    # followed a deletion slower (cp -r too) by as much as a fifth of its
+    # CPU. So outputs are set aside between the timed commands of a run and
+    # deleted before the next run, which then waits that long first.
+    def discard(self, path):
+        if os.path.lexists(path):
+            os.makedirs(self.trash, exist_ok=True)
+            self.discarded += 1
+            os.rename(path, os.path.join(self.trash, str(self.discarded)))
+
+    def empty_trash(self, wait):
+        """Deletes what was set aside; with |wait| (full mode: each run,
+        the first one after prepare() replaced the inputs), waits 31 s."""
+        rm(self.trash)
+        if wait and not self.a.quick:
+            say("waiting 31 s after deleting files (see discard)")
+            time.sleep(31)
+
     def row_archive(self, run):
         A, O, N = self.arch, self.out, str(self.cores)
         enc = os.path.join(O, "enc3072")
         for d in ("cp", "enc3072", "dec3072", "cms", "dec2048"):
-            rm(os.path.join(O, d))
-        warm(A, self.enc2048)
+            self.discard(os.path.join(O, d))
+        waself.discard(A, self.enc2048)
         self.timed("archive.cp", ["cp", "-r", A, os.path.join(O, "cp")], tree=O)
-        rm(os.path.join(O, "cp"))
+        self.discard(os.path.join(O, "cp"))
         self.timed("archive.encrypt", self.dcmseal("encrypt", "-r", "-q", "--key", "kek3072",
                                                    "--jobs", N, A, "-o", enc), tree=O)
         self.timed("archive.decrypt", self.dcmseal("decrypt", "-r", "-q", "--jobs", N, enc,
                                                    "-o", os.path.join(O, "dec3072")), tree=O)
         if run == 0:
             self.run(["diff", "-r", "-q", A, os.path.join(O, "dec3072")], "check")
-        rm(os.path.join(O, "dec3072"))
+        self.discard(os.path.join(O, "dec3072"))
         self.timed("archive.verify", self.dcmseal("verify", "-r", "-q", "--jobs", N, enc),
                    tree=O)
         # encrypt -r wraps under the primary, v2: rewrap moves every object to
@@ -595,13 +618,13 @@ class Bench:
                   + " ".join(self.cms_encrypt("{}", '"$3"/{}')))
         if not self.a.no_peers:
             self.timed("archive.cms.encrypt", ["sh", "-c", script, "sh", A, N, cms], tree=O)
-        rm(cms)
+        self.discard(cms)
         # RSA-2048: decrypt -r and rewrap -r of the archive encrypted in
         # prepare(), which goes back and forth between v2 and v1.
         self.timed("archive2048.decrypt", self.dcmseal(
             "decrypt", "-r", "-q", "--jobs", N, self.enc2048, "-o",
             os.path.join(O, "dec2048")), tree=O)
-        rm(os.path.join(O, "dec2048"))
+        self.discard(os.path.join(O, "dec2048"))
         self.timed("archive2048.rewrap", self.dcmseal(
             "rewrap", "-r", "-q", "--jobs", N, "--to-version", "1" if run % 2 == 0 else "2",
             self.enc2048), tree=O)
@@ -614,7 +637,7 @@ class Bench:
         # (the order alternates between runs, so drift favours none).
         for bits, enc_small in self.small_enc.items():
             out = os.path.join(O, f"small{bits}")
-            warm(enc_small)
+            waself.discard(enc_small)
             self.unwrap_loop(f"kek{bits}", prefix="smallloop")
             todo = [("decrypt", self.a.dcmseal, ["decrypt", "--durability", "group"]),
                     ("decrypt-file", self.a.dcmseal, ["decrypt", "--durability", "file"]),
@@ -623,29 +646,29 @@ class Bench:
                 todo += [("baseline-decrypt", self.a.baseline, ["decrypt"]),
                          ("baseline-verify", self.a.baseline, ["verify"])]
             for name, binary, args in todo if run % 2 == 0 else reversed(todo):
-                rm(out)
+                self.discard(out)
                 cmd = [binary, args[0], "-r", "-q", "--jobs", N, *args[1:], enc_small]
                 self.timed(f"small{bits}.{name}",
                            cmd + (["-o", out] if args[0] == "decrypt" else []), tree=O)
-                rm(out)
+                self.discard(out)
         # What origin proofs cost a tree run of small files, in the same run:
         # decrypt of format v1 objects (no proof) beside v2 above, and
         # encrypt with and without concealed names.
         out = os.path.join(O, "small-v1")
-        rm(out)
-        warm(self.small_v1)
+        self.discard(out)
+        waself.discard(self.small_v1)
         self.timed("small2048v1.decrypt", self.dcmseal(
             "decrypt", "-r", "-q", "--jobs", N, self.small_v1, "-o", out), tree=O)
-        rm(out)
+        self.discard(out)
         self.unwrap_loop("kek2048v1")
         for key, extra in (("small2048.encrypt", []),
                            ("small2048conceal.encrypt", ["--conceal-names"])):
             out = os.path.join(O, "small-enc")
-            rm(out)
-            warm(self.smalls)
+            self.discard(out)
+            waself.discard(self.smalls)
             self.timed(key, self.dcmseal("encrypt", "-r", "-q", "--key", "kek2048", "--jobs", N,
                                          self.smalls, "-o", out, *extra), tree=O)
-            rm(out)
+            self.discard(out)
         if run == 0:
             for key in ("archive.encrypt", "archive.decrypt", "archive.verify",
                         "archive.rewrap", "archive2048.decrypt", "archive2048.rewrap"):
@@ -655,7 +678,7 @@ class Bench:
                     self.check_summary(key, self.a.small_files)
             for key in ("small2048v1.decrypt", "small2048conceal.encrypt"):
                 self.check_summary(key, self.a.small_files)
-        rm(enc)
+        self.discard(enc)
 
     def check_summary(self, key, n):
         """Each tree run did every one of its |n| files, and none failed."""
@@ -890,8 +913,16 @@ class Bench:
             intoken, limit = f"loop.kek{bits}.rewrap-in-token", "in-token rewrap loop"
             if not self.samples.get(intoken):
                 intoken, limit = f"loop.kek{bits}.rewrap-host", "host rewrap loop"
+            # Format v2: rewrap also checks the old slot's origin proof and
+            # proves the new slot, in the token: with them, the limit.
+            proofs = f"loop.kek{bits}.rewrap+proofs"
             row("4", f"RSA-{bits}: {limit}", self.med(intoken), "obj/s",
-                "C_Decrypt loop", self.ratio(intoken, loop), "(limit of rewrap)")
+                "C_Decrypt loop", self.ratio(intoken, loop),
+                "" if proofs in self.samples else "(limit of rewrap)")
+            if proofs in self.samples:
+                row("4", f"RSA-{bits}: the same + proof check and proof", self.med(proofs),
+                    "obj/s", "C_Decrypt loop", self.ratio(proofs, loop), "(limit of rewrap)")
+                intoken, limit = proofs, "rewrap+proofs loop"
             # Format v2: a reader also checks each object's origin proof in
             # the token, so decrypt's limit is unwrap + check on the same
             # sessions (docs/HSM.md).
@@ -1095,6 +1126,7 @@ class Bench:
                 say(f"run {run + 1}/{a.runs}: one large object")
                 self.row_large(run == 0)
             if a.rows & {3, 4, 5}:
+                self.empty_trash(wait=True)
                 say(f"run {run + 1}/{a.runs}: archive")
                 self.row_archive(run)
             if 5 in a.rows:
@@ -1102,6 +1134,7 @@ class Bench:
             if 6 in a.rows:
                 say(f"run {run + 1}/{a.runs}: Orthanc")
                 self.row_orthanc(run)
+        self.empty_trash(wait=False)
         rows = self.table()
         commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                                 capture_output=True, text=True).stdout.strip() or "?"
@@ -1118,7 +1151,8 @@ class Bench:
             f"inputs:   {described}",
             f"method:   median of {a.runs} run(s); ratio = median of the ratios within each "
             f"run; times include fsync (files) or syncfs (trees) of the outputs for every "
-            f"command; peak RSS is the largest of all runs",
+            f"command; peak RSS is the largest of all runs; rows 3 and 4 delete no output "
+            f"between timed commands (bench.py, discard)",
             "",
         ]
         table = self.render(rows, head)

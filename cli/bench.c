@@ -34,15 +34,16 @@ typedef enum {
     OP_PROVE,
     OP_CHECK,
     OP_UNWRAP_CHECK,
+    OP_REWRAP_PROOFS,
     OP_COUNT
 } bench_op;
 
 static const char *const op_id[OP_COUNT] = {"unwrap", "rewrap-in-token", "rewrap-host",
                                             "wrap",   "prove",           "check",
-                                            "unwrap+check"};
+                                            "unwrap+check", "rewrap+proofs"};
 static const char *const op_title[OP_COUNT] = {
     "unwrap (C_Decrypt)", "rewrap in token",      "rewrap via host",  "wrap new DEK",
-    "origin proof (Sign)", "proof check (Verify)", "unwrap + check"};
+    "origin proof (Sign)", "proof check (Verify)", "unwrap + check",   "rewrap + proofs"};
 
 /* As long as the message an origin proof covers (FORMAT.md). */
 #define BENCH_PROOF_MSG 761
@@ -183,6 +184,15 @@ static dcmseal_status bench_one(dcmseal_session_t *s, const bench_data *d, bench
         st = bench_one(s, d, OP_UNWRAP, i, err);
         if (st == DCMSEAL_OK)
             st = bench_one(s, d, OP_CHECK, i, err);
+        break;
+    case OP_REWRAP_PROOFS:
+        /* What rewrap asks of the token for a format v2 object: the old
+         * slot's proof checked, the DEK rewrapped, the new slot proven. */
+        st = bench_one(s, d, OP_CHECK, i, err);
+        if (st == DCMSEAL_OK)
+            st = bench_one(s, d, d->in_token ? OP_REWRAP_TOKEN : OP_REWRAP_HOST, i, err);
+        if (st == DCMSEAL_OK)
+            st = bench_one(s, d, OP_PROVE, i, err);
         break;
     case OP_PROVE:
         st = dcmseal_origin_sign(s, out, d->from.name, d->from.version, d->msg[i],
@@ -393,7 +403,7 @@ static int op_available(const bench_data *d, bench_op op)
 {
     if (op == OP_REWRAP_TOKEN)
         return d->in_token;
-    if (op == OP_PROVE || op == OP_CHECK || op == OP_UNWRAP_CHECK)
+    if (op == OP_PROVE || op == OP_CHECK || op == OP_UNWRAP_CHECK || op == OP_REWRAP_PROOFS)
         return d->proof != NULL;
     return 1;
 }

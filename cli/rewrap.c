@@ -15,9 +15,12 @@
  * reason, NULL when only single objects took that path. */
 static _Atomic(const char *) refusal;
 static atomic_flag host_path_told = ATOMIC_FLAG_INIT;
-/* Objects finished at once share their flushes (engine/rewrap.c): as many
- * as have finished in the token, with no wait for more. */
+/* Objects finished at once share their flushes (engine/rewrap.c): a group
+ * gathers for up to GROUP_WAIT_MS or GROUP_FILES objects, as encrypt's and
+ * decrypt's outputs do (object.c), so that two flushes serve many objects
+ * rather than the one or two that finish while the last group commits. */
 #define GROUP_FILES 64
+#define GROUP_WAIT_MS 20
 
 static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
@@ -136,7 +139,8 @@ int cli_cmd_rewrap(const cli_opts *o)
                                       .in_place = 1,
                                       .one = rewrap_one,
                                       .finish = rewrap_finish,
-                                      .group = GROUP_FILES};
+                                      .group = GROUP_FILES,
+                                      .group_wait_ms = GROUP_WAIT_MS};
     if (o->nargs < 1)
         return cli_usage_error("rewrap takes one or more paths");
     return cli_batch_run(&cmd, o);
