@@ -592,7 +592,7 @@ class Bench:
         enc = os.path.join(O, "enc3072")
         for d in ("cp", "enc3072", "dec3072", "cms", "dec2048"):
             self.discard(os.path.join(O, d))
-        waself.discard(A, self.enc2048)
+        warm(A, self.enc2048)
         self.timed("archive.cp", ["cp", "-r", A, os.path.join(O, "cp")], tree=O)
         self.discard(os.path.join(O, "cp"))
         self.timed("archive.encrypt", self.dcmseal("encrypt", "-r", "-q", "--key", "kek3072",
@@ -637,7 +637,7 @@ class Bench:
         # (the order alternates between runs, so drift favours none).
         for bits, enc_small in self.small_enc.items():
             out = os.path.join(O, f"small{bits}")
-            waself.discard(enc_small)
+            warm(enc_small)
             self.unwrap_loop(f"kek{bits}", prefix="smallloop")
             todo = [("decrypt", self.a.dcmseal, ["decrypt", "--durability", "group"]),
                     ("decrypt-file", self.a.dcmseal, ["decrypt", "--durability", "file"]),
@@ -656,7 +656,7 @@ class Bench:
         # encrypt with and without concealed names.
         out = os.path.join(O, "small-v1")
         self.discard(out)
-        waself.discard(self.small_v1)
+        warm(self.small_v1)
         self.timed("small2048v1.decrypt", self.dcmseal(
             "decrypt", "-r", "-q", "--jobs", N, self.small_v1, "-o", out), tree=O)
         self.discard(out)
@@ -665,7 +665,7 @@ class Bench:
                            ("small2048conceal.encrypt", ["--conceal-names"])):
             out = os.path.join(O, "small-enc")
             self.discard(out)
-            waself.discard(self.smalls)
+            warm(self.smalls)
             self.timed(key, self.dcmseal("encrypt", "-r", "-q", "--key", "kek2048", "--jobs", N,
                                          self.smalls, "-o", out, *extra), tree=O)
             self.discard(out)
