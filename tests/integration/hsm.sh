@@ -188,13 +188,13 @@ check "bench: 14 rows, numbers > 0" rows_ok
 untouched "after bench"
 expect 0 "bench --json" "$DCMSEAL" bench --objects 20 --sessions 1,2 --bits 2048 --json
 in_token=$([ "$TOKEN_REWRAP" = in-token ] && echo True || echo False)
-check "bench json: 14 results, numbers > 0 but a refused path's" py 'len(d["results"]) == 14 and all((r["objects_per_s"] is None) if r["operation"] == "rewrap-in-token" and not '$in_token' else (r["objects_per_s"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["ratio_to_unwrap"] > 0) for r in d["results"])'
-check "bench json: both session counts, every operation" py 'sorted((r["sessions"], r["operation"]) for r in d["results"]) == sorted((s, o) for s in (1, 2) for o in ("unwrap", "rewrap-in-token", "rewrap-host", "wrap", "prove", "check", "unwrap+check"))'
+check "bench json: 16 results, numbers > 0 but a refused path's" py 'len(d["results"]) == 16 and all((r["objects_per_s"] is None) if r["operation"] == "rewrap-in-token" and not '$in_token' else (r["objects_per_s"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["ratio_to_unwrap"] > 0) for r in d["results"])'
+check "bench json: both session counts, every operation" py 'sorted((r["sessions"], r["operation"]) for r in d["results"]) == sorted((s, o) for s in (1, 2) for o in ("unwrap", "rewrap-in-token", "rewrap-host", "wrap", "prove", "check", "unwrap+check", "rewrap+proofs"))'
 check "bench json: the origin proof is measured" py 'all(r["objects_per_s"] > 0 for r in d["results"] if r["operation"] in ("prove", "check", "unwrap+check"))'
 check "bench json: the path the token takes ($TOKEN_REWRAP), and why" py 'd["in_token_rewrap"] is '$in_token' and (d["rewrap_refusal"] is None) == '$in_token' and d["scratch"] is True and d["kept"] is False'
 untouched "after bench --json"
 expect 0 "bench --key (an existing key, read only)" "$DCMSEAL" bench --key kek --objects 5 --sessions 1 --json
-check "bench --key: uses it" py 'd["key"] == "kek" and d["scratch"] is False and len(d["results"]) == 7'
+check "bench --key: uses it" py 'd["key"] == "kek" and d["scratch"] is False and len(d["results"]) == 8'
 untouched "after bench --key"
 expect 0 "bench --keep" "$DCMSEAL" bench --objects 5 --sessions 1 --bits 2048 --keep
 kept=$(sed -n "s/.*kept scratch key '\([^']*\)'.*/\1/p" "$tmp/err")
