@@ -51,7 +51,7 @@ STEPS = [
     ("report, progress, closing files", ["record", "finish_jobs", "tree_finish",
                                          "finisher_main"]),
     ("walk (directories, the queue)", ["cli_walk", "cli_pool_walk", "visit", "enqueue"]),
-    ("worker, other", ["work"]),
+    ("worker, other", ["work", "encrypt_one", "decrypt_one", "verify_one", "rewrap_one"]),
     ("start-up, exit", ["main", "_dl_start", "_dl_init", "exit"]),
 ]
 
@@ -80,11 +80,13 @@ def main():
             stack.append(re.sub(r"\+0x[0-9a-f]+$", "", sym.strip()))
     if stack is not None:
         samples.append(stack)
-    counts = collections.Counter()
+    counts, leaves = collections.Counter(), collections.Counter()
     for names in samples:
         frames = set(names)
         step = next((s for s, fns in STEPS if frames.intersection(fns)), "other")
         counts[step] += 1
+        if step == "other":
+            leaves[" < ".join(names[:3])] += 1
     total_us = len(samples) / HZ * 1e6
     print(f"{' '.join(cmd)}\n{len(samples)} samples at {HZ} Hz: "
           f"{total_us / files:.0f} us of CPU per file, {files} files\n")
@@ -93,6 +95,8 @@ def main():
         if counts[step]:
             n = counts[step]
             print(f"| {step} | {n / HZ * 1e6 / files:.0f} | {100 * n / len(samples):.1f} % |")
+    print("\nother, by innermost frames: " +
+          "; ".join(f"{k} ({n})" for k, n in leaves.most_common(5)))
 
 
 if __name__ == "__main__":

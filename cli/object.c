@@ -585,7 +585,8 @@ static void tree_finish(const cli_opts *o, cli_entry *const *e, cli_result *cons
     (void)dcmseal_outfile_commit_all(files, n, errs);
     for (size_t i = 0; i < n; i++) {
         cli_result *r = res[i];
-        cli_dir *out_dir = o->in_place ? NULL : r->out_dir ? r->out_dir : cli_dir_get0_out(e[i]->dir);
+        cli_dir *out_dir = o->in_place ? NULL
+                           : r->out_dir ? r->out_dir : cli_dir_get0_out(e[i]->dir);
         int err;
         if (r->err.status == DCMSEAL_OK) {
             if (out_dir == NULL || (err = cli_dir_durable(out_dir)) == 0)
@@ -600,8 +601,9 @@ static void tree_finish(const cli_opts *o, cli_entry *const *e, cli_result *cons
             memset(&r->wrap, 0, sizeof r->wrap);
             r->say = CLI_SAY_NONE;
             if (r->err.status == DCMSEAL_E_USAGE && !o->force && !o->in_place)
-                already_done(o, NULL, cli_dir_fd(out_dir), r->out_dir ? r->out_name : e[i]->name,
-                             out_sealed, r->fd, &r->sb, r);
+                already_done(o, NULL, cli_dir_fd(out_dir),
+                             r->out_dir ? r->out_name : e[i]->name, out_sealed, r->fd, &r->sb,
+                             r);
             else if (o->in_place)
                 done_meanwhile(o, e[i], out_sealed, r);
         }

@@ -36,7 +36,7 @@ typedef struct worker_arg {
 
 int cli_queue_init(cli_queue *q, size_t cap)
 {
-    *q = (cli_queue){.cap = cap, .want = 1};
+    *q = (cli_queue){.cap = cap};
     q->items = calloc(cap, sizeof *q->items);
     q->at = calloc(cap, sizeof *q->at);
     if (q->items == NULL || q->at == NULL) {
