@@ -369,7 +369,8 @@ void *cli_queue_pop(cli_queue *q);
 /* Up to |max| of the oldest items into |items|, waiting while the queue is
  * empty and open; then, with |wait_ns|, while fewer than |max| are queued,
  * until the oldest has waited |wait_ns| (woken once, not per item pushed).
- * Returns how many; 0 once the queue is closed and empty. */
+ * Of several takers one gathers at a time. Returns how many; 0 once the
+ * queue is closed and empty. */
 size_t cli_queue_pop_many(cli_queue *q, void **items, size_t max, long wait_ns);
 /* No more pushes: cli_queue_pop returns what is left, then NULL. */
 void cli_queue_close(cli_queue *q);
@@ -459,11 +460,11 @@ typedef struct cli_batch_cmd {
      * commit, n <= |group|, when |group| > 1; else one), on a finisher
      * thread, and closes each res->fd. NULL when |one| never leaves one. */
     void (*finish)(const cli_opts *o, cli_entry *const *e, cli_result *const *res, size_t n);
-    /* How results reach |finish|: with |group| > 1, up to |group| at once,
-     * up to |group_bytes| of data (0: no limit; one alone may exceed it),
-     * on one finisher thread, which lets a group gather for up to
-     * |group_wait_ms| after its first result was left; otherwise one at a
-     * time on |finishers| threads (0: 16, at most 128). Twice as many
+    /* How results reach |finish|, on |finishers| threads (0: 16; with
+     * |group|, 0: 4): with |group| > 1, up to |group| at once, up to
+     * |group_bytes| of data (0: no limit; one alone may exceed it), which
+     * one finisher at a time lets gather for up to |group_wait_ms| after
+     * its first result was left; otherwise one at a time. Twice as many
      * results as can be in hand wait in the queue before them. */
     int finishers;
     unsigned group;

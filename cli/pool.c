@@ -104,7 +104,9 @@ void *cli_queue_pop(cli_queue *q)
 size_t cli_queue_pop_many(cli_queue *q, void **items, size_t max, long wait_ns)
 {
     pthread_mutex_lock(&q->lock);
-    while (q->count == 0 && !q->closed)
+    /* One taker gathers at a time; the others wait for what comes after
+     * its group. */
+    while ((q->count == 0 || q->gathering) && !q->closed)
         pthread_cond_wait(&q->not_empty, &q->lock);
     if (wait_ns > 0 && q->count > 0 && q->count < max && !q->closed) {
         struct timespec until = q->at[q->head];
@@ -119,6 +121,8 @@ size_t cli_queue_pop_many(cli_queue *q, void **items, size_t max, long wait_ns)
         q->gathering = 0;
     }
     size_t n = take(q, items, max);
+    if (q->count > 0)
+        pthread_cond_signal(&q->not_empty); /* the next group's taker */
     pthread_mutex_unlock(&q->lock);
     return n;
 }
