@@ -66,9 +66,11 @@ void cli_queue_push(cli_queue *q, void *it)
     const size_t i = (q->head + q->count++) % q->cap;
     q->items[i] = it;
     clock_gettime(CLOCK_MONOTONIC, &q->at[i]);
-    pthread_cond_signal(&q->not_empty);
-    /* A gathering taker is woken once, when what it waits for is there. */
-    if (q->gathering && q->count == q->want)
+    /* A gathering taker is woken once, when what it waits for is there;
+     * the other takers wait for its turn to end, not for each item. */
+    if (!q->gathering)
+        pthread_cond_signal(&q->not_empty);
+    else if (q->count == q->want)
         pthread_cond_signal(&q->gathered);
     pthread_mutex_unlock(&q->lock);
 }
