@@ -6,7 +6,6 @@
 #ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE 1
 #endif
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +16,9 @@
 #include <p11-kit/pkcs11.h>
 
 #include "../support/check.h"
+#include "../support/softhsm.h"
 
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define MODULE SOFTHSM_MODULE
 #define LABEL "dcmseal-origin"
 #define PIN "2468"
 
@@ -35,23 +35,8 @@ static CK_SESSION_HANDLE raw_h;
 
 static int raw_open(void)
 {
-    CK_SLOT_ID slots[16], slot = 0;
-    CK_ULONG n = 16;
-    void *lib = dlopen(MODULE, RTLD_NOW);
-    CK_C_GetFunctionList get = lib ? (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList") : NULL;
-    if (get == NULL || get(&raw) != CKR_OK || raw->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
-        return 0;
-    for (CK_ULONG i = 0; i < n; i++) {
-        CK_TOKEN_INFO ti;
-        if (raw->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
-            memcmp(ti.label, LABEL, strlen(LABEL)) == 0)
-            slot = slots[i];
-    }
-    if (raw->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &raw_h) !=
-        CKR_OK)
-        return 0;
-    CK_RV rv = raw->C_Login(raw_h, CKU_USER, (CK_UTF8CHAR *)PIN, strlen(PIN));
-    return rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN;
+    CK_SLOT_ID slot;
+    return softhsm_raw_open(LABEL, PIN, &raw, &slot, &raw_h) == 0;
 }
 
 /* The objects that match |t| (|n| attributes), the first in |*first|. */
@@ -445,30 +430,15 @@ static void test_planted(dcmseal_session_t *s)
 
 int main(void)
 {
-    char cmd[512], uri[512];
+    char uri[512];
     dcmseal_error err;
     dcmseal_token_t *tok = NULL;
     dcmseal_session_t *s = NULL;
 
     snprintf(dir, sizeof dir, "/tmp/test_origin.XXXXXX");
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
+    if (softhsm_token_new(dir, LABEL, PIN) != 0)
         return 2;
-    }
-    snprintf(cmd, sizeof cmd, "%s/tokens", dir);
-    mkdir(cmd, 0700);
-    snprintf(cmd, sizeof cmd, "%s/softhsm2.conf", dir);
-    FILE *f = fopen(cmd, "w");
-    if (f == NULL)
-        return 2;
-    fprintf(f, "directories.tokendir = %s/tokens\nobjectstore.backend = file\n", dir);
-    fclose(f);
-    setenv("SOFTHSM2_CONF", cmd, 1);
     setenv("TEST_ORIGIN_PIN", PIN, 1);
-    snprintf(cmd, sizeof cmd,
-             "softhsm2-util --init-token --free --label " LABEL " --so-pin 1234 --pin " PIN
-             " >/dev/null");
-    CHECK(system(cmd) == 0, "softhsm2-util --init-token");
     snprintf(uri, sizeof uri,
              "pkcs11:token=" LABEL "?module-path=" MODULE "&pin-source=env:TEST_ORIGIN_PIN");
     EXPECT(dcmseal_token_open(&tok, uri, &err), DCMSEAL_OK, err, "open");
@@ -485,8 +455,6 @@ int main(void)
     }
     dcmseal_session_free(s);
     dcmseal_token_free(tok);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    softhsm_token_remove(dir);
     return check_done("test_origin");
 }

@@ -2,7 +2,6 @@
 #ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE 1
 #endif
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -20,8 +19,9 @@
 #include <p11-kit/pkcs11.h>
 
 #include "../support/check.h"
+#include "../support/softhsm.h"
 
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define MODULE SOFTHSM_MODULE
 #define LABEL "dcmseal-test"
 #define PIN "5678"
 #define BAD_PIN "0000"
@@ -168,28 +168,7 @@ static CK_SESSION_HANDLE raw_h;
 
 static int raw_open(void)
 {
-    CK_SLOT_ID slots[16];
-    CK_ULONG n = 16;
-    if (raw == NULL) {
-        void *lib = dlopen(MODULE, RTLD_NOW);
-        CK_C_GetFunctionList get = lib ? (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList")
-                                       : NULL;
-        if (get == NULL || get(&raw) != CKR_OK)
-            return 0;
-        if (raw->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
-            return 0;
-        for (CK_ULONG i = 0; i < n; i++) {
-            CK_TOKEN_INFO ti;
-            if (raw->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
-                memcmp(ti.label, LABEL, strlen(LABEL)) == 0)
-                raw_slot = slots[i];
-        }
-    }
-    if (raw->C_OpenSession(raw_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
-                           &raw_h) != CKR_OK)
-        return 0;
-    CK_RV rv = raw->C_Login(raw_h, CKU_USER, (CK_UTF8CHAR *)PIN, strlen(PIN));
-    return rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN;
+    return softhsm_raw_open(LABEL, PIN, &raw, &raw_slot, &raw_h) == 0;
 }
 
 static CK_OBJECT_HANDLE raw_find(CK_OBJECT_CLASS cls, const char *label, const char *id)
@@ -1531,7 +1510,7 @@ static void test_threads(dcmseal_token_t *tok, const dcmseal_kek_info *kek)
 
 int main(void)
 {
-    char cmd[512], uri[512];
+    char uri[512];
     dcmseal_error err;
     dcmseal_token_t *tok = NULL;
     dcmseal_session_t *s = NULL;
@@ -1539,23 +1518,13 @@ int main(void)
     int rc;
 
     snprintf(dir, sizeof dir, "/tmp/test_pkcs11.XXXXXX");
-    if (mkdtemp(dir) == NULL || mkdir(path_in("tokens"), 0700) != 0) {
-        perror("mkdtemp");
+    if (softhsm_token_new(dir, LABEL, PIN) != 0)
         return 2;
-    }
-    snprintf(cmd, sizeof cmd, "directories.tokendir = %s\nobjectstore.backend = file\n",
-             path_in("tokens"));
-    write_file(path_in("softhsm2.conf"), cmd);
-    setenv("SOFTHSM2_CONF", path_in("softhsm2.conf"), 1);
     unsetenv("DCMSEAL_PIN");
     /* Fast failures where the token is gone for good (test_moved). */
     setenv("DCMSEAL_RETRY_MAX", "2", 1);
     write_file(path_in("pin"), PIN "\n");
     write_file(path_in("badpin"), BAD_PIN "\n");
-    snprintf(cmd, sizeof cmd,
-             "softhsm2-util --init-token --free --label " LABEL
-             " --so-pin 1234 --pin " PIN " >/dev/null");
-    CHECK(system(cmd) == 0, "softhsm2-util --init-token");
 
     test_open();
 
@@ -1586,9 +1555,7 @@ int main(void)
     dcmseal_session_free(s);
     dcmseal_token_free(tok);
 
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    softhsm_token_remove(dir);
     rc = check_done("test_pkcs11");
     return rc;
 }
