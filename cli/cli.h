@@ -448,6 +448,12 @@ typedef struct cli_result {
 
 typedef struct cli_worker cli_worker;
 
+/* A group commit's bounds (cli_batch_cmd.group, .group_wait_ms): files
+ * finishing a little apart share a flush, while a kill loses little work
+ * and the report stays live. */
+#define CLI_GROUP_FILES 64
+#define CLI_GROUP_WAIT_MS 20
+
 typedef struct cli_batch_cmd {
     const char *name;      /* "encrypt" */
     const char *done;      /* what CLI_DONE is called: "encrypted" */

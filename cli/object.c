@@ -547,21 +547,17 @@ static void tree_transform(const cli_worker *w, int dir_fd, const char *name, in
 /* The outputs of a tree run committed together (--durability group, the
  * default): one flush of their data, then their names, then one flush of
  * each directory, whatever the number of files that finish at once. A
- * group gathers for at most GROUP_WAIT_MS, GROUP_FILES files or
- * GROUP_BYTES of data, so that files finishing a little apart share a
- * flush while a kill loses little work and the report stays live.
- * --durability file commits each output on its own. */
-#define GROUP_FILES 64
+ * group gathers for at most CLI_GROUP_WAIT_MS, CLI_GROUP_FILES files or
+ * GROUP_BYTES of data. --durability file commits each output on its own. */
 #define GROUP_BYTES (64u << 20)
-#define GROUP_WAIT_MS 20
 
 /* cli_batch_run for encrypt and decrypt, with the durability asked for. */
 static int tree_run(cli_batch_cmd cmd, const cli_opts *o)
 {
     if (!o->durability_file) {
-        cmd.group = GROUP_FILES;
+        cmd.group = CLI_GROUP_FILES;
         cmd.group_bytes = GROUP_BYTES;
-        cmd.group_wait_ms = GROUP_WAIT_MS;
+        cmd.group_wait_ms = CLI_GROUP_WAIT_MS;
     }
     return cli_batch_run(&cmd, o);
 }
@@ -575,9 +571,9 @@ static int tree_run(cli_batch_cmd cmd, const cli_opts *o)
 static void tree_finish(const cli_opts *o, cli_entry *const *e, cli_result *const *res,
                         size_t n, int out_sealed)
 {
-    dcmseal_outfile_t *files[GROUP_FILES] = {NULL};
-    dcmseal_error *errs[GROUP_FILES] = {NULL};
-    for (size_t i = 0; i < n; i++) { /* n <= GROUP_FILES: cli_batch_cmd.group */
+    dcmseal_outfile_t *files[CLI_GROUP_FILES] = {NULL};
+    dcmseal_error *errs[CLI_GROUP_FILES] = {NULL};
+    for (size_t i = 0; i < n; i++) { /* n <= CLI_GROUP_FILES: cli_batch_cmd.group */
         files[i] = res[i]->out_file;
         errs[i] = &res[i]->err;
         res[i]->out_file = NULL;

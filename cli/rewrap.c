@@ -15,12 +15,10 @@
  * reason, NULL when only single objects took that path. */
 static _Atomic(const char *) refusal;
 static atomic_flag host_path_told = ATOMIC_FLAG_INIT;
-/* Objects finished at once share their flushes (engine/rewrap.c): a group
- * gathers for up to GROUP_WAIT_MS or GROUP_FILES objects, as encrypt's and
- * decrypt's outputs do (object.c), so that two flushes serve many objects
- * rather than the one or two that finish while the last group commits. */
-#define GROUP_FILES 64
-#define GROUP_WAIT_MS 20
+/* Objects finished at once share their flushes (engine/rewrap.c). A group
+ * gathers as encrypt's and decrypt's outputs do (object.c), so that two
+ * flushes serve many objects rather than the one or two that finish while
+ * the last group commits. */
 
 static void rewrap_one(cli_worker *w, const cli_entry *e, cli_result *res)
 {
@@ -117,11 +115,11 @@ static void rewrap_told(cli_result *res)
 static void rewrap_finish(const cli_opts *o, cli_entry *const *e, cli_result *const *res,
                           size_t n)
 {
-    dcmseal_rewrap_report *reps[GROUP_FILES] = {NULL};
-    dcmseal_error *errs[GROUP_FILES] = {NULL};
-    int fds[GROUP_FILES] = {0};
+    dcmseal_rewrap_report *reps[CLI_GROUP_FILES] = {NULL};
+    dcmseal_error *errs[CLI_GROUP_FILES] = {NULL};
+    int fds[CLI_GROUP_FILES] = {0};
     (void)o, (void)e;
-    for (size_t i = 0; i < n; i++) { /* n <= GROUP_FILES: cli_batch_cmd.group */
+    for (size_t i = 0; i < n; i++) { /* n <= CLI_GROUP_FILES: cli_batch_cmd.group */
         reps[i] = &res[i]->rewrap;
         fds[i] = res[i]->fd;
         errs[i] = &res[i]->err;
@@ -139,8 +137,8 @@ int cli_cmd_rewrap(const cli_opts *o)
                                       .in_place = 1,
                                       .one = rewrap_one,
                                       .finish = rewrap_finish,
-                                      .group = GROUP_FILES,
-                                      .group_wait_ms = GROUP_WAIT_MS};
+                                      .group = CLI_GROUP_FILES,
+                                      .group_wait_ms = CLI_GROUP_WAIT_MS};
     if (o->nargs < 1)
         return cli_usage_error("rewrap takes one or more paths");
     return cli_batch_run(&cmd, o);
